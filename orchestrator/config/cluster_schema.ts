@@ -1,0 +1,125 @@
+// The schema of cluster.yaml: every key a user may write, its type and its default.
+
+import type { Field, Spec } from "./schema_spec.ts";
+import { MODEL_PRESETS } from "./presets.ts";
+
+const posInt: Spec = { kind: "int", min: 1 };
+const nonNegInt: Spec = { kind: "int", min: 0 };
+const posNum: Spec = { kind: "number", positive: true };
+const str: Spec = { kind: "string" };
+const f = (spec: Spec, extra: Omit<Field, "spec"> = {}): Field => ({ spec, ...extra });
+
+/** Per-degree bandwidth table, GB/s per device: `{2: 119.5, 4: 104.1}`. Keys are checked by the resolver. */
+const bandwidthTable: Spec = { kind: "object", fields: {}, openKeys: posNum };
+
+/** Cost constants of one model on one cluster (the paper's α/β model; times in ms). */
+export const costConstantsSpec: Spec = {
+  kind: "object",
+  fields: {
+    alpha1: f({ kind: "number", min: 0 }, { required: true }),
+    alpha2: f({ kind: "number", min: 0 }, { required: true }),
+    beta1: f({ kind: "number", min: 0 }, { default: 0 }),
+    act_mb_per_token: f(posNum, { required: true }),
+    act_mb_per_token_full: f(posNum),
+    params: f(posNum),
+    bandwidth_gbps: f({
+      kind: "object",
+      fields: { intra: f(bandwidthTable, { default: {} }), inter: f(bandwidthTable, { default: {} }) },
+    }, { required: true }),
+    /** Relative speed of each executor kind's device; a group runs at its slowest device. */
+    device_speed: f({ kind: "object", fields: {}, openKeys: posNum }),
+  },
+};
+
+const nodeSpec: Spec = {
+  kind: "object",
+  fields: {
+    host: f(str, { required: true }),
+    transport: f({ kind: "enum", values: ["local", "ssh"] }, { default: "ssh" }),
+    user: f(str),
+    port: f({ kind: "int", min: 1, max: 65535 }, { default: 22 }),
+    identity: f(str),
+    known_hosts: f(str),
+    host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
+    devices: f(posInt, { required: true }),
+    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, { default: "auto" }),
+    device_memory_gb: f(posNum),
+    speed: f(posNum, { default: 1 }),
+    deno: f(str),
+    workdir: f(str),
+  },
+};
+
+/** The whole config file. */
+export const clusterConfigSpec: Spec = {
+  kind: "object",
+  fields: {
+    name: f(str, { default: "flexsp" }),
+    cluster: f({
+      kind: "object",
+      fields: {
+        nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }, { required: true }),
+        connect_timeout_s: f(posNum, { default: 10 }),
+        heartbeat_timeout_s: f(posNum, { default: 10 }),
+      },
+    }, { required: true }),
+    model: f({
+      kind: "object",
+      fields: {
+        preset: f({ kind: "enum", values: Object.keys(MODEL_PRESETS) }),
+        layers: f(posInt),
+        hidden: f(posInt),
+        heads: f(posInt),
+        vocab: f(posInt),
+        max_seq: f(posInt),
+        checkpointing: f({ kind: "enum", values: ["none", "selective", "full"] }, { default: "selective" }),
+      },
+    }, { required: true }),
+    training: f({
+      kind: "object",
+      fields: {
+        dataset: f(str),
+        lengths: f({ kind: "enum", values: ["wikipedia", "github", "commoncrawl"] }),
+        global_batch: f(posInt, { default: 16 }),
+        steps: f(posInt, { default: 50 }),
+        lr: f(posNum, { default: 3e-3 }),
+        weight_decay: f({ kind: "number", min: 0 }, { default: 0.01 }),
+        grad_clip: f({ kind: "number", min: 0 }, { default: 1 }),
+        warmup_steps: f(nonNegInt, { default: 0 }),
+        seed: f(nonNegInt, { default: 1 }),
+        long_sequences: f({ kind: "enum", values: ["split", "drop"] }, { default: "split" }),
+        checkpoint_dir: f(str),
+        checkpoint_interval: f(nonNegInt, { default: 10 }),
+        on_failure: f({ kind: "enum", values: ["stop", "restart", "elastic"] }, { default: "stop" }),
+      },
+    }, { default: {} }),
+    planner: f({
+      kind: "object",
+      fields: {
+        strategy: f({ kind: "enum", values: ["flexsp", "static", "batchada"] }, { default: "flexsp" }),
+        static_degree: f(posInt),
+        memory_budget_gb: f(posNum),
+        zero_stage: f({ kind: "int", min: 0, max: 3 }, { default: 3 }),
+        buckets: f({
+          kind: "oneOf",
+          options: [posInt, { kind: "enum", values: ["auto"] }],
+          expected: 'a positive integer or "auto"',
+        }, { default: "auto" }),
+        micro_batch_trials: f(posInt, { default: 4 }),
+        time_limit_ms: f(posNum, { default: 1000 }),
+        milp: f({ kind: "enum", values: ["glpk", "highs", "none"] }, { default: "highs" }),
+        deterministic: f({ kind: "bool" }, { default: false }),
+        min_degree: f(posInt, { default: 1 }),
+        overflow: f({ kind: "enum", values: ["error", "drop"] }, { default: "error" }),
+      },
+    }, { default: {} }),
+    profile: f({
+      kind: "object",
+      fields: {
+        path: f(str),
+        constants: f(costConstantsSpec),
+        models: f({ kind: "object", fields: {}, openKeys: costConstantsSpec }),
+      },
+    }, { default: {} }),
+  },
+};

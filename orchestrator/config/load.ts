@@ -1,0 +1,296 @@
+// Reads cluster.yaml (plus --set overrides), validates it with located errors, and resolves it into a Config.
+
+import { isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument } from "yaml";
+import type { Node as YamlNode } from "yaml";
+import { UserError } from "../errors.ts";
+import { clusterConfigSpec } from "./cluster_schema.ts";
+import { MODEL_PRESETS } from "./presets.ts";
+import { formatPath, SchemaError, validate } from "./schema_spec.ts";
+import type { Config, CostConstants, NodeConfig } from "./types.ts";
+
+type Path = (string | number)[];
+
+/** Parses `cluster.nodes[0].executor` into `["cluster", "nodes", 0, "executor"]`. */
+export function parsePath(text: string): Path {
+  const out: Path = [];
+  const re = /([^.[\]]+)|\[(\d+)\]/g;
+  let consumed = "";
+  for (const m of text.matchAll(re)) {
+    out.push(m[2] !== undefined ? Number(m[2]) : m[1]);
+    consumed += m[0];
+  }
+  if (out.length === 0 || consumed.length !== text.replaceAll(".", "").length) {
+    throw new UserError(`--set ${text}: cannot parse the path; write it like cluster.nodes[0].devices`);
+  }
+  return out;
+}
+
+interface Override {
+  text: string;
+  path: Path;
+  value: unknown;
+}
+
+/** Parses one `PATH=VALUE` override; the value is read as YAML (so `8` is a number, `true` a boolean). */
+export function parseOverride(text: string): Override {
+  const eq = text.indexOf("=");
+  if (eq <= 0) throw new UserError(`--set ${text}: expected PATH=VALUE, e.g. --set model.preset=gpt-13b`);
+  const path = parsePath(text.slice(0, eq));
+  let value: unknown;
+  try {
+    value = parseYaml(text.slice(eq + 1));
+  } catch {
+    value = text.slice(eq + 1);
+  }
+  return { text, path, value };
+}
+
+function applyOverride(doc: Record<string, unknown>, o: Override): void {
+  let cur: unknown = doc;
+  for (let i = 0; i < o.path.length - 1; i++) {
+    const key = o.path[i];
+    const container = cur as Record<string | number, unknown>;
+    if (typeof key === "number") {
+      if (!Array.isArray(container) || key > container.length) {
+        throw new UserError(`--set ${o.text}: ${formatPath(o.path.slice(0, i + 1))} does not exist`);
+      }
+    }
+    if (container[key] === undefined || container[key] === null) {
+      container[key] = typeof o.path[i + 1] === "number" ? [] : {};
+    }
+    cur = container[key];
+    if (typeof cur !== "object") {
+      throw new UserError(`--set ${o.text}: ${formatPath(o.path.slice(0, i + 1))} is not a mapping or list`);
+    }
+  }
+  (cur as Record<string | number, unknown>)[o.path[o.path.length - 1]] = o.value;
+}
+
+/** Walks the YAML AST and records the line:column of every key path. */
+function positions(node: YamlNode | null | undefined, path: Path, lc: LineCounter, out: Map<string, string>) {
+  if (!node) return;
+  const at = (offset: number | undefined) => {
+    if (offset === undefined) return undefined;
+    const p = lc.linePos(offset);
+    return `${p.line}:${p.col}`;
+  };
+  if (node.range) out.set(formatPath(path), at(node.range[0])!);
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      const keyNode = pair.key as YamlNode | undefined;
+      const childPath = [...path, key];
+      positions(pair.value as YamlNode, childPath, lc, out);
+      // Unknown-key errors point at the key itself; value errors at the value.
+      if (keyNode?.range) out.set(formatPath(childPath) + "#key", at(keyNode.range[0])!);
+      if (!pair.value && keyNode?.range) out.set(formatPath(childPath), at(keyNode.range[0])!);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => positions(item as YamlNode, [...path, i], lc, out));
+  }
+}
+
+/** Loads and validates a config file; `overrides` are `PATH=VALUE` strings from `--set`. */
+export async function loadConfig(path: string, overrides: string[] = []): Promise<Config> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UserError(`${path}: no such file; pass a cluster config, e.g. configs/local.yaml`);
+    }
+    throw new UserError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  return parseConfig(text, path, overrides);
+}
+
+/** Validates config text (as if read from `source`). */
+export function parseConfig(text: string, source: string, overrides: string[] = []): Config {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const p = lc.linePos(e.pos[0]);
+    const msg = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+    throw new UserError(`${source}:${p.line}:${p.col} YAML syntax error: ${msg}`);
+  }
+  const raw = doc.toJS() ?? {};
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    throw new UserError(`${source}: expected a mapping at the top level (cluster:, model:, ...)`);
+  }
+  const pos = new Map<string, string>();
+  positions(doc.contents as YamlNode, [], lc, pos);
+  const parsed = overrides.map(parseOverride);
+  for (const o of parsed) applyOverride(raw, o);
+
+  const locate = (p: Path, atKey = false): string => {
+    for (const o of parsed) {
+      const op = formatPath(o.path);
+      const fp = formatPath(p);
+      if (fp === op || fp.startsWith(op + ".") || fp.startsWith(op + "[")) return `--set ${o.text}:`;
+    }
+    for (let n = p.length; n >= 0; n--) {
+      const key = formatPath(p.slice(0, n));
+      const hit = (atKey && n === p.length ? pos.get(key + "#key") : undefined) ?? pos.get(key);
+      if (hit) return `${source}:${hit}`;
+    }
+    return `${source}:`;
+  };
+  try {
+    validate(raw, clusterConfigSpec, [], locate);
+  } catch (e) {
+    if (e instanceof SchemaError) throw new UserError(e.message);
+    throw e;
+  }
+  return resolve(raw as Record<string, unknown>, source, locate);
+}
+
+// deno-lint-ignore no-explicit-any
+type Raw = any;
+
+function resolveConstants(c: Raw): CostConstants {
+  const table = (t: Record<string, number>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [Number(k), v]));
+  return {
+    alpha1: c.alpha1,
+    alpha2: c.alpha2,
+    beta1: c.beta1,
+    actMbPerToken: c.act_mb_per_token,
+    actMbPerTokenFull: c.act_mb_per_token_full,
+    params: c.params,
+    bandwidth: { intra: table(c.bandwidth_gbps.intra), inter: table(c.bandwidth_gbps.inter) },
+    deviceSpeed: c.device_speed,
+  };
+}
+
+function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
+  const fail = (path: Path, msg: string): never => {
+    throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
+  };
+  const dir = source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "";
+  const rel = (p: string | undefined) => p === undefined || p.startsWith("/") ? p : dir + p;
+
+  // Model: a preset, with any explicit field overriding it.
+  const m = raw.model;
+  const preset = m.preset ? MODEL_PRESETS[m.preset] : undefined;
+  const pick = (key: string, yamlKey: string) => {
+    const v = m[yamlKey] ?? (preset as Raw)?.[key];
+    if (v === undefined) fail(["model", yamlKey], `missing; set model.preset or model.${yamlKey}`);
+    return v as number;
+  };
+  const model = {
+    preset: m.preset as string | undefined,
+    layers: pick("layers", "layers"),
+    hidden: pick("hidden", "hidden"),
+    heads: pick("heads", "heads"),
+    vocab: pick("vocab", "vocab"),
+    maxSeq: pick("maxSeq", "max_seq"),
+    checkpointing: m.checkpointing,
+  };
+  if (model.hidden % model.heads !== 0) {
+    fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
+  }
+
+  const nodes: NodeConfig[] = raw.cluster.nodes.map((n: Raw, index: number) => {
+    if (n.transport === "ssh" && !n.user && !Deno.env.get("USER")) {
+      fail(["cluster", "nodes", index, "user"], "missing; ssh nodes need a user");
+    }
+    return {
+      index,
+      host: n.host,
+      transport: n.transport,
+      user: n.user,
+      port: n.port,
+      identity: rel(n.identity),
+      knownHosts: rel(n.known_hosts),
+      hostKeyPolicy: n.host_key_policy,
+      devices: n.devices,
+      executor: n.executor,
+      deviceMemoryGb: n.device_memory_gb,
+      speed: n.speed,
+      deno: n.deno,
+      workdir: n.workdir,
+    };
+  });
+
+  const p = raw.planner;
+  if (p.static_degree !== undefined && (p.static_degree & (p.static_degree - 1)) !== 0) {
+    fail(["planner", "static_degree"], `expected a power of two, got ${p.static_degree}`);
+  }
+  if ((p.min_degree & (p.min_degree - 1)) !== 0) {
+    fail(["planner", "min_degree"], `expected a power of two, got ${p.min_degree}`);
+  }
+
+  // Cost constants: inline, or per model preset, checked for usable bandwidth tables.
+  const prof = raw.profile;
+  let constants: CostConstants | undefined;
+  let constPath: Path = ["profile", "constants"];
+  let c: Raw = prof.constants;
+  if (!c && prof.models) {
+    const key = model.preset ?? "";
+    c = prof.models[key];
+    constPath = ["profile", "models", key];
+    if (!c) {
+      fail(
+        ["profile", "models"],
+        `no constants for model "${model.preset ?? "(custom)"}"; known: ${Object.keys(prof.models).join(", ")}`,
+      );
+    }
+  }
+  if (c) {
+    for (const side of ["intra", "inter"]) {
+      for (const [k, v] of Object.entries(c.bandwidth_gbps[side] as Record<string, number>)) {
+        const d = Number(k);
+        if (!Number.isInteger(d) || d < 2 || (d & (d - 1)) !== 0) {
+          fail([...constPath, "bandwidth_gbps", side, k], `keys must be powers of two >= 2 (SP degrees), got "${k}"`);
+        }
+        void v;
+      }
+    }
+    if (Object.keys(c.bandwidth_gbps.intra).length + Object.keys(c.bandwidth_gbps.inter).length === 0) {
+      fail([...constPath, "bandwidth_gbps"], "give at least one bandwidth (GB/s per device) by degree");
+    }
+    constants = resolveConstants(c);
+  }
+
+  const t = raw.training;
+  return {
+    name: raw.name,
+    source,
+    cluster: {
+      nodes,
+      connectTimeoutS: raw.cluster.connect_timeout_s,
+      heartbeatTimeoutS: raw.cluster.heartbeat_timeout_s,
+    },
+    model,
+    training: {
+      dataset: rel(t.dataset),
+      lengths: t.lengths,
+      globalBatch: t.global_batch,
+      steps: t.steps,
+      lr: t.lr,
+      weightDecay: t.weight_decay,
+      gradClip: t.grad_clip,
+      warmupSteps: t.warmup_steps,
+      seed: t.seed,
+      longSequences: t.long_sequences,
+      checkpointDir: rel(t.checkpoint_dir),
+      checkpointInterval: t.checkpoint_interval,
+      onFailure: t.on_failure,
+    },
+    planner: {
+      strategy: p.strategy,
+      staticDegree: p.static_degree,
+      memoryBudgetGb: p.memory_budget_gb,
+      zeroStage: p.zero_stage,
+      buckets: p.buckets,
+      microBatchTrials: p.micro_batch_trials,
+      timeLimitMs: p.time_limit_ms,
+      milp: p.milp,
+      deterministic: p.deterministic,
+      minDegree: p.min_degree,
+      overflow: p.overflow,
+    },
+    profile: { path: rel(prof.path), constants },
+    document: raw,
+  };
+}

@@ -1,0 +1,99 @@
+// The resolved, typed configuration every part of the orchestrator reads.
+
+import type { ModelShape } from "./presets.ts";
+
+/** One node of the cluster as configured. */
+export interface NodeConfig {
+  /** Position in `cluster.nodes`. */
+  index: number;
+  host: string;
+  transport: "local" | "ssh";
+  user?: string;
+  port: number;
+  identity?: string;
+  knownHosts?: string;
+  hostKeyPolicy: "strict" | "accept-new";
+  devices: number;
+  executor: "cpu" | "webgpu" | "cuda" | "auto";
+  deviceMemoryGb?: number;
+  /** Relative compute speed of this node's devices (1 = the profiled speed). */
+  speed: number;
+  /** Path of a Deno binary on the node (else found on PATH or bootstrapped). */
+  deno?: string;
+  workdir?: string;
+}
+
+/** Activation checkpointing policy: decides activation memory per token and recompute overhead. */
+export type Checkpointing = "none" | "selective" | "full";
+
+/** The model to train. */
+export interface ModelConfig extends ModelShape {
+  preset?: string;
+  checkpointing: Checkpointing;
+}
+
+/** Profiled (or published) cost constants; times in ms, memory in MB (2^20 bytes). */
+export interface CostConstants {
+  /** ms per token² at degree 1. */
+  alpha1: number;
+  /** ms per token at degree 1. */
+  alpha2: number;
+  /** ms paid once per group per micro-batch. */
+  beta1: number;
+  /** Activation memory per token (MB) under the profiled checkpointing policy. */
+  actMbPerToken: number;
+  /** Activation memory per token (MB) with full checkpointing, if profiled. */
+  actMbPerTokenFull?: number;
+  /** Parameter count override (else computed from the model shape). */
+  params?: number;
+  /** Per-device all-to-all bandwidth (GB/s) by degree, for groups inside one node and groups spanning nodes. */
+  bandwidth: { intra: Record<number, number>; inter: Record<number, number> };
+  /** Relative speed per executor kind. */
+  deviceSpeed?: Record<string, number>;
+}
+
+/** Planner settings. */
+export interface PlannerConfig {
+  strategy: "flexsp" | "static" | "batchada";
+  staticDegree?: number;
+  memoryBudgetGb?: number;
+  zeroStage: 0 | 1 | 2 | 3;
+  buckets: number | "auto";
+  microBatchTrials: number;
+  timeLimitMs: number;
+  milp: "glpk" | "highs" | "none";
+  deterministic: boolean;
+  minDegree: number;
+  overflow: "error" | "drop";
+}
+
+/** Training settings. */
+export interface TrainingConfig {
+  dataset?: string;
+  lengths?: "wikipedia" | "github" | "commoncrawl";
+  globalBatch: number;
+  steps: number;
+  lr: number;
+  weightDecay: number;
+  gradClip: number;
+  warmupSteps: number;
+  seed: number;
+  longSequences: "split" | "drop";
+  checkpointDir?: string;
+  checkpointInterval: number;
+  onFailure: "stop" | "restart" | "elastic";
+}
+
+/** A fully validated config. Paths inside are resolved relative to the config file. */
+export interface Config {
+  name: string;
+  /** The file it was read from. */
+  source: string;
+  cluster: { nodes: NodeConfig[]; connectTimeoutS: number; heartbeatTimeoutS: number };
+  model: ModelConfig;
+  training: TrainingConfig;
+  planner: PlannerConfig;
+  profile: { path?: string; constants?: CostConstants };
+  /** The validated document as plain data (for hashing and checkpoints). */
+  document: Record<string, unknown>;
+}
