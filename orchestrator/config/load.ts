@@ -191,9 +191,6 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
   }
 
   const nodes: NodeConfig[] = raw.cluster.nodes.map((n: Raw, index: number) => {
-    if (n.transport === "ssh" && !n.user && !Deno.env.get("USER")) {
-      fail(["cluster", "nodes", index, "user"], "missing; ssh nodes need a user");
-    }
     return {
       index,
       host: n.host,

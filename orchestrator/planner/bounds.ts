@@ -1,0 +1,39 @@
+// Lower bounds on the step time of any valid plan (used to report the gap of a plan to optimal).
+
+import type { PlanContext } from "./context.ts";
+
+/** Fewest micro-batches the memory allows: total tokens over the cluster's token capacity. */
+export function minMicroBatches(ctx: PlanContext, lengths: readonly number[], seqs: readonly number[]): number {
+  let tokens = 0;
+  for (const k of seqs) tokens += lengths[k];
+  const cap = ctx.capacity.reduce((a, b) => a + b, 0);
+  return Math.max(1, Math.ceil(tokens / cap));
+}
+
+/**
+ * A lower bound on Σ_mb max_g time: every micro-batch pays β1; a micro-batch's makespan is at least its work
+ * (device-ms at each sequence's cheapest degree) over the devices; and the micro-batch holding the longest
+ * sequence lasts at least that sequence's time at the degree it runs on, while its other devices absorb at
+ * most the rest of the work. Minimised over the degrees the longest sequence may use.
+ */
+export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seqs: readonly number[]): number {
+  if (seqs.length === 0) return 0;
+  const n = ctx.topo.devices;
+  const beta = ctx.cost.beta1 / ctx.maxSpeed;
+  const m = minMicroBatches(ctx, lengths, seqs);
+  let longest = seqs[0];
+  let work = 0;
+  for (const k of seqs) {
+    work += ctx.minWork(lengths[k]);
+    if (lengths[k] > lengths[longest]) longest = k;
+  }
+  const s = lengths[longest];
+  const rest = work - ctx.minWork(s);
+  let best = Infinity;
+  for (const d of ctx.degrees) {
+    if (s > d * ctx.blockCapacity(d)) continue;
+    const tau = ctx.cost.seqMs(s, d, ctx.degreeSpans(d), ctx.maxSpeed);
+    best = Math.min(best, Math.max(tau, (d * tau + rest) / n));
+  }
+  return m * beta + best;
+}

@@ -1,0 +1,133 @@
+// planStep: the whole-step planner. Lengths + cluster + cost model in, a validated-shape Plan out. No I/O.
+
+import { UserError } from "../errors.ts";
+import type { CostModel } from "./cost_model.ts";
+import { PlanContext, type PlannerOptions } from "./context.ts";
+import type { MicroBatchPlan, Plan, Strategy } from "./plan_types.ts";
+import type { Topology } from "./topology.ts";
+import { batchAdaPlan, staticPlan, totalMs } from "./baselines.ts";
+import { minMicroBatches, stepLowerBound } from "./bounds.ts";
+import { chunk, dealChunks } from "./blaster.ts";
+import { planMicroBatch } from "./microbatch_heuristic.ts";
+import { improveAcrossMicroBatches } from "./rebalance.ts";
+import { improveWithMilp } from "./milp_improve.ts";
+
+/** Options of one planning call. */
+export interface PlanStepOptions extends Partial<PlannerOptions> {
+  strategy?: Strategy;
+}
+
+/** Splits sequences into those some group can hold and the rest (error or drop, per options). */
+function admit(ctx: PlanContext, lengths: readonly number[]): { seqs: number[]; dropped: number[] } {
+  const seqs: number[] = [];
+  const dropped: number[] = [];
+  lengths.forEach((s, k) => {
+    if (!Number.isInteger(s) || s < 1) {
+      throw new UserError(`sequence ${k}: length must be a positive integer, got ${s}`);
+    }
+    (Number.isFinite(ctx.minDegreeOf(s)) ? seqs : dropped).push(k);
+  });
+  if (dropped.length > 0 && ctx.options.overflow === "error") {
+    const k = dropped[0];
+    throw new UserError(
+      `sequence ${k} has ${lengths[k]} tokens but the largest group of this cluster holds ${ctx.maxSequence} ` +
+        `(${ctx.maxDegree} devices x ${ctx.blockCapacity(ctx.maxDegree)} tokens); ${dropped.length} sequence(s) ` +
+        `too long. Add devices or memory, use activation checkpointing (model.checkpointing: full), shorten ` +
+        `the data, or set planner.overflow: drop`,
+    );
+  }
+  return { seqs, dropped };
+}
+
+/** Plans one step. `lengths[k]` is the token count of sequence k; the plan refers to sequences by k. */
+export async function planStep(
+  lengths: readonly number[],
+  topo: Topology,
+  cost: CostModel,
+  options: PlanStepOptions = {},
+): Promise<Plan> {
+  const t0 = performance.now();
+  const { DEFAULT_PLANNER_OPTIONS } = await import("./context.ts");
+  const opts: PlannerOptions = { ...DEFAULT_PLANNER_OPTIONS, ...options };
+  const strategy = options.strategy ?? "flexsp";
+  const ctx = new PlanContext(cost, topo, cost.model.heads, opts);
+  const { seqs, dropped } = admit(ctx, lengths);
+  const lowerBoundMs = stepLowerBound(ctx, lengths, seqs);
+  const base = { strategy, lowerBoundMs, dropped };
+
+  if (strategy === "static") {
+    const d = opts.staticDegree ?? ctx.minDegreeOf(Math.max(cost.model.maxSeq, ...seqs.map((k) => lengths[k])));
+    if (!Number.isFinite(d) || !ctx.degrees.includes(d)) {
+      throw new UserError(`static SP degree ${d} is not usable here (allowed: ${ctx.degrees.join(", ")})`);
+    }
+    const mbs = staticPlan(ctx, lengths, seqs, d);
+    if (!mbs) throw new UserError(`static SP degree ${d} cannot hold the longest sequence of this batch`);
+    return finish({ ...base, degree: d, microBatches: mbs, details: { degree: d } }, t0);
+  }
+  if (strategy === "batchada") {
+    const r = batchAdaPlan(ctx, lengths, seqs);
+    if (!r) throw new UserError("no homogeneous SP degree can hold this batch");
+    return finish({ ...base, degree: r.degree, microBatches: r.microBatches, details: { degree: r.degree } }, t0);
+  }
+
+  const deadline = opts.deterministic ? Infinity : t0 + opts.timeLimitMs;
+  const search = searchMicroBatchSplits(ctx, lengths, seqs);
+  if (!search) throw new UserError("no plan fits this batch in memory (even one sequence per micro-batch)");
+  let { microBatches } = search;
+  const details: Record<string, string | number | boolean> = { chunking: search.how };
+  const before = totalMs(microBatches);
+  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, deadline);
+  details.rebalanceGainMs = round(before - totalMs(microBatches));
+  if (opts.milp !== "none") {
+    const r = await improveWithMilp(ctx, lengths, microBatches, deadline);
+    microBatches = r.microBatches;
+    Object.assign(details, r.details);
+  }
+  return finish({ ...base, microBatches, details }, t0);
+}
+
+/** Tries micro-batch counts M_min..M_min+trials-1 with token- and work-balanced chunking; keeps the best. */
+export function searchMicroBatchSplits(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  seqs: readonly number[],
+): { microBatches: MicroBatchPlan[]; how: string } | undefined {
+  if (seqs.length === 0) return { microBatches: [], how: "empty" };
+  const weights: [string, (s: number) => number][] = [
+    ["tokens", (s) => s],
+    ["work", (s) => ctx.minWork(s)],
+  ];
+  let best: { microBatches: MicroBatchPlan[]; how: string } | undefined;
+  let m = minMicroBatches(ctx, lengths, seqs);
+  let tried = 0;
+  for (; m <= seqs.length && tried < ctx.options.microBatchTrials; m++) {
+    let feasibleAny = false;
+    const splits: [string, number[][]][] = [];
+    for (const [name, w] of weights) {
+      splits.push([name, chunk(lengths, seqs, m, w)], [`dealt-${name}`, dealChunks(lengths, seqs, m, w)]);
+    }
+    for (const [name, chunks] of splits) {
+      const mbs: MicroBatchPlan[] = [];
+      for (const c of chunks) {
+        const mb = planMicroBatch(ctx, lengths, c);
+        if (!mb) break;
+        mbs.push(mb);
+      }
+      if (mbs.length !== chunks.length) continue;
+      feasibleAny = true;
+      if (!best || totalMs(mbs) < totalMs(best.microBatches)) best = { microBatches: mbs, how: `${name}/M=${m}` };
+    }
+    // Infeasible counts (a chunk over memory) do not use up a trial, as in the reference.
+    if (feasibleAny || best) tried++;
+  }
+  return best;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+function finish(p: Omit<Plan, "predictedMs" | "solveMs">, t0: number): Plan {
+  const microBatches = p.microBatches.filter((mb) => mb.groups.some((g) => g.sequences.length > 0));
+  return { ...p, microBatches, predictedMs: totalMs(microBatches), solveMs: round(performance.now() - t0) };
+}

@@ -1,0 +1,73 @@
+// Cross-micro-batch improvement: move a sequence from one micro-batch to another when the re-planned pair is
+// faster in total. The Blaster's chunking balances tokens, which packs mid-length sequences into
+// memory-tight micro-batches that need wide (inter-node) groups; moving some of them next to short
+// sequences lets both micro-batches use narrower groups.
+
+import type { PlanContext } from "./context.ts";
+import type { MicroBatchPlan } from "./plan_types.ts";
+import { microBatchLowerBound, planMicroBatch } from "./microbatch_heuristic.ts";
+
+/** Sequences of a micro-batch. */
+function members(mb: MicroBatchPlan): number[] {
+  return mb.groups.flatMap((g) => g.sequences);
+}
+
+/** Longest sequences of a micro-batch first (moving one of those changes the most). */
+function candidates(lengths: readonly number[], seqs: number[], limit: number): number[] {
+  return [...seqs].sort((a, b) => lengths[b] - lengths[a] || a - b).slice(0, limit);
+}
+
+/**
+ * Improves a step plan by moving single sequences between micro-batches (first improvement, from the
+ * micro-batch furthest above its own lower bound). Stops at a local optimum, after `maxRounds`, or at the
+ * deadline. Deterministic given the same deadline behaviour (Infinity in deterministic mode).
+ */
+export function improveAcrossMicroBatches(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  microBatches: MicroBatchPlan[],
+  deadline: number,
+  maxRounds = 200,
+  movesPerSource = 6,
+): MicroBatchPlan[] {
+  const mbs = microBatches.map((mb) => ({ plan: mb, seqs: members(mb) }));
+  if (mbs.length < 2) return microBatches;
+  const excess = (i: number) => mbs[i].plan.predictedMs - microBatchLowerBound(ctx, lengths, mbs[i].seqs);
+  for (let round = 0; round < maxRounds && performance.now() < deadline; round++) {
+    const sources = mbs.map((_, i) => i).sort((a, b) => excess(b) - excess(a));
+    let moved = false;
+    for (const i of sources.slice(0, 3)) {
+      const a = mbs[i];
+      for (const k of candidates(lengths, a.seqs, movesPerSource)) {
+        if (performance.now() >= deadline) break;
+        const restA = a.seqs.filter((x) => x !== k);
+        const newA = restA.length > 0 ? planMicroBatch(ctx, lengths, restA, 1e-3) : undefined;
+        if (restA.length > 0 && !newA) continue;
+        const tA = newA?.predictedMs ?? 0;
+        let best: { j: number; plan: MicroBatchPlan; gain: number } | undefined;
+        for (let j = 0; j < mbs.length; j++) {
+          if (j === i) continue;
+          const b = mbs[j];
+          // Quick reject: even a perfect B cannot absorb k if the bound says it gets slower than the gain.
+          const lbB = microBatchLowerBound(ctx, lengths, [...b.seqs, k]);
+          if (tA + lbB >= a.plan.predictedMs + b.plan.predictedMs) continue;
+          const newB = planMicroBatch(ctx, lengths, [...b.seqs, k], 1e-3);
+          if (!newB) continue;
+          const gain = a.plan.predictedMs + b.plan.predictedMs - tA - newB.predictedMs;
+          if (gain > 1e-6 * (a.plan.predictedMs + b.plan.predictedMs) && (!best || gain > best.gain)) {
+            best = { j, plan: newB, gain };
+          }
+        }
+        if (best) {
+          mbs[best.j] = { plan: best.plan, seqs: [...mbs[best.j].seqs, k] };
+          mbs[i] = { plan: newA ?? { groups: [], predictedMs: 0 }, seqs: restA };
+          moved = true;
+          break;
+        }
+      }
+      if (moved) break;
+    }
+    if (!moved) break;
+  }
+  return mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan);
+}
