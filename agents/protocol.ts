@@ -88,16 +88,43 @@ export interface ExecutorSpawn {
   rank: number;
   /** Device index on the node. */
   device: number;
-  kind: "cpu" | "webgpu" | "cuda";
+  /** `auto`: the agent picks webgpu when the node has a WebGPU adapter, else cpu. */
+  kind: "cpu" | "webgpu" | "cuda" | "auto";
   env?: Record<string, string>;
+  /** Working directory of the executor (default: the node's run directory). */
+  cwd?: string;
+  /** Full argv overriding the default `deno run -A <executorEntry> --kind K --device N`. */
+  command?: string[];
 }
 
 export type AgentCommand =
-  | { type: "hello"; version: number; runId: string; runDir: string; heartbeatMs: number }
+  | {
+    type: "hello";
+    version: number;
+    runId: string;
+    /** Run directory on the node; logs go to `<runDir>/logs/<node>/`. */
+    runDir: string;
+    heartbeatMs: number;
+    /** Name of the node in logs (default: its hostname). */
+    node?: string;
+    /** Path on the node of the executor entry script (default command of `spawn`). */
+    executorEntry?: string;
+    /** Extra `deno run` flags of the default executor command (e.g. `--config <repo>/deno.json`). */
+    executorDenoFlags?: string[];
+    /** The agent shuts down when it hears nothing from the orchestrator for this long (default: never). */
+    orphanTimeoutMs?: number;
+    /** Ask for a WebGPU adapter in the inventory (default true). */
+    probeWebgpu?: boolean;
+  }
   | { type: "ping"; id: number; t: number }
   | { type: "spawn"; executors: ExecutorSpawn[] }
   | { type: "to_executor"; rank: number; msg: ExecutorCommand }
-  | { type: "shutdown"; reason: string };
+  | {
+    type: "shutdown";
+    reason: string;
+    /** How long executors get to exit after their own shutdown command before the tree is killed (default 3000). */
+    graceMs?: number;
+  };
 
 // ---------- agent -> orchestrator ----------
 
@@ -106,6 +133,8 @@ export interface Inventory {
   os: string;
   arch: string;
   cpus: number;
+  /** CPU model name, when the OS tells it. */
+  cpuModel?: string;
   memoryGb: number;
   deno: string;
   gpus: { index: number; name: string; memoryMb: number }[];
@@ -113,8 +142,18 @@ export interface Inventory {
 }
 
 export type AgentEvent =
-  | { type: "hello"; version: number; inventory: Inventory }
+  | {
+    type: "hello";
+    version: number;
+    inventory: Inventory;
+    /** The agent's process id on its node. */
+    pid?: number;
+  }
   | { type: "pong"; id: number; t: number }
+  | {
+    type: "spawned";
+    executors: { rank: number; pid: number; kind: "cpu" | "webgpu" | "cuda"; device: number; logPath: string }[];
+  }
   | { type: "heartbeat"; t: number; executors: { rank: number; pid: number; alive: boolean }[] }
   | { type: "from_executor"; rank: number; msg: ExecutorEvent }
   | { type: "executor_exit"; rank: number; code: number | null; signal: string | null; logTail: string }
@@ -126,72 +165,126 @@ export type Message = (AgentCommand | AgentEvent | ExecutorCommand | ExecutorEve
 
 // ---------- validation ----------
 
+/** A direction of one channel; a receiver accepts only the messages its peer may send. */
+export type Channel = "agent_command" | "agent_event" | "executor_command" | "executor_event";
+
 type FieldType = "string" | "number" | "boolean" | "object" | "array" | "any";
-const SCHEMAS: Record<string, Record<string, FieldType>> = {
-  // executor commands
+type Schema = Record<string, FieldType>;
+
+const EXECUTOR_COMMANDS: Record<string, Schema> = {
   init: { init: "object" },
   peers: { endpoints: "array" },
   step: { plan: "object" },
   save: { path: "string" },
   load: { path: "string" },
   shutdown: {},
-  // executor events
+};
+const EXECUTOR_EVENTS: Record<string, Schema> = {
   ready: { rank: "number", kind: "string", device: "string", endpoint: "object" },
   connected: { rank: "number" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number" },
   loaded: { rank: "number", path: "string" },
   error: { message: "string" },
-  // agent commands
-  hello: { version: "number" },
+};
+const AGENT_COMMANDS: Record<string, Schema> = {
+  hello: { version: "number", runId: "string", runDir: "string", heartbeatMs: "number" },
   ping: { id: "number", t: "number" },
   spawn: { executors: "array" },
   to_executor: { rank: "number", msg: "object" },
-  // agent events
+  shutdown: {},
+};
+const AGENT_EVENTS: Record<string, Schema> = {
+  hello: { version: "number", inventory: "object" },
   pong: { id: "number", t: "number" },
+  spawned: { executors: "array" },
   heartbeat: { t: "number", executors: "array" },
   from_executor: { rank: "number", msg: "object" },
   executor_exit: { rank: "number", logTail: "string" },
   log: { level: "string", text: "string" },
   protocol_error: { source: "string", message: "string" },
 };
+const CHANNELS: Record<Channel, Record<string, Schema>> = {
+  agent_command: AGENT_COMMANDS,
+  agent_event: AGENT_EVENTS,
+  executor_command: EXECUTOR_COMMANDS,
+  executor_event: EXECUTOR_EVENTS,
+};
+/** The loosest schema of each type over all channels (for receivers that do not say which channel they read). */
+const ANY_CHANNEL: Record<string, Schema> = {
+  ...EXECUTOR_COMMANDS,
+  ...EXECUTOR_EVENTS,
+  ...AGENT_COMMANDS,
+  ...AGENT_EVENTS,
+  hello: { version: "number" },
+};
+const SPAWN_ITEM: Schema = { rank: "number", device: "number", kind: "string" };
+const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "auto"];
 
 /** The outcome of reading one line. */
 export type ParseResult<T> = { ok: true; msg: T } | { ok: false; error: string };
 
-/** Parses and validates one protocol line; never throws. `source` names the sender in the error. */
-export function parseMessage<T = Message>(line: string, source: string): ParseResult<T> {
+/**
+ * Parses and validates one protocol line; never throws. `source` names the sender in the error; `channel`, when
+ * given, restricts the accepted messages to those that may travel on it.
+ */
+export function parseMessage<T = Message>(line: string, source: string, channel?: Channel): ParseResult<T> {
   let value: unknown;
   try {
     value = JSON.parse(line);
   } catch {
     return { ok: false, error: `${source}: not JSON: ${line.slice(0, 120)}` };
   }
-  const err = checkMessage(value);
+  const err = checkMessage(value, channel);
   if (err) return { ok: false, error: `${source}: ${err}: ${line.slice(0, 120)}` };
   return { ok: true, msg: value as T };
 }
 
-function typeOf(v: unknown): FieldType {
+function typeOf(v: unknown): FieldType | "null" | "undefined" {
   if (Array.isArray(v)) return "array";
   return (v === null ? "null" : typeof v) as FieldType;
 }
 
-/** Returns why a decoded value is not a valid message, or undefined if it is. */
-export function checkMessage(value: unknown): string | undefined {
+function checkFields(m: Record<string, unknown>, schema: Schema, what: string): string | undefined {
+  for (const [k, t] of Object.entries(schema)) {
+    if (t !== "any" && typeOf(m[k]) !== t) return `"${what}" needs ${k}: ${t}`;
+  }
+  return undefined;
+}
+
+/** Returns why a decoded value is not a valid message (on `channel`, if given), or undefined if it is. */
+export function checkMessage(value: unknown, channel?: Channel): string | undefined {
   if (typeOf(value) !== "object") return "not a JSON object";
   const m = value as Record<string, unknown>;
   if (m.v !== undefined && m.v !== PROTOCOL_VERSION) return `protocol version ${m.v}, expected ${PROTOCOL_VERSION}`;
   if (typeof m.type !== "string") return 'missing "type"';
-  const schema = SCHEMAS[m.type];
-  if (!schema) return `unknown message type "${m.type}"`;
-  for (const [k, t] of Object.entries(schema)) {
-    if (t !== "any" && typeOf(m[k]) !== t) return `"${m.type}" needs ${k}: ${t}`;
+  const table = channel ? CHANNELS[channel] : ANY_CHANNEL;
+  const schema = Object.hasOwn(table, m.type) ? table[m.type] : undefined;
+  if (!schema) {
+    return channel && Object.hasOwn(ANY_CHANNEL, m.type)
+      ? `message "${m.type}" does not belong on the ${channel.replace("_", " ")} channel`
+      : `unknown message type "${m.type}"`;
   }
-  for (const nested of ["msg"]) {
-    if (m.type === "to_executor" || m.type === "from_executor") {
-      const inner = checkMessage(m[nested]);
-      if (inner) return `inner ${nested}: ${inner}`;
+  const bad = checkFields(m, schema, m.type);
+  if (bad) return bad;
+  if (m.type === "to_executor" || m.type === "from_executor") {
+    const inner = checkMessage(
+      m.msg,
+      channel === undefined ? undefined : m.type === "to_executor" ? "executor_command" : "executor_event",
+    );
+    if (inner) return `inner msg: ${inner}`;
+  }
+  if (m.type === "spawn" && (channel === "agent_command")) {
+    for (const item of m.executors as unknown[]) {
+      if (typeOf(item) !== "object") return '"spawn" executors must be objects';
+      const e = item as Record<string, unknown>;
+      const err = checkFields(e, SPAWN_ITEM, "spawn.executors[]");
+      if (err) return err;
+      if (!SPAWN_KINDS.includes(e.kind as string)) return `"spawn" kind must be one of ${SPAWN_KINDS.join(", ")}`;
+      if (e.command !== undefined && !(Array.isArray(e.command) && e.command.every((a) => typeof a === "string"))) {
+        return '"spawn" command must be a list of strings';
+      }
+      if (e.env !== undefined && typeOf(e.env) !== "object") return '"spawn" env must be an object';
     }
   }
   return undefined;
@@ -202,29 +295,36 @@ export function encodeMessage(msg: Message): string {
   return JSON.stringify({ v: PROTOCOL_VERSION, ...msg }) + "\n";
 }
 
-/** Splits a byte stream into lines and yields each decoded, validated message; bad lines go to `onError`. */
+/**
+ * Splits a byte stream into lines and yields each decoded, validated message; bad lines go to `onError`.
+ * `channel`, when given, restricts the accepted messages (see `parseMessage`).
+ */
 export async function* readMessages<T = Message>(
   stream: ReadableStream<Uint8Array>,
   source: string,
   onError: (error: string) => void,
+  channel?: Channel,
 ): AsyncGenerator<T> {
   const decoder = new TextDecoder();
   let buf = "";
+  let scanned = 0; // bytes of `buf` known to hold no newline (long lines arrive in many chunks)
   for await (const chunk of stream) {
     buf += decoder.decode(chunk, { stream: true });
     let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
+    while ((nl = buf.indexOf("\n", scanned)) >= 0) {
       const line = buf.slice(0, nl).trim();
       buf = buf.slice(nl + 1);
+      scanned = 0;
       if (!line) continue;
-      const r = parseMessage<T>(line, source);
+      const r = parseMessage<T>(line, source, channel);
       if (r.ok) yield r.msg;
       else onError(r.error);
     }
+    scanned = buf.length;
   }
   const rest = buf.trim();
   if (rest) {
-    const r = parseMessage<T>(rest, source);
+    const r = parseMessage<T>(rest, source, channel);
     if (r.ok) yield r.msg;
     else onError(r.error);
   }

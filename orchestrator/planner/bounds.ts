@@ -35,5 +35,16 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
     const tau = ctx.cost.seqMs(s, d, ctx.degreeSpans(d), ctx.maxSpeed);
     best = Math.min(best, Math.max(tau, (d * tau + rest) / n));
   }
-  return m * beta + best;
+  // Sequences over half the cluster's memory can share neither a group nor a micro-batch with each other:
+  // each has a micro-batch of its own lasting at least its best time; other work fills their idle devices
+  // or adds to the total.
+  const total = ctx.capacity.reduce((a, b) => a + b, 0);
+  const huge = seqs.filter((k) => 2 * lengths[k] > total);
+  let hugeBound = 0;
+  if (huge.length > 1) {
+    let taus = 0;
+    for (const k of huge) taus += ctx.bestSeqMs(lengths[k]);
+    hugeBound = Math.max(m, huge.length) * beta + taus + Math.max(0, work - n * taus) / n;
+  }
+  return Math.max(m * beta + best, hugeBound);
 }

@@ -44,6 +44,7 @@ function distinctLengths(lengths: readonly number[], seqs: readonly number[]): D
  * of the last bucket. `layers(q)` extends the table lazily so the adaptive rule pays O(Q·D²) in total.
  */
 class BucketDp {
+  readonly distinct: number;
   private readonly pre: Float64Array;
   private readonly cnt: Float64Array;
   readonly err: Float64Array[] = [];
@@ -51,6 +52,7 @@ class BucketDp {
 
   constructor(private readonly d: Distinct) {
     const n = d.values.length;
+    this.distinct = n;
     this.pre = new Float64Array(n + 1);
     this.cnt = new Float64Array(n + 1);
     for (let i = 0; i < n; i++) {
@@ -132,6 +134,51 @@ export function bucketError(lengths: readonly number[], buckets: readonly Bucket
 }
 
 /**
+ * Optimal bucketings of one set of sequences for growing bucket counts, sharing one DP table (each extra bucket
+ * costs one DP layer). Used by the adaptive rules.
+ */
+export class BucketLadder {
+  private readonly dp: BucketDp;
+  /** Σ s over the sequences. */
+  readonly tokens: number;
+
+  constructor(private readonly lengths: readonly number[], seqs: readonly number[]) {
+    this.dp = new BucketDp(distinctLengths(lengths, seqs));
+    let t = 0;
+    for (const k of seqs) t += lengths[k];
+    this.tokens = t;
+  }
+
+  /** Number of distinct lengths (the bucket count at which bucketing is exact). */
+  get distinct(): number {
+    return this.dp.distinct;
+  }
+
+  /** Least total round-up error with q buckets (q ≤ distinct). */
+  error(q: number): number {
+    return this.dp.layer(q);
+  }
+
+  /** The optimal q-bucket bucketing (q ≤ distinct), ascending bounds. */
+  buckets(q: number): Bucket[] {
+    return this.dp.buckets(q, this.lengths);
+  }
+
+  /**
+   * The reference's adaptive count: start at min(K, 16) and add buckets while the bucketed token total
+   * Σ bound·count = Σ s + error exceeds (Σ s + capacityTokens) / 2; capped at the number of distinct lengths.
+   */
+  adaptiveCount(capacityTokens: number): number {
+    const n = this.dp.distinct;
+    if (n === 0) return 0;
+    const allowed = (capacityTokens - this.tokens) / 2;
+    let q = Math.min(DEFAULT_BUCKETS, n);
+    while (q < n && this.dp.layer(q) > allowed) q++;
+    return q;
+  }
+}
+
+/**
  * Buckets for the MILP. A number fixes Q. "auto" is the reference's adaptive rule: start at Q = min(K, 16) and
  * add buckets while the bucketed token total Σ bound·count exceeds (Σ s + capacityTokens) / 2, i.e. while the
  * rounding error uses more than half of the spare memory; at Q = number of distinct lengths the bucketing is
@@ -145,14 +192,6 @@ export function chooseBuckets(
 ): Bucket[] {
   if (seqs.length === 0) return [];
   if (buckets !== "auto") return bucketSequences(lengths, seqs, buckets);
-  const d = distinctLengths(lengths, seqs);
-  const dp = new BucketDp(d);
-  let total = 0;
-  for (const k of seqs) total += lengths[k];
-  // Bucketed total = total + error; the rule allows error ≤ (capacity − total) / 2.
-  const allowed = (capacityTokens - total) / 2;
-  const n = d.values.length;
-  let q = Math.min(seqs.length, DEFAULT_BUCKETS, n);
-  while (q < n && dp.layer(q) > allowed) q++;
-  return dp.buckets(q, lengths);
+  const ladder = new BucketLadder(lengths, seqs);
+  return ladder.buckets(ladder.adaptiveCount(capacityTokens));
 }

@@ -3,6 +3,7 @@
 // loaded: a solve blocks the event loop until it ends or hits its limit.
 
 import * as highsModule from "highs";
+import type { Highs } from "highs";
 import GLPK from "glpk.js/node";
 import type { MilpModel } from "./milp_model.ts";
 
@@ -59,7 +60,6 @@ export interface MilpBackend {
   solve(model: MilpModel, options?: MilpSolveOptions): MilpResult;
 }
 
-type Highs = Awaited<ReturnType<typeof highsModule.default>>;
 type Glpk = Awaited<ReturnType<typeof GLPK>>;
 
 const loaded = new Map<MilpBackendName, Promise<MilpBackend>>();
@@ -79,7 +79,7 @@ export function loadMilpBackend(name: MilpBackendName): Promise<MilpBackend> {
 async function loadHighs(): Promise<MilpBackend> {
   // Under `deno check` the default import is typed as the namespace; at run time it is the loader.
   // deno-lint-ignore no-explicit-any
-  const load = ((highsModule as any).default ?? highsModule) as typeof highsModule.default;
+  const load = ((highsModule as any).default ?? highsModule) as () => Promise<Highs>;
   const highs = await load();
   return { name: "highs", nodeLimits: true, solve: (m, o) => solveHighs(highs, m, o ?? {}) };
 }

@@ -56,7 +56,10 @@ export async function planStep(
   const base = { strategy, lowerBoundMs, dropped };
 
   if (strategy === "static") {
-    const d = opts.staticDegree ?? ctx.minDegreeOf(Math.max(cost.model.maxSeq, ...seqs.map((k) => lengths[k])));
+    // A static run must hold the model's whole context (else it would fail on the first long sequence):
+    // the smallest degree that does, or the widest degree when none does (longer sequences are dropped).
+    const need = ctx.minDegreeOf(cost.model.maxSeq);
+    const d = opts.staticDegree ?? (Number.isFinite(need) ? need : ctx.degrees[ctx.degrees.length - 1]);
     if (!Number.isFinite(d) || !ctx.degrees.includes(d)) {
       throw new UserError(`static SP degree ${d} is not usable here (allowed: ${ctx.degrees.join(", ")})`);
     }
@@ -106,6 +109,7 @@ export function searchMicroBatchSplits(
     for (const [name, w] of weights) {
       splits.push([name, chunk(lengths, seqs, m, w)], [`dealt-${name}`, dealChunks(lengths, seqs, m, w)]);
     }
+    splits.push(["bound-greedy", boundGreedyChunks(ctx, lengths, seqs, m)]);
     for (const [name, chunks] of splits) {
       const mbs: MicroBatchPlan[] = [];
       for (const c of chunks) {
@@ -121,6 +125,43 @@ export function searchMicroBatchSplits(
     if (feasibleAny || best) tried++;
   }
   return best;
+}
+
+/**
+ * Deals sequences (longest first) to the micro-batch whose lower bound grows least, keeping each micro-batch
+ * within 95% of the cluster's token capacity: balances time, not just tokens, and spreads the long
+ * sequences so each one's micro-batch has room for shorter work beside it.
+ */
+export function boundGreedyChunks(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  seqs: readonly number[],
+  m: number,
+): number[][] {
+  const n = ctx.topo.devices;
+  const cap = 0.95 * ctx.capacity.reduce((a, b) => a + b, 0);
+  const beta = ctx.cost.beta1 / ctx.maxSpeed;
+  const mbs = Array.from({ length: m }, () => ({ seqs: [] as number[], tau: 0, work: 0, tokens: 0 }));
+  const est = (tau: number, work: number) => beta + Math.max(tau, work / n);
+  for (const k of [...seqs].sort((a, b) => lengths[b] - lengths[a] || a - b)) {
+    const s = lengths[k];
+    const tau = ctx.bestSeqMs(s);
+    const w = ctx.minWork(s);
+    let best = -1;
+    let bestKey = [Infinity, Infinity];
+    mbs.forEach((mb, i) => {
+      const over = mb.tokens + s > cap ? 1 : 0;
+      const grow = est(Math.max(mb.tau, tau), mb.work + w) - (mb.seqs.length ? est(mb.tau, mb.work) : 0);
+      const key = [over, grow];
+      if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) [best, bestKey] = [i, key];
+    });
+    const mb = mbs[best];
+    mb.seqs.push(k);
+    mb.tau = Math.max(mb.tau, tau);
+    mb.work += w;
+    mb.tokens += s;
+  }
+  return mbs.map((mb) => mb.seqs).filter((c) => c.length > 0);
 }
 
 function round(x: number): number {

@@ -1,0 +1,42 @@
+// Shared command-line handling: `node:util` parseArgs with the flags every command takes (--set, --help).
+
+import { parseArgs } from "node:util";
+import { UserError } from "../errors.ts";
+
+type OptionSpec = { type: "string" | "boolean"; multiple?: boolean; short?: string; default?: string | boolean };
+
+/** Parses argv with `options` plus the common `--set PATH=VALUE` (repeatable) and `--help`. */
+export function parseCommand<T extends Record<string, OptionSpec>>(
+  argv: string[],
+  usage: string,
+  options: T,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; sets: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { ...options, set: { type: "string", multiple: true }, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new UserError(`${(e as Error).message.split("\n")[0]}\n\n${usage}`);
+  }
+  if (parsed.values.help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  return {
+    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+    positionals: parsed.positionals,
+    sets: (parsed.values.set as string[] | undefined) ?? [],
+  };
+}
+
+/** Parses a positive integer flag value with a clear error. */
+export function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`--${name}: expected a positive integer, got "${value}"`);
+  return n;
+}

@@ -1,0 +1,36 @@
+// Minimal assertions for Deno.test (JSR's @std/assert is not reachable from our machines).
+
+/** Throws with `msg` unless `cond`. */
+export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+/** Deep equality via JSON (plans and configs are plain data). */
+export function assertEquals<T>(actual: T, expected: T, msg = ""): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${msg}\nexpected: ${e}\nactual:   ${a}`);
+}
+
+/** |actual - expected| <= tol * max(1, |expected|). */
+export function assertClose(actual: number, expected: number, tol = 1e-9, msg = ""): void {
+  if (!(Math.abs(actual - expected) <= tol * Math.max(1, Math.abs(expected)))) {
+    throw new Error(`${msg} expected ${expected}, got ${actual} (tol ${tol})`);
+  }
+}
+
+/** Runs `fn`, expects it to throw (sync or async), and returns the error's message. */
+export async function assertThrows(fn: () => unknown, match?: string | RegExp): Promise<string> {
+  let message: string | undefined;
+  try {
+    await fn();
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  if (message === undefined) throw new Error(`expected an error${match ? ` matching ${match}` : ""}`);
+  if (typeof match === "string" && !message.includes(match)) {
+    throw new Error(`error message does not contain ${JSON.stringify(match)}:\n${message}`);
+  }
+  if (match instanceof RegExp && !match.test(message)) throw new Error(`error does not match ${match}:\n${message}`);
+  return message;
+}

@@ -1,0 +1,123 @@
+// Bad cluster.yaml files give one located, path-qualified message with the fix; good ones resolve fully.
+
+import { assert, assertEquals, assertThrows } from "../assert.ts";
+import { loadConfig, parseConfig } from "../../orchestrator/config/load.ts";
+
+const GOOD = `cluster:
+  nodes:
+    - host: localhost
+      transport: local
+      devices: 4
+model:
+  preset: gpt-tiny
+`;
+
+const CASES: [string, string, string[], string][] = [
+  [
+    "devices not a number",
+    GOOD.replace("devices: 4", "devices: eight"),
+    [],
+    `c.yaml:5:16 cluster.nodes[0].devices: expected a positive integer, got "eight"`,
+  ],
+  [
+    "unknown key with a suggestion",
+    GOOD.replace("devices: 4", "devices: 4\n      devcies: 2"),
+    [],
+    `c.yaml:6:7 cluster.nodes[0].devcies: unknown key "devcies" (did you mean "devices"?)`,
+  ],
+  [
+    "enum typo",
+    GOOD.replace("transport: local", "transport: locl"),
+    [],
+    `c.yaml:4:18 cluster.nodes[0].transport: expected one of local, ssh, got "locl" (did you mean "local"?)`,
+  ],
+  [
+    "missing required key",
+    GOOD.replace("      devices: 4\n", ""),
+    [],
+    `c.yaml:3:7 cluster.nodes[0]: missing required key "devices" (a positive integer)`,
+  ],
+  [
+    "unknown preset",
+    GOOD.replace("gpt-tiny", "gpt-7c"),
+    [],
+    `c.yaml:7:11 model.preset: expected one of gpt-tiny, gpt-small, gpt-7b, gpt-13b, gpt-30b, got "gpt-7c" ` +
+    `(did you mean "gpt-7b"?)`,
+  ],
+  [
+    "heads must divide hidden",
+    GOOD + "  heads: 5\n",
+    [],
+    `c.yaml:8:10 model.heads: 5 heads do not divide hidden size 64`,
+  ],
+  [
+    "empty node list",
+    "cluster:\n  nodes: []\nmodel:\n  preset: gpt-tiny\n",
+    [],
+    `c.yaml:2:10 cluster.nodes: expected at least 1 item(s), got 0`,
+  ],
+  [
+    "YAML syntax",
+    "cluster:\n  nodes: [\n",
+    [],
+    "c.yaml:3:1 YAML syntax error",
+  ],
+  [
+    "static degree not a power of two",
+    GOOD + "planner:\n  static_degree: 3\n",
+    [],
+    `c.yaml:9:18 planner.static_degree: expected a power of two, got 3`,
+  ],
+  [
+    "override with a bad value",
+    GOOD,
+    ["cluster.nodes[0].devices=eight"],
+    `--set cluster.nodes[0].devices=eight: cluster.nodes[0].devices: expected a positive integer, got "eight"`,
+  ],
+  [
+    "override of an unknown key",
+    GOOD,
+    ["model.presett=gpt-7b"],
+    `--set model.presett=gpt-7b: model.presett: unknown key "presett" (did you mean "preset"?)`,
+  ],
+  [
+    "override syntax",
+    GOOD,
+    ["model.preset"],
+    "--set model.preset: expected PATH=VALUE, e.g. --set model.preset=gpt-13b",
+  ],
+  [
+    "bandwidth keys must be degrees",
+    GOOD + "profile:\n  constants: {alpha1: 1, alpha2: 1, act_mb_per_token: 1, bandwidth_gbps: {intra: {3: 1}}}\n",
+    [],
+    "profile.constants.bandwidth_gbps.intra.3: keys must be powers of two >= 2 (SP degrees)",
+  ],
+];
+
+for (const [name, text, sets, expected] of CASES) {
+  Deno.test(`bad config: ${name}`, async () => {
+    const msg = await assertThrows(() => parseConfig(text, "c.yaml", sets));
+    assert(msg.includes(expected), `expected message containing:\n${expected}\ngot:\n${msg}`);
+    assert(!msg.includes("\n    at "), "no stack trace in the message");
+  });
+}
+
+Deno.test("a good config resolves presets, defaults and overrides", () => {
+  const c = parseConfig(GOOD, "c.yaml", ["model.preset=gpt-13b", "cluster.nodes[0].executor=webgpu"]);
+  assertEquals([c.model.layers, c.model.hidden, c.model.heads], [40, 5120, 64]);
+  assertEquals(c.cluster.nodes[0].executor, "webgpu");
+  assertEquals(c.planner.strategy, "flexsp");
+  assertEquals(c.training.globalBatch, 16);
+  assertEquals(c.cluster.nodes[0].port, 22);
+});
+
+Deno.test("shipped configs load, and --set model.preset switches the paper's constants", async () => {
+  const local = await loadConfig("configs/local.yaml");
+  assertEquals(local.cluster.nodes[0].devices, 4);
+  const p7 = await loadConfig("configs/paper-a100-64.yaml");
+  const p30 = await loadConfig("configs/paper-a100-64.yaml", ["model.preset=gpt-30b"]);
+  assertEquals(p7.cluster.nodes.reduce((s, n) => s + n.devices, 0), 64);
+  assertEquals(p7.profile.constants!.alpha1, 5.128e-6);
+  assertEquals(p30.profile.constants!.beta1, 2789.3644);
+  await assertThrows(() => loadConfig("configs/nope.yaml"), "configs/nope.yaml: no such file");
+});

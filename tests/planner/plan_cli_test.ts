@@ -1,0 +1,63 @@
+// `deno task plan` as a user runs it: JSON shape, lengths files, and one-line errors.
+
+import { assert, assertEquals } from "../assert.ts";
+
+async function plan(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "orchestrator/cli/plan.ts", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+Deno.test("plan --json on the paper cluster: every strategy, valid shape, flexsp fastest", async () => {
+  const r = await plan("configs/paper-a100-64.yaml", "--steps", "1", "--json", "--set", "planner.milp=none");
+  assertEquals(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  assertEquals(doc.steps.length, 1);
+  const s = doc.steps[0].strategies;
+  assertEquals(Object.keys(s).sort(), ["batchada", "flexsp", "static"]);
+  for (const p of Object.values(s) as { predictedMs: number; microBatches: { groups: unknown[] }[] }[]) {
+    assert(p.predictedMs > 0 && p.microBatches.length > 0);
+  }
+  const g = s.flexsp.microBatches[0].groups[0];
+  for (const key of ["degree", "ranks", "lengths", "predictedMs"]) assert(key in g, `group has ${key}`);
+  assert(s.flexsp.predictedMs <= s.static.predictedMs && s.flexsp.predictedMs <= s.batchada.predictedMs);
+  assertEquals(s.static.degree, 64);
+});
+
+Deno.test("plan --lengths reads a file in order, one step per global batch", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".txt" });
+  try {
+    await Deno.writeTextFile(file, "# lengths\n" + Array.from({ length: 40 }, (_, i) => 100 + 20 * i).join("\n"));
+    const r = await plan("configs/local.yaml", "--lengths", file, "--json", "--set", "training.global_batch=16");
+    assertEquals(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assertEquals(doc.steps.length, 2);
+    const lengths = doc.steps[0].strategies.flexsp.microBatches
+      .flatMap((mb: { groups: { lengths: number[] }[] }) => mb.groups.flatMap((g) => g.lengths)).sort(
+        (a: number, b: number) => a - b,
+      );
+    assertEquals(lengths, Array.from({ length: 16 }, (_, i) => 100 + 20 * i));
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("plan errors are one line naming the problem, with exit code 1", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".txt" });
+  try {
+    await Deno.writeTextFile(file, "100\nabc\n");
+    const r = await plan("configs/local.yaml", "--lengths", file);
+    assertEquals(r.code, 1);
+    assertEquals(r.stderr.trim(), `error: ${file}:2: expected a positive integer sequence length, got "abc"`);
+    const r2 = await plan("configs/local.yaml", "--set", "cluster.nodes[0].devices=0");
+    assertEquals(r2.code, 1);
+    assert(r2.stderr.includes("cluster.nodes[0].devices: expected a positive integer, got 0"), r2.stderr);
+    assert(!r2.stderr.includes(" at "), "no stack trace");
+  } finally {
+    await Deno.remove(file);
+  }
+});
