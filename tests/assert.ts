@@ -34,3 +34,20 @@ export async function assertThrows(fn: () => unknown, match?: string | RegExp): 
   if (match instanceof RegExp && !match.test(message)) throw new Error(`error does not match ${match}:\n${message}`);
   return message;
 }
+
+/** Fails unless `text` contains every needle. */
+export function assertIncludes(text: string, ...needles: string[]): void {
+  for (const n of needles) {
+    if (!text.includes(n)) throw new Error(`expected to find ${JSON.stringify(n)} in:\n${text}`);
+  }
+}
+
+/** Polls `cond` every 50 ms until it holds or `ms` pass; returns whether it held. */
+export async function eventually(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return await cond();
+}

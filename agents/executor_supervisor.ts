@@ -1,0 +1,264 @@
+// Spawns and supervises the executors of one node: one process (group) per device with its environment and working
+// directory, stdout parsed as protocol events, stdout/stderr streamed into per-executor log files, a tail kept for
+// failure reports, and a tree kill that leaves no process behind.
+
+import {
+  type AgentEvent,
+  encodeMessage,
+  type ExecutorCommand,
+  type ExecutorEvent,
+  type ExecutorSpawn,
+  parseMessage,
+} from "./protocol.ts";
+import { killTree, TreeTracker } from "./process_tree.ts";
+
+/** How executors are started on this node. */
+export interface SupervisorContext {
+  runId: string;
+  /** Where logs go: `<logDir>/executor-<rank>.log`. */
+  logDir: string;
+  /** Default working directory. */
+  runDir: string;
+  node: string;
+  /** Executor entry script for the default command. */
+  executorEntry?: string;
+  /** Extra `deno run` flags of the default command. */
+  denoFlags?: string[];
+  /** Resolves `auto` to a concrete kind. */
+  resolveKind: (kind: ExecutorSpawn["kind"]) => Promise<"cpu" | "webgpu" | "cuda">;
+  /** Sends an event to the orchestrator. */
+  emit: (ev: AgentEvent) => void;
+  /** Writes a line to the agent's own log. */
+  log: (level: "info" | "warn" | "error", text: string) => void;
+}
+
+/** Keeps the last lines written, up to a byte budget. */
+export class LogTail {
+  #lines: string[] = [];
+  #bytes = 0;
+  constructor(readonly maxLines = 40, readonly maxBytes = 4096) {}
+  push(line: string): void {
+    const l = line.length > 1000 ? line.slice(0, 1000) + "…" : line;
+    this.#lines.push(l);
+    this.#bytes += l.length + 1;
+    while (this.#lines.length > this.maxLines || (this.#bytes > this.maxBytes && this.#lines.length > 1)) {
+      this.#bytes -= this.#lines.shift()!.length + 1;
+    }
+  }
+  text(): string {
+    return this.#lines.join("\n");
+  }
+}
+
+interface Running {
+  spec: ExecutorSpawn;
+  kind: "cpu" | "webgpu" | "cuda";
+  pid: number;
+  child: Deno.ChildProcess;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
+  alive: boolean;
+  logPath: string;
+  /** Resolves when the process has exited and its output is drained and reported. */
+  done: Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+  buf += decoder.decode();
+  if (buf) yield buf;
+}
+
+/** Supervises all executors of the node. */
+export class ExecutorSupervisor {
+  #running = new Map<number, Running>();
+  #stopping = false;
+  /** Every process seen below the agent, rescanned every second while executors run. */
+  #tracker = new TreeTracker(Deno.pid);
+  #scanTimer?: ReturnType<typeof setInterval>;
+  constructor(readonly ctx: SupervisorContext) {}
+
+  /** Executor states for heartbeats. */
+  states(): { rank: number; pid: number; alive: boolean }[] {
+    return [...this.#running.values()].map((r) => ({ rank: r.spec.rank, pid: r.pid, alive: r.alive }));
+  }
+
+  /** Starts executors; a failure to start one is reported as its exit, with the reason as the tail. */
+  async spawn(specs: ExecutorSpawn[]): Promise<void> {
+    if (this.#stopping) return;
+    const started: Extract<AgentEvent, { type: "spawned" }>["executors"] = [];
+    try {
+      Deno.mkdirSync(this.ctx.logDir, { recursive: true });
+    } catch (e) {
+      this.ctx.log("error", `cannot create log directory ${this.ctx.logDir}: ${(e as Error).message}`);
+    }
+    for (const spec of specs) {
+      const prev = this.#running.get(spec.rank);
+      if (prev?.alive) {
+        this.ctx.emit({ type: "log", level: "error", text: `rank ${spec.rank} already runs (pid ${prev.pid})` });
+        continue;
+      }
+      const r = await this.#start(spec);
+      if (r) started.push({ rank: spec.rank, pid: r.pid, kind: r.kind, device: spec.device, logPath: r.logPath });
+    }
+    this.#tracker.scan();
+    this.#scanTimer ??= setInterval(() => this.#tracker.scan(), 1000);
+    this.ctx.emit({ type: "spawned", executors: started });
+  }
+
+  async #start(spec: ExecutorSpawn): Promise<Running | undefined> {
+    const kind = await this.ctx.resolveKind(spec.kind);
+    const logPath = `${this.ctx.logDir}/executor-${spec.rank}.log`;
+    let log: Deno.FsFile | undefined;
+    try {
+      log = Deno.openSync(logPath, { create: true, append: true });
+    } catch (e) {
+      this.ctx.log("warn", `cannot open ${logPath}: ${(e as Error).message}`);
+    }
+    const tail = new LogTail();
+    const write = (line: string) => {
+      tail.push(line);
+      try {
+        log?.writeSync(encoder.encode(line + "\n"));
+      } catch { /* disk full: keep running */ }
+    };
+    const argv = spec.command ??
+      (this.ctx.executorEntry
+        ? [
+          Deno.execPath(),
+          "run",
+          "-A",
+          ...(this.ctx.denoFlags ?? []),
+          this.ctx.executorEntry,
+          "--kind",
+          kind,
+          "--device",
+          String(spec.device),
+        ]
+        : undefined);
+    const fail = (why: string) => {
+      write(why);
+      log?.close();
+      this.ctx.log("error", `rank ${spec.rank}: ${why}`);
+      this.ctx.emit({ type: "executor_exit", rank: spec.rank, code: null, signal: null, logTail: tail.text() });
+    };
+    if (!argv) {
+      fail("no executor entry on this node (the orchestrator sent none in hello) and no command in spawn");
+      return undefined;
+    }
+    const env: Record<string, string> = {
+      FLEXSP_RUN_ID: this.ctx.runId,
+      FLEXSP_NODE: this.ctx.node,
+      FLEXSP_RANK: String(spec.rank),
+      FLEXSP_DEVICE: String(spec.device),
+      FLEXSP_EXECUTOR_KIND: kind,
+      DENO_NO_UPDATE_CHECK: "1",
+      ...(kind === "cuda" ? { CUDA_VISIBLE_DEVICES: String(spec.device) } : {}),
+      ...spec.env,
+    };
+    const cwd = spec.cwd ?? this.ctx.runDir;
+    let child: Deno.ChildProcess;
+    try {
+      Deno.mkdirSync(cwd, { recursive: true });
+      child = new Deno.Command(argv[0], {
+        args: argv.slice(1),
+        cwd,
+        env,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        // Its own session and process group: the whole group is killed at shutdown.
+        detached: true,
+      }).spawn();
+    } catch (e) {
+      fail(`cannot start ${argv.join(" ")}: ${(e as Error).message}`);
+      return undefined;
+    }
+    write(`--- ${new Date().toISOString()} rank ${spec.rank} device ${spec.device} kind ${kind} pid ${child.pid}`);
+    write(`--- ${argv.join(" ")} (cwd ${cwd})`);
+    const source = `executor rank ${spec.rank} (pid ${child.pid})`;
+    const pumpOut = (async () => {
+      for await (const line of lines(child.stdout)) {
+        write(`[stdout] ${line}`);
+        if (!line.trim()) continue;
+        const r = parseMessage<ExecutorEvent>(line, source, "executor_event");
+        if (r.ok) this.ctx.emit({ type: "from_executor", rank: spec.rank, msg: r.msg });
+        else this.ctx.emit({ type: "protocol_error", source, message: r.error });
+      }
+    })().catch(() => {});
+    const pumpErr = (async () => {
+      for await (const line of lines(child.stderr)) write(line);
+    })().catch(() => {});
+    const running: Running = {
+      spec,
+      kind,
+      pid: child.pid,
+      child,
+      stdin: child.stdin.getWriter(),
+      alive: true,
+      logPath,
+      done: Promise.resolve(),
+    };
+    running.done = (async () => {
+      const status = await child.status;
+      running.alive = false;
+      // The output pipes may be held open by grandchildren: wait for them only briefly.
+      await Promise.race([Promise.all([pumpOut, pumpErr]), new Promise((r) => setTimeout(r, 500))]);
+      write(`--- exited: code ${status.code}${status.signal ? `, signal ${status.signal}` : ""}`);
+      log?.close();
+      running.stdin.close().catch(() => {});
+      this.ctx.emit({
+        type: "executor_exit",
+        rank: spec.rank,
+        code: status.signal ? null : status.code,
+        signal: status.signal,
+        logTail: tail.text(),
+      });
+    })();
+    this.#running.set(spec.rank, running);
+    return running;
+  }
+
+  /** Forwards a command to an executor's stdin. */
+  send(rank: number, msg: ExecutorCommand): void {
+    const r = this.#running.get(rank);
+    if (!r || !r.alive) {
+      this.ctx.emit({
+        type: "log",
+        level: "error",
+        text: `${msg.type} for rank ${rank} dropped: no such executor runs on ${this.ctx.node}`,
+      });
+      return;
+    }
+    r.stdin.write(encoder.encode(encodeMessage(msg))).catch(() => {});
+  }
+
+  /**
+   * Stops every executor: a `shutdown` command and end of file on stdin, `graceMs` to exit, then the whole tree
+   * (process groups and every descendant of the agent) is killed.
+   */
+  async stopAll(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    clearInterval(this.#scanTimer);
+    this.#tracker.scan();
+    const all = [...this.#running.values()];
+    for (const r of all.filter((r) => r.alive)) {
+      r.stdin.write(encoder.encode(encodeMessage({ type: "shutdown" }))).catch(() => {});
+      r.stdin.close().catch(() => {});
+    }
+    const exited = Promise.all(all.map((r) => r.done));
+    await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
+    await killTree(this.#tracker, all.map((r) => r.pid), 500);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))]);
+  }
+}

@@ -1,0 +1,287 @@
+// All agents of a cluster: launched in parallel (connect, bootstrap, start, hello) with progress events, the cluster
+// inventory, lost-node reports with host and reason, broadcast, and a clean shutdown (also on Ctrl-C).
+
+import type { Config, NodeConfig } from "../config/types.ts";
+import type { AgentCommand, Inventory } from "../../agents/protocol.ts";
+import { AgentSession, type LostInfo } from "./agent_session.ts";
+import type { ChannelExit } from "./agent_channel.ts";
+import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
+import { spawnLocalAgent } from "./local_transport.ts";
+import { SshConnection, sshTargetOf } from "./ssh_transport.ts";
+
+/** Default executor entry of this checkout. */
+export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
+
+/** Phases a node goes through while launching. */
+export type LaunchPhase =
+  | "connecting"
+  | "connected"
+  | "probing"
+  | "uploading"
+  | "starting"
+  | "ready"
+  | "failed"
+  | "lost"
+  | "stopped";
+
+/** A progress report of one node. */
+export interface ProgressEvent {
+  node: NodeLaunch;
+  phase: LaunchPhase;
+  detail: string;
+  /** Milliseconds since the launch began. */
+  ms: number;
+}
+
+/** Options of `ClusterSession.launch`. */
+export interface ClusterOptions {
+  runId: string;
+  /** The run directory on this machine (local nodes use it unless they set workdir). */
+  runDir: string;
+  /** Local path of the executor entry to ship (bundled for SSH nodes); null for none. Default: EXECUTOR_SOURCE if it exists. */
+  executorEntry?: string | null;
+  /**
+   * Ask agents for a WebGPU adapter (about 50-200 ms per agent): always, never, or (default) only on nodes whose
+   * executor is `auto` or `webgpu`.
+   */
+  probeWebgpu?: boolean | "as-needed";
+  onProgress?: (e: ProgressEvent) => void;
+  onLost?: (info: LostInfo, node: NodeLaunch) => void;
+  onProtocolError?: (source: string, message: string) => void;
+  /** Seconds allowed from the agent's start to its hello (default 30 + connect timeout). */
+  helloTimeoutS?: number;
+}
+
+/** One node's launch and, once up, its session. */
+export interface NodeLaunch {
+  config: NodeConfig;
+  /** `node 0 (10.0.0.1)`. */
+  name: string;
+  session?: AgentSession;
+  conn?: SshConnection;
+  inventory?: Inventory;
+  /** Executor kind the node's devices get (config, with `auto` resolved from the inventory). */
+  executorKind?: "cpu" | "webgpu" | "cuda";
+  boot?: BootstrapResult;
+  /** Run directory on the node. */
+  runDir?: string;
+  /** Executor entry on the node, if any. */
+  executorEntry?: string;
+  error?: string;
+  timings: { connectMs?: number; bootstrapMs?: number; agentMs?: number; totalMs?: number };
+}
+
+/** The executor kind of a node: its configured kind, or for `auto` webgpu when an adapter exists, else cpu. */
+export function resolveExecutorKind(executor: NodeConfig["executor"], inv: Inventory): "cpu" | "webgpu" | "cuda" {
+  if (executor !== "auto") return executor;
+  return inv.webgpu ? "webgpu" : "cpu";
+}
+
+function nodeName(n: NodeConfig): string {
+  return `node ${n.index} (${n.host})`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A launched cluster. */
+export class ClusterSession {
+  readonly nodes: NodeLaunch[];
+  readonly config: Config;
+  /** Milliseconds the whole launch took. */
+  launchMs = 0;
+  #stopping?: Promise<ChannelExit[]>;
+
+  private constructor(config: Config, nodes: NodeLaunch[]) {
+    this.config = config;
+    this.nodes = nodes;
+  }
+
+  /** Nodes whose agent is up. */
+  get ready(): NodeLaunch[] {
+    return this.nodes.filter((n) => n.session && !n.error);
+  }
+
+  /** Nodes that failed to launch. */
+  get failures(): NodeLaunch[] {
+    return this.nodes.filter((n) => n.error);
+  }
+
+  /** Live sessions. */
+  get sessions(): AgentSession[] {
+    return this.ready.map((n) => n.session!);
+  }
+
+  /** A cluster session not launched yet (install signal handlers, then `start`). */
+  static create(config: Config): ClusterSession {
+    return new ClusterSession(config, config.cluster.nodes.map((n) => ({ config: n, name: nodeName(n), timings: {} })));
+  }
+
+  /**
+   * Launches every node in parallel. Never throws for a node's failure: it is recorded in `error` (and reported as a
+   * `failed` progress event); the caller decides (see `failures`).
+   */
+  static async launch(config: Config, opts: ClusterOptions): Promise<ClusterSession> {
+    const cluster = ClusterSession.create(config);
+    await cluster.start(opts);
+    return cluster;
+  }
+
+  /** Launches every node (see `launch`). */
+  async start(opts: ClusterOptions): Promise<void> {
+    const t0 = performance.now();
+    const config = this.config;
+    const nodes = this.nodes;
+    const progress = (node: NodeLaunch, phase: LaunchPhase, detail = "") =>
+      opts.onProgress?.({ node, phase, detail, ms: performance.now() - t0 });
+
+    const timeoutMs = config.cluster.heartbeatTimeoutS * 1000;
+    const heartbeatMs = Math.round(Math.min(2000, Math.max(50, timeoutMs / 4)));
+    const helloTimeoutMs = (opts.helloTimeoutS ?? 30 + config.cluster.connectTimeoutS) * 1000;
+    const executorSource = opts.executorEntry === undefined
+      ? (await exists(EXECUTOR_SOURCE) ? EXECUTOR_SOURCE : undefined)
+      : opts.executorEntry ?? undefined;
+
+    // Bundles for SSH nodes, made once (and cached by source hash).
+    let bundles: Promise<Bundle[]> | undefined;
+    if (nodes.some((n) => n.config.transport === "ssh")) {
+      bundles = Promise.all([
+        bundle("agent", `${REPO_ROOT}/agents/agent.ts`),
+        ...(executorSource ? [bundle("executor", executorSource)] : []),
+      ]);
+      bundles.catch(() => {});
+    }
+
+    const startSession = async (node: NodeLaunch, channel: AgentSession["channel"], runDir: string, extra: {
+      executorEntry?: string;
+      executorDenoFlags?: string[];
+    }) => {
+      const tAgent = performance.now();
+      progress(node, "starting");
+      const session = new AgentSession(channel, {
+        name: node.name,
+        host: node.config.host,
+        heartbeatMs,
+        heartbeatTimeoutMs: timeoutMs,
+        onProtocolError: opts.onProtocolError,
+      });
+      node.session = session;
+      node.runDir = runDir;
+      node.executorEntry = extra.executorEntry;
+      node.inventory = await session.start({
+        runId: opts.runId,
+        runDir,
+        node: `node${node.config.index}-${node.config.host}`,
+        orphanTimeoutMs: timeoutMs,
+        probeWebgpu: opts.probeWebgpu === true ||
+          ((opts.probeWebgpu ?? "as-needed") === "as-needed" && ["auto", "webgpu"].includes(node.config.executor)),
+        ...extra,
+      }, helloTimeoutMs);
+      node.executorKind = resolveExecutorKind(node.config.executor, node.inventory);
+      node.timings.agentMs = performance.now() - tAgent;
+      session.lost.then((info) => {
+        progress(node, "lost", info.reason);
+        opts.onLost?.(info, node);
+      });
+    };
+
+    const launchOne = async (node: NodeLaunch) => {
+      const n = node.config;
+      const tNode = performance.now();
+      try {
+        if (n.transport === "local") {
+          const runDir = n.workdir ? `${n.workdir}/runs/${opts.runId}` : opts.runDir;
+          const channel = spawnLocalAgent();
+          await startSession(node, channel, runDir, {
+            executorEntry: executorSource,
+            executorDenoFlags: ["--config", `${REPO_ROOT}/deno.json`],
+          });
+        } else {
+          progress(node, "connecting", `${n.user ?? Deno.env.get("USER") ?? "root"}@${n.host}:${n.port}`);
+          const target = sshTargetOf(n, config.cluster.connectTimeoutS, Math.min(15000, Math.max(1000, timeoutMs / 2)));
+          node.conn = await SshConnection.connect(target);
+          node.timings.connectMs = node.conn.connectMs;
+          progress(node, "connected", `${Math.round(node.conn.connectMs)} ms, host key ${node.conn.hostKey}`);
+          const bs = await bundles!;
+          node.boot = await bootstrapNode(node.conn, {
+            what: node.name,
+            configuredDeno: n.deno,
+            bundles: bs,
+            onStep: (step, detail) => progress(node, step === "probe" ? "probing" : "uploading", detail),
+          });
+          node.timings.bootstrapMs = node.boot.ms;
+          const runDir = `${n.workdir ?? `${node.boot.probe.cache}/work`}/runs/${opts.runId}`;
+          const channel = await node.conn.spawn(agentCommand(node.boot.deno, node.boot.paths.agent));
+          await startSession(node, channel, runDir, {
+            executorEntry: node.boot.paths.executor,
+            executorDenoFlags: ["--no-config"],
+          });
+        }
+        node.timings.totalMs = performance.now() - tNode;
+        progress(node, "ready", `${Math.round(node.timings.totalMs)} ms`);
+        if (this.#stopping) throw new Error("launch interrupted");
+      } catch (e) {
+        node.error = (e as Error).message;
+        progress(node, "failed", node.error);
+        if (node.session) await node.session.shutdown("launch failed", 2000).catch(() => {});
+        await node.conn?.close();
+        node.session = undefined;
+      }
+    };
+
+    await Promise.all(nodes.map(launchOne));
+    this.launchMs = performance.now() - t0;
+  }
+
+  /** Sends a command to every live agent. */
+  broadcast(cmd: AgentCommand): void {
+    for (const s of this.sessions) s.send(cmd);
+  }
+
+  /** Measures a round trip to every live agent; returns ms per node index. */
+  async pingAll(): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    await Promise.all(this.ready.map(async (n) => out.set(n.config.index, await n.session!.ping())));
+    return out;
+  }
+
+  /** Shuts every agent down (they stop their executors) and closes every connection. Idempotent. */
+  shutdown(reason: string, timeoutMs = 5000): Promise<ChannelExit[]> {
+    this.#stopping ??= Promise.all(this.nodes.map(async (n) => {
+      let exit: ChannelExit = { code: null, signal: null, error: "not started" };
+      if (n.session) {
+        exit = n.session.lostInfo
+          ? await n.session.abort(n.session.lostInfo.reason)
+          : await n.session.shutdown(reason, timeoutMs);
+      }
+      await n.conn?.close();
+      return exit;
+    }));
+    return this.#stopping;
+  }
+
+  /**
+   * On SIGINT/SIGTERM: shuts the cluster down and exits 130 (a second Ctrl-C exits at once; agents then stop by
+   * themselves when their channel closes). Returns a function that removes the handlers.
+   */
+  installSignalHandlers(log: (text: string) => void = (t) => console.error(t)): () => void {
+    let count = 0;
+    const handler = () => {
+      count++;
+      if (count > 1) Deno.exit(130);
+      log(`interrupted: stopping ${this.sessions.length} agent(s) (Ctrl-C again to quit at once)`);
+      this.shutdown("interrupted (Ctrl-C)").finally(() => Deno.exit(130));
+    };
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    for (const s of signals) Deno.addSignalListener(s, handler);
+    return () => {
+      for (const s of signals) Deno.removeSignalListener(s, handler);
+    };
+  }
+}

@@ -1,0 +1,57 @@
+// `transport: local`: the agent runs as a subprocess of the orchestrator, speaking the same protocol on its
+// stdin/stdout as it does over SSH.
+
+import type { AgentChannel, ChannelExit } from "./agent_channel.ts";
+
+/** Path of the agent's source entry in this checkout. */
+export const AGENT_SOURCE = new URL("../../agents/agent.ts", import.meta.url).pathname;
+
+/** Starts a local agent; `entry` defaults to the agent's source file. */
+export function spawnLocalAgent(
+  opts: { entry?: string; cwd?: string; env?: Record<string, string> } = {},
+): AgentChannel {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-config", opts.entry ?? AGENT_SOURCE],
+    cwd: opts.cwd,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...opts.env },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdin = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  let open = true;
+  const closed: Promise<ChannelExit> = child.status.then((s) => {
+    open = false;
+    return { code: s.signal ? null : s.code, signal: s.signal ? s.signal.replace(/^SIG/, "") : null };
+  });
+  return {
+    label: `local agent (pid ${child.pid})`,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    write: (text) => {
+      if (!open) return false;
+      stdin.write(encoder.encode(text)).catch(() => open = false);
+      return true;
+    },
+    closeInput: () => {
+      if (!open) return;
+      open = false;
+      stdin.close().catch(() => {});
+    },
+    closed,
+    kill: () => {
+      open = false;
+      stdin.close().catch(() => {});
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited */ }
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }, 3000);
+      closed.finally(() => clearTimeout(t));
+    },
+  };
+}

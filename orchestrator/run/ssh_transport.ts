@@ -1,0 +1,450 @@
+// SSH transport with npm:ssh2: a TCP_NODELAY socket, host key checked against known_hosts (strict or accept-new),
+// identity file or ssh-agent, connect timeout, keepalive, ChaCha20-Poly1305 first; exec, streamed exec and SFTP upload.
+
+// @ts-types="npm:@types/ssh2@^1.15"
+import { Client, utils as sshUtils } from "ssh2";
+// @ts-types="npm:@types/ssh2@^1.15"
+import type {
+  AuthMethod,
+  CipherAlgorithm,
+  ClientChannel,
+  ConnectConfig,
+  ServerHostKeyAlgorithm,
+  SFTPWrapper,
+} from "ssh2";
+import net from "node:net";
+import { Buffer } from "node:buffer";
+import { UserError } from "../errors.ts";
+import type { NodeConfig } from "../config/types.ts";
+import { type AgentChannel, type ChannelExit, pushStream } from "./agent_channel.ts";
+import { checkKnownHosts, fingerprint, keyType, knownHostsLine, knownKeyTypes } from "./known_hosts.ts";
+
+/** Ciphers in order of preference: ChaCha20-Poly1305 is about twice as fast as AES-GCM under Deno's node:crypto. */
+export const CIPHERS = [
+  "chacha20-poly1305@openssh.com",
+  "aes128-gcm@openssh.com",
+  "aes256-gcm@openssh.com",
+  "aes128-ctr",
+  "aes192-ctr",
+  "aes256-ctr",
+];
+
+const HOST_KEY_ALGOS: Record<string, string[]> = {
+  "ssh-ed25519": ["ssh-ed25519"],
+  "ecdsa-sha2-nistp256": ["ecdsa-sha2-nistp256"],
+  "ecdsa-sha2-nistp384": ["ecdsa-sha2-nistp384"],
+  "ecdsa-sha2-nistp521": ["ecdsa-sha2-nistp521"],
+  "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+};
+const DEFAULT_HOST_KEY_ORDER = Object.values(HOST_KEY_ALGOS).flat();
+
+/** Everything needed to open one SSH connection. */
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  /** Private key file; without it, ssh-agent (SSH_AUTH_SOCK) and then ~/.ssh/id_* are tried. */
+  identity?: string;
+  /** known_hosts file (default ~/.ssh/known_hosts). */
+  knownHosts?: string;
+  hostKeyPolicy: "strict" | "accept-new";
+  connectTimeoutMs: number;
+  /** Keepalive interval; the connection is declared dead after `keepaliveCountMax` unanswered ones. */
+  keepaliveMs?: number;
+  keepaliveCountMax?: number;
+  /** Prefix of error messages, e.g. `node 1 (10.0.0.2)`. */
+  what?: string;
+}
+
+/** The SSH target of a configured node. */
+export function sshTargetOf(node: NodeConfig, connectTimeoutS: number, keepaliveMs = 5000): SshTarget {
+  return {
+    host: node.host,
+    port: node.port,
+    user: node.user ?? Deno.env.get("USER") ?? "root",
+    identity: node.identity,
+    knownHosts: node.knownHosts,
+    hostKeyPolicy: node.hostKeyPolicy,
+    connectTimeoutMs: connectTimeoutS * 1000,
+    keepaliveMs,
+    what: `node ${node.index} (${node.host})`,
+  };
+}
+
+/** Result of a command run to completion. */
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+function home(): string {
+  return Deno.env.get("HOME") ?? "/root";
+}
+
+function expandHome(p: string): string {
+  return p.startsWith("~/") ? home() + p.slice(1) : p;
+}
+
+/** Quotes a string for POSIX sh. */
+export function shQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+function readKey(path: string, where: string): Buffer {
+  let data: Uint8Array;
+  try {
+    data = Deno.readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${where}: cannot read identity file ${path} (${(e as Error).message})`);
+  }
+  const parsed = sshUtils.parseKey(Buffer.from(data));
+  if (parsed instanceof Error) {
+    if (/passphrase/i.test(parsed.message)) {
+      throw new UserError(
+        `${where}: identity ${path} is passphrase-protected; load it into ssh-agent (ssh-add ${path}) and remove ` +
+          `identity from the node's config so the agent is used`,
+      );
+    }
+    throw new UserError(`${where}: identity ${path} is not a private key ssh2 can read (${parsed.message})`);
+  }
+  return Buffer.from(data);
+}
+
+/** An open, authenticated SSH connection. */
+export class SshConnection {
+  #client: Client;
+  #closed: Promise<void>;
+  #dead?: string;
+  #sftp?: Promise<SFTPWrapper>;
+  /** Milliseconds from TCP connect to authenticated. */
+  readonly connectMs: number;
+  /** `user@host:port`. */
+  readonly label: string;
+  /** The server's host key fingerprint. */
+  readonly hostKey: string;
+
+  private constructor(client: Client, label: string, connectMs: number, hostKey: string, closed: Promise<void>) {
+    this.#client = client;
+    this.label = label;
+    this.connectMs = connectMs;
+    this.hostKey = hostKey;
+    this.#closed = closed;
+    client.on("error", (e: Error) => this.#dead ??= e.message);
+    client.on("close", () => this.#dead ??= "connection closed");
+  }
+
+  /** Why the connection is gone, or undefined while it is up. */
+  get dead(): string | undefined {
+    return this.#dead;
+  }
+
+  /** Connects, checks the host key and authenticates; every failure is a UserError with one clear message. */
+  static async connect(t: SshTarget): Promise<SshConnection> {
+    const where = t.what ?? `${t.host}:${t.port}`;
+    const label = `${t.user}@${t.host}:${t.port}`;
+    const knownHostsPath = expandHome(t.knownHosts ?? "~/.ssh/known_hosts");
+    let knownText = "";
+    try {
+      knownText = await Deno.readTextFile(knownHostsPath);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new UserError(`${where}: cannot read known_hosts ${knownHostsPath} (${(e as Error).message})`);
+      }
+      if (t.hostKeyPolicy === "strict") {
+        throw new UserError(
+          `${where}: known_hosts file ${knownHostsPath} does not exist, so the host key of ${t.host} cannot be ` +
+            `checked; add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}) or set host_key_policy: accept-new`,
+        );
+      }
+    }
+
+    // Authentication methods, in order: the configured identity, else ssh-agent and the default key files.
+    const auth: AuthMethod[] = [];
+    const tried: string[] = [];
+    const agentSock = Deno.env.get("SSH_AUTH_SOCK");
+    if (t.identity) {
+      auth.push({ type: "publickey", username: t.user, key: readKey(expandHome(t.identity), where) } as AuthMethod);
+      tried.push(`identity ${t.identity}`);
+    } else {
+      if (agentSock) {
+        auth.push({ type: "agent", username: t.user, agent: agentSock } as AuthMethod);
+        tried.push(`ssh-agent (${agentSock})`);
+      }
+      for (const name of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
+        const p = `${home()}/.ssh/${name}`;
+        try {
+          Deno.statSync(p);
+        } catch {
+          continue;
+        }
+        try {
+          auth.push({ type: "publickey", username: t.user, key: readKey(p, where) } as AuthMethod);
+          tried.push(p);
+        } catch { /* passphrase-protected default keys are left to the agent */ }
+      }
+      if (auth.length === 0) {
+        throw new UserError(
+          `${where}: no way to authenticate: set identity: in the node's config, or start ssh-agent (SSH_AUTH_SOCK)`,
+        );
+      }
+    }
+
+    // Prefer host key types known_hosts already lists for this host (as OpenSSH does).
+    const knownTypes = knownKeyTypes(knownText, t.host, t.port).flatMap((k) => HOST_KEY_ALGOS[k] ?? []);
+    const hostKeyOrder = [...new Set([...knownTypes, ...DEFAULT_HOST_KEY_ORDER])];
+
+    let hostKeyError: string | undefined;
+    let hostKey = "";
+    const verifier = (key: Buffer): boolean => {
+      const blob = new Uint8Array(key);
+      hostKey = `${keyType(blob)} ${fingerprint(blob)}`;
+      const r = checkKnownHosts(knownText, t.host, t.port, blob);
+      if (r.status === "match") return true;
+      if (r.status === "revoked") {
+        hostKeyError = `${where}: the host key of ${t.host} (${hostKey}) is marked @revoked in ` +
+          `${knownHostsPath}:${r.line}; refusing to connect`;
+        return false;
+      }
+      if (r.status === "mismatch") {
+        const listed = r.known.map((k) => `${k.type} ${k.fingerprint} (${knownHostsPath}:${k.line})`).join(", ");
+        hostKeyError = `${where}: HOST KEY MISMATCH for ${t.host}:${t.port}: the server offered ${hostKey}, but ` +
+          `known_hosts has ${listed}. Someone may be intercepting the connection, or the host was reinstalled; ` +
+          `if you trust the new key, remove the old one (ssh-keygen -R ${t.host} -f ${knownHostsPath})`;
+        return false;
+      }
+      if (t.hostKeyPolicy === "accept-new") {
+        const line = knownHostsLine(t.host, t.port, blob);
+        try {
+          Deno.mkdirSync(knownHostsPath.slice(0, knownHostsPath.lastIndexOf("/")) || "/", { recursive: true });
+          const sep = knownText && !knownText.endsWith("\n") ? "\n" : "";
+          Deno.writeTextFileSync(knownHostsPath, sep + line + "\n", { append: true, mode: 0o600 });
+          knownText += sep + line + "\n";
+        } catch (e) {
+          hostKeyError = `${where}: cannot add the host key to ${knownHostsPath} (${(e as Error).message})`;
+          return false;
+        }
+        return true;
+      }
+      hostKeyError = `${where}: host ${t.host}:${t.port} is not in ${knownHostsPath} (it offered ${hostKey}); ` +
+        `verify the fingerprint and add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}), ` +
+        `or set host_key_policy: accept-new`;
+      return false;
+    };
+
+    const t0 = performance.now();
+    const client = new Client();
+    let sock: net.Socket | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let closedResolve!: () => void;
+    const closed = new Promise<void>((r) => closedResolve = r);
+    client.on("close", () => closedResolve());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let settled = false;
+        const fail = (msg: string) => {
+          if (settled) return;
+          settled = true;
+          reject(new UserError(msg));
+        };
+        timer = setTimeout(() => {
+          fail(
+            `${where}: cannot connect to ${t.host}:${t.port}: no answer within ${t.connectTimeoutMs / 1000} s ` +
+              `(cluster.connect_timeout_s); check the address, the network, and that sshd runs there`,
+          );
+        }, t.connectTimeoutMs);
+        sock = net.connect({ host: t.host, port: t.port, noDelay: true });
+        sock.setNoDelay(true);
+        sock.on("error", (e: Error & { code?: string }) => {
+          const why = e.code === "ECONNREFUSED"
+            ? "connection refused (is sshd running there, on this port?)"
+            : e.code === "ENOTFOUND" || e.code === "EAI_AGAIN"
+            ? "unknown host name"
+            : e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH"
+            ? "host unreachable"
+            : e.message;
+          fail(`${where}: cannot connect to ${t.host}:${t.port}: ${why}`);
+        });
+        sock.on("connect", () => {
+          const cfg: ConnectConfig = {
+            sock,
+            username: t.user,
+            authHandler: auth,
+            hostVerifier: verifier,
+            readyTimeout: t.connectTimeoutMs,
+            keepaliveInterval: t.keepaliveMs ?? 5000,
+            keepaliveCountMax: t.keepaliveCountMax ?? 3,
+            algorithms: {
+              cipher: CIPHERS as CipherAlgorithm[],
+              serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
+            },
+          };
+          client.connect(cfg);
+        });
+        client.on("ready", () => {
+          if (settled) return;
+          settled = true;
+          resolve();
+        });
+        client.on("error", (e: Error & { level?: string }) => {
+          if (hostKeyError) return fail(hostKeyError);
+          if (e.level === "client-authentication") {
+            return fail(
+              `${where}: authentication as ${t.user} failed (tried ${tried.join(", ")}); the server refused the ` +
+                `key: add its public key to ~${t.user}/.ssh/authorized_keys on ${t.host}, or set identity: in the config`,
+            );
+          }
+          if (e.level === "client-timeout") {
+            return fail(
+              `${where}: SSH handshake with ${t.host}:${t.port} did not finish within ${t.connectTimeoutMs / 1000} s`,
+            );
+          }
+          fail(`${where}: SSH connection to ${t.host}:${t.port} failed: ${e.message}`);
+        });
+        client.on("close", () => fail(hostKeyError ?? `${where}: ${t.host}:${t.port} closed the connection`));
+      });
+    } catch (e) {
+      clearTimeout(timer);
+      client.end();
+      sock?.destroy();
+      throw e;
+    }
+    clearTimeout(timer);
+    return new SshConnection(client, label, performance.now() - t0, hostKey, closed);
+  }
+
+  /** Runs a command to completion and returns its output. */
+  exec(command: string, input?: string): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      this.#client.exec(command, (err, stream) => {
+        if (err) return reject(new Error(`${this.label}: exec failed: ${err.message}`));
+        const out: Buffer[] = [];
+        const errs: Buffer[] = [];
+        let code: number | null = null;
+        let signal: string | null = null;
+        stream.on("data", (d: Buffer) => out.push(d));
+        stream.stderr.on("data", (d: Buffer) => errs.push(d));
+        stream.on("exit", (c: number | null, s?: string) => {
+          code = c;
+          signal = s ?? null;
+        });
+        stream.on("close", () => {
+          resolve({
+            code,
+            signal,
+            stdout: Buffer.concat(out).toString("utf8"),
+            stderr: Buffer.concat(errs).toString("utf8"),
+          });
+        });
+        if (input !== undefined) stream.end(input);
+        else stream.end();
+      });
+    });
+  }
+
+  /** Starts a long-running command and returns its stdio as an agent channel. */
+  spawn(command: string): Promise<AgentChannel> {
+    return new Promise((resolve, reject) => {
+      this.#client.exec(command, (err, stream: ClientChannel) => {
+        if (err) return reject(new Error(`${this.label}: exec failed: ${err.message}`));
+        const out = pushStream();
+        const errs = pushStream();
+        let exit: ChannelExit = { code: null, signal: null };
+        let inputOpen = true;
+        let resolveClosed!: (e: ChannelExit) => void;
+        const closed = new Promise<ChannelExit>((r) => resolveClosed = r);
+        const onConnError = (e: Error) => exit.error ??= e.message;
+        const onConnClose = () => {
+          exit.error ??= "SSH connection closed";
+          finish();
+        };
+        let finished = false;
+        const finish = () => {
+          if (finished) return;
+          finished = true;
+          inputOpen = false;
+          out.end();
+          errs.end();
+          this.#client.off("error", onConnError);
+          this.#client.off("close", onConnClose);
+          resolveClosed(exit);
+        };
+        this.#client.on("error", onConnError);
+        this.#client.on("close", onConnClose);
+        stream.on("data", (d: Buffer) => out.push(new Uint8Array(d)));
+        stream.stderr.on("data", (d: Buffer) => errs.push(new Uint8Array(d)));
+        stream.on("exit", (c: number | null, s?: string) => {
+          exit = { ...exit, code: c ?? null, signal: s ?? null };
+        });
+        stream.on("close", finish);
+        stream.on("error", (e: Error) => exit.error ??= e.message);
+        resolve({
+          label: this.label,
+          stdout: out.stream,
+          stderr: errs.stream,
+          write: (text) => {
+            if (!inputOpen) return false;
+            stream.write(text);
+            return true;
+          },
+          closeInput: () => {
+            if (!inputOpen) return;
+            inputOpen = false;
+            stream.end();
+          },
+          closed,
+          kill: () => {
+            inputOpen = false;
+            stream.close();
+          },
+        });
+      });
+    });
+  }
+
+  #getSftp(): Promise<SFTPWrapper> {
+    this.#sftp ??= new Promise((resolve, reject) => {
+      this.#client.sftp((err, sftp) =>
+        err ? reject(new Error(`${this.label}: SFTP failed: ${err.message}`)) : resolve(sftp)
+      );
+    });
+    return this.#sftp;
+  }
+
+  /**
+   * Uploads a local file (path) or bytes to `remotePath` over SFTP: written to a temporary name, then renamed, so a
+   * concurrent reader never sees half a file. Returns the bytes sent.
+   */
+  async upload(source: string | Uint8Array, remotePath: string, mode = 0o644): Promise<number> {
+    const sftp = await this.#getSftp();
+    const tmp = `${remotePath}.part-${crypto.randomUUID().slice(0, 8)}`;
+    const call = (fn: (cb: (err?: Error | null) => void) => void) =>
+      new Promise<void>((resolve, reject) =>
+        fn((err) => err ? reject(new Error(`${this.label}: upload of ${remotePath}: ${err.message}`)) : resolve())
+      );
+    let bytes: number;
+    if (typeof source === "string") {
+      bytes = (await Deno.stat(source)).size;
+      await call((cb) => sftp.fastPut(source, tmp, { concurrency: 32, chunkSize: 65536, mode }, cb));
+    } else {
+      bytes = source.byteLength;
+      await call((cb) => sftp.writeFile(tmp, Buffer.from(source), { mode }, cb));
+    }
+    await call((cb) => sftp.chmod(tmp, mode, cb));
+    try {
+      await call((cb) => sftp.ext_openssh_rename(tmp, remotePath, cb));
+    } catch (e) {
+      await call((cb) => sftp.unlink(tmp, cb)).catch(() => {});
+      throw e;
+    }
+    return bytes;
+  }
+
+  /** Closes the connection and waits until it is closed. */
+  async close(): Promise<void> {
+    this.#client.end();
+    await Promise.race([this.#closed, new Promise((r) => setTimeout(r, 2000))]);
+    this.#client.destroy();
+  }
+}

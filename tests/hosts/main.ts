@@ -1,0 +1,40 @@
+// Brings test hosts up by hand for trying things out: writes a cluster config for them, waits for Ctrl-C, tears
+// everything down. Usage (root): deno run -A tests/hosts/main.ts [COUNT] [--missing-deno I] [--rate-mbit R]
+//   deno run -A tests/hosts/main.ts --cleanup    removes leftovers of crashed runs
+
+import { parseArgs } from "node:util";
+import { cleanupStaleTestHosts } from "./names.ts";
+import { type DenoOnHost, startTestHosts } from "./test_hosts.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    "missing-deno": { type: "string", multiple: true, default: [] },
+    "rate-mbit": { type: "string" },
+    cleanup: { type: "boolean", default: false },
+  },
+});
+if (values.cleanup) {
+  const removed = await cleanupStaleTestHosts();
+  console.log(removed.length ? `removed:\n${removed.join("\n")}` : "nothing to remove");
+  Deno.exit(0);
+}
+const count = Number(positionals[0] ?? 3);
+const deno: Record<number, DenoOnHost> = {};
+for (const i of values["missing-deno"]) deno[Number(i)] = "missing";
+const rate = values["rate-mbit"] ? Number(values["rate-mbit"]) : undefined;
+const th = await startTestHosts({ count, deno, shaping: rate ? { rateMbit: rate } : undefined });
+const config = await th.writeConfig();
+console.log(th.hosts.map((h) => `${h.name}  ${h.ip}  netns ${h.netns}  sshd pid ${h.sshdPid}`).join("\n"));
+console.log(
+  `config: ${config}\nssh: ssh -i ${th.identity} -o UserKnownHostsFile=${th.knownHosts} root@${th.hosts[0].ip}`,
+);
+console.log("Ctrl-C tears everything down");
+const stop = Promise.withResolvers<void>();
+Deno.addSignalListener("SIGINT", () => stop.resolve());
+Deno.addSignalListener("SIGTERM", () => stop.resolve());
+await stop.promise;
+await th.close();
+console.log("torn down");
+Deno.exit(0);

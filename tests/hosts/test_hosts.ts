@@ -1,0 +1,302 @@
+// Test hosts: K network namespaces on a private bridge, each with its own sshd, hostname, home directory and keys
+// generated per run, optional tc link shaping; torn down by PID and name, also after a crashed earlier run.
+
+import $ from "dax";
+import { cleanupStaleTestHosts, linkNames, NAME_PREFIX, namespaceName } from "./names.ts";
+
+/** How `deno` looks on a test host: present (the machine's own), missing, or too old to use. */
+export type DenoOnHost = "present" | "missing" | "old";
+
+/** Options of `startTestHosts`. */
+export interface TestHostOptions {
+  /** Number of hosts (1-20). */
+  count: number;
+  /** Per host index: how `deno` looks there (default: present everywhere). */
+  deno?: Record<number, DenoOnHost>;
+  /** Shape every host link with tc (token bucket), e.g. `{ rateMbit: 1000 }` for 1 Gbit/s. */
+  shaping?: { rateMbit: number; delayMs?: number };
+}
+
+/** One test host: a namespace with sshd on `ip:22`, user root, a private home directory. */
+export interface TestHost {
+  index: number;
+  /** Hostname inside the namespace (its UTS namespace). */
+  name: string;
+  netns: string;
+  ip: string;
+  port: number;
+  user: string;
+  /** The directory mounted over /root inside the namespace (empty .bashrc, its own ~/.cache). */
+  home: string;
+  sshdPid: number;
+}
+
+/** A running set of test hosts. */
+export interface TestHosts {
+  hosts: TestHost[];
+  /** Per-run directory holding keys, configs, logs and homes. */
+  dir: string;
+  /** Private key authorised on every host. */
+  identity: string;
+  /** A private key no host accepts. */
+  wrongIdentity: string;
+  /** known_hosts listing every host's real key. */
+  knownHosts: string;
+  /** An address on the bridge's subnet where nothing answers. */
+  unreachableIp: string;
+  /** Process ids living in a host's namespace (sshd, sessions, agents, executors), zombies excluded. */
+  pids(host: TestHost): Promise<number[]>;
+  /** Process ids in the namespace other than sshd's listener. */
+  strayPids(host: TestHost): Promise<number[]>;
+  /** Writes a cluster config for these hosts and returns its path. */
+  writeConfig(opts?: ConfigOptions): Promise<string>;
+  /** Kills everything in the namespaces and removes namespaces, links and files. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** What `writeConfig` puts into the cluster config. */
+export interface ConfigOptions {
+  name?: string;
+  /** Host indices to include (default all). */
+  only?: number[];
+  devices?: number;
+  executor?: "cpu" | "webgpu" | "cuda" | "auto";
+  identity?: string;
+  knownHosts?: string;
+  hostKeyPolicy?: "strict" | "accept-new";
+  connectTimeoutS?: number;
+  heartbeatTimeoutS?: number;
+  /** Replace a host's address (e.g. with `unreachableIp`). */
+  hostOverride?: Record<number, string>;
+  /** Extra YAML lines appended to each node entry (indented by the caller's choice of 6 spaces). */
+  nodeExtra?: string;
+}
+
+let sequence = 0;
+
+/** Whether this process may create namespaces (root); tests use it to skip with a reason. */
+export function canCreateTestHosts(): { ok: true } | { ok: false; reason: string } {
+  if (Deno.build.os !== "linux") return { ok: false, reason: "test hosts need Linux network namespaces" };
+  if (Deno.uid() !== 0) return { ok: false, reason: "test hosts need root (network namespaces, sshd)" };
+  for (const bin of ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"]) {
+    try {
+      Deno.statSync(bin);
+    } catch {
+      return { ok: false, reason: `${bin} missing: apt-get install -y openssh-server` };
+    }
+  }
+  return { ok: true };
+}
+
+async function pickSubnet(): Promise<number> {
+  const used = await $`ip -4 -o addr show`.text();
+  const start = 20 + (Deno.pid * 7 + sequence * 13) % 200;
+  for (let k = 0; k < 230; k++) {
+    const octet = 20 + (start - 20 + k) % 230;
+    if (!used.includes(`10.213.${octet}.`)) return octet;
+  }
+  throw new Error("no free 10.213.x.0/24 subnet for test hosts");
+}
+
+async function keygen(path: string, comment: string): Promise<void> {
+  await $`ssh-keygen -q -t ed25519 -N ${""} -C ${comment} -f ${path}`.quiet();
+}
+
+/** Lists live (non-zombie) processes of a namespace. */
+async function namespacePids(netns: string): Promise<number[]> {
+  const out = await $`ip netns pids ${netns}`.noThrow().quiet().text();
+  const pids: number[] = [];
+  for (const tok of out.split(/\s+/)) {
+    const pid = Number(tok);
+    if (!tok || !Number.isInteger(pid)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+      if (state !== "Z" && state !== "X") pids.push(pid);
+    } catch { /* gone */ }
+  }
+  return pids;
+}
+
+/** Starts `count` hosts. Always pair with `close()` in a finally block. */
+export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> {
+  const can = canCreateTestHosts();
+  if (!can.ok) throw new Error(can.reason);
+  if (opts.count < 1 || opts.count > 20) throw new Error("count must be 1-20");
+  await cleanupStaleTestHosts();
+  const seq = sequence++;
+  const octet = await pickSubnet();
+  const links = linkNames(Deno.pid, seq);
+  const dir = await Deno.makeTempDir({ prefix: `${NAME_PREFIX}-${Deno.pid}-${seq}-` });
+  const hosts: TestHost[] = [];
+  const namespaces: string[] = [];
+  let bridgeUp = false;
+  let closed = false;
+
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    for (const ns of namespaces) {
+      for (const pid of await namespacePids(ns)) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* already gone */ }
+      }
+    }
+    for (const ns of namespaces) await $`ip netns del ${ns}`.noThrow().quiet();
+    if (bridgeUp) await $`ip link del ${links.bridge}`.noThrow().quiet();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+
+  try {
+    await Deno.mkdir("/run/sshd", { recursive: true });
+    const identity = `${dir}/id_ed25519`;
+    const wrongIdentity = `${dir}/wrong_ed25519`;
+    await Promise.all([keygen(identity, "flexsp-test"), keygen(wrongIdentity, "flexsp-wrong")]);
+    await Deno.writeTextFile(`${dir}/authorized_keys`, await Deno.readTextFile(`${identity}.pub`));
+    // A file that is not executable stands for "no deno here"; a script printing an old version for "too old".
+    await Deno.writeTextFile(`${dir}/deno_missing`, "");
+    await Deno.writeTextFile(`${dir}/deno_old`, "#!/bin/sh\necho 'deno 1.40.0 (release, x86_64-unknown-linux-gnu)'\n", {
+      mode: 0o755,
+    });
+
+    await $`ip link add ${links.bridge} type bridge`.quiet();
+    bridgeUp = true;
+    await $`ip addr add 10.213.${octet}.1/24 dev ${links.bridge}`.quiet();
+    await $`ip link set ${links.bridge} up`.quiet();
+
+    let knownHosts = "";
+    for (let i = 1; i <= opts.count; i++) {
+      const ns = namespaceName(Deno.pid, seq, i);
+      const name = `fxh${i}`;
+      const ip = `10.213.${octet}.${10 + i}`;
+      const hdir = `${dir}/h${i}`;
+      const home = `${hdir}/home`;
+      await Deno.mkdir(home, { recursive: true });
+      await Deno.writeTextFile(`${home}/.bashrc`, "");
+      await Deno.writeTextFile(`${home}/.profile`, "");
+      await keygen(`${hdir}/host_ed25519`, name);
+      knownHosts += `${ip} ${
+        (await Deno.readTextFile(`${hdir}/host_ed25519.pub`)).trim().split(" ").slice(0, 2).join(" ")
+      }\n`;
+      await Deno.writeTextFile(
+        `${hdir}/sshd.conf`,
+        [
+          `ListenAddress ${ip}`,
+          "Port 22",
+          `HostKey ${hdir}/host_ed25519`,
+          `PidFile ${hdir}/sshd.pid`,
+          `AuthorizedKeysFile ${dir}/authorized_keys`,
+          "PasswordAuthentication no",
+          "KbdInteractiveAuthentication no",
+          "PubkeyAuthentication yes",
+          "PermitRootLogin prohibit-password",
+          "UsePAM no",
+          "StrictModes no",
+          "AllowTcpForwarding yes",
+          "PrintMotd no",
+          "MaxSessions 64",
+          "MaxStartups 64",
+          "UseDNS no",
+          "Subsystem sftp internal-sftp",
+          "",
+        ].join("\n"),
+      );
+      await $`ip netns add ${ns}`.quiet();
+      namespaces.push(ns);
+      const veth = links.veth(i);
+      await $`ip link add ${veth} type veth peer name eth0 netns ${ns}`.quiet();
+      await $`ip link set ${veth} master ${links.bridge} up`.quiet();
+      await $`ip -n ${ns} addr add ${ip}/24 dev eth0`.quiet();
+      await $`ip -n ${ns} link set eth0 up`.quiet();
+      await $`ip -n ${ns} link set lo up`.quiet();
+      if (opts.shaping) {
+        const { rateMbit, delayMs } = opts.shaping;
+        for (const [where, dev] of [["", veth], [ns, "eth0"]]) {
+          const netem = delayMs ? ` delay ${delayMs}ms` : "";
+          const cmd = delayMs
+            ? `tc qdisc add dev ${dev} root netem${netem} rate ${rateMbit}mbit`
+            : `tc qdisc add dev ${dev} root tbf rate ${rateMbit}mbit burst 256kb latency 50ms`;
+          if (where) await $`ip netns exec ${where} sh -c ${cmd}`.quiet();
+          else await $`sh -c ${cmd}`.quiet();
+        }
+      }
+      // Inside the namespace, /usr/local/bin (on root's PATH) is a directory of this host's own: with this
+      // process's Deno in it ("present", wherever Deno lives on this machine), an old one, or none; for the last
+      // two, this machine's Deno binary is hidden too, in case it sits on PATH as well.
+      const denoMode = opts.deno?.[i - 1] ?? "present";
+      const realDeno = await Deno.realPath(Deno.execPath());
+      const bin = `${hdir}/bin`;
+      await Deno.mkdir(bin);
+      if (denoMode === "present") await Deno.symlink(realDeno, `${bin}/deno`);
+      if (denoMode === "old") await Deno.copyFile(`${dir}/deno_old`, `${bin}/deno`);
+      const visible = new Set([realDeno]);
+      for (const d of ["/usr/local/sbin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
+        if (await Deno.stat(`${d}/deno`).then(() => true, () => false)) visible.add(`${d}/deno`);
+      }
+      const hideDeno = denoMode === "present"
+        ? ""
+        : [...visible].map((p) => `mount --bind ${dir}/deno_missing ${p};`).join(" ");
+      const inner = `hostname ${name}; mount --bind ${home} /root; mount --bind ${bin} /usr/local/bin; ${hideDeno} ` +
+        `exec /usr/sbin/sshd -f ${hdir}/sshd.conf -E ${hdir}/sshd.log`;
+      await $`ip netns exec ${ns} unshare --uts --mount --propagation private sh -c ${inner}`.quiet();
+      // The daemon writes its pid file after the starting process has returned.
+      let sshdPid = 0;
+      for (let k = 0; k < 200 && !sshdPid; k++) {
+        sshdPid = Number((await Deno.readTextFile(`${hdir}/sshd.pid`).catch(() => "")).trim());
+        if (!sshdPid) await new Promise((r) => setTimeout(r, 10));
+      }
+      if (!sshdPid) throw new Error(`sshd of ${name} did not start: ${await Deno.readTextFile(`${hdir}/sshd.log`)}`);
+      hosts.push({ index: i - 1, name, netns: ns, ip, port: 22, user: "root", home, sshdPid });
+    }
+    const knownHostsPath = `${dir}/known_hosts`;
+    await Deno.writeTextFile(knownHostsPath, knownHosts);
+
+    let configs = 0;
+    const result: TestHosts = {
+      hosts,
+      dir,
+      identity,
+      wrongIdentity,
+      knownHosts: knownHostsPath,
+      unreachableIp: `10.213.${octet}.99`,
+      pids: (h) => namespacePids(h.netns),
+      strayPids: async (h) => (await namespacePids(h.netns)).filter((p) => p !== h.sshdPid),
+      writeConfig: async (c: ConfigOptions = {}) => {
+        const only = c.only ?? hosts.map((h) => h.index);
+        const nodes = only.map((i) => {
+          const h = hosts[i];
+          return [
+            `    - host: ${c.hostOverride?.[i] ?? h.ip}`,
+            `      user: root`,
+            `      identity: ${c.identity ?? identity}`,
+            `      known_hosts: ${c.knownHosts ?? knownHostsPath}`,
+            `      host_key_policy: ${c.hostKeyPolicy ?? "strict"}`,
+            `      devices: ${c.devices ?? 1}`,
+            `      executor: ${c.executor ?? "cpu"}`,
+            ...(c.nodeExtra ? [c.nodeExtra.replace(/^/gm, "      ")] : []),
+          ].join("\n");
+        });
+        const text = [
+          `name: ${c.name ?? "testhosts"}`,
+          "cluster:",
+          `  connect_timeout_s: ${c.connectTimeoutS ?? 5}`,
+          `  heartbeat_timeout_s: ${c.heartbeatTimeoutS ?? 3}`,
+          "  nodes:",
+          ...nodes,
+          "model:",
+          "  preset: gpt-tiny",
+          "",
+        ].join("\n");
+        const path = `${dir}/cluster_${configs++}.yaml`;
+        await Deno.writeTextFile(path, text);
+        return path;
+      },
+      close,
+    };
+    return result;
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
