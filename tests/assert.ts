@@ -51,3 +51,34 @@ export async function eventually(cond: () => boolean | Promise<boolean>, ms: num
   }
   return await cond();
 }
+
+/** Every element satisfies |a-b| <= atol + rtol·|b|; the message names the worst element. */
+export function assertArrayClose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  atol: number,
+  rtol: number,
+  what = "",
+): void {
+  if (a.length !== b.length) throw new Error(`${what}: length ${a.length} vs ${b.length}`);
+  let wi = -1;
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const diff = Math.abs(a[i] - b[i]);
+    const tol = atol + rtol * Math.abs(b[i]);
+    if (diff <= tol) continue;
+    const excess = Number.isNaN(diff) ? Infinity : diff - tol;
+    if (wi < 0 || excess > worst) [wi, worst] = [i, excess];
+  }
+  if (wi >= 0) throw new Error(`${what}: element ${wi}: ${a[wi]} vs ${b[wi]} (atol ${atol}, rtol ${rtol})`);
+}
+
+/** The two arrays are bit-identical. */
+export function assertBitEqual(a: Float32Array, b: Float32Array, what = ""): void {
+  if (a.length !== b.length) throw new Error(`${what}: length ${a.length} vs ${b.length}`);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) {
+    if (x[i] !== y[i]) throw new Error(`${what}: differs at ${i}: ${a[i]} vs ${b[i]}`);
+  }
+}
