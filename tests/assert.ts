@@ -52,25 +52,34 @@ export async function eventually(cond: () => boolean | Promise<boolean>, ms: num
   return await cond();
 }
 
-/** Every element satisfies |a-b| <= atol + rtol·|b|; the message names the worst element. */
+/** Every element satisfies |a-b| <= atol + rtol·|b|; the message names the worst element. Returns max |a-b|. */
 export function assertArrayClose(
   a: ArrayLike<number>,
   b: ArrayLike<number>,
   atol: number,
   rtol: number,
   what = "",
-): void {
+): number {
   if (a.length !== b.length) throw new Error(`${what}: length ${a.length} vs ${b.length}`);
   let wi = -1;
   let worst = 0;
+  let maxAbs = 0;
   for (let i = 0; i < a.length; i++) {
     const diff = Math.abs(a[i] - b[i]);
+    if (!Number.isNaN(diff)) maxAbs = Math.max(maxAbs, diff);
+    if (Object.is(a[i], b[i])) continue;
     const tol = atol + rtol * Math.abs(b[i]);
     if (diff <= tol) continue;
     const excess = Number.isNaN(diff) ? Infinity : diff - tol;
     if (wi < 0 || excess > worst) [wi, worst] = [i, excess];
   }
-  if (wi >= 0) throw new Error(`${what}: element ${wi}: ${a[wi]} vs ${b[wi]} (atol ${atol}, rtol ${rtol})`);
+  if (wi >= 0) {
+    throw new Error(
+      `${what}: element ${wi}: ${a[wi]} vs ${b[wi]} (abs err ${Math.abs(a[wi] - b[wi]).toExponential(2)}, ` +
+        `atol ${atol}, rtol ${rtol})`,
+    );
+  }
+  return maxAbs;
 }
 
 /** The two arrays are bit-identical. */
