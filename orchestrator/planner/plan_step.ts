@@ -139,18 +139,24 @@ export function boundGreedyChunks(
   m: number,
 ): number[][] {
   const n = ctx.topo.devices;
-  const cap = 0.95 * ctx.capacity.reduce((a, b) => a + b, 0);
   const beta = ctx.cost.beta1 / ctx.maxSpeed;
-  const mbs = Array.from({ length: m }, () => ({ seqs: [] as number[], tau: 0, work: 0, tokens: 0 }));
+  const capDev = ctx.minCapacity;
+  // Devices a sequence ties up: its whole minimal group if it needs more than one device, else its share.
+  const demand = (s: number) => {
+    const d = ctx.minDegreeOf(s);
+    return d > 1 ? d : s / capDev;
+  };
+  const mbs = Array.from({ length: m }, () => ({ seqs: [] as number[], tau: 0, work: 0, devices: 0 }));
   const est = (tau: number, work: number) => beta + Math.max(tau, work / n);
   for (const k of [...seqs].sort((a, b) => lengths[b] - lengths[a] || a - b)) {
     const s = lengths[k];
     const tau = ctx.bestSeqMs(s);
     const w = ctx.minWork(s);
+    const need = demand(s);
     let best = -1;
     let bestKey = [Infinity, Infinity];
     mbs.forEach((mb, i) => {
-      const over = mb.tokens + s > cap ? 1 : 0;
+      const over = Math.max(0, mb.devices + need - n);
       const grow = est(Math.max(mb.tau, tau), mb.work + w) - (mb.seqs.length ? est(mb.tau, mb.work) : 0);
       const key = [over, grow];
       if (key[0] < bestKey[0] || (key[0] === bestKey[0] && key[1] < bestKey[1])) [best, bestKey] = [i, key];
@@ -159,7 +165,7 @@ export function boundGreedyChunks(
     mb.seqs.push(k);
     mb.tau = Math.max(mb.tau, tau);
     mb.work += w;
-    mb.tokens += s;
+    mb.devices += need;
   }
   return mbs.map((mb) => mb.seqs).filter((c) => c.length > 0);
 }

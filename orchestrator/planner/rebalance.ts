@@ -29,6 +29,7 @@ export function improveAcrossMicroBatches(
   deadline: number,
   maxRounds = 200,
   movesPerSource = 6,
+  swaps = false,
 ): MicroBatchPlan[] {
   const mbs = microBatches.map((mb) => ({ plan: mb, seqs: members(mb) }));
   if (mbs.length < 2) return microBatches;
@@ -67,7 +68,49 @@ export function improveAcrossMicroBatches(
       }
       if (moved) break;
     }
+    if (!moved && swaps && performance.now() < deadline) moved = trySwap(ctx, lengths, mbs, deadline, movesPerSource);
     if (!moved) break;
   }
   return mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan);
+}
+
+/**
+ * Exchanges one sequence between two micro-batches when that is faster in total (first improvement over
+ * micro-batch pairs ordered by their time, long sequences first). Returns whether a swap was made.
+ */
+function trySwap(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  mbs: { plan: MicroBatchPlan; seqs: number[] }[],
+  deadline: number,
+  perSide: number,
+): boolean {
+  const order = mbs.map((_, i) => i).sort((a, b) => mbs[b].plan.predictedMs - mbs[a].plan.predictedMs);
+  for (let x = 0; x < order.length; x++) {
+    for (let y = x + 1; y < order.length; y++) {
+      const [i, j] = [order[x], order[y]];
+      const a = mbs[i];
+      const b = mbs[j];
+      const before = a.plan.predictedMs + b.plan.predictedMs;
+      for (const k of candidates(lengths, a.seqs, perSide)) {
+        for (const k2 of candidates(lengths, b.seqs, perSide)) {
+          if (performance.now() >= deadline) return false;
+          if (lengths[k] === lengths[k2]) continue;
+          const newSeqsA = [...a.seqs.filter((q) => q !== k), k2];
+          const newSeqsB = [...b.seqs.filter((q) => q !== k2), k];
+          const lbA = microBatchLowerBound(ctx, lengths, newSeqsA);
+          const lbB = microBatchLowerBound(ctx, lengths, newSeqsB);
+          if (lbA + lbB >= before) continue;
+          const pa = planMicroBatch(ctx, lengths, newSeqsA, 1e-3);
+          if (!pa || pa.predictedMs + lbB >= before) continue;
+          const pb = planMicroBatch(ctx, lengths, newSeqsB, 1e-3);
+          if (!pb || pa.predictedMs + pb.predictedMs >= before * (1 - 1e-6)) continue;
+          mbs[i] = { plan: pa, seqs: newSeqsA };
+          mbs[j] = { plan: pb, seqs: newSeqsB };
+          return true;
+        }
+      }
+    }
+  }
+  return false;
 }
