@@ -8,7 +8,7 @@ import type { Topology } from "./topology.ts";
 import { batchAdaPlan, staticPlan, totalMs } from "./baselines.ts";
 import { minMicroBatches, stepLowerBound } from "./bounds.ts";
 import { chunk, dealChunks } from "./blaster.ts";
-import { planMicroBatch } from "./microbatch_heuristic.ts";
+import { microBatchLowerBound, planMicroBatch } from "./microbatch_heuristic.ts";
 import { improveAcrossMicroBatches } from "./rebalance.ts";
 import { improveWithMilp } from "./milp_improve.ts";
 
@@ -73,8 +73,9 @@ export async function planStep(
     return finish({ ...base, degree: r.degree, microBatches: r.microBatches, details: { degree: r.degree } }, t0);
   }
 
-  const deadline = opts.deterministic ? Infinity : t0 + opts.timeLimitMs;
-  const search = searchMicroBatchSplits(ctx, lengths, seqs);
+  // Stop improving a little before the budget, so the finished plan is returned within it.
+  const deadline = opts.deterministic ? Infinity : t0 + 0.9 * opts.timeLimitMs;
+  const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline);
   if (!search) throw new UserError("no plan fits this batch in memory (even one sequence per micro-batch)");
   let { microBatches } = search;
   const details: Record<string, string | number | boolean> = { chunking: search.how };
@@ -94,6 +95,7 @@ export function searchMicroBatchSplits(
   ctx: PlanContext,
   lengths: readonly number[],
   seqs: readonly number[],
+  deadline = Infinity,
 ): { microBatches: MicroBatchPlan[]; how: string } | undefined {
   if (seqs.length === 0) return { microBatches: [], how: "empty" };
   const weights: [string, (s: number) => number][] = [
@@ -111,11 +113,20 @@ export function searchMicroBatchSplits(
     }
     splits.push(["bound-greedy", boundGreedyChunks(ctx, lengths, seqs, m)]);
     for (const [name, chunks] of splits) {
+      if (best && performance.now() >= deadline) return best;
+      // Skip a split that cannot beat the best one even if each micro-batch met its own bound.
+      const bounds = chunks.map((c) => microBatchLowerBound(ctx, lengths, c));
+      let rest = bounds.reduce((a, b) => a + b, 0);
+      if (best && rest >= totalMs(best.microBatches)) continue;
       const mbs: MicroBatchPlan[] = [];
-      for (const c of chunks) {
+      let sum = 0;
+      for (const [i, c] of chunks.entries()) {
+        rest -= bounds[i];
         const mb = planMicroBatch(ctx, lengths, c);
         if (!mb) break;
         mbs.push(mb);
+        sum += mb.predictedMs;
+        if (best && sum + rest >= totalMs(best.microBatches)) break;
       }
       if (mbs.length !== chunks.length) continue;
       feasibleAny = true;
