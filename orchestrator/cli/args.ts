@@ -22,14 +22,15 @@ export function parseCommand<T extends Record<string, OptionSpec>>(
   } catch (e) {
     throw new UserError(`${(e as Error).message.split("\n")[0]}\n\n${usage}`);
   }
-  if (parsed.values.help) {
+  const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  if (values.help) {
     console.log(usage);
     Deno.exit(0);
   }
   return {
-    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+    values,
     positionals: parsed.positionals,
-    sets: (parsed.values.set as string[] | undefined) ?? [],
+    sets: (values.set as string[] | undefined) ?? [],
   };
 }
 
