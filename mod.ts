@@ -33,8 +33,50 @@ export { PlannerWorker } from "./orchestrator/planner/worker.ts";
 export { planViolations } from "./orchestrator/planner/validate_plan.ts";
 /** A lower bound on the step time of any plan. */
 export { stepLowerBound } from "./orchestrator/planner/bounds.ts";
-/** The cost constants a config points to (inline or a profile file). */
-export { resolveCostConstants } from "./orchestrator/profile/profile_file.ts";
+/** The cost constants a config points to (its profile, else inline constants), with the fingerprint check. */
+export {
+  checkProfileHardware,
+  readProfile,
+  resolveCostConstants,
+  resolveProfile,
+  writeProfile,
+} from "./orchestrator/profile/profile_file.ts";
+/** The profile document `deno task profile` writes (schema, fingerprint, constants, fits, raw samples). */
+export type { ProfileDoc } from "./orchestrator/profile/profile_doc.ts";
+/** Measures a cluster through its agents and executors and fits the cost model. */
+export { type ProfileRunOptions, runProfile } from "./orchestrator/profile/profiler.ts";
+/** Prediction error distribution and drift of a run's ledger (`deno task profile --check`). */
+export { checkLedger, readLedger } from "./orchestrator/profile/ledger_check.ts";
 /** The paper's corpora as length distributions, and the seeded generator. */
 export { LENGTH_DISTRIBUTIONS, sampleLengths } from "./orchestrator/data/length_distributions.ts";
 export { Rng } from "./orchestrator/data/rng.ts";
+
+/** Builds an indexed token dataset (token file, index, manifest) from text files, JSONL or a text file, streaming. */
+export { prepareDataset, type PrepareOptions, type PrepareResult } from "./orchestrator/data/prepare.ts";
+/** Opens a dataset: its manifest and its index of document offsets and lengths. */
+export { type DatasetIndex, type DatasetManifest, readDatasetIndex } from "./orchestrator/data/dataset_format.ts";
+/** Built-in corpora (`deno-corpus`: the Deno runtime's declarations from `deno types`). */
+export { buildBuiltinDataset, BUILTIN_DATASETS } from "./orchestrator/data/builtin_corpus.ts";
+/** The deterministic, checkpointable sampler that forms global batches (and the long-sequence split/drop). */
+export {
+  type Batch,
+  buildSequenceTable,
+  DatasetSampler,
+  type SamplerState,
+  type SequenceTable,
+  SyntheticSampler,
+} from "./orchestrator/data/sampler.ts";
+/** The training data of a config (built on the spot for a built-in corpus) and its sampler. */
+export { openTrainingData, type TrainingData } from "./orchestrator/data/training_data.ts";
+/** A training run (`deno task launch`): step loop, ledger, checkpoints, resume and failure policies. */
+export { type LaunchOptions, type LaunchResult, launchRun } from "./orchestrator/run/launch_run.ts";
+/** One line of a run's `ledger.jsonl`. */
+export type { LedgerGroup, LedgerMicroBatch, LedgerRecord } from "./orchestrator/run/ledger.ts";
+/** Checkpoints of a run: parts per rank, orchestrator state, manifest with checksums, `latest`. */
+export {
+  type CheckpointManifest,
+  CheckpointStore,
+  type OrchestratorState,
+} from "./orchestrator/run/checkpoint_store.ts";
+/** The learning rate of a step (warmup, then cosine decay to a tenth). */
+export { learningRate } from "./orchestrator/run/lr_schedule.ts";

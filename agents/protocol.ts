@@ -62,8 +62,61 @@ export type ExecutorCommand =
   | { type: "peers"; endpoints: Endpoint[] }
   | { type: "step"; plan: ExecutorStepPlan }
   | { type: "save"; path: string }
-  | { type: "load"; path: string }
-  | { type: "shutdown" };
+  | {
+    type: "load";
+    path: string;
+    /** Expected sha256 of the file; a mismatch is refused (non-fatal error) and nothing is loaded. */
+    sha256?: string;
+  }
+  | { type: "shutdown" }
+  | { type: "profile_compute"; request: ProfileComputeRequest }
+  | { type: "profile_alltoall"; request: ProfileAllToAllRequest };
+
+// ---------- profiling (`deno task profile`; kernels/profiling.ts) ----------
+
+/** Forward+backward timing of packed degree-1 batches, with activation-memory tracking. */
+export interface ProfileComputeRequest {
+  /** Unique id; prefixes the barrier tags. */
+  id: string;
+  /** Grid points: `count` sequences of `length` tokens packed into one batch. */
+  points: { count: number; length: number }[];
+  /** Order in which the points run: indices into `points`, repeats included (the same on every rank). */
+  order: number[];
+  /** Untimed runs of the first point in `order` before timing starts. */
+  warmup: number;
+  /** All ranks wait for each other before every run (all devices busy at once, as in training). */
+  barrier: boolean;
+}
+
+/** What one rank measured for a `profile_compute`. */
+export interface ProfileComputeResult {
+  id: string;
+  /** One sample per timed run, in `order`. */
+  samples: { point: number; ms: number; tokens: number; peakBytes: number }[];
+  /** Bytes of parameters, gradients and optimizer moments this executor keeps. */
+  modelStateBytes: number;
+  /** Where `peakBytes` comes from: the executor's own buffer accounting, or the device allocator's peak. */
+  memorySource: "buffers" | "device_peak";
+  /** The device, as `ready` names it. */
+  device: string;
+}
+
+/** Timed all-to-alls of several groups at once (every rank takes part in the barriers). */
+export interface ProfileAllToAllRequest {
+  id: string;
+  /** Groups running concurrently (global ranks); ranks in no group only join the barriers. */
+  groups: number[][];
+  /** Bytes each group member sends per all-to-all (all destinations together, its own chunk included). */
+  sizes: number[];
+  warmup: number;
+  iters: number;
+}
+
+/** What one rank measured for a `profile_alltoall`: per size, the ms of each timed iteration (empty if idle). */
+export interface ProfileAllToAllResult {
+  id: string;
+  samples: { bytes: number; ms: number[] }[];
+}
 
 // ---------- executor -> orchestrator ----------
 
@@ -80,7 +133,9 @@ export type ExecutorEvent =
   }
   | { type: "saved"; rank: number; path: string; sha256: string; bytes: number }
   | { type: "loaded"; rank: number; path: string }
-  | { type: "error"; rank: number; message: string; fatal: boolean };
+  | { type: "error"; rank: number; message: string; fatal: boolean }
+  | { type: "profile_compute_done"; rank: number; result: ProfileComputeResult }
+  | { type: "profile_alltoall_done"; rank: number; result: ProfileAllToAllResult };
 
 // ---------- orchestrator -> agent ----------
 
@@ -178,6 +233,8 @@ const EXECUTOR_COMMANDS: Record<string, Schema> = {
   save: { path: "string" },
   load: { path: "string" },
   shutdown: {},
+  profile_compute: { request: "object" },
+  profile_alltoall: { request: "object" },
 };
 const EXECUTOR_EVENTS: Record<string, Schema> = {
   ready: { rank: "number", kind: "string", device: "string", endpoint: "object" },
@@ -186,6 +243,8 @@ const EXECUTOR_EVENTS: Record<string, Schema> = {
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number" },
   loaded: { rank: "number", path: "string" },
   error: { message: "string" },
+  profile_compute_done: { rank: "number", result: "object" },
+  profile_alltoall_done: { rank: "number", result: "object" },
 };
 const AGENT_COMMANDS: Record<string, Schema> = {
   hello: { version: "number", runId: "string", runDir: "string", heartbeatMs: "number" },

@@ -19,6 +19,13 @@ import { DataPlaneError, Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
 import { initParams, type ParamLayout, paramLayout, validateShape } from "./model.ts";
 import { packGroup, rankSlice } from "./packing.ts";
+import {
+  checkAllToAllRequest,
+  checkComputeRequest,
+  profileAllToAll,
+  profileCompute,
+  type ProfileContext,
+} from "./profiling.ts";
 import { checkPlan, type MyGroup } from "./step_plan.ts";
 import { fileSource, syntheticSource, type TokenSource } from "./token_source.ts";
 import { UlyssesGpt } from "./ulysses_model.ts";
@@ -93,7 +100,11 @@ export class Executor {
           await this.#save(cmd.path);
           return "continue";
         case "load":
-          await this.#load(cmd.path);
+          await this.#load(cmd.path, cmd.sha256);
+          return "continue";
+        case "profile_compute":
+        case "profile_alltoall":
+          await this.#profile(cmd);
           return "continue";
         case "shutdown":
           await this.close();
@@ -114,9 +125,9 @@ export class Executor {
     }
   }
 
-  async #fatalOnError(f: () => Promise<void>): Promise<void> {
+  async #fatalOnError<T>(f: () => Promise<T>): Promise<T> {
     try {
-      await f();
+      return await f();
     } catch (e) {
       throw new FatalError(e instanceof Error ? e.message : String(e));
     }
@@ -239,21 +250,55 @@ export class Executor {
     this.#emit({ type: "step_done", rank, step: plan.step, microBatches: reports, ms: performance.now() - t0 });
   }
 
+  /** Profiling commands (kernels/profiling.ts): validated first, then run like a step (failures are fatal). */
+  async #profile(
+    cmd: Extract<ExecutorCommand, { type: "profile_compute" | "profile_alltoall" }>,
+  ): Promise<void> {
+    const s = this.#ready(cmd.type);
+    const ctx: ProfileContext = {
+      rank: s.init.rank,
+      worldSize: s.init.worldSize,
+      shape: s.init.model,
+      backend: s.backend,
+      layout: s.layout,
+      params: s.params,
+      grads: s.grads,
+      mesh: s.mesh,
+      source: s.source,
+      connected: s.connected,
+      device: `${this.#o.kind}:${this.#o.device} ${s.backend.device}`,
+    };
+    if (cmd.type === "profile_compute") {
+      checkComputeRequest(cmd.request, s.init.model);
+      const result = await this.#fatalOnError(() => profileCompute(ctx, cmd.request));
+      this.#emit({ type: "profile_compute_done", rank: s.init.rank, result });
+    } else {
+      checkAllToAllRequest(cmd.request, s.init.worldSize);
+      const result = await this.#fatalOnError(() => profileAllToAll(ctx, cmd.request));
+      this.#emit({ type: "profile_alltoall_done", rank: s.init.rank, result });
+    }
+  }
+
   async #save(path: string): Promise<void> {
     const s = this.#ready("save");
     const [params, m, v] = await Promise.all([s.params, s.m, s.v].map((t) => s.backend.download(t)));
     const bytes = encodeState({ shape: s.init.model, step: s.step, params, m, v });
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    if (dir) await Deno.mkdir(dir, { recursive: true });
     await writeAtomic(path, bytes);
     this.#emit({ type: "saved", rank: s.init.rank, path, sha256: sha256Hex(bytes), bytes: bytes.length });
   }
 
-  async #load(path: string): Promise<void> {
+  async #load(path: string, sha256?: string): Promise<void> {
     const s = this.#ready("load");
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(path);
     } catch (e) {
       throw new Error(`load: cannot read ${path}: ${(e as Error).message}`);
+    }
+    if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
+      throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);
     }
     const st = decodeState(bytes, s.init.model, path);
     if (st.params.length !== s.layout.total) {

@@ -41,28 +41,13 @@ export async function fileSource(path: string, tokenBytes: 2 | 4): Promise<Token
   }
   const size = (await file.stat()).size;
   const tokens = Math.floor(size / tokenBytes);
+  // One file position is shared by every read: reads run one at a time (callers read a group's sequences at once).
+  let queue: Promise<unknown> = Promise.resolve();
   return {
-    async read(seq: SequenceRef): Promise<Int32Array> {
-      if (!(Number.isInteger(seq.offset) && seq.offset >= 0 && seq.offset + seq.length <= tokens)) {
-        throw new Error(
-          `dataset: sequence ${seq.id} [${seq.offset}, ${
-            seq.offset + seq.length
-          }) is outside ${path} (${tokens} tokens)`,
-        );
-      }
-      const buf = new Uint8Array(seq.length * tokenBytes);
-      await file.seek(seq.offset * tokenBytes, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < buf.length) {
-        const n = await file.read(buf.subarray(got));
-        if (n === null) throw new Error(`dataset: ${path} ended early reading sequence ${seq.id}`);
-        got += n;
-      }
-      const dv = new DataView(buf.buffer);
-      const out = new Int32Array(seq.length);
-      if (tokenBytes === 2) { for (let i = 0; i < out.length; i++) out[i] = dv.getUint16(2 * i, true); }
-      else for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(4 * i, true);
-      return out;
+    read(seq: SequenceRef): Promise<Int32Array> {
+      const r = queue.then(() => readAt(seq));
+      queue = r.catch(() => {});
+      return r;
     },
     close() {
       try {
@@ -70,4 +55,24 @@ export async function fileSource(path: string, tokenBytes: 2 | 4): Promise<Token
       } catch { /* closed */ }
     },
   };
+  async function readAt(seq: SequenceRef): Promise<Int32Array> {
+    if (!(Number.isInteger(seq.offset) && seq.offset >= 0 && seq.offset + seq.length <= tokens)) {
+      throw new Error(
+        `dataset: sequence ${seq.id} [${seq.offset}, ${seq.offset + seq.length}) is outside ${path} (${tokens} tokens)`,
+      );
+    }
+    const buf = new Uint8Array(seq.length * tokenBytes);
+    await file.seek(seq.offset * tokenBytes, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < buf.length) {
+      const n = await file.read(buf.subarray(got));
+      if (n === null) throw new Error(`dataset: ${path} ended early reading sequence ${seq.id}`);
+      got += n;
+    }
+    const dv = new DataView(buf.buffer);
+    const out = new Int32Array(seq.length);
+    if (tokenBytes === 2) { for (let i = 0; i < out.length; i++) out[i] = dv.getUint16(2 * i, true); }
+    else for (let i = 0; i < out.length; i++) out[i] = dv.getUint32(4 * i, true);
+    return out;
+  }
 }

@@ -12,6 +12,7 @@ import { Rng } from "../data/rng.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { fitToContext, readLengthsFile } from "../data/lengths_file.ts";
 import { formatPlanText } from "../planner/format_plan.ts";
+import { openTrainingData } from "../data/training_data.ts";
 
 const USAGE =
   `usage: deno task plan <config.yaml> [--lengths FILE] [--steps N] [--json] [--verbose] [--set PATH=VALUE]...
@@ -21,6 +22,7 @@ Plans the next steps of a run and compares FlexSP with static SP and BatchAda un
   --steps N        steps to plan (default 3, or every full batch of --lengths)
   --json           print one JSON object instead of tables
   --verbose        list every group, not a per-degree summary
+  --force          use the profile even if it was measured on another cluster or model
   --set P=V        override a config field, e.g. --set model.preset=gpt-13b`;
 
 const STRATEGIES: Strategy[] = ["flexsp", "static", "batchada"];
@@ -31,10 +33,11 @@ async function main(): Promise<void> {
     steps: { type: "string" },
     json: { type: "boolean" },
     verbose: { type: "boolean" },
+    force: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${USAGE}`);
   const config = await loadConfig(positionals[0], sets);
-  const setup = plannerSetup(config, await resolveCostConstants(config));
+  const setup = plannerSetup(config, await resolveCostConstants(config, { force: Boolean(values.force) }));
   const batch = config.training.globalBatch;
 
   // The batches to plan.
@@ -46,6 +49,13 @@ async function main(): Promise<void> {
     batches = Array.from({ length: steps }, (_, i) => all.lengths.slice(i * batch, (i + 1) * batch))
       .filter((b) => b.length > 0);
     if (all.note && !values.json) console.error(all.note);
+  } else if (config.training.dataset) {
+    // The first batches the run would train on (the launch sampler, same seed).
+    const steps = positiveInt("steps", values.steps as string | undefined, 3);
+    const data = await openTrainingData(config, (l) => console.error(l));
+    const sampler = data.sampler();
+    batches = Array.from({ length: steps }, () => sampler.next(batch).lengths);
+    if (!values.json) { for (const n of data.notes) console.error(n); }
   } else if (config.training.lengths) {
     const steps = positiveInt("steps", values.steps as string | undefined, 3);
     const rng = new Rng(config.training.seed);
@@ -55,8 +65,8 @@ async function main(): Promise<void> {
     );
   } else {
     throw new UserError(
-      `${config.source}: nothing to plan: pass --lengths FILE, or set training.lengths (wikipedia, github, ` +
-        `commoncrawl) in the config`,
+      `${config.source}: nothing to plan: pass --lengths FILE, or set training.dataset or training.lengths ` +
+        `(wikipedia, github, commoncrawl) in the config`,
     );
   }
 

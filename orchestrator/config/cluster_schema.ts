@@ -79,6 +79,8 @@ export const clusterConfigSpec: Spec = {
       kind: "object",
       fields: {
         dataset: f(str),
+        /** Built into `dataset` on first use when that directory holds no dataset yet (see orchestrator/data/). */
+        dataset_builtin: f({ kind: "enum", values: ["deno-corpus"] }),
         lengths: f({ kind: "enum", values: ["wikipedia", "github", "commoncrawl"] }),
         global_batch: f(posInt, { default: 16 }),
         steps: f(posInt, { default: 50 }),
@@ -91,6 +93,10 @@ export const clusterConfigSpec: Spec = {
         checkpoint_dir: f(str),
         checkpoint_interval: f(nonNegInt, { default: 10 }),
         on_failure: f({ kind: "enum", values: ["stop", "restart", "elastic"] }, { default: "stop" }),
+        /** Complete checkpoints kept in the run directory (older ones are deleted). */
+        keep_checkpoints: f(posInt, { default: 3 }),
+        /** Automatic relaunches (on_failure: restart or elastic) before the run gives up. */
+        max_restarts: f(nonNegInt, { default: 3 }),
       },
     }, { default: {} }),
     planner: f({

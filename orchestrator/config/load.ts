@@ -261,6 +261,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     model,
     training: {
       dataset: rel(t.dataset),
+      datasetBuiltin: t.dataset_builtin,
       lengths: t.lengths,
       globalBatch: t.global_batch,
       steps: t.steps,
@@ -273,6 +274,8 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       checkpointDir: rel(t.checkpoint_dir),
       checkpointInterval: t.checkpoint_interval,
       onFailure: t.on_failure,
+      keepCheckpoints: t.keep_checkpoints,
+      maxRestarts: t.max_restarts,
     },
     planner: {
       strategy: p.strategy,

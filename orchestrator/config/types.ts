@@ -70,6 +70,8 @@ export interface PlannerConfig {
 /** Training settings. */
 export interface TrainingConfig {
   dataset?: string;
+  /** Built-in corpus built into `dataset` when it does not exist yet. */
+  datasetBuiltin?: "deno-corpus";
   lengths?: "wikipedia" | "github" | "commoncrawl";
   globalBatch: number;
   steps: number;
@@ -82,6 +84,10 @@ export interface TrainingConfig {
   checkpointDir?: string;
   checkpointInterval: number;
   onFailure: "stop" | "restart" | "elastic";
+  /** Complete checkpoints kept. */
+  keepCheckpoints: number;
+  /** Automatic relaunches before giving up. */
+  maxRestarts: number;
 }
 
 /** A fully validated config. Paths inside are resolved relative to the config file. */

@@ -71,10 +71,14 @@ export interface NodeLaunch {
   timings: { connectMs?: number; bootstrapMs?: number; agentMs?: number; totalMs?: number };
 }
 
-/** The executor kind of a node: its configured kind, or for `auto` webgpu when an adapter exists, else cpu. */
+/**
+ * The executor kind of a node: its configured kind, or for `auto` webgpu when a hardware adapter exists, else cpu. A
+ * fallback (software) adapter such as Mesa's llvmpipe runs on the same CPU cores as the CPU executor, which is the
+ * bit-exact reference, so `auto` does not pick it (set `executor: webgpu` to use it anyway).
+ */
 export function resolveExecutorKind(executor: NodeConfig["executor"], inv: Inventory): "cpu" | "webgpu" | "cuda" {
   if (executor !== "auto") return executor;
-  return inv.webgpu ? "webgpu" : "cpu";
+  return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
 function nodeName(n: NodeConfig): string {

@@ -1,0 +1,529 @@
+// `runProfile`: measures a cluster through its agents and executors and fits the cost model. Phases: start the
+// agents and one executor per device; compute grid (every device at once, lockstep) with memory accounting;
+// all-to-all per degree (all aligned groups at once) and the node-pair matrix; fit; per-degree validation with real
+// step plans; optionally replay planned training steps to prove the fit. Any node or device failure ends the run
+// with one message naming it; nothing is written then.
+
+import type { ProfileAllToAllResult } from "../../agents/protocol.ts";
+import type { Config } from "../config/types.ts";
+import { UserError } from "../errors.ts";
+import { plannerSetup } from "../planner/from_config.ts";
+import { planStep } from "../planner/plan_step.ts";
+import { sampleLengths } from "../data/length_distributions.ts";
+import { Rng } from "../data/rng.ts";
+import { datasetExists } from "../data/dataset_format.ts";
+import { openTrainingData } from "../data/training_data.ts";
+import { sourceHash } from "../run/bootstrap.ts";
+import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../run/cluster_session.ts";
+import { computeGrid, type GridOptions, shuffled } from "./compute_grid.ts";
+import { type ComputeSample, fitCompute, type RankInfo, roundFactors } from "./compute_fit.ts";
+import { describeRank, ExecutorPool } from "./executor_pool.ts";
+import { fingerprintOf, hashOf, nodeFingerprintOf } from "./fingerprint.ts";
+import { median } from "./fit.ts";
+import { fitMemory } from "./memory_fit.ts";
+import { aggregateAllToAll, bandwidthTables, p2pMatrix, type PairSample } from "./network_fit.ts";
+import {
+  type AllToAllResult,
+  type P2PSection,
+  PROFILE_SCHEMA_VERSION,
+  type ProfileDoc,
+  type StoredConstants,
+  type ValidationSection,
+} from "./profile_doc.ts";
+import { storedToConstants } from "./profile_file.ts";
+import type { PlannerSetup } from "../planner/from_config.ts";
+import {
+  alignedGroups,
+  type LedgerEntry,
+  type MeasuredPoint,
+  predictValidation,
+  runPlannedStep,
+  validateDegrees,
+} from "./step_runs.ts";
+import { calibrateBandwidth, type Calibration } from "./calibrate.ts";
+
+/** Options of {@link runProfile}. */
+export interface ProfileRunOptions {
+  grid: GridOptions;
+  /** Longest wait for one benchmark command (ms). */
+  timeoutMs: number;
+  /** Progress lines (stderr in the CLI). */
+  say: (line: string) => void;
+  runId?: string;
+  /** Local run directory (agents' logs; local executors' working directory). */
+  runDir?: string;
+  /** After fitting, plan and run this many training steps and record predicted vs measured (0: skip). */
+  fidelitySteps?: number;
+  /** Extra environment for every executor. */
+  env?: Record<string, string>;
+  /** Install Ctrl-C handlers that stop the cluster (the CLI does). */
+  signals?: boolean;
+  /** Refit v[d] against the validation's real group runs (default true; see calibrate.ts). */
+  calibrate?: boolean;
+  /** Called when a phase starts (tests use it to break things mid-run). */
+  onPhase?: (phase: string, cluster: ClusterSession) => void | Promise<void>;
+}
+
+/** What a profile run produced. */
+export interface ProfileRunResult {
+  doc: ProfileDoc;
+  /** Ledger entries of the replayed steps (launch's format), if any. */
+  ledger: LedgerEntry[];
+  /** Device speed after the replay relative to the validation (1: the machine's load did not change). */
+  speedAfterReplay?: number;
+}
+
+const sig = (x: number) => Number(x.toPrecision(5));
+
+/**
+ * Sequence lengths of the replayed steps: global batches of the config's dataset when it is already built (the
+ * tokens themselves are synthetic: only lengths matter for timing), else of its length distribution (Wikipedia's by
+ * default).
+ */
+async function fidelityBatches(config: Config, steps: number): Promise<{ source: string; lengths: number[][] }> {
+  const t = config.training;
+  if (t.dataset && await datasetExists(t.dataset)) {
+    const data = await openTrainingData(config);
+    const sampler = data.sampler();
+    return {
+      source: data.description,
+      lengths: Array.from({ length: steps }, () => sampler.next(t.globalBatch).lengths),
+    };
+  }
+  const rng = new Rng(t.seed + 7);
+  const dist = t.lengths ?? "wikipedia";
+  return {
+    source: `the ${dist} length distribution`,
+    lengths: Array.from({ length: steps }, () => sampleLengths(dist, t.globalBatch, config.model.maxSeq, rng)),
+  };
+}
+
+/** What the phases of one run share. */
+interface RunContext {
+  config: Config;
+  opts: ProfileRunOptions;
+  cluster: ClusterSession;
+  pool: ExecutorPool;
+  devices: number;
+  say: (line: string) => void;
+  phase: (name: string, text: string) => Promise<void>;
+  warnings: string[];
+}
+
+/** Compute grid on every device at once (with memory accounting), its fit, and device/node speed warnings. */
+async function measureCompute(ctx: RunContext) {
+  const { config, pool, opts, say, warnings } = ctx;
+  const grid = opts.grid;
+  const points = computeGrid(grid);
+  const indices = points.map((_, i) => i);
+  const samples: ComputeSample[] = [];
+  const memSamples: { rank: number; tokens: number; peakBytes: number }[] = [];
+  const modelStates = new Map<number, number>();
+  let memorySource = "buffers";
+  await ctx.phase(
+    "compute",
+    `compute: ${points.length} packed batches (${points.filter((p) => p.heldOut).length} held out) x ` +
+      `${grid.repeats} repeats on every device at once`,
+  );
+  // Extra rounds (at most 2) while the rounds disagree by more than 15%: the machine's load is changing.
+  let rounds = grid.repeats;
+  for (let r = 0; r < rounds; r++) {
+    const request = {
+      id: `pc${r}`,
+      points,
+      order: shuffled(indices, 17 + r),
+      warmup: r ? 0 : grid.warmup,
+      barrier: true,
+    };
+    const res = await pool.all(
+      () => ({ type: "profile_compute", request }),
+      "profile_compute_done",
+      opts.timeoutMs,
+      `compute benchmark (round ${r + 1} of ${rounds})`,
+    );
+    for (const [rank, ev] of res) {
+      for (const s of ev.result.samples) {
+        samples.push({ rank, point: s.point, ms: s.ms, round: r });
+        memSamples.push({ rank, tokens: s.tokens, peakBytes: s.peakBytes });
+      }
+      modelStates.set(rank, ev.result.modelStateBytes);
+      memorySource = ev.result.memorySource;
+    }
+    say(`compute: round ${r + 1}/${rounds} done`);
+    if (r === rounds - 1 && rounds >= 2 && rounds < grid.repeats + 2) {
+      const f = roundFactors(points.length, samples);
+      const spread = Math.max(...f) / Math.min(...f) - 1;
+      if (spread > 0.15) {
+        rounds++;
+        say(`compute: rounds differ by ${(spread * 100).toFixed(0)}% (machine load changing): one more round`);
+      }
+    }
+  }
+  const rankInfo: RankInfo[] = pool.ranks.map((r) => {
+    const dev = r.deviceName.replace(/^\S+:\d+ /, "");
+    const cpu = r.node.inventory?.cpuModel;
+    return {
+      rank: r.rank,
+      node: r.node.config.index,
+      kind: r.kind,
+      type: r.kind === "cpu" && cpu ? `${dev} on ${cpu}` : dev,
+    };
+  });
+  const compute = fitCompute(points, samples, rankInfo, { repeats: rounds, warmup: grid.warmup });
+  warnings.push(...compute.warnings);
+  for (const d of compute.section.perDevice) {
+    const peers = compute.section.perDevice.filter((p) => p.type === d.type).map((p) => p.speed);
+    const typical = median(peers);
+    if (peers.length > 1 && d.speed < 0.7 * typical) {
+      warnings.push(
+        `${describeRank(pool.ranks[d.rank], d.rank)} runs at ${(d.speed / typical).toFixed(2)}x the speed of the ` +
+          `other devices of its type: it is throttled, shared or faulty`,
+      );
+    }
+  }
+  for (const node of config.cluster.nodes) {
+    const mine = compute.section.perDevice.filter((d) => d.node === node.index);
+    const kind = pool.ranks.find((r) => r.node.config.index === node.index)!.kind;
+    const measured = median(mine.map((d) => d.speed)) / (compute.deviceSpeed[kind] ?? 1);
+    if (Math.abs(measured / node.speed - 1) > 0.15 && config.cluster.nodes.length > 1) {
+      warnings.push(
+        `node ${node.index} (${node.host}): devices measured ${measured.toFixed(2)}x the speed of others of their ` +
+          `kind, but cluster.nodes[${node.index}].speed is ${node.speed}; set it to ${measured.toFixed(2)}`,
+      );
+    }
+  }
+  const memory = fitMemory(
+    config,
+    memSamples,
+    modelStates,
+    pool.ranks.map((r) => r.node.config.index),
+    (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
+    memorySource,
+  );
+  warnings.push(...memory.warnings);
+  return { compute, memory: memory.section };
+}
+
+/** All-to-all at every degree, all aligned groups at once, split by placement. */
+async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllToAllResult[]> {
+  const { config, pool, opts, say } = ctx;
+  const nodeOf = pool.ranks.map((r) => r.node.config.index);
+  const spans = (g: number[]) => nodeOf[g[0]] !== nodeOf[g[g.length - 1]];
+  const out: AllToAllResult[] = [];
+  if (degrees.length) {
+    await ctx.phase("network", `network: all-to-all at degree ${degrees.join(", ")} (all aligned groups at once)`);
+  }
+  for (const d of degrees) {
+    const groups = alignedGroups(ctx.devices, d);
+    const request = { id: `pa${d}`, groups, sizes: opts.grid.alltoallSizes, warmup: 2, iters: opts.grid.alltoallIters };
+    const res = await pool.all(
+      () => ({ type: "profile_alltoall", request }),
+      "profile_alltoall_done",
+      opts.timeoutMs,
+      `all-to-all benchmark at degree ${d}`,
+    );
+    const results = new Map<number, ProfileAllToAllResult>([...res].map(([r, ev]) => [r, ev.result]));
+    const agg = aggregateAllToAll(d, groups, spans, results, config.model, config.model.maxSeq);
+    out.push(...agg);
+    say(
+      `network: degree ${d}: ` +
+        agg.map((a) =>
+          `${a.spans ? "across nodes" : "inside a node"} ${a.gbps.toFixed(3)} GB/s, ${
+            a.latencyMs.toFixed(2)
+          } ms per call`
+        ).join("; "),
+    );
+  }
+  return out;
+}
+
+/** Point-to-point latency and bandwidth between every pair of nodes (and two devices of one node), one at a time. */
+async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
+  const { config, pool, opts, warnings } = ctx;
+  const nodes = config.cluster.nodes;
+  if (nodes.length < 2) return undefined;
+  const firstRank = nodes.map((n) => pool.ranks.find((r) => r.node.config.index === n.index)!.rank);
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < nodes.length; i++) {
+    if (nodes[i].devices > 1) pairs.push([i, i]);
+    for (let j = i + 1; j < nodes.length; j++) pairs.push([i, j]);
+  }
+  await ctx.phase("p2p", `network: point-to-point between ${pairs.length} node pair(s)`);
+  const samples: PairSample[] = [];
+  const sizes = opts.grid.p2pSizes;
+  for (const [i, j] of pairs) {
+    const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
+    const request = { id: `pp${i}-${j}`, groups: [[a, b]], sizes, warmup: 2, iters: opts.grid.p2pIters };
+    const res = await pool.all(
+      () => ({ type: "profile_alltoall", request }),
+      "profile_alltoall_done",
+      opts.timeoutMs,
+      `point-to-point benchmark between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name}`,
+    );
+    const ms = (si: number) => {
+      const x = res.get(a)!.result.samples[si].ms, y = res.get(b)!.result.samples[si].ms;
+      return median(x.map((v, k) => Math.max(v, y[k])));
+    };
+    samples.push({ a: i, b: j, smallMs: ms(0), largeMs: ms(1), largeBytes: Math.floor(sizes[1] / 8) * 4 });
+  }
+  const p2p = p2pMatrix(firstRank, nodes.map((n) => n.host), samples);
+  for (const s of p2p.slow) {
+    warnings.push(
+      s.a === s.b
+        ? s.why
+        : `slow link between node ${s.a} (${p2p.hosts[s.a]}) and node ${s.b} (${p2p.hosts[s.b]}): ${s.why}`,
+    );
+  }
+  return p2p;
+}
+
+/**
+ * Per-degree validation with real steps, and the calibration of v[d] against it (kept only when it predicts the
+ * real group runs better). Updates `constants.bandwidth_gbps` in place when calibrated.
+ */
+async function validateAndCalibrate(
+  ctx: RunContext,
+  constants: StoredConstants,
+  degrees: number[],
+  pconfig: Config,
+): Promise<
+  { setup: PlannerSetup; validation?: ValidationSection; calibration?: Calibration[]; measured?: MeasuredPoint[] }
+> {
+  const { config, opts, say, warnings } = ctx;
+  const setup = plannerSetup(pconfig, storedToConstants(constants));
+  const lengths = opts.grid.validateLengths.filter((l) => l <= config.model.maxSeq);
+  if (lengths.length === 0) return { setup };
+  await ctx.phase("validate", `validation: real steps, one sequence per group, at degree 1, ${degrees.join(", ")}`);
+  const { points: measured, stepOverheadMs } = await validateDegrees(
+    ctx.pool,
+    setup.topology,
+    [1, ...degrees],
+    lengths,
+    opts.grid.validateRepeats,
+    opts.timeoutMs,
+    (d) => say(`validation: degree ${d}`),
+  );
+  const overhead = median(stepOverheadMs);
+  say(`validation: ${overhead.toFixed(1)} ms per step outside the micro-batches (gradient all-reduce, optimizer)`);
+  const before = { ...predictValidation(measured, setup.topology, setup.cost), stepOverheadMs: overhead };
+  if (opts.calibrate === false || degrees.length === 0) return { setup, validation: before, measured };
+  const cal = calibrateBandwidth(measured, setup.topology, setup.cost, config.model);
+  if (cal.skipped) {
+    warnings.push(cal.skipped);
+    say(`calibration skipped: ${cal.skipped}`);
+  }
+  const calibration = cal.calibrations;
+  if (calibration.length === 0) return { setup, validation: before, calibration, measured };
+  const trial: StoredConstants = structuredClone(constants);
+  for (const c of calibration) {
+    (c.spans ? trial.bandwidth_gbps.inter : trial.bandwidth_gbps.intra)[String(c.degree)] = c.calibratedGbps;
+  }
+  const trialSetup = plannerSetup(pconfig, storedToConstants(trial));
+  const after = predictValidation(measured, trialSetup.topology, trialSetup.cost);
+  const score = (v: ValidationSection) => v.medianRelErr + 0.25 * v.maxRelErr;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  if (score(after) >= score(before) - 0.01) {
+    say(
+      `calibration: not applied (validation median error ${pct(before.medianRelErr)} with the microbenchmark's ` +
+        `v[d], ${pct(after.medianRelErr)} calibrated)`,
+    );
+    return { setup, validation: before, calibration, measured };
+  }
+  for (const c of calibration) c.applied = true;
+  constants.bandwidth_gbps = trial.bandwidth_gbps;
+  say(
+    `calibration: v[d] ${
+      calibration.map((c) =>
+        `${c.degree}${c.spans ? " across" : ""}: ${c.microbenchGbps.toPrecision(3)} -> ${c.calibratedGbps}`
+      )
+        .join(", ")
+    } GB/s; validation median error ${pct(before.medianRelErr)} -> ${pct(after.medianRelErr)}`,
+  );
+  return {
+    setup: trialSetup,
+    validation: {
+      ...after,
+      stepOverheadMs: overhead,
+      uncalibrated: { medianRelErr: before.medianRelErr, maxRelErr: before.maxRelErr },
+    },
+    calibration,
+    measured,
+  };
+}
+
+/**
+ * Plans and runs training steps with the fitted constants; their ledger entries, and how fast the devices ran
+ * afterwards relative to the validation (one degree-1 validation step repeated: other work on a shared machine
+ * shows up here, not as a model error).
+ */
+async function replaySteps(
+  ctx: RunContext,
+  setup: PlannerSetup,
+  steps: number,
+  reference?: MeasuredPoint,
+): Promise<{ ledger: LedgerEntry[]; speedAfter?: number }> {
+  const { config, say } = ctx;
+  await ctx.phase("fidelity", `fidelity: planning and running ${steps} training step(s)`);
+  const batches = await fidelityBatches(config, steps + 1);
+  say(`fidelity: lengths from ${batches.source}; one warm-up step first (not recorded)`);
+  const ledger: LedgerEntry[] = [];
+  for (let s = -1; s < steps; s++) {
+    const lengths = batches.lengths[s + 1];
+    const plan = await planStep(lengths, setup.topology, setup.cost, { ...setup.options, strategy: "flexsp" });
+    // The first step after the validation runs new shapes (several sequences per group) and is slower: warm up.
+    const entry = await runPlannedStep(ctx.pool, s < 0 ? 3_000_000 : s, plan, lengths, ctx.opts.timeoutMs);
+    if (s < 0) continue;
+    ledger.push(entry);
+    say(
+      `fidelity: step ${s}: predicted ${entry.predictedMs.toFixed(0)} ms, measured ${entry.measuredMs.toFixed(0)} ms ` +
+        `(${((entry.predictedMs / entry.measuredMs - 1) * 100).toFixed(1)}%)`,
+    );
+  }
+  if (!reference) return { ledger };
+  const { points: [again] } = await validateDegrees(
+    ctx.pool,
+    setup.topology,
+    [1],
+    [reference.length],
+    1,
+    ctx.opts.timeoutMs,
+    () => {},
+    2_000_000,
+  );
+  const speedAfter = reference.measuredMs / again.measuredMs;
+  say(
+    `fidelity: the devices ran at ${speedAfter.toFixed(2)}x their validation speed after the replay` +
+      (Math.abs(speedAfter - 1) > 0.15 ? " (the machine's load changed: errors above include that)" : ""),
+  );
+  if (Math.abs(speedAfter - 1) > 0.15) {
+    ctx.warnings.push(
+      `the devices ran at ${speedAfter.toFixed(2)}x their profiled speed after the replayed steps: the machine's ` +
+        `load changed while profiling, and prediction errors of the replay include that`,
+    );
+  }
+  return { ledger, speedAfter };
+}
+
+/** Measures the cluster of `config` and returns the profile document (not yet written). */
+export async function runProfile(config: Config, opts: ProfileRunOptions): Promise<ProfileRunResult> {
+  const t0 = performance.now();
+  const clock = () => `[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s]`;
+  const say = (line: string) => opts.say(`${clock()} ${line}`);
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+  const runId = opts.runId ?? `profile-${stamp}-${crypto.randomUUID().slice(0, 4)}`;
+  const runDir = opts.runDir ?? `${Deno.cwd()}/runs/${runId}`;
+  const devices = config.cluster.nodes.reduce((s, n) => s + n.devices, 0);
+  say(`profiling ${config.source}: ${config.cluster.nodes.length} node(s), ${devices} device(s)`);
+
+  const cluster = ClusterSession.create(config);
+  const removeHandlers = opts.signals ? cluster.installSignalHandlers((t) => opts.say(t)) : () => {};
+  let pool: ExecutorPool | undefined;
+  try {
+    await cluster.start({
+      runId,
+      runDir,
+      probeWebgpu: "as-needed",
+      onProgress: (e: ProgressEvent) => {
+        if (e.phase === "ready" || e.phase === "failed" || e.phase === "lost") {
+          say(`${e.node.name}: ${e.phase}${e.detail ? ` (${e.detail.split("\n")[0]})` : ""}`);
+        }
+      },
+    });
+    if (cluster.failures.length) {
+      throw new UserError(
+        `cannot profile: ${cluster.failures.length} of ${cluster.nodes.length} node(s) did not start:\n` +
+          cluster.failures.map((n) => `  ${n.error!.startsWith(n.name) ? n.error : `${n.name}: ${n.error}`}`)
+            .join("\n") +
+          `\nevery node of ${config.source} must be up to profile it: fix the node or remove it from the config`,
+      );
+    }
+    say(`starting ${devices} executor(s)`);
+    await opts.onPhase?.("executors", cluster);
+    pool = await ExecutorPool.start(cluster, config, { timeoutMs: opts.timeoutMs, env: opts.env });
+    say(`executors ready: ${[...new Set(pool.ranks.map((r) => r.deviceName.replace(/^\S+:\d+ /, "")))].join("; ")}`);
+    const ctx: RunContext = {
+      config,
+      opts,
+      cluster,
+      pool,
+      devices,
+      say,
+      phase: async (name, text) => {
+        say(text);
+        await opts.onPhase?.(name, cluster);
+      },
+      warnings: [],
+    };
+
+    const { compute, memory } = await measureCompute(ctx);
+    const degrees: number[] = [];
+    for (let d = 2; d <= devices; d *= 2) if (config.model.heads % d === 0) degrees.push(d);
+    const alltoall = await measureAllToAll(ctx, degrees);
+    const p2p = await measurePairs(ctx);
+
+    const bandwidth = bandwidthTables(alltoall);
+    if (Object.keys(bandwidth.intra).length + Object.keys(bandwidth.inter).length === 0) {
+      bandwidth.intra["2"] = 1e6;
+      ctx.warnings.push("no SP group of degree >= 2 fits this cluster: bandwidth_gbps holds a placeholder");
+    }
+    const ref = compute.reference;
+    const constants: StoredConstants = {
+      alpha1: sig(ref.alpha1),
+      alpha2: sig(ref.alpha2),
+      beta1: sig(ref.beta1),
+      act_mb_per_token: sig(memory.actMbPerToken),
+      bandwidth_gbps: bandwidth,
+      device_speed: Object.fromEntries(Object.entries(compute.deviceSpeed).map(([k, v]) => [k, sig(v)])),
+    };
+
+    // Without a configured budget the planner cannot size groups; the profile's own plans use the measured one.
+    const budgetGb = memory.budgetMb / 1024;
+    const noBudget = config.planner.memoryBudgetGb === undefined &&
+      config.cluster.nodes.every((n) => n.deviceMemoryGb === undefined);
+    const pconfig: Config = noBudget && Number.isFinite(budgetGb)
+      ? { ...config, planner: { ...config.planner, memoryBudgetGb: budgetGb } }
+      : config;
+    const { setup, validation, calibration, measured } = await validateAndCalibrate(ctx, constants, degrees, pconfig);
+    const solo = measured?.filter((p) => p.degree === 1).sort((a, b) => b.length - a.length)[0];
+    const replay = opts.fidelitySteps ? await replaySteps(ctx, setup, opts.fidelitySteps, solo) : { ledger: [] };
+
+    const nodes = cluster.nodes.map((n) =>
+      nodeFingerprintOf(
+        n.config.index,
+        n.config.host,
+        n.inventory!,
+        n.executorKind!,
+        pool!.ranks.filter((r) => r.node === n).map((r) => r.deviceName),
+      )
+    );
+    const doc: ProfileDoc = {
+      schema: PROFILE_SCHEMA_VERSION,
+      tool: "flexsp profile",
+      createdAt: new Date().toISOString(),
+      durationMs: Math.round(performance.now() - t0),
+      config: config.source,
+      fingerprint: fingerprintOf(config, nodes, await sourceHash(EXECUTOR_SOURCE).catch(() => "unknown")),
+      constants,
+      constantsSha256: hashOf(constants),
+      compute: compute.section,
+      memory,
+      network: {
+        alltoall,
+        p2p,
+        units: "bandwidth_gbps: the cost model's v[d] (MB of its bf16 all-to-all volume per ms), derived from the " +
+          "fitted per-call latency and bandwidth of the float32 executors at representativeTokens per group " +
+          "(calibration: refitted to real group runs where that predicts them better); alltoall[].gbps: measured " +
+          "per-device bandwidth of the executors' own data (2^20 bytes per ms)",
+        representativeTokens: config.model.maxSeq,
+        calibration,
+      },
+      validation,
+      warnings: ctx.warnings,
+    };
+    return { doc, ledger: replay.ledger, speedAfterReplay: replay.speedAfter };
+  } finally {
+    pool?.close();
+    await cluster.shutdown("profile done");
+    removeHandlers();
+  }
+}

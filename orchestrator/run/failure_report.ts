@@ -1,0 +1,75 @@
+// The report of a failed step: the cause (first fault) with its host, devices and the SP groups and sequences it
+// held in that step, the victims (faults that followed it), and the last log lines.
+
+import type { ExecutorStepPlan } from "../../agents/protocol.ts";
+import type { Fault, RankPlace } from "./executor_pool.ts";
+
+/** Ranks a fault concerns: its rank, or every rank of its node. */
+export function faultRanks(f: Fault, places: RankPlace[]): RankPlace[] {
+  return f.rank !== undefined ? places.filter((p) => p.rank === f.rank) : places.filter((p) => p.node === f.node);
+}
+
+function rankList(ps: RankPlace[]): string {
+  return ps.map((p) => `rank ${p.rank} (device ${p.device}, ${p.deviceName ?? p.kind})`).join(", ");
+}
+
+/**
+ * The fault that caused the others. Peers of a crashed executor often notice first (a data-plane error naming it),
+ * so order of arrival is not enough: a lost node comes first, then an executor that died without reporting an
+ * error (killed, crashed), then an error other than a data-plane one, then the first fault.
+ */
+export function pickCause(faults: Fault[]): Fault {
+  const reported = new Set(faults.filter((f) => f.kind === "executor_error").map((f) => f.rank));
+  return faults.find((f) => f.kind === "node_lost") ??
+    faults.find((f) => f.kind === "executor_exit" && !reported.has(f.rank)) ??
+    faults.find((f) => f.kind === "executor_error" && !/data plane/i.test(f.reason)) ??
+    faults[0];
+}
+
+/** Multi-line report of faults during `phase` (cause first, see `pickCause`), with the step plan if a step ran. */
+export function failureReport(
+  phase: string,
+  faults: Fault[],
+  places: RankPlace[],
+  plan?: ExecutorStepPlan,
+): string {
+  const cause = pickCause(faults);
+  const ranks = faultRanks(cause, places);
+  const host = cause.node.inventory?.hostname ?? cause.node.config.host;
+  const lines = [
+    `${phase} failed: ${cause.rank !== undefined ? `rank ${cause.rank}: ` : ""}${cause.reason}`,
+    `  cause: ${cause.node.name}, hostname ${host}: ${rankList(ranks) || "no ranks"}`,
+  ];
+  if (plan) {
+    const mine = new Set(ranks.map((p) => p.rank));
+    plan.microBatches.forEach((mb, i) => {
+      for (const g of mb.groups) {
+        if (!g.ranks.some((r) => mine.has(r))) continue;
+        const seqs = g.sequences.length
+          ? g.sequences.map((s) => `${s.id} (${s.length} tokens)`).join(", ")
+          : "no sequences (idle)";
+        lines.push(
+          `  step ${plan.step}, micro-batch ${i}: SP group of degree ${g.degree} on ranks ${g.ranks.join(",")} ` +
+            `with sequences ${seqs}`,
+        );
+      }
+    });
+  }
+  const victims = faults.filter((f) => f !== cause);
+  if (victims.length) {
+    lines.push(`  then, as a consequence:`);
+    for (const v of victims.slice(0, 8)) {
+      const who = v.rank !== undefined ? `rank ${v.rank} on ${v.node.name}` : v.node.name;
+      lines.push(`    ${who}: ${v.reason.split("\n")[0]}`);
+    }
+    if (victims.length > 8) lines.push(`    ... and ${victims.length - 8} more`);
+  }
+  if (cause.logTail?.trim()) {
+    // Protocol lines the executor printed are in the log too; show what it wrote besides them.
+    const all = cause.logTail.trim().split("\n");
+    const text = all.filter((l) => !l.startsWith("[stdout] "));
+    lines.push(`  last log lines of ${cause.rank !== undefined ? `rank ${cause.rank}` : "the agent"}:`);
+    for (const l of (text.length ? text : all).slice(-8)) lines.push(`    ${l.slice(0, 300)}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,286 @@
+// A training run from start (or `--resume`) to end: the run directory and its identity checks, the data, and the
+// attempts. A failed attempt is handled per `training.on_failure`: `stop` exits with the resume command; `restart`
+// relaunches the same cluster and resumes from the last checkpoint; `elastic` relaunches without the lost node (or
+// the crashed device) and re-plans every step for the devices left. Ctrl-C finishes the step, checkpoints and stops.
+
+import { loadConfig } from "../config/load.ts";
+import type { Config, NodeConfig } from "../config/types.ts";
+import { UserError } from "../errors.ts";
+import { openTrainingData } from "../data/training_data.ts";
+import { checkProfileHardware, resolveProfile } from "../profile/profile_file.ts";
+import { CheckpointStore } from "./checkpoint_store.ts";
+import type { Fault } from "./executor_pool.ts";
+import { canonicalJson, configFingerprint, diffFingerprints, profileHash, sha256Text } from "./fingerprint.ts";
+import type { LedgerRecord } from "./ledger.ts";
+import { Progress } from "./progress.ts";
+import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
+import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
+
+/** Options of `launchRun` (the flags of `deno task launch`). */
+export interface LaunchOptions {
+  configPath: string;
+  /** `--set PATH=VALUE` overrides. */
+  sets?: string[];
+  /** Run directory (default `runs/<name>-<timestamp>`, or with `resume: true` the newest run of the config). */
+  runDir?: string;
+  resume?: boolean;
+  /** Resume even if the config, dataset or profile changed; use a profile measured on other hardware. */
+  force?: boolean;
+  /** Environment of every executor (tests: data-plane timeouts). */
+  executorEnv?: Record<string, string>;
+  /** Handle SIGINT/SIGTERM (default true). */
+  signals?: boolean;
+  /** Log lines (default stderr). */
+  log?: (line: string) => void;
+  /** Per-step progress lines (default stdout). */
+  print?: (line: string) => void;
+}
+
+/** How a run ended. */
+export interface LaunchResult {
+  /** 0 done, 2 failed (policy stop or restarts used up), 130 interrupted. */
+  code: number;
+  runDir: string;
+  lastStep: number;
+  records: LedgerRecord[];
+  /** The command that continues the run (when it did not finish). */
+  resumeCommand?: string;
+  restarts: number;
+}
+
+function shellArg(s: string): string {
+  return /^[A-Za-z0-9_./=:,@+-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The config without the failed node (or, for a crashed executor, with one device fewer there). */
+export function shrinkCluster(config: Config, fault: Fault): Config | undefined {
+  const idx = fault.node.config.index;
+  const nodes: NodeConfig[] = [];
+  for (const n of config.cluster.nodes) {
+    if (n.index !== idx) nodes.push({ ...n });
+    else if (fault.rank !== undefined && fault.kind !== "node_lost" && n.devices > 1) {
+      nodes.push({ ...n, devices: n.devices - 1 });
+    }
+  }
+  if (nodes.length === 0) return undefined;
+  nodes.forEach((n, i) => n.index = i);
+  return { ...config, cluster: { ...config.cluster, nodes } };
+}
+
+/** Runs training (see the file header). User mistakes throw UserError; failures return a non-zero code. */
+export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const config = await loadConfig(opts.configPath, opts.sets ?? []);
+  const resolved = await resolveProfile(config, { force: opts.force, warn: (l) => log(`warning: ${l}`) });
+  const constants = resolved.constants;
+  const data = await openTrainingData(config, log);
+  const fingerprint = configFingerprint(config);
+  const hashes = {
+    fingerprintHash: sha256Text(canonicalJson(fingerprint)),
+    datasetHash: data.hash,
+    profileHash: profileHash(constants),
+  };
+
+  // The run directory.
+  let runDir: string;
+  if (opts.resume) {
+    const found = opts.runDir ?? await findLatestRun(config.name);
+    if (!found) {
+      throw new UserError(
+        `no run of config "${config.name}" under ${RUNS_DIR}/ to resume; start one without --resume, or pass the ` +
+          `run directory: --resume RUN_DIR`,
+      );
+    }
+    runDir = found;
+    const info = await readRunInfo(runDir);
+    if (!info) throw new UserError(`${runDir}: not a run directory (no run.json); pass the directory of a run`);
+    const problems: string[] = [];
+    if (info.fingerprintHash !== hashes.fingerprintHash) {
+      problems.push(...diffFingerprints(info.fingerprint, fingerprint).map((d) => `config ${d}`));
+      if (problems.length === 0) problems.push("config changed");
+    }
+    if (info.datasetHash !== hashes.datasetHash) {
+      problems.push(`dataset: content hash ${info.datasetHash.slice(0, 16)} -> ${hashes.datasetHash.slice(0, 16)}`);
+    }
+    if (info.profileHash !== hashes.profileHash) problems.push("profile: the cost constants changed");
+    if (problems.length) {
+      const list = problems.slice(0, 12).map((p) => `  ${p}`).join("\n");
+      if (!opts.force) {
+        throw new UserError(
+          `cannot resume ${runDir}: it was started with another config, dataset or profile:\n${list}\n` +
+            `Resume with the same settings, or pass --force to continue anyway (the run will no longer match an ` +
+            `uninterrupted one), or start a new run without --resume.`,
+        );
+      }
+      log(`warning: resuming with changes (--force):\n${list}`);
+    }
+  } else {
+    runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
+    if (await readRunInfo(runDir)) {
+      throw new UserError(
+        `${runDir} already holds a run; continue it with --resume ${runDir}, or pick another --run-dir`,
+      );
+    }
+    await Deno.mkdir(runDir, { recursive: true });
+    const info: RunInfo = {
+      version: 1,
+      runId: "",
+      name: config.name,
+      config: await Deno.realPath(opts.configPath),
+      createdAt: new Date().toISOString(),
+      fingerprint,
+      ...hashes,
+      argv: [opts.configPath, ...(opts.sets ?? []).flatMap((s) => ["--set", s])],
+    };
+    info.runId = runDir.replace(/\/+$/, "").split("/").pop()!;
+    await writeRunInfo(runDir, info);
+    await Deno.copyFile(opts.configPath, `${runDir}/config.yaml`);
+  }
+  runDir = await Deno.realPath(runDir);
+  const runId = runDir.split("/").pop()!;
+  const store = new CheckpointStore(
+    config.training.checkpointDir ? `${config.training.checkpointDir}/${runId}` : `${runDir}/checkpoints`,
+  );
+  const resumeCommand = "deno task launch " + [
+    opts.configPath,
+    ...(opts.sets ?? []).flatMap((s) => ["--set", s]),
+    "--resume",
+    runDir,
+  ].map(shellArg).join(" ");
+
+  log(
+    `run ${runId}: ${config.cluster.nodes.length} node(s), model ${config.model.preset ?? "custom"}, ` +
+      `${config.training.steps} steps of ${config.training.globalBatch} sequences, planner ${config.planner.strategy}`,
+  );
+  log(`data: ${data.description}`);
+  for (const n of data.notes) log(`data: ${n}`);
+  log(`cost model: ${resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config"}`);
+  log(`run directory ${runDir} (ledger.jsonl, checkpoints/, logs/)`);
+
+  const interrupt: InterruptFlag = { requested: false };
+  let removeSignals = () => {};
+  if (opts.signals !== false) {
+    let count = 0;
+    const handler = () => {
+      count++;
+      if (count === 1) {
+        interrupt.requested = true;
+        log("interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to stop at once)");
+      } else {
+        log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
+        Deno.exit(130);
+      }
+    };
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    for (const s of signals) Deno.addSignalListener(s, handler);
+    removeSignals = () => signals.forEach((s) => Deno.removeSignalListener(s, handler));
+  }
+
+  let active = config;
+  let restarts = 0;
+  const records: LedgerRecord[] = [];
+  const tRun = performance.now();
+  try {
+    for (;;) {
+      const { usable, skipped } = await usableCheckpoints(store);
+      for (const s of skipped) log(`checkpoint ${s.name}: ${s.reason}; not used`);
+      if (usable.length === 0 && skipped.some((s) => s.complete)) {
+        // Starting over would silently discard the run: refuse.
+        throw new UserError(
+          `no usable checkpoint in ${store.root} (every complete one is damaged, see above); start a new run ` +
+            `without --resume, or restore a checkpoint`,
+        );
+      }
+      const progress = new Progress(
+        (usable[0]?.state.step ?? 0) + 1,
+        config.training.steps,
+        opts.print,
+        opts.print || opts.log ? false : undefined,
+      );
+      const r = await runAttempt({
+        config: active,
+        constants,
+        data,
+        runDir,
+        runId,
+        store,
+        hashes,
+        progress,
+        log: (l) => progress.log(l, log),
+        interrupt,
+        executorEnv: opts.executorEnv,
+        checkpoints: usable,
+        checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
+      });
+      progress.finish();
+      records.push(...r.records);
+      if (r.kind === "done") {
+        summary(log, records, performance.now() - tRun, runDir, r.lastStep);
+        return { code: 0, runDir, lastStep: r.lastStep, records, restarts };
+      }
+      const last = (await usableCheckpoints(store)).usable[0]?.state.step;
+      const kept = last !== undefined ? `the last checkpoint is step ${last}` : "there is no checkpoint yet";
+      if (r.kind === "interrupted") {
+        log(`stopped after step ${r.lastStep}; ${kept}. Resume with:\n  ${resumeCommand}`);
+        return { code: 130, runDir, lastStep: r.lastStep, records, resumeCommand, restarts };
+      }
+      log(`error: ${r.report}`);
+      const policy = config.training.onFailure;
+      if (!r.retryable || policy === "stop" || restarts >= config.training.maxRestarts || interrupt.requested) {
+        const why = !r.retryable
+          ? "this failure would repeat on a relaunch"
+          : policy === "stop"
+          ? "training.on_failure: stop"
+          : interrupt.requested
+          ? "interrupted"
+          : `${restarts} restart(s) used (training.max_restarts: ${config.training.maxRestarts})`;
+        log(`run stopped (${why}); ${kept}. Resume with:\n  ${resumeCommand}`);
+        return { code: 2, runDir, lastStep: r.lastStep, records, resumeCommand, restarts };
+      }
+      restarts++;
+      if (policy === "elastic" && r.fault) {
+        const shrunk = shrinkCluster(active, r.fault);
+        if (!shrunk) {
+          log(
+            `run stopped: no device left after removing ${r.fault.node.name}; ${kept}. Resume with:\n  ${resumeCommand}`,
+          );
+          return { code: 2, runDir, lastStep: r.lastStep, records, resumeCommand, restarts };
+        }
+        active = shrunk;
+        const devices = active.cluster.nodes.reduce((s, n) => s + n.devices, 0);
+        log(
+          `elastic restart ${restarts}/${config.training.maxRestarts}: without ${describeLoss(r.fault)}, on ` +
+            `${devices} device(s) of ${active.cluster.nodes.length} node(s); ${kept}`,
+        );
+      } else {
+        log(`restart ${restarts}/${config.training.maxRestarts}: relaunching, ${kept}`);
+      }
+    }
+  } finally {
+    removeSignals();
+  }
+}
+
+function describeLoss(f: Fault): string {
+  return f.kind === "node_lost" || f.rank === undefined
+    ? f.node.name
+    : `the device of rank ${f.rank} on ${f.node.name}`;
+}
+
+function summary(log: (l: string) => void, records: LedgerRecord[], ms: number, runDir: string, last: number): void {
+  if (!records.length) {
+    log(`nothing to do: the run already finished at step ${last} (${runDir})`);
+    return;
+  }
+  const mean = (f: (r: LedgerRecord) => number) => records.reduce((s, r) => s + f(r), 0) / records.length;
+  const tokens = records.reduce((s, r) => s + r.tokens, 0);
+  const wall = records.reduce((s, r) => s + r.wallMs, 0);
+  const hidden = records.filter((r) => r.solveHidden).length;
+  log(
+    `done: steps ${records[0].step}-${last} in ${(ms / 1000).toFixed(1)} s; loss ${records[0].loss.toFixed(4)} -> ` +
+      `${records[records.length - 1].loss.toFixed(4)}; ${Math.round(tokens / (wall / 1000)).toLocaleString("en-US")} ` +
+      `tok/s while stepping; orchestration overhead ${mean((r) => r.overheadMs).toFixed(2)} ms/step (dispatch ` +
+      `${mean((r) => r.dispatchMs).toFixed(2)} ms); plan solve hidden in ${hidden} of ${records.length} steps`,
+  );
+  log(`ledger ${runDir}/ledger.jsonl`);
+}

@@ -1,0 +1,419 @@
+// One attempt of a run: launch the agents and executors, load the newest usable checkpoint, then the step loop
+// until the last step, a Ctrl-C or a failure; always ends with every process of the attempt stopped.
+//
+// The step loop: the batch of step t+1 is drawn and its plan requested from the planner worker as soon as step t is
+// dispatched, so the solve runs while step t executes (the first plan is solved while the cluster launches). Each
+// step: wait for its plan (the wait is recorded; zero means the solve was hidden), send it to every executor,
+// collect every rank's results, write the ledger record, print the progress line, and checkpoint every
+// `training.checkpoint_interval` steps, at the last step and after a Ctrl-C.
+
+import type { Config, CostConstants } from "../config/types.ts";
+import { UserError } from "../errors.ts";
+import type { Batch, SamplerState } from "../data/sampler.ts";
+import type { TrainingData } from "../data/training_data.ts";
+import { plannerSetup } from "../planner/from_config.ts";
+import type { Plan } from "../planner/plan_types.ts";
+import { PlannerWorker } from "../planner/worker.ts";
+import { nodeFingerprintOf } from "../profile/fingerprint.ts";
+import type { NodeFingerprint } from "../profile/profile_doc.ts";
+import {
+  checkpointName,
+  type CheckpointStore,
+  type ManifestPart,
+  type VerifiedCheckpoint,
+} from "./checkpoint_store.ts";
+import { ClusterSession, type ProgressEvent } from "./cluster_session.ts";
+import { stageDataset } from "./dataset_staging.ts";
+import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "./executor_pool.ts";
+import { failureReport, pickCause } from "./failure_report.ts";
+import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
+import { learningRate } from "./lr_schedule.ts";
+import type { Progress } from "./progress.ts";
+import { replayPlan, stepRecord, toExecutorPlan } from "./step_record.ts";
+
+/** Shared between the signal handler and the loop. */
+export interface InterruptFlag {
+  /** Set by the first Ctrl-C: finish the step, checkpoint, stop. */
+  requested: boolean;
+}
+
+/** Everything one attempt needs. */
+export interface AttemptContext {
+  /** The cluster of this attempt (elastic recovery removes devices from the configured one). */
+  config: Config;
+  constants: CostConstants;
+  data: TrainingData;
+  runDir: string;
+  runId: string;
+  store: CheckpointStore;
+  hashes: { fingerprintHash: string; datasetHash: string; profileHash: string };
+  progress: Progress;
+  log: (line: string) => void;
+  interrupt: InterruptFlag;
+  /** Environment of every executor. */
+  executorEnv?: Record<string, string>;
+  /** Verified checkpoints, best first (from `usableCheckpoints`). */
+  checkpoints: VerifiedCheckpoint[];
+  /** Checks the profile against the nodes' hardware (throws UserError on a mismatch); returns warnings. */
+  checkHardware?: (nodes: NodeFingerprint[]) => string[];
+}
+
+/** How an attempt ended. */
+export type AttemptResult =
+  | { kind: "done"; lastStep: number; records: LedgerRecord[]; launchMs: number }
+  | { kind: "interrupted"; lastStep: number; records: LedgerRecord[] }
+  | {
+    kind: "failed";
+    report: string;
+    /** The first fault (absent for failures before any executor ran). */
+    fault?: Fault;
+    places?: RankPlace[];
+    /** False for failures a relaunch would repeat (a plan every executor refused). */
+    retryable: boolean;
+    lastStep: number;
+    records: LedgerRecord[];
+  };
+
+/** Checks every checkpoint of the store (newest first); returns the usable ones and why others were skipped. */
+export async function usableCheckpoints(
+  store: CheckpointStore,
+): Promise<{ usable: VerifiedCheckpoint[]; skipped: { name: string; reason: string; complete: boolean }[] }> {
+  const usable: VerifiedCheckpoint[] = [];
+  const skipped: { name: string; reason: string; complete: boolean }[] = [];
+  for (const name of await store.candidates()) {
+    const v = await store.verify(name, (p) => p.transport === "local");
+    if (v.ok) usable.push(v.checkpoint);
+    else skipped.push({ name, reason: v.reason, complete: !v.reason.startsWith("no manifest") });
+  }
+  return { usable, skipped };
+}
+
+/** The part each rank loads: its own, else any copy on its host (all ranks hold the same state), else none. */
+function partsFor(places: RankPlace[], parts: ManifestPart[]): { path: string; sha256: string }[] | string {
+  const out: { path: string; sha256: string }[] = [];
+  for (const p of places) {
+    const host = p.node.config.host;
+    const local = p.node.config.transport === "local";
+    const part = parts.find((x) => x.rank === p.rank && x.host === host && (x.transport === "local") === local) ??
+      parts.find((x) => x.host === host && (x.transport === "local") === local) ??
+      (local ? parts.find((x) => x.transport === "local") : undefined);
+    if (!part) return `${p.node.name} holds no part of it (the node was not in the run when it was saved)`;
+    out.push({ path: part.path, sha256: part.sha256 });
+  }
+  return out;
+}
+
+function launchLine(e: ProgressEvent): string | undefined {
+  const what: Partial<Record<ProgressEvent["phase"], string>> = {
+    connecting: `connecting to ${e.detail}`,
+    uploading: `uploading ${e.detail}`,
+    ready: `agent ready (${e.detail})`,
+    failed: `FAILED: ${e.detail.split("\n")[0]}`,
+    lost: `LOST: ${e.detail}`,
+  };
+  const text = what[e.phase];
+  return text ? `${e.node.name}: ${text}` : undefined;
+}
+
+interface Pending {
+  step: number;
+  batch: Batch;
+  samplerAfter: SamplerState;
+  plan: Promise<Plan>;
+  source: "solved" | "replayed";
+  resolvedAt?: number;
+}
+
+/** Runs one attempt (see the file header). Never leaves a process running. */
+export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
+  const { config, log } = ctx;
+  const t = config.training;
+  const records: LedgerRecord[] = [];
+  let lastStep = 0;
+  const setup = plannerSetup(config, ctx.constants);
+  const worker = new PlannerWorker(setup);
+  const cluster = ClusterSession.create(config);
+  let pool: ExecutorPool | undefined;
+  let ledger: Ledger | undefined;
+  let currentPlan: ReturnType<typeof toExecutorPlan> | undefined;
+  const tLaunch = performance.now();
+  const worldGuess = config.cluster.nodes.reduce((s, n) => s + n.devices, 0);
+
+  const samplerAt = (state?: SamplerState) => {
+    try {
+      return ctx.data.sampler(state);
+    } catch (e) {
+      throw new UserError(
+        `the checkpoint's data position does not fit this dataset (${(e as Error).message}); start a new run`,
+      );
+    }
+  };
+  let sampler!: ReturnType<typeof samplerAt>;
+  let replays = new Map<number, LedgerRecord>();
+  const request = (step: number, world: number): Pending => {
+    const batch = sampler.next(t.globalBatch);
+    const samplerAfter = sampler.state();
+    const replayed = replays.get(step);
+    const plan = replayed ? replayPlan(replayed, batch, world) : undefined;
+    const p: Pending = {
+      step,
+      batch,
+      samplerAfter,
+      plan: plan ? Promise.resolve(plan) : worker.plan(batch.lengths, { strategy: config.planner.strategy }),
+      source: plan ? "replayed" : "solved",
+    };
+    p.plan.then(() => p.resolvedAt = performance.now(), () => {});
+    return p;
+  };
+  let startStep = (ctx.checkpoints[0]?.state.step ?? 0) + 1;
+  let pending: Pending | undefined;
+
+  const fail = (report: string, fault?: Fault, retryable = true): AttemptResult => ({
+    kind: "failed",
+    report,
+    fault,
+    places: pool?.places,
+    retryable,
+    lastStep,
+    records,
+  });
+
+  try {
+    // The first plan is solved while the cluster launches (for the checkpoint most likely to load).
+    sampler = samplerAt(ctx.checkpoints[0]?.state.sampler);
+    pending = startStep <= t.steps ? request(startStep, worldGuess) : undefined;
+    await cluster.start({
+      runId: ctx.runId,
+      runDir: ctx.runDir,
+      onProgress: (e) => {
+        const line = launchLine(e);
+        if (line) ctx.log(line);
+      },
+      onProtocolError: (source, message) => log(`protocol error from ${source}: ${message}`),
+    });
+    if (cluster.failures.length) {
+      return fail(
+        `launch failed:\n${cluster.failures.map((n) => `  ${n.name}: ${n.error!.split("\n")[0]}`).join("\n")}`,
+        { kind: "node_lost", node: cluster.failures[0], reason: cluster.failures[0].error!, atMs: 0 },
+      );
+    }
+    const paths = ctx.data.dataset ? await stageDataset(cluster, ctx.data.dataset, log) : undefined;
+    pool = ExecutorPool.create(cluster, {
+      config,
+      datasetPath: paths ? (n) => paths.get(n) : undefined,
+      env: ctx.executorEnv,
+      log: (l) => ctx.log(l),
+    });
+    try {
+      await pool.start();
+    } catch (e) {
+      if (e instanceof FaultError) {
+        await new Promise((r) => setTimeout(r, 800));
+        return fail(failureReport("starting the executors", pool.faults, pool.places), pickCause(pool.faults));
+      }
+      throw e;
+    }
+    if (ctx.checkHardware) {
+      const fingerprints = cluster.ready.map((n) =>
+        nodeFingerprintOf(
+          n.config.index,
+          n.config.host,
+          n.inventory!,
+          n.executorKind!,
+          pool!.places.filter((p) => p.node === n).map((p) => p.deviceName ?? p.kind),
+        )
+      );
+      for (const w of ctx.checkHardware(fingerprints)) log(`warning: ${w}`);
+    }
+    const kinds = new Map<string, number>();
+    for (const p of pool.places) {
+      const k = (p.deviceName ?? p.kind).replace(/^\w+:\d+ /, "");
+      kinds.set(k, (kinds.get(k) ?? 0) + 1);
+    }
+    log(
+      `${pool.worldSize} executors ready on ${cluster.ready.length} node(s) ` +
+        `(${[...kinds].map(([k, n]) => `${n}x ${k}`).join(", ")}) in ` +
+        `${((performance.now() - tLaunch) / 1000).toFixed(1)} s`,
+    );
+
+    // Load the newest checkpoint the executors accept.
+    let loaded: VerifiedCheckpoint | undefined;
+    for (const ck of ctx.checkpoints) {
+      const parts = partsFor(pool.places, ck.manifest.parts);
+      if (typeof parts === "string") {
+        log(`checkpoint ${ck.name} cannot be used: ${parts}; trying the previous one`);
+        continue;
+      }
+      try {
+        await pool.load(parts);
+        loaded = ck;
+        break;
+      } catch (e) {
+        if (e instanceof RefusedError) {
+          log(`checkpoint ${ck.name} refused by rank ${e.rank}: ${e.detail}; trying the previous one`);
+          continue;
+        }
+        if (e instanceof FaultError) {
+          await new Promise((r) => setTimeout(r, 800));
+          return fail(failureReport(`loading checkpoint ${ck.name}`, pool.faults, pool.places), pickCause(pool.faults));
+        }
+        throw e;
+      }
+    }
+    if (ctx.checkpoints.length && !loaded) {
+      throw new UserError(`no checkpoint of ${ctx.runDir} could be loaded (see above); nothing to resume from`);
+    }
+    if (loaded) {
+      log(
+        `resumed from checkpoint ${loaded.name} (step ${loaded.state.step}), continuing at step ${
+          loaded.state.step + 1
+        }`,
+      );
+    } else if (startStep > 1 || ctx.checkpoints.length) log("no checkpoint: starting at step 1");
+
+    const actualStart = (loaded?.state.step ?? 0) + 1;
+    const discarded = await truncateLedger(ctx.runDir, actualStart - 1);
+    replays = new Map(discarded.map((r) => [r.step, r]));
+    if (actualStart !== startStep || pool.worldSize !== worldGuess || discarded.length) {
+      // The prefetched plan was for another start, another world size, or a step with a plan to replay.
+      startStep = actualStart;
+      sampler = samplerAt(loaded?.state.sampler);
+      pending = startStep <= t.steps ? request(startStep, pool.worldSize) : undefined;
+    }
+    lastStep = startStep - 1;
+    ledger = await Ledger.open(ctx.runDir);
+    const launchMs = performance.now() - tLaunch;
+    let readyAt = performance.now();
+
+    while (pending) {
+      const cur: Pending = pending;
+      const step = cur.step;
+      const neededAt = performance.now();
+      const plan = await cur.plan;
+      const planWaitMs = performance.now() - neededAt;
+      const solveHidden = cur.source === "replayed" || (cur.resolvedAt !== undefined && cur.resolvedAt <= readyAt);
+      const lr = learningRate(t, step);
+      const xplan = toExecutorPlan(step, plan, cur.batch, lr, pool.worldSize);
+      currentPlan = xplan;
+      const t0 = performance.now();
+      // Solve the next plan while this step runs.
+      pending = step < t.steps ? request(step + 1, pool.worldSize) : undefined;
+      let result;
+      try {
+        result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
+      } catch (e) {
+        if (e instanceof FaultError) {
+          // Let the other reports arrive (an agent reports an exit once the executor's pipes drain, up to 0.5 s).
+          await new Promise((r) => setTimeout(r, 800));
+          return fail(failureReport(`step ${step}`, pool.faults, pool.places, xplan), pickCause(pool.faults));
+        }
+        if (e instanceof RefusedError) {
+          return fail(`step ${step} was refused by rank ${e.rank}: ${e.detail}`, undefined, false);
+        }
+        throw e;
+      }
+      const wallMs = performance.now() - t0;
+      readyAt = performance.now();
+      const rec = stepRecord(step, plan, cur.batch, lr, result.done, {
+        wallMs,
+        dispatchMs: result.dispatchMs,
+        solveMs: cur.source === "replayed" ? 0 : plan.solveMs,
+        planWaitMs,
+        solveHidden,
+        planSource: cur.source,
+      });
+      currentPlan = undefined;
+      records.push(rec);
+      lastStep = step;
+      await ledger.append(rec);
+      ctx.progress.step(rec);
+      const interval = t.checkpointInterval;
+      if ((interval > 0 && step % interval === 0) || step === t.steps || ctx.interrupt.requested) {
+        const ok = await checkpoint(ctx, pool, ledger, step, cur.samplerAfter);
+        if (ok !== true) return fail(ok.report, ok.fault);
+      }
+      if (ctx.interrupt.requested && step < t.steps) return { kind: "interrupted", lastStep, records };
+    }
+    return { kind: "done", lastStep, records, launchMs };
+  } catch (e) {
+    if (e instanceof FaultError && pool) {
+      await new Promise((r) => setTimeout(r, 800));
+      return fail(failureReport("the run", pool.faults, pool.places, currentPlan), pickCause(pool.faults));
+    }
+    throw e;
+  } finally {
+    ctx.progress.clear();
+    pool?.stop();
+    worker.close();
+    ledger?.close();
+    await cluster.shutdown(lastStep >= t.steps ? "training done" : "run stopped");
+  }
+}
+
+/** Saves a checkpoint of step `step`; true, or the failure. */
+async function checkpoint(
+  ctx: AttemptContext,
+  pool: ExecutorPool,
+  ledger: Ledger,
+  step: number,
+  sampler: SamplerState,
+): Promise<true | { report: string; fault: Fault }> {
+  const t0 = performance.now();
+  const name = checkpointName(step);
+  const dir = await ctx.store.prepare(step);
+  const pathOf = (p: RankPlace) =>
+    p.node.config.transport === "local"
+      ? `${dir}/rank-${p.rank}.ckpt`
+      : `${p.node.runDir}/checkpoints/${name}/rank-${p.rank}.ckpt`;
+  let parts;
+  try {
+    parts = await pool.save(pathOf);
+  } catch (e) {
+    if (e instanceof FaultError) {
+      await new Promise((r) => setTimeout(r, 800));
+      return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pickCause(pool.faults) };
+    }
+    throw e;
+  }
+  await ledger.sync();
+  const manifestParts: ManifestPart[] = parts.map((x) => {
+    const p = pool.places[x.rank];
+    return {
+      rank: x.rank,
+      node: p.node.config.index,
+      host: p.node.config.host,
+      transport: p.node.config.transport,
+      path: x.path,
+      sha256: x.sha256,
+      bytes: x.bytes,
+    };
+  });
+  // Ranks of one backend kind hold bit-identical state; a difference means a broken executor.
+  const byKind = new Map<string, string>();
+  for (const x of parts) {
+    const kind = pool.places[x.rank].kind;
+    const first = byKind.get(kind);
+    if (first === undefined) byKind.set(kind, x.sha256);
+    else if (first !== x.sha256) ctx.log(`warning: rank ${x.rank}'s state differs from rank 0's (${kind})`);
+  }
+  await ctx.store.commit({
+    version: 1,
+    runId: ctx.runId,
+    step,
+    sampler,
+    ...ctx.hashes,
+    worldSize: pool.worldSize,
+    ranks: pool.places.map((p) => ({
+      rank: p.rank,
+      node: p.node.config.index,
+      host: p.node.config.host,
+      device: p.device,
+      kind: p.kind,
+    })),
+    savedAt: new Date().toISOString(),
+  }, manifestParts);
+  await ctx.store.prune(ctx.config.training.keepCheckpoints);
+  const mb = parts.reduce((s, x) => s + x.bytes, 0) / 1024 ** 2;
+  ctx.log(`checkpoint ${name}: ${parts.length} parts, ${mb.toFixed(1)} MiB, ${(performance.now() - t0).toFixed(0)} ms`);
+  return true;
+}

@@ -1,0 +1,109 @@
+// Test helpers for `deno task launch` as a real process: start it, read its output as it comes, wait for a step,
+// kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs).
+
+import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
+import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
+import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
+import { eventually } from "../assert.ts";
+
+/** A running `launch` process. */
+export interface LaunchProc {
+  child: Deno.ChildProcess;
+  out: () => string;
+  err: () => string;
+  /** Resolves once stdout (or stderr) contains `text`; throws after `ms`. */
+  waitFor: (text: string, ms: number) => Promise<void>;
+  finish: () => Promise<{ code: number; signal: Deno.Signal | null; out: string; err: string }>;
+}
+
+/** Starts `deno run -A orchestrator/cli/launch.ts ARGS` in the repository root. */
+export function startLaunch(args: string[], env: Record<string, string> = {}): LaunchProc {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/launch.ts`, ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+  let out = "", err = "";
+  const pump = async (s: ReadableStream<Uint8Array>, add: (t: string) => void) => {
+    const d = new TextDecoder();
+    for await (const c of s) add(d.decode(c, { stream: true }));
+  };
+  const pumps = Promise.all([pump(child.stdout, (t) => out += t), pump(child.stderr, (t) => err += t)]);
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    waitFor: async (text, ms) => {
+      const ok = await eventually(() => out.includes(text) || err.includes(text), ms);
+      if (!ok) throw new Error(`launch did not print ${JSON.stringify(text)} within ${ms} ms:\n${out}\n${err}`);
+    },
+    finish: async () => {
+      const s = await child.status;
+      await pumps;
+      return { code: s.code, signal: s.signal, out, err };
+    },
+  };
+}
+
+/** Runs launch to completion. */
+export function launchCli(args: string[], env: Record<string, string> = {}) {
+  return startLaunch(args, env).finish();
+}
+
+/** The run's ledger records. */
+export async function ledger(runDir: string): Promise<LedgerRecord[]> {
+  const text = await Deno.readTextFile(`${runDir}/ledger.jsonl`);
+  return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+/** Manifest of a checkpoint step of a run. */
+export async function manifestOf(runDir: string, step: number): Promise<CheckpointManifest> {
+  return JSON.parse(
+    await Deno.readTextFile(`${runDir}/checkpoints/step-${String(step).padStart(8, "0")}/manifest.json`),
+  );
+}
+
+/** Pid of a rank's executor, from its log (the latest start); the log name depends on the node. */
+export async function executorPid(runDir: string, rank: number): Promise<number> {
+  let pid = 0;
+  for await (const d of Deno.readDir(`${runDir}/logs`)) {
+    const text = await Deno.readTextFile(`${runDir}/logs/${d.name}/executor-${rank}.log`).catch(() => "");
+    for (const m of text.matchAll(/^--- \S+ rank \d+ device \d+ kind \w+ pid (\d+)$/gm)) pid = Number(m[1]);
+  }
+  if (!pid) throw new Error(`no executor log of rank ${rank} in ${runDir}/logs`);
+  return pid;
+}
+
+/** Every executor pid a run's logs name. */
+export async function allExecutorPids(runDir: string): Promise<number[]> {
+  const out: number[] = [];
+  for await (const d of Deno.readDir(`${runDir}/logs`)) {
+    for await (const f of Deno.readDir(`${runDir}/logs/${d.name}`)) {
+      const text = await Deno.readTextFile(`${runDir}/logs/${d.name}/${f.name}`);
+      for (const m of text.matchAll(/ pid (\d+)$/gm)) out.push(Number(m[1]));
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until none of `pids` runs; returns those still alive after `ms`. */
+export async function leftAlive(pids: number[], ms: number): Promise<number[]> {
+  await eventually(() => pids.every((p) => !alive(p)), ms);
+  return pids.filter(alive);
+}
+
+/** Repository root (the working directory of launches). */
+export { REPO_ROOT };
