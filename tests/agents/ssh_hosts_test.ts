@@ -2,7 +2,7 @@
 // warm launches that upload nothing, the nodes preflight, every connection fault (unreachable, refused, wrong key,
 // host key mismatch, unknown host), malformed lines, a SIGKILLed agent, a killed orchestrator and Ctrl-C.
 
-import { canCreateTestHosts, startTestHosts, type TestHosts } from "../hosts/test_hosts.ts";
+import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
 import type { LostInfo } from "../../orchestrator/run/agent_session.ts";
@@ -65,16 +65,6 @@ async function fingerprintOf(pubKeyPath: string): Promise<string> {
   return new TextDecoder().decode(out.stdout).split(" ")[1];
 }
 
-async function noStrays(th: TestHosts, ms: number): Promise<string> {
-  let left = "";
-  await eventually(async () => {
-    const per = await Promise.all(th.hosts.map(async (h) => [h.name, await th.strayPids(h)] as const));
-    left = per.filter(([, p]) => p.length).map(([n, p]) => `${n}: ${p.join(",")}`).join("; ");
-    return left === "";
-  }, ms);
-  return left;
-}
-
 function oneLineError(text: string): void {
   assert(!/^\s+at .*:\d+:\d+/m.test(text), `a stack trace leaked:\n${text}`);
 }
@@ -122,7 +112,7 @@ Deno.test({
           } finally {
             await c2.shutdown("step done");
           }
-          assertEquals(await noStrays(th, 5000), "");
+          assertEquals(await th.waitNoStrays(5000), "");
         },
       );
 
@@ -308,7 +298,7 @@ Deno.test({
           const exits = await c.shutdown("a node was lost");
           assertEquals([exits[0].code, exits[2].code], [0, 0], "the other agents exited cleanly");
         }
-        assertEquals(await noStrays(th, 5000), "", "no process left on any host");
+        assertEquals(await th.waitNoStrays(5000), "", "no process left on any host");
       });
 
       await t.step("orchestrator killed: agents and executors exit by themselves", async () => {
@@ -323,7 +313,7 @@ Deno.test({
           bg.child.kill("SIGKILL");
           killed = true;
           await bg.finish();
-          const left = await noStrays(th, 8000);
+          const left = await th.waitNoStrays(8000);
           assertEquals(left, "", "agents and executors gone");
           const took = performance.now() - t0;
           assert(took < 8000, `took ${took} ms`);
@@ -340,7 +330,7 @@ Deno.test({
           const r = await bg.finish();
           assertEquals(r.status.code, 130, r.err);
           assertIncludes(r.err, "interrupted: stopping 3 agent(s)");
-          assertEquals(await noStrays(th, 3000), "");
+          assertEquals(await th.waitNoStrays(3000), "");
         } finally {
           try {
             bg.child.kill("SIGKILL");

@@ -48,6 +48,8 @@ export interface TestHosts {
   pids(host: TestHost): Promise<number[]>;
   /** Process ids in the namespace other than sshd's listener. */
   strayPids(host: TestHost): Promise<number[]>;
+  /** Waits up to `ms` for every host to have no stray process; returns what is left ("" when none). */
+  waitNoStrays(ms: number): Promise<string>;
   /** Writes a cluster config for these hosts and returns its path. */
   writeConfig(opts?: ConfigOptions): Promise<string>;
   /** Kills everything in the namespaces and removes namespaces, links and files. Safe to call twice. */
@@ -262,6 +264,16 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       unreachableIp: `10.213.${octet}.99`,
       pids: (h) => namespacePids(h.netns),
       strayPids: async (h) => (await namespacePids(h.netns)).filter((p) => p !== h.sshdPid),
+      waitNoStrays: async (ms: number) => {
+        let left = "";
+        const end = performance.now() + ms;
+        for (;;) {
+          const per = await Promise.all(hosts.map(async (h) => [h.name, await result.strayPids(h)] as const));
+          left = per.filter(([, p]) => p.length).map(([n, p]) => `${n}: ${p.join(",")}`).join("; ");
+          if (left === "" || performance.now() >= end) return left;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      },
       writeConfig: async (c: ConfigOptions = {}) => {
         const only = c.only ?? hosts.map((h) => h.index);
         const nodes = only.map((i) => {

@@ -5,6 +5,7 @@ import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
 import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
 import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
 import { eventually } from "../assert.ts";
+import { isAlive } from "../../agents/process_tree.ts";
 
 /** A running `launch` process. */
 export interface LaunchProc {
@@ -89,20 +90,10 @@ export async function allExecutorPids(runDir: string): Promise<number[]> {
   return out;
 }
 
-function alive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /** Waits until none of `pids` runs; returns those still alive after `ms`. */
 export async function leftAlive(pids: number[], ms: number): Promise<number[]> {
-  await eventually(() => pids.every((p) => !alive(p)), ms);
-  return pids.filter(alive);
+  await eventually(() => pids.every((p) => !isAlive(p)), ms);
+  return pids.filter(isAlive);
 }
 
 /** Repository root (the working directory of launches). */

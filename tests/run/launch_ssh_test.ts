@@ -6,7 +6,7 @@
 
 import { canCreateTestHosts, startTestHosts, type TestHost, type TestHosts } from "../hosts/test_hosts.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
-import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
+import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { launchCli, ledger, manifestOf, startLaunch } from "./launch_harness.ts";
 
 const can = canCreateTestHosts();
@@ -19,16 +19,6 @@ async function agentPid(th: TestHosts, h: TestHost): Promise<number | undefined>
     if (cmd.includes("/bundles/agent-")) return pid;
   }
   return undefined;
-}
-
-async function noStrays(th: TestHosts, ms: number): Promise<string> {
-  let left = "";
-  await eventually(async () => {
-    const per = await Promise.all(th.hosts.map(async (h) => [h.name, await th.strayPids(h)] as const));
-    left = per.filter(([, p]) => p.length).map(([n, p]) => `${n}: ${p.join(",")}`).join("; ");
-    return left === "";
-  }, ms);
-  return left;
 }
 
 Deno.test({
@@ -85,7 +75,7 @@ Deno.test({
           th.hosts[1].ip,
           th.hosts[1].ip,
         ]);
-        assertEquals(await noStrays(th, 10_000), "");
+        assertEquals(await th.waitNoStrays(10_000), "");
       });
 
       await t.step(
@@ -108,7 +98,7 @@ Deno.test({
             "run stopped (training.on_failure: stop); the last checkpoint is step 4. Resume with:",
             "--resume ",
           );
-          assertEquals(await noStrays(th, 15_000), "");
+          assertEquals(await th.waitNoStrays(15_000), "");
           // Rank 2's part of checkpoint 4 lives on host 2 (in its own /root), out of the orchestrator's reach: damage
           // it there; the executor that loads it checks it against the manifest and refuses it.
           const part = (await manifestOf(dir, 4)).parts.find((x) => x.rank === 2)!;
@@ -144,7 +134,7 @@ Deno.test({
         const recs = await ledger(dir);
         assertEquals(recs.map((x) => x.loss), ref!.losses, "bit-identical losses");
         assertEquals((await manifestOf(dir, 8)).parts.map((p) => p.sha256), ref!.params, "identical parameters");
-        assertEquals(await noStrays(th, 15_000), "");
+        assertEquals(await th.waitNoStrays(15_000), "");
       });
     } finally {
       await th.close();
