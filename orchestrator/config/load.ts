@@ -167,7 +167,12 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
   };
   const dir = source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "";
-  const rel = (p: string | undefined) => p === undefined || p.startsWith("/") ? p : dir + p;
+  // Paths are relative to the config file; `~/` is the user's home.
+  const rel = (p: string | undefined) => {
+    if (p === undefined || p.startsWith("/")) return p;
+    if (p === "~" || p.startsWith("~/")) return (Deno.env.get("HOME") ?? "") + p.slice(1);
+    return dir + p;
+  };
 
   // Model: a preset, with any explicit field overriding it.
   const m = raw.model;

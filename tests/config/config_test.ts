@@ -111,6 +111,16 @@ Deno.test("a good config resolves presets, defaults and overrides", () => {
   assertEquals(c.cluster.nodes[0].port, 22);
 });
 
+Deno.test("paths are relative to the config file, and ~/ is the home directory", () => {
+  const text = GOOD.replace(
+    "transport: local",
+    "transport: ssh\n      identity: ~/.ssh/id_ed25519\n      known_hosts: kh",
+  );
+  const c = parseConfig(text, "conf/c.yaml");
+  assertEquals(c.cluster.nodes[0].identity, `${Deno.env.get("HOME")}/.ssh/id_ed25519`);
+  assertEquals(c.cluster.nodes[0].knownHosts, "conf/kh");
+});
+
 Deno.test("shipped configs load, and --set model.preset switches the paper's constants", async () => {
   const local = await loadConfig("configs/local.yaml");
   assertEquals(local.cluster.nodes[0].devices, 4);
