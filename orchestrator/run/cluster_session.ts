@@ -2,6 +2,7 @@
 // inventory, lost-node reports with host and reason, broadcast, and a clean shutdown (also on Ctrl-C).
 
 import type { Config, NodeConfig } from "../config/types.ts";
+import { UserError } from "../errors.ts";
 import type { AgentCommand, Inventory } from "../../agents/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
@@ -77,6 +78,12 @@ export interface NodeLaunch {
  * bit-exact reference, so `auto` does not pick it (set `executor: webgpu` to use it anyway).
  */
 export function resolveExecutorKind(executor: NodeConfig["executor"], inv: Inventory): "cpu" | "webgpu" | "cuda" {
+  if (executor === "cuda") {
+    throw new UserError(
+      "executor: cuda is not available yet (this build ships the cpu and webgpu executors); set the node's " +
+        "executor to cpu, webgpu or auto",
+    );
+  }
   if (executor !== "auto") return executor;
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
