@@ -109,7 +109,7 @@ function validationChart(doc: ProfileDoc): string {
 
 function memoryChart(doc: ProfileDoc): string {
   const m = doc.memory;
-  const ranks = [...new Set(m.samples.map((s) => s.rank))];
+  const ranks = [...new Set(m.samples.map((s) => s.rank))].sort((a, b) => a - b);
   const maxT = Math.max(...m.samples.map((s) => s.tokens));
   return lineChart({
     title: `activation memory (${m.actMbPerToken.toPrecision(3)} MB/token, ${m.source})`,
