@@ -6,6 +6,7 @@
 
 import { createHash } from "node:crypto";
 import type { ModelShape } from "./model.ts";
+import { writeAtomic as writeAtomicFile } from "../orchestrator/atomic_write.ts";
 
 const MAGIC = "FLEXSPCK";
 const VERSION = 1;
@@ -74,21 +75,11 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename. */
+/** Writes `bytes` to `path` atomically (temporary file beside it, fsync, rename). */
 export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    try {
-      let o = 0;
-      while (o < bytes.length) o += await f.write(bytes.subarray(o));
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
+    await writeAtomicFile(path, bytes);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw new Error(`checkpoint: writing ${path} failed: ${(e as Error).message}`);
   }
 }

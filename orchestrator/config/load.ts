@@ -7,6 +7,7 @@ import { clusterConfigSpec } from "./cluster_schema.ts";
 import { MODEL_PRESETS } from "./presets.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, NodeConfig } from "./types.ts";
+import { storedToConstants } from "./cost_constants.ts";
 
 type Path = (string | number)[];
 
@@ -148,20 +149,6 @@ export function parseConfig(text: string, source: string, overrides: string[] = 
 // deno-lint-ignore no-explicit-any
 type Raw = any;
 
-function resolveConstants(c: Raw): CostConstants {
-  const table = (t: Record<string, number>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [Number(k), v]));
-  return {
-    alpha1: c.alpha1,
-    alpha2: c.alpha2,
-    beta1: c.beta1,
-    actMbPerToken: c.act_mb_per_token,
-    actMbPerTokenFull: c.act_mb_per_token_full,
-    params: c.params,
-    bandwidth: { intra: table(c.bandwidth_gbps.intra), inter: table(c.bandwidth_gbps.inter) },
-    deviceSpeed: c.device_speed,
-  };
-}
-
 function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
   const fail = (path: Path, msg: string): never => {
     throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
@@ -251,7 +238,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     if (Object.keys(c.bandwidth_gbps.intra).length + Object.keys(c.bandwidth_gbps.inter).length === 0) {
       fail([...constPath, "bandwidth_gbps"], "give at least one bandwidth (GB/s per device) by degree");
     }
-    constants = resolveConstants(c);
+    constants = storedToConstants(c);
   }
 
   const t = raw.training;

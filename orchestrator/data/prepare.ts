@@ -14,6 +14,7 @@ import {
   lengthStats,
 } from "./dataset_format.ts";
 import { byteLines, type DocumentSink, LineSplitter, type SplitMode } from "./text_splitter.ts";
+import { fsyncDir, writeAtomic } from "../atomic_write.ts";
 
 /** Input kinds `prepare` understands. */
 export type InputFormat = "directory" | "jsonl" | "text";
@@ -300,7 +301,7 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
     lengths: lengthStats(w.lengthsSoFar().slice()),
     createdAt: new Date().toISOString(),
   };
-  await writeTextAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+  await writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
   await fsyncDir(opts.out);
   report(true);
   return { manifest, ms: performance.now() - t0 };
@@ -383,29 +384,4 @@ async function openInput(path: string): Promise<Deno.FsFile> {
   } catch (e) {
     throw new UserError(`${path}: cannot read (${(e as Error).message})`);
   }
-}
-
-/** Writes a text file atomically: temporary file beside it, fsync, rename. */
-export async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
-    await writeAll(f, new TextEncoder().encode(text));
-    await f.sync();
-  } finally {
-    f.close();
-  }
-  await Deno.rename(tmp, path);
-}
-
-/** fsyncs a directory so a rename inside it is durable (best effort where the OS refuses). */
-export async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch { /* not supported here */ }
 }

@@ -3,22 +3,12 @@
 // inventories, and the software versions (warnings only: a new Deno or executor build may change timings).
 
 import { createHash } from "node:crypto";
+import { canonicalJson } from "../run/fingerprint.ts";
 import type { Config } from "../config/types.ts";
 import type { Inventory } from "../../agents/protocol.ts";
 import type { ClusterKey, Fingerprint, NodeFingerprint } from "./profile_doc.ts";
 
-/** JSON with object keys sorted (stable input for hashes). */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  if (v && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return `{${
-      Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-        .join(",")
-    }}`;
-  }
-  return JSON.stringify(v);
-}
+export { canonicalJson };
 
 /** First 16 hex digits of the sha256 of the canonical JSON of `v`. */
 export function hashOf(v: unknown): string {

@@ -1,6 +1,7 @@
 // The profile JSON written by `deno task profile` (schema 2): cluster fingerprint, fitted constants, fit errors and
 // the raw samples they came from. The `constants` object uses the keys of the YAML `profile.constants`.
 
+import type { StoredConstants } from "../config/cost_constants.ts";
 import type { Spec } from "../config/schema_spec.ts";
 
 /** Current profile schema version. */
@@ -39,17 +40,7 @@ export interface Fingerprint {
   software: { deno: string; executor: string; protocol: number; os: string };
 }
 
-/** Cost constants as stored (YAML keys). */
-export interface StoredConstants {
-  alpha1: number;
-  alpha2: number;
-  beta1: number;
-  act_mb_per_token: number;
-  act_mb_per_token_full?: number;
-  params?: number;
-  bandwidth_gbps: { intra: Record<string, number>; inter: Record<string, number> };
-  device_speed?: Record<string, number>;
-}
+export type { StoredConstants };
 
 /** One compute grid point: `count` sequences of `length` tokens in one packed batch. */
 export interface GridPoint {

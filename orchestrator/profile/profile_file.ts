@@ -2,11 +2,13 @@
 // and `launch` use: the profile (when it exists and its fingerprint matches the cluster), else the config's inline
 // constants, else an offer to profile now (interactive) or a clear error naming the command to run.
 
+import { constantsToStored, storedToConstants } from "../config/cost_constants.ts";
 import { UserError } from "../errors.ts";
 import type { Config, CostConstants } from "../config/types.ts";
 import { costConstantsSpec } from "../config/cluster_schema.ts";
 import { formatPath, SchemaError, type Spec, validate } from "../config/schema_spec.ts";
 import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./fingerprint.ts";
+import { writeAtomic } from "../atomic_write.ts";
 import {
   clusterKeySpec,
   type NodeFingerprint,
@@ -24,36 +26,7 @@ export function profilePathOf(config: Config): string {
   return `${dir}profiles/${config.name}.json`;
 }
 
-/** Cost constants (planner form) from their stored (YAML-key) form. */
-export function storedToConstants(c: StoredConstants): CostConstants {
-  const table = (t: Record<string, number>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [Number(k), v]));
-  return {
-    alpha1: c.alpha1,
-    alpha2: c.alpha2,
-    beta1: c.beta1,
-    actMbPerToken: c.act_mb_per_token,
-    actMbPerTokenFull: c.act_mb_per_token_full,
-    params: c.params,
-    bandwidth: { intra: table(c.bandwidth_gbps.intra), inter: table(c.bandwidth_gbps.inter) },
-    deviceSpeed: c.device_speed,
-  };
-}
-
-/** Stored (YAML-key) form of cost constants. */
-export function constantsToStored(c: CostConstants): StoredConstants {
-  const table = (t: Record<number, number>) => Object.fromEntries(Object.entries(t).map(([k, v]) => [String(k), v]));
-  const out: StoredConstants = {
-    alpha1: c.alpha1,
-    alpha2: c.alpha2,
-    beta1: c.beta1,
-    act_mb_per_token: c.actMbPerToken,
-    bandwidth_gbps: { intra: table(c.bandwidth.intra), inter: table(c.bandwidth.inter) },
-  };
-  if (c.actMbPerTokenFull !== undefined) out.act_mb_per_token_full = c.actMbPerTokenFull;
-  if (c.params !== undefined) out.params = c.params;
-  if (c.deviceSpeed) out.device_speed = c.deviceSpeed;
-  return out;
-}
+export { constantsToStored, storedToConstants };
 
 const nodeFingerprintSpec: Spec = {
   kind: "object",
@@ -170,22 +143,9 @@ export async function writeProfile(path: string, doc: ProfileDoc): Promise<void>
 
 /** Writes text atomically (temporary file, fsync, rename), creating the directory. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : ".";
-  if (dir) await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    try {
-      const bytes = new TextEncoder().encode(text);
-      let o = 0;
-      while (o < bytes.length) o += await f.write(bytes.subarray(o));
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
+    await writeAtomic(path, text, { mkdir: true });
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw new UserError(`cannot write ${path}: ${(e as Error).message}`);
   }
 }

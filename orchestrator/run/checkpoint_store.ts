@@ -9,7 +9,7 @@
 // their own part again when they load it, which covers parts on remote nodes).
 
 import { createHash } from "node:crypto";
-import { fsyncDir, writeTextAtomic } from "../data/prepare.ts";
+import { fsyncDir, writeAtomic } from "../atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
 
 /** The orchestrator's own part of a checkpoint. */
@@ -93,7 +93,7 @@ export class CheckpointStore {
     await Deno.mkdir(dir, { recursive: true });
     const orchText = JSON.stringify(state, null, 2) + "\n";
     const orchBytes = new TextEncoder().encode(orchText);
-    await writeTextAtomic(`${dir}/orchestrator.json`, orchText);
+    await writeAtomic(`${dir}/orchestrator.json`, orchText);
     const manifest: CheckpointManifest = {
       version: 1,
       step: state.step,
@@ -102,9 +102,9 @@ export class CheckpointStore {
       orchestrator: { file: "orchestrator.json", sha256: sha256(orchBytes), bytes: orchBytes.length },
       parts,
     };
-    await writeTextAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
+    await writeAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
     await fsyncDir(dir);
-    await writeTextAtomic(`${this.root}/latest`, name + "\n");
+    await writeAtomic(`${this.root}/latest`, name + "\n");
     await fsyncDir(this.root);
     return dir;
   }

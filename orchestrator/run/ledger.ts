@@ -9,7 +9,7 @@
 // measured time (what the plan's `predictedMs` models), `wallMs` dispatch to last result, and
 // `overheadMs = wallMs - measuredMs` (dispatch and collect: serialising, pipes through the agents, parsing).
 
-import { writeTextAtomic } from "../data/prepare.ts";
+import { writeAtomic } from "../atomic_write.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {
@@ -144,6 +144,6 @@ export async function truncateLedger(runDir: string, step: number): Promise<Ledg
       f.close();
     }
   }
-  await writeTextAtomic(path, keep.map((r) => JSON.stringify(r) + "\n").join(""));
+  await writeAtomic(path, keep.map((r) => JSON.stringify(r) + "\n").join(""));
   return drop;
 }

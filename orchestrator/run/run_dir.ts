@@ -3,7 +3,7 @@
 // newest run of the same config name.
 
 import { UserError } from "../errors.ts";
-import { writeTextAtomic } from "../data/prepare.ts";
+import { writeAtomic } from "../atomic_write.ts";
 
 /** `run.json`: what a run is, checked on every resume. */
 export interface RunInfo {
@@ -49,7 +49,7 @@ export async function readRunInfo(dir: string): Promise<RunInfo | undefined> {
 
 /** Writes `run.json` atomically. */
 export async function writeRunInfo(dir: string, info: RunInfo): Promise<void> {
-  await writeTextAtomic(`${dir}/run.json`, JSON.stringify(info, null, 2) + "\n");
+  await writeAtomic(`${dir}/run.json`, JSON.stringify(info, null, 2) + "\n");
 }
 
 /** The newest run of config `name` under `parent` (by creation time in run.json), or undefined. */
