@@ -7,7 +7,7 @@
 import type { AgentEvent, ExecutorCommand, ExecutorEvent, ExecutorInit } from "../../agents/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import type { ClusterSession, NodeLaunch } from "../run/cluster_session.ts";
+import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "../run/cluster_session.ts";
 
 /** One rank of the pool. */
 export interface PoolRank {
@@ -61,6 +61,7 @@ export class ExecutorPool {
     config: Config,
     opts: { timeoutMs: number; env?: Record<string, string>; say?: (line: string) => void },
   ): Promise<ExecutorPool> {
+    assertExecutorsAvailable(cluster.nodes);
     const pool = new ExecutorPool(cluster);
     let rank = 0;
     for (const n of cluster.nodes) {

@@ -78,14 +78,20 @@ export interface NodeLaunch {
  * bit-exact reference, so `auto` does not pick it (set `executor: webgpu` to use it anyway).
  */
 export function resolveExecutorKind(executor: NodeConfig["executor"], inv: Inventory): "cpu" | "webgpu" | "cuda" {
-  if (executor === "cuda") {
-    throw new UserError(
-      "executor: cuda is not available yet (this build ships the cpu and webgpu executors); set the node's " +
-        "executor to cpu, webgpu or auto",
-    );
-  }
   if (executor !== "auto") return executor;
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
+}
+
+/** Refuses executor kinds this build cannot start (there is no CUDA executor yet), naming the node. */
+export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
+  for (const n of nodes) {
+    if (n.executorKind === "cuda") {
+      throw new UserError(
+        `${n.name}: executor cuda is not available yet (this build ships the cpu and webgpu executors); set ` +
+          `cluster.nodes[${n.config.index}].executor to cpu, webgpu or auto`,
+      );
+    }
+  }
 }
 
 function nodeName(n: NodeConfig): string {

@@ -6,7 +6,7 @@
 import type { AgentEvent, Endpoint, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../../agents/protocol.ts";
 import { PROTOCOL_VERSION } from "../../agents/protocol.ts";
 import type { Config } from "../config/types.ts";
-import type { ClusterSession, NodeLaunch } from "./cluster_session.ts";
+import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
 import type { StepDone } from "./step_record.ts";
 
 /** Where a rank runs. */
@@ -108,6 +108,7 @@ export class ExecutorPool {
 
   /** A pool over every device of the cluster's ready nodes, listening for faults; `start` starts the executors. */
   static create(cluster: ClusterSession, opts: PoolOptions): ExecutorPool {
+    assertExecutorsAvailable(cluster.ready);
     const places: RankPlace[] = [];
     for (const node of cluster.ready) {
       for (let d = 0; d < node.config.devices; d++) {
