@@ -14,19 +14,9 @@ import type { CostModel } from "../planner/cost_model.ts";
 import { blockSpeed, type Topology } from "../planner/topology.ts";
 import { median } from "./fit.ts";
 import type { MeasuredPoint } from "./step_runs.ts";
+import type { Calibration } from "./profile_doc.ts";
 
-/** One calibrated bandwidth. */
-export interface Calibration {
-  degree: number;
-  spans: boolean;
-  /** v[d] from the microbenchmark (GB/s, cost-model units). */
-  microbenchGbps: number;
-  /** v[d] after calibration. */
-  calibratedGbps: number;
-  points: number;
-  /** Whether the constants use it (only when it predicts the validation better than the microbenchmark). */
-  applied: boolean;
-}
+export type { Calibration };
 
 /** Calibrated v[d] per degree and placement, or why calibration was skipped. */
 export function calibrateBandwidth(

@@ -138,14 +138,20 @@ export interface NetworkSection {
   /** Tokens per group at which per-call latency is folded into `effectiveGbps`. */
   representativeTokens: number;
   /** v[d] refitted against real group runs (see calibrate.ts); the constants use the calibrated values. */
-  calibration?: {
-    degree: number;
-    spans: boolean;
-    microbenchGbps: number;
-    calibratedGbps: number;
-    points: number;
-    applied: boolean;
-  }[];
+  calibration?: Calibration[];
+}
+
+/** One calibrated bandwidth. */
+export interface Calibration {
+  degree: number;
+  spans: boolean;
+  /** v[d] from the microbenchmark (GB/s, cost-model units). */
+  microbenchGbps: number;
+  /** v[d] after calibration. */
+  calibratedGbps: number;
+  points: number;
+  /** Whether the constants use it (only when it predicts the validation better than the microbenchmark). */
+  applied: boolean;
 }
 
 /** End-to-end check: real step plans, one sequence per group, all aligned groups of a degree at once. */
