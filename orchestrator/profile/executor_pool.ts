@@ -4,10 +4,11 @@
 // lost node or a timeout fails it with one message naming the rank, node and device (the root cause, not the
 // data-plane echoes on the other ranks).
 
-import type { AgentEvent, ExecutorCommand, ExecutorEvent, ExecutorInit } from "../../agents/protocol.ts";
+import type { AgentEvent, ExecutorCommand, ExecutorEvent } from "../../agents/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "../run/cluster_session.ts";
+import { executorInit } from "../run/executor_pool.ts";
 
 /** One rank of the pool. */
 export interface PoolRank {
@@ -81,21 +82,10 @@ export class ExecutorPool {
         executors: mine.map((r) => ({ rank: r.rank, device: r.device, kind: r.kind, env: opts.env })),
       });
       for (const r of mine) {
-        const init: ExecutorInit = {
-          rank: r.rank,
-          worldSize: world,
-          model: {
-            layers: config.model.layers,
-            hidden: config.model.hidden,
-            heads: config.model.heads,
-            vocab: config.model.vocab,
-            maxSeq: config.model.maxSeq,
-          },
-          seed: config.training.seed,
+        // Profiling only times steps: a zero learning rate keeps the parameters as initialised.
+        const init = executorInit(config, r.rank, world, n, secret, {
           optimizer: { lr: 0, weightDecay: 0, gradClip: 0, beta1: 0.9, beta2: 0.95, eps: 1e-8 },
-          secret,
-          bindHost: n.config.transport === "local" ? "127.0.0.1" : n.config.host,
-        };
+        });
         n.session!.send({ type: "to_executor", rank: r.rank, msg: { type: "init", init } });
       }
     }

@@ -47,6 +47,28 @@ export class RefusedError extends Error {
   }
 }
 
+/** The `init` of one executor: the config's model and optimizer, the run's secret, the node's bind address. */
+export function executorInit(
+  config: Config,
+  rank: number,
+  worldSize: number,
+  node: NodeLaunch,
+  secret: string,
+  extra: Partial<ExecutorInit> = {},
+): ExecutorInit {
+  const { model: m, training: t } = config;
+  return {
+    rank,
+    worldSize,
+    model: { layers: m.layers, hidden: m.hidden, heads: m.heads, vocab: m.vocab, maxSeq: m.maxSeq },
+    seed: t.seed,
+    optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, beta1: 0.9, beta2: 0.95, eps: 1e-8 },
+    secret,
+    bindHost: node.config.transport === "local" ? "127.0.0.1" : node.config.host,
+    ...extra,
+  };
+}
+
 /** One line naming a fault. */
 export function describeFault(f: Fault): string {
   const who = f.rank !== undefined ? `rank ${f.rank} on ${f.node.name}` : f.node.name;
@@ -129,7 +151,6 @@ export class ExecutorPool {
     const pool = this;
     const { cluster, places } = this;
     const opts = this.#opts;
-    const t = opts.config.training;
     const secret = crypto.randomUUID() + crypto.randomUUID();
     const timeout = opts.startTimeoutMs ?? 120_000;
     const endpoints: Endpoint[] = new Array(places.length);
@@ -147,22 +168,9 @@ export class ExecutorPool {
       });
       const tokensPath = opts.datasetPath?.(node);
       for (const p of mine) {
-        const init: ExecutorInit = {
-          rank: p.rank,
-          worldSize: places.length,
-          model: {
-            layers: opts.config.model.layers,
-            hidden: opts.config.model.hidden,
-            heads: opts.config.model.heads,
-            vocab: opts.config.model.vocab,
-            maxSeq: opts.config.model.maxSeq,
-          },
-          seed: t.seed,
-          optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, beta1: 0.9, beta2: 0.95, eps: 1e-8 },
+        const init = executorInit(opts.config, p.rank, places.length, node, secret, {
           ...(tokensPath ? { dataset: { tokensPath, tokenBytes: 2 as const } } : {}),
-          secret,
-          bindHost: node.config.transport === "local" ? "127.0.0.1" : node.config.host,
-        };
+        });
         node.session!.send({ type: "to_executor", rank: p.rank, msg: { type: "init", init } });
       }
     }
