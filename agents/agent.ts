@@ -13,7 +13,8 @@ import {
   PROTOCOL_VERSION,
   readMessages,
 } from "./protocol.ts";
-import { collectInventory, ensureXdgRuntimeDir, probeWebGpu } from "./inventory.ts";
+import { collectInventory, probeWebGpu } from "./inventory.ts";
+import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 import { ExecutorSupervisor } from "./executor_supervisor.ts";
 import { descendants, signalAll } from "./process_tree.ts";
 

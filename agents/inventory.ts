@@ -2,6 +2,7 @@
 // CPU model and memory. Every probe is bounded in time and a failing probe is a warning, never a crash.
 
 import type { Inventory } from "./protocol.ts";
+import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 
 /** The WebGPU part of an inventory. */
 export type WebGpuInfo = NonNullable<Inventory["webgpu"]>;
@@ -62,17 +63,6 @@ export async function probeNvidia(warnings: string[], timeoutMs = 10000): Promis
     warnings.push((e as Error).message);
     return [];
   }
-}
-
-/** Makes sure XDG_RUNTIME_DIR is set (Mesa's lavapipe complains on stderr otherwise); executors inherit it. */
-export function ensureXdgRuntimeDir(): void {
-  if (Deno.env.get("XDG_RUNTIME_DIR") || Deno.build.os === "windows") return;
-  const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/flexsp-xdg-${Deno.uid() ?? "user"}`;
-  try {
-    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    Deno.chmodSync(dir, 0o700);
-    Deno.env.set("XDG_RUNTIME_DIR", dir);
-  } catch { /* leave it unset */ }
 }
 
 /** The WebGPU adapter Deno finds, or undefined. */

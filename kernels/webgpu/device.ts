@@ -39,10 +39,22 @@ const COMPUTE_LIMITS = [
   "maxStorageBuffersPerShaderStage",
 ] as const;
 
+/** Makes sure XDG_RUNTIME_DIR is set (Mesa's lavapipe complains on stderr otherwise); child processes inherit it. */
+export function ensureXdgRuntimeDir(): void {
+  if (Deno.env.get("XDG_RUNTIME_DIR") || Deno.build.os === "windows") return;
+  const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/flexsp-xdg-${Deno.uid() ?? "user"}`;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(dir, 0o700);
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch { /* leave it unset */ }
+}
+
 /** Requests an adapter; returns null (never throws) when WebGPU is missing or no adapter exists. */
 export async function requestGpuAdapter(): Promise<GPUAdapter | null> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) return null;
+  ensureXdgRuntimeDir();
   try {
     return await gpu.requestAdapter({ powerPreference: "high-performance" });
   } catch {

@@ -6,7 +6,7 @@ import { prepareDataset } from "../../orchestrator/data/prepare.ts";
 import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { requestGpuAdapter } from "../../kernels/webgpu/device.ts";
-import { ensureXdgRuntimeDir } from "../../agents/inventory.ts";
+import { ensureXdgRuntimeDir } from "../../kernels/webgpu/device.ts";
 import { assert, assertArrayClose, assertClose, assertEquals, assertIncludes } from "../assert.ts";
 import {
   allExecutorPids,
