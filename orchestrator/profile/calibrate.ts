@@ -6,7 +6,7 @@
 // slope against the communicated volume (relative error, through the origin). v[d] never rises above the
 // microbenchmark's value (what it adds are costs the microbenchmark cannot see: a real run is never faster than the
 // network allows; faster-than-predicted groups mean the compute part was overestimated, or noise) nor falls below a
-// twentieth of it, and the microbenchmark's ordering between links is kept; both values are kept in the profile. Degree-1 runs of
+// twentieth of it, and the microbenchmark's ratios between links are kept; both values are kept in the profile. Degree-1 runs of
 // the same validation scale the compute part (the load of a shared machine varies); when they are off by more than
 // 20%, calibration is skipped with a warning.
 
@@ -65,13 +65,14 @@ export function calibrateBandwidth(
       applied: false,
     });
   }
-  // Keep the microbenchmark's ordering: a link it measured faster never ends up slower after calibration (on a
-  // loaded machine a few slow validation runs inside a node would otherwise undo the plans' locality).
+  // Keep the microbenchmark's ratios between links: a link it measured k times faster than another stays at least
+  // k times faster after calibration (on a loaded machine a few slow validation runs inside a node would otherwise
+  // undo the plans' locality).
   for (const c of out) {
     for (const o of out) {
-      if (c.microbenchGbps > o.microbenchGbps && c.calibratedGbps < o.calibratedGbps) {
-        c.calibratedGbps = Math.min(c.microbenchGbps, o.calibratedGbps);
-      }
+      if (c.microbenchGbps <= o.microbenchGbps) continue;
+      const floor = Math.min(c.microbenchGbps, (o.calibratedGbps * c.microbenchGbps) / o.microbenchGbps);
+      if (c.calibratedGbps < floor) c.calibratedGbps = Number(floor.toPrecision(4));
     }
   }
   return { calibrations: out };

@@ -82,7 +82,9 @@ Deno.test({
       const inter = doc.network.alltoall.find((a) => a.degree === 4 && a.spans)!;
       assert(intra && inter, log);
       assert(intra.gbps > 2 * inter.gbps, `inside ${intra.gbps} GB/s vs across ${inter.gbps} GB/s\n${log}`);
-      assert(inter.gbps < 0.2, `1 Gbit/s link measured at ${inter.gbps} GB/s per device`);
+      // A 1 Gbit/s link (0.125 GB/s); half of a degree-4 all-to-all stays inside the host and tbf allows bursts, so
+      // the per-device figure can exceed the link rate, but stays far below loopback (1-3 GB/s here).
+      assert(inter.gbps < 0.35, `1 Gbit/s link measured at ${inter.gbps} GB/s per device`);
       const c = doc.constants;
       assert(c.bandwidth_gbps.intra["2"] > c.bandwidth_gbps.inter["4"], log);
 
