@@ -1,20 +1,10 @@
 // CPU AdamW update (decoupled weight decay, PyTorch semantics) and the sum of squares for gradient clipping.
 
+import type { AdamWOptions } from "../backend.ts";
 import type { FArray } from "./matmul.ts";
 
-/** Hyper-parameters of one AdamW update (see `AdamWOptions` in `../backend.ts`). */
-export interface AdamW {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  step: number;
-  gradScale: number;
-}
-
 /** In place update of `p`, `m`, `v` from `g`. */
-export function adamw(p: FArray, g: FArray, m: FArray, v: FArray, n: number, o: AdamW): void {
+export function adamw(p: FArray, g: FArray, m: FArray, v: FArray, n: number, o: AdamWOptions): void {
   const { lr, beta1: b1, beta2: b2, eps, weightDecay: wd, step, gradScale } = o;
   if (!(step >= 1)) throw new Error(`adamw: step must be >= 1, got ${step}`);
   const bc1 = 1 - Math.pow(b1, step), bc2 = 1 - Math.pow(b2, step);
