@@ -82,7 +82,17 @@ async function onHello(cmd: Hello): Promise<Inventory> {
   hello = cmd;
   const node = cmd.node ?? Deno.hostname();
   const logDir = `${cmd.runDir}/logs/${safeName(node)}`;
-  const { inventory, warnings } = await collectInventory({ webgpu: cmd.probeWebgpu !== false });
+  const python = cmd.python ?? "python3";
+  const { inventory, warnings } = await collectInventory({
+    webgpu: cmd.probeWebgpu !== false,
+    python: cmd.torchPackage
+      ? {
+        command: python,
+        torchPackage: cmd.torchPackage,
+        when: cmd.probePython === undefined ? "gpus" : cmd.probePython ? "always" : "never",
+      }
+      : undefined,
+  });
   for (const w of warnings) {
     logLine("warn", w);
     send({ type: "log", level: "warn", text: w });
@@ -95,8 +105,12 @@ async function onHello(cmd: Hello): Promise<Inventory> {
     node,
     executorEntry: cmd.executorEntry,
     denoFlags: cmd.executorDenoFlags,
+    python,
+    torchPackage: cmd.torchPackage,
+    cpus: inventory.cpus,
     resolveKind: async (kind: ExecutorSpawn["kind"]) => {
       if (kind !== "auto") return kind;
+      if (inventory.gpus.length && inventory.python?.torch && inventory.python.cudaAvailable) return "cuda";
       if (!webgpuProbed) {
         webgpuProbed = true;
         const w: string[] = [];

@@ -1,5 +1,6 @@
 // Spawns and supervises the executors of one node: one process (group) per device with its environment and working
-// directory, stdout parsed as protocol events, stdout/stderr streamed into per-executor log files, a tail kept for
+// directory (TypeScript executors under Deno, the PyTorch ones under the node's Python, each torch-cpu process with
+// its share of the node's cores), stdout parsed as protocol events, stdout/stderr streamed into per-executor log files, a tail kept for
 // failure reports, and a tree kill that leaves no process behind.
 
 import {
@@ -24,8 +25,14 @@ export interface SupervisorContext {
   executorEntry?: string;
   /** Extra `deno run` flags of the default command. */
   denoFlags?: string[];
+  /** The node's Python for the PyTorch executors (default `python3`). */
+  python?: string;
+  /** Directory of the `kernels/torch` package on this node (the PyTorch executors' entry is in it). */
+  torchPackage?: string;
+  /** CPU cores of the node, shared by its torch-cpu executors (default: all the OS reports). */
+  cpus?: number;
   /** Resolves `auto` to a concrete kind. */
-  resolveKind: (kind: ExecutorSpawn["kind"]) => Promise<"cpu" | "webgpu" | "cuda">;
+  resolveKind: (kind: ExecutorSpawn["kind"]) => Promise<ExecutorKind>;
   /** Sends an event to the orchestrator. */
   emit: (ev: AgentEvent) => void;
   /** Writes a line to the agent's own log. */
@@ -50,9 +57,22 @@ export class LogTail {
   }
 }
 
+/** A concrete executor kind (what `auto` resolves to). */
+export type ExecutorKind = Exclude<ExecutorSpawn["kind"], "auto">;
+
+/** Whether a kind runs the PyTorch executor (`kernels/torch/`) rather than a TypeScript one. */
+export function isTorchKind(kind: string): kind is "cuda" | "torch-cpu" {
+  return kind === "cuda" || kind === "torch-cpu";
+}
+
+/** Intra-op threads of each of `executors` torch-cpu processes sharing `cpus` cores: an equal share, at least 1. */
+export function threadsPerExecutor(cpus: number, executors: number): number {
+  return Math.max(1, Math.floor(cpus / Math.max(1, executors)));
+}
+
 interface Running {
   spec: ExecutorSpawn;
-  kind: "cpu" | "webgpu" | "cuda";
+  kind: ExecutorKind;
   pid: number;
   child: Deno.ChildProcess;
   stdin: WritableStreamDefaultWriter<Uint8Array>;
@@ -102,13 +122,15 @@ export class ExecutorSupervisor {
     } catch (e) {
       this.ctx.log("error", `cannot create log directory ${this.ctx.logDir}: ${(e as Error).message}`);
     }
+    const onNode = specs.length + [...this.#running.values()].filter((r) => r.alive).length;
+    const threads = threadsPerExecutor(this.ctx.cpus ?? navigator.hardwareConcurrency, onNode);
     for (const spec of specs) {
       const prev = this.#running.get(spec.rank);
       if (prev?.alive) {
         this.ctx.emit({ type: "log", level: "error", text: `rank ${spec.rank} already runs (pid ${prev.pid})` });
         continue;
       }
-      const r = await this.#start(spec);
+      const r = await this.#start(spec, threads);
       if (r) started.push({ rank: spec.rank, pid: r.pid, kind: r.kind, device: spec.device, logPath: r.logPath });
     }
     this.#tracker.scan();
@@ -116,7 +138,22 @@ export class ExecutorSupervisor {
     this.ctx.emit({ type: "spawned", executors: started });
   }
 
-  async #start(spec: ExecutorSpawn): Promise<Running | undefined> {
+  /** The default argv of a kind, or why there is none. */
+  #defaultArgv(kind: ExecutorKind, device: number): string[] | string {
+    const tail = ["--kind", kind, "--device", String(device)];
+    if (isTorchKind(kind)) {
+      if (!this.ctx.torchPackage) {
+        return `no PyTorch executor on this node (the orchestrator sent no torchPackage in hello) for kind ${kind}`;
+      }
+      return [this.ctx.python ?? "python3", `${this.ctx.torchPackage}/executor_main.py`, ...tail];
+    }
+    if (!this.ctx.executorEntry) {
+      return "no executor entry on this node (the orchestrator sent none in hello) and no command in spawn";
+    }
+    return [Deno.execPath(), "run", "-A", ...(this.ctx.denoFlags ?? []), this.ctx.executorEntry, ...tail];
+  }
+
+  async #start(spec: ExecutorSpawn, threads: number): Promise<Running | undefined> {
     const kind = await this.ctx.resolveKind(spec.kind);
     const logPath = `${this.ctx.logDir}/executor-${spec.rank}.log`;
     let log: Deno.FsFile | undefined;
@@ -132,28 +169,15 @@ export class ExecutorSupervisor {
         log?.writeSync(encoder.encode(line + "\n"));
       } catch { /* disk full: keep running */ }
     };
-    const argv = spec.command ??
-      (this.ctx.executorEntry
-        ? [
-          Deno.execPath(),
-          "run",
-          "-A",
-          ...(this.ctx.denoFlags ?? []),
-          this.ctx.executorEntry,
-          "--kind",
-          kind,
-          "--device",
-          String(spec.device),
-        ]
-        : undefined);
+    const argv = spec.command ?? this.#defaultArgv(kind, spec.device);
     const fail = (why: string) => {
       write(why);
       log?.close();
       this.ctx.log("error", `rank ${spec.rank}: ${why}`);
       this.ctx.emit({ type: "executor_exit", rank: spec.rank, code: null, signal: null, logTail: tail.text() });
     };
-    if (!argv) {
-      fail("no executor entry on this node (the orchestrator sent none in hello) and no command in spawn");
+    if (typeof argv === "string") {
+      fail(argv);
       return undefined;
     }
     const env: Record<string, string> = {
@@ -164,6 +188,9 @@ export class ExecutorSupervisor {
       FLEXSP_EXECUTOR_KIND: kind,
       DENO_NO_UPDATE_CHECK: "1",
       ...(kind === "cuda" ? { CUDA_VISIBLE_DEVICES: String(spec.device) } : {}),
+      // The protocol lines must not wait in a buffer; no __pycache__ beside a package used in place.
+      ...(isTorchKind(kind) ? { PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" } : {}),
+      ...(kind === "torch-cpu" ? { FLEXSP_THREADS: String(threads), OMP_NUM_THREADS: String(threads) } : {}),
       ...spec.env,
     };
     const cwd = spec.cwd ?? this.ctx.runDir;

@@ -1,7 +1,8 @@
 // What a node has: NVIDIA GPUs (nvidia-smi, model and memory), a WebGPU adapter (description and limits), CPU cores,
-// CPU model and memory. Every probe is bounded in time and a failing probe is a warning, never a crash.
+// CPU model and memory, and the node's Python with its torch, CUDA and NCCL versions (kernels/torch/probe.py). Every
+// probe is bounded in time and a failing probe is a warning, never a crash.
 
-import type { Inventory } from "./protocol.ts";
+import type { Inventory, PythonInfo } from "./protocol.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 
 /** The WebGPU part of an inventory. */
@@ -93,6 +94,79 @@ export async function probeWebGpu(warnings: string[], timeoutMs = 8000): Promise
   }
 }
 
+/** Parses the probe's JSON line into a `PythonInfo`; a malformed answer becomes one with `error` set. */
+export function parsePythonProbe(command: string, stdout: string, stderr = ""): PythonInfo {
+  const info: PythonInfo = {
+    command,
+    python: null,
+    executable: null,
+    torch: null,
+    cuda: null,
+    cudaAvailable: false,
+    nccl: null,
+    gpus: [],
+    error: null,
+  };
+  const line = stdout.split("\n").map((l) => l.trim()).filter((l) => l.startsWith("{")).at(-1);
+  let v: Record<string, unknown> | undefined;
+  try {
+    v = line ? JSON.parse(line) : undefined;
+  } catch { /* reported below */ }
+  if (!v || typeof v !== "object") {
+    const why = (stderr.trim() || stdout.trim()).split("\n").slice(-3).join(" | ").slice(0, 400);
+    return { ...info, error: `the torch probe printed no JSON${why ? `: ${why}` : ""}` };
+  }
+  const str = (x: unknown) => typeof x === "string" ? x : null;
+  return {
+    command,
+    python: str(v.python),
+    executable: str(v.executable),
+    torch: str(v.torch),
+    cuda: str(v.cuda),
+    cudaAvailable: v.cudaAvailable === true,
+    nccl: str(v.nccl),
+    gpus: Array.isArray(v.gpus)
+      ? v.gpus.filter((g) => g && typeof g === "object").map((g) => ({
+        name: String((g as Record<string, unknown>).name ?? "?"),
+        memoryMb: Number((g as Record<string, unknown>).memoryMb ?? 0),
+      }))
+      : [],
+    error: str(v.error),
+  };
+}
+
+/**
+ * Runs `<python> <torchPackage>/probe.py` (importing torch takes a second or two). A Python that cannot be started
+ * or a probe that fails is reported in the result's `error`, never thrown.
+ */
+export async function probePython(python: string, torchPackage: string, timeoutMs = 60000): Promise<PythonInfo> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(python, {
+      args: [`${torchPackage}/probe.py`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { PYTHONDONTWRITEBYTECODE: "1" },
+    }).spawn();
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "not found" : (e as Error).message;
+    return { ...parsePythonProbe(python, ""), error: `cannot run ${python}: ${why}` };
+  }
+  try {
+    const out = await withTimeout(child.output(), timeoutMs, `${python} ${torchPackage}/probe.py`);
+    const dec = new TextDecoder();
+    const info = parsePythonProbe(python, dec.decode(out.stdout), dec.decode(out.stderr));
+    if (!out.success && !info.error) info.error = `the torch probe exited with code ${out.code}`;
+    return info;
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    return { ...parsePythonProbe(python, ""), error: (e as Error).message };
+  }
+}
+
 function cpuModel(): string | undefined {
   try {
     const text = Deno.readTextFileSync("/proc/cpuinfo");
@@ -104,13 +178,18 @@ function cpuModel(): string | undefined {
 
 /** Collects the whole inventory; probes run in parallel. */
 export async function collectInventory(
-  opts: { webgpu: boolean },
+  opts: { webgpu: boolean; python?: { command: string; torchPackage: string; when: "always" | "never" | "gpus" } },
 ): Promise<{ inventory: Inventory; warnings: string[] }> {
   const warnings: string[] = [];
-  const [gpus, webgpu] = await Promise.all([
+  const py = opts.python;
+  const [gpus, webgpu, early] = await Promise.all([
     probeNvidia(warnings),
     opts.webgpu ? probeWebGpu(warnings) : Promise.resolve(undefined),
+    py?.when === "always" ? probePython(py.command, py.torchPackage) : Promise.resolve(undefined),
   ]);
+  // `auto` needs torch's view only where there are NVIDIA GPUs to use.
+  const python = early ??
+    (py?.when === "gpus" && gpus.length ? await probePython(py.command, py.torchPackage) : undefined);
   let memoryGb = 0;
   try {
     memoryGb = Deno.systemMemoryInfo().total / 2 ** 30;
@@ -128,5 +207,6 @@ export async function collectInventory(
     gpus,
   };
   if (webgpu) inventory.webgpu = webgpu;
+  if (python) inventory.python = python;
   return { inventory, warnings };
 }

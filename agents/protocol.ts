@@ -121,7 +121,7 @@ export interface ProfileAllToAllResult {
 // ---------- executor -> orchestrator ----------
 
 export type ExecutorEvent =
-  | { type: "ready"; rank: number; kind: "cpu" | "webgpu" | "cuda"; device: string; endpoint: Endpoint }
+  | { type: "ready"; rank: number; kind: "cpu" | "webgpu" | "cuda" | "torch-cpu"; device: string; endpoint: Endpoint }
   | { type: "connected"; rank: number }
   | {
     type: "step_done";
@@ -143,8 +143,8 @@ export interface ExecutorSpawn {
   rank: number;
   /** Device index on the node. */
   device: number;
-  /** `auto`: the agent picks webgpu when the node has a WebGPU adapter, else cpu. */
-  kind: "cpu" | "webgpu" | "cuda" | "auto";
+  /** `auto`: the agent picks cuda (GPUs and torch with CUDA), else webgpu (a WebGPU adapter), else cpu. */
+  kind: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
   env?: Record<string, string>;
   /** Working directory of the executor (default: the node's run directory). */
   cwd?: string;
@@ -170,6 +170,12 @@ export type AgentCommand =
     orphanTimeoutMs?: number;
     /** Ask for a WebGPU adapter in the inventory (default true). */
     probeWebgpu?: boolean;
+    /** The node's Python for the PyTorch executors (`cluster.nodes[].python`, default `python3`). */
+    python?: string;
+    /** Directory on the node of the `kernels/torch` package (its `executor_main.py` and `probe.py`). */
+    torchPackage?: string;
+    /** Probe the Python and torch for the inventory: always, never, or (default) when the node has NVIDIA GPUs. */
+    probePython?: boolean;
   }
   | { type: "ping"; id: number; t: number }
   | { type: "spawn"; executors: ExecutorSpawn[] }
@@ -194,6 +200,27 @@ export interface Inventory {
   deno: string;
   gpus: { index: number; name: string; memoryMb: number }[];
   webgpu?: { description: string; vendor: string; isFallbackAdapter: boolean; limits: Record<string, number> };
+  /** The node's Python and PyTorch, as `kernels/torch/probe.py` reports them (absent when not probed). */
+  python?: PythonInfo;
+}
+
+/** What the node's Python has for the PyTorch executors (`kernels/torch/probe.py`, one JSON line). */
+export interface PythonInfo {
+  /** The Python as configured (`python3` or a path). */
+  command: string;
+  /** `3.11.7`; null when the Python could not be run. */
+  python: string | null;
+  /** `sys.executable`. */
+  executable: string | null;
+  /** `2.13.0+cpu`; null without torch. */
+  torch: string | null;
+  /** CUDA version torch was built with; null for a CPU build. */
+  cuda: string | null;
+  cudaAvailable: boolean;
+  nccl: string | null;
+  gpus: { name: string; memoryMb: number }[];
+  /** Why the probe (or importing torch) failed. */
+  error: string | null;
 }
 
 export type AgentEvent =
@@ -207,7 +234,13 @@ export type AgentEvent =
   | { type: "pong"; id: number; t: number }
   | {
     type: "spawned";
-    executors: { rank: number; pid: number; kind: "cpu" | "webgpu" | "cuda"; device: number; logPath: string }[];
+    executors: {
+      rank: number;
+      pid: number;
+      kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+      device: number;
+      logPath: string;
+    }[];
   }
   | { type: "heartbeat"; t: number; executors: { rank: number; pid: number; alive: boolean }[] }
   | { type: "from_executor"; rank: number; msg: ExecutorEvent }
@@ -278,7 +311,7 @@ const ANY_CHANNEL: Record<string, Schema> = {
   hello: { version: "number" },
 };
 const SPAWN_ITEM: Schema = { rank: "number", device: "number", kind: "string" };
-const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "auto"];
+const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "torch-cpu", "auto"];
 
 /** The outcome of reading one line. */
 export type ParseResult<T> = { ok: true; msg: T } | { ok: false; error: string };

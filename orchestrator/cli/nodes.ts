@@ -7,7 +7,8 @@ import { runCli, UserError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../run/cluster_session.ts";
-import type { AgentEvent, ExecutorInit } from "../../agents/protocol.ts";
+import type { AgentEvent, ExecutorInit, PythonInfo } from "../../agents/protocol.ts";
+import { torchProblem } from "../run/torch_requirement.ts";
 
 const USAGE = `usage: deno task nodes <config.yaml> [options]
 
@@ -35,6 +36,8 @@ export interface NodeReport {
   executor?: string;
   gpus?: { index: number; name: string; memoryMb: number }[];
   webgpu?: string;
+  /** The node's Python and torch (the PyTorch executors' runtime). */
+  python?: PythonInfo;
   cpus?: number;
   memoryGb?: number;
   deno?: string;
@@ -74,6 +77,16 @@ export function checkNode(n: NodeLaunch, config: Config): { problems: string[]; 
       }
     }
   }
+  const torch = torchProblem(n);
+  if (torch) problems.push(torch);
+  if (c.executor === "auto" && inv.gpus.length && kind !== "cuda") {
+    const py = inv.python;
+    warnings.push(
+      `${n.name}: ${inv.gpus.length} NVIDIA GPU(s), but executor: auto picked ${kind}: ` +
+        (py?.torch ? `torch ${py.torch} there ${py.cuda ? "sees no GPU" : "is a CPU-only build"}` : "no torch there") +
+        ` (${py?.executable ?? c.python}); install a CUDA build of torch to train on the GPUs`,
+    );
+  }
   if (c.executor === "webgpu" && !inv.webgpu) {
     problems.push(`${n.name}: executor: webgpu, but Deno finds no WebGPU adapter there; set executor: cpu or auto`);
   }
@@ -88,6 +101,17 @@ export function checkNode(n: NodeLaunch, config: Config): { problems: string[]; 
   }
   void config;
   return { problems, warnings };
+}
+
+/** `torch 2.13.0+cpu, py 3.11.7` / `cu 12.4, nccl 2.21.5` / `no torch (py 3.11.2)` / `-` (not probed). */
+function torchCell(py: PythonInfo | undefined): string {
+  if (!py) return "-";
+  if (!py.python) return "no python";
+  if (!py.torch) return `no torch (py ${py.python})`;
+  const cuda = py.cuda
+    ? `, cuda ${py.cuda}${py.cudaAvailable ? "" : " (no GPU)"}${py.nccl ? `, nccl ${py.nccl}` : ""}`
+    : "";
+  return `torch ${py.torch}${cuda}, py ${py.python}`;
 }
 
 function fmtMs(ms: number | undefined): string {
@@ -224,6 +248,7 @@ async function main(): Promise<number> {
     runDir: `${Deno.cwd()}/runs/${runId}`,
     executorEntry: values["executor-entry"] ?? (values.executors ? undefined : null),
     probeWebgpu: true,
+    probePython: true,
     onProgress: (e) => {
       const line = progressLine(e);
       if (line) say(line);
@@ -259,6 +284,7 @@ async function main(): Promise<number> {
         executor: n.executorKind,
         gpus: inv.gpus,
         webgpu: inv.webgpu?.description,
+        python: inv.python,
         cpus: inv.cpus,
         memoryGb: inv.memoryGb,
         deno: n.boot?.denoVersion ?? inv.deno,
@@ -297,6 +323,7 @@ async function main(): Promise<number> {
         "executor",
         "gpus",
         "webgpu",
+        "torch",
         "cpus",
         "memory",
         "deno",
@@ -304,7 +331,7 @@ async function main(): Promise<number> {
       ]];
       for (const r of reports) {
         if (!r.ok) {
-          rows.push([String(r.index), r.host, "-", String(r.devices), "FAILED", "-", "-", "-", "-", "-", "-"]);
+          rows.push([String(r.index), r.host, "-", String(r.devices), "FAILED", "-", "-", "-", "-", "-", "-", "-"]);
           continue;
         }
         const gpus = r.gpus!.length
@@ -318,6 +345,7 @@ async function main(): Promise<number> {
           r.executor!,
           gpus,
           r.webgpu ? r.webgpu.slice(0, 32) : "-",
+          torchCell(r.python),
           String(r.cpus),
           `${r.memoryGb!.toFixed(1)} GiB`,
           `${r.deno}${r.denoUploaded ? " (uploaded)" : ""}`,

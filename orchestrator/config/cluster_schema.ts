@@ -42,10 +42,11 @@ const nodeSpec: Spec = {
     known_hosts: f(str),
     host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
     devices: f(posInt, { required: true }),
-    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, { default: "auto" }),
+    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }, { default: "auto" }),
     device_memory_gb: f(posNum),
     speed: f(posNum, { default: 1 }),
     deno: f(str),
+    python: f(str, { default: "python3" }),
     workdir: f(str),
   },
 };

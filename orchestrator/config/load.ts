@@ -197,6 +197,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       deviceMemoryGb: n.device_memory_gb,
       speed: n.speed,
       deno: n.deno,
+      python: n.python,
       workdir: n.workdir,
     };
   });

@@ -14,12 +14,14 @@ export interface NodeConfig {
   knownHosts?: string;
   hostKeyPolicy: "strict" | "accept-new";
   devices: number;
-  executor: "cpu" | "webgpu" | "cuda" | "auto";
+  executor: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
   deviceMemoryGb?: number;
   /** Relative compute speed of this node's devices (1 = the profiled speed). */
   speed: number;
   /** Path of a Deno binary on the node (else found on PATH or bootstrapped). */
   deno?: string;
+  /** The node's Python for the PyTorch executors (cuda, torch-cpu): a command on PATH or a path. */
+  python: string;
   workdir?: string;
 }
 

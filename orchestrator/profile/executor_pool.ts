@@ -16,7 +16,7 @@ export interface PoolRank {
   node: NodeLaunch;
   /** Device index on its node. */
   device: number;
-  kind: "cpu" | "webgpu" | "cuda";
+  kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
   /** Device description from the executor's `ready`. */
   deviceName: string;
 }

@@ -216,7 +216,10 @@ export const clusterKeySpec: Spec = {
           fields: {
             host: { spec: str, required: true },
             devices: { spec: posInt, required: true },
-            executor: { spec: { kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, required: true },
+            executor: {
+              spec: { kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] },
+              required: true,
+            },
           },
         },
       },

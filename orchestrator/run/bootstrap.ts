@@ -1,6 +1,6 @@
 // Bootstrap of a node over SSH: finds a usable Deno there (or uploads this orchestrator's own binary over SFTP into
-// a per-user cache), and uploads the agent (and executor) as single bundled files (`deno bundle`) named by content
-// hash, so that a second launch uploads nothing.
+// a per-user cache), and uploads the agent (and executor) as single bundled files (`deno bundle`) and the PyTorch
+// executor package as a directory, each named by content hash, so that a second launch uploads nothing.
 
 import { createHash } from "node:crypto";
 import { UserError } from "../errors.ts";
@@ -18,9 +18,39 @@ export interface Bundle {
   name: string;
   /** Local path of the bundled file. */
   path: string;
-  /** Remote file name: `<name>-<sha256 prefix of the bundle>.js`. */
+  /** Remote file name: `<name>-<sha256 prefix of the bundle>.js` (a directory bundle: `<name>-<hash>/.complete`). */
   fileName: string;
   bytes: number;
+  /** A directory bundle's files (relative path, local path); its marker `fileName` is uploaded after them. */
+  files?: { rel: string; path: string }[];
+}
+
+/**
+ * A directory (the `kernels/torch` Python package) as one bundle named by the hash of its files' paths and contents;
+ * `__pycache__`, `tests` and compiled files stay behind.
+ */
+export async function dirBundle(name: string, dir: string): Promise<Bundle> {
+  const files: { rel: string; path: string }[] = [];
+  const walk = async (sub: string) => {
+    const entries: Deno.DirEntry[] = [];
+    for await (const e of Deno.readDir(`${dir}${sub}`)) entries.push(e);
+    entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    for (const e of entries) {
+      const rel = `${sub}${e.name}`.replace(/^\//, "");
+      if (e.isDirectory && !["__pycache__", "tests"].includes(e.name) && !e.name.startsWith(".")) {
+        await walk(`${sub}/${e.name}`);
+      } else if (e.isFile && !/\.py[co]$/.test(e.name)) files.push({ rel, path: `${dir}/${rel}` });
+    }
+  };
+  await walk("");
+  const h = createHash("sha256");
+  let bytes = 0;
+  for (const f of files) {
+    const data = await Deno.readFile(f.path);
+    bytes += data.byteLength;
+    h.update(f.rel).update("\0").update(data).update("\0");
+  }
+  return { name, path: dir, fileName: `${name}-${h.digest("hex").slice(0, 16)}/.complete`, bytes, files };
 }
 
 function sha256Hex(data: Uint8Array | string): string {
@@ -264,9 +294,21 @@ export async function bootstrapNode(
   if (missing.length) opts.onStep?.("upload-bundles", missing.map((b) => b.name).join(", "));
   for (const b of opts.bundles) {
     paths[b.name] = `${probe.cache}/bundles/${b.fileName}`;
+    if (b.files) paths[b.name] = paths[b.name].slice(0, paths[b.name].lastIndexOf("/"));
     if (probe.have.has(b.fileName)) continue;
     jobs.push((async () => {
-      const bytes = await conn.upload(b.path, paths[b.name]);
+      if (!b.files) {
+        const bytes = await conn.upload(b.path, paths[b.name]);
+        uploads.push({ what: b.name, bytes });
+        return;
+      }
+      // A directory: its folders, every file, and the marker last (a half-done upload is redone next time).
+      const root = paths[b.name];
+      const dirs = new Set([root, ...b.files.map((f) => `${root}/${f.rel}`.replace(/\/[^/]*$/, ""))]);
+      await conn.exec(`mkdir -p ${[...dirs].map(shQuote).join(" ")}`);
+      let bytes = 0;
+      for (const f of b.files) bytes += await conn.upload(f.path, `${root}/${f.rel}`);
+      await conn.upload(new TextEncoder().encode(b.fileName + "\n"), `${probe.cache}/bundles/${b.fileName}`);
       uploads.push({ what: b.name, bytes });
     })());
   }

@@ -6,12 +6,24 @@ import { UserError } from "../errors.ts";
 import type { AgentCommand, Inventory } from "../../agents/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
-import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
+import {
+  agentCommand,
+  bootstrapNode,
+  type BootstrapResult,
+  type Bundle,
+  bundle,
+  dirBundle,
+  REPO_ROOT,
+} from "./bootstrap.ts";
+import { torchProblem } from "./torch_requirement.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
 import { SshConnection, sshTargetOf } from "./ssh_transport.ts";
 
 /** Default executor entry of this checkout. */
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
+
+/** The PyTorch executor package of this checkout (used in place by local nodes, uploaded to SSH nodes). */
+export const TORCH_PACKAGE = `${REPO_ROOT}/kernels/torch`;
 
 /** Phases a node goes through while launching. */
 export type LaunchPhase =
@@ -46,6 +58,11 @@ export interface ClusterOptions {
    * executor is `auto` or `webgpu`.
    */
   probeWebgpu?: boolean | "as-needed";
+  /**
+   * Ask agents for their Python and torch (a second or two each): always, or (default) only on nodes whose executor
+   * is `cuda` or `torch-cpu`, and on `auto` nodes with NVIDIA GPUs.
+   */
+  probePython?: boolean | "as-needed";
   onProgress?: (e: ProgressEvent) => void;
   onLost?: (info: LostInfo, node: NodeLaunch) => void;
   onProtocolError?: (source: string, message: string) => void;
@@ -62,7 +79,7 @@ export interface NodeLaunch {
   conn?: SshConnection;
   inventory?: Inventory;
   /** Executor kind the node's devices get (config, with `auto` resolved from the inventory). */
-  executorKind?: "cpu" | "webgpu" | "cuda";
+  executorKind?: "cpu" | "webgpu" | "cuda" | "torch-cpu";
   boot?: BootstrapResult;
   /** Run directory on the node. */
   runDir?: string;
@@ -73,24 +90,25 @@ export interface NodeLaunch {
 }
 
 /**
- * The executor kind of a node: its configured kind, or for `auto` webgpu when a hardware adapter exists, else cpu. A
- * fallback (software) adapter such as Mesa's llvmpipe runs on the same CPU cores as the CPU executor, which is the
- * bit-exact reference, so `auto` does not pick it (set `executor: webgpu` to use it anyway).
+ * The executor kind of a node: its configured kind, or for `auto` cuda when the node has NVIDIA GPUs and its Python's
+ * torch has CUDA, else webgpu when a hardware adapter exists, else cpu. A fallback (software) adapter such as Mesa's
+ * llvmpipe runs on the same CPU cores as the CPU executor, which is the bit-exact reference, so `auto` does not pick
+ * it (set `executor: webgpu` to use it anyway).
  */
-export function resolveExecutorKind(executor: NodeConfig["executor"], inv: Inventory): "cpu" | "webgpu" | "cuda" {
+export function resolveExecutorKind(
+  executor: NodeConfig["executor"],
+  inv: Inventory,
+): "cpu" | "webgpu" | "cuda" | "torch-cpu" {
   if (executor !== "auto") return executor;
+  if (inv.gpus.length && inv.python?.torch && inv.python.cuda && inv.python.cudaAvailable) return "cuda";
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
-/** Refuses executor kinds this build cannot start (there is no CUDA executor yet), naming the node. */
+/** Refuses nodes that cannot start their executors (a Python without torch, a torch without CUDA), naming each. */
 export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
   for (const n of nodes) {
-    if (n.executorKind === "cuda") {
-      throw new UserError(
-        `${n.name}: executor cuda is not available yet (this build ships the cpu and webgpu executors); set ` +
-          `cluster.nodes[${n.config.index}].executor to cpu, webgpu or auto`,
-      );
-    }
+    const problem = torchProblem(n);
+    if (problem) throw new UserError(problem);
   }
 }
 
@@ -167,10 +185,12 @@ export class ClusterSession {
 
     // Bundles for SSH nodes, made once (and cached by source hash).
     let bundles: Promise<Bundle[]> | undefined;
+    const torchPackage = await exists(`${TORCH_PACKAGE}/executor_main.py`) ? TORCH_PACKAGE : undefined;
     if (nodes.some((n) => n.config.transport === "ssh")) {
       bundles = Promise.all([
         bundle("agent", `${REPO_ROOT}/agents/agent.ts`),
         ...(executorSource ? [bundle("executor", executorSource)] : []),
+        ...(torchPackage ? [dirBundle("torch", torchPackage)] : []),
       ]);
       bundles.catch(() => {});
     }
@@ -178,6 +198,7 @@ export class ClusterSession {
     const startSession = async (node: NodeLaunch, channel: AgentSession["channel"], runDir: string, extra: {
       executorEntry?: string;
       executorDenoFlags?: string[];
+      torchPackage?: string;
     }) => {
       const tAgent = performance.now();
       progress(node, "starting");
@@ -198,6 +219,10 @@ export class ClusterSession {
         orphanTimeoutMs: timeoutMs,
         probeWebgpu: opts.probeWebgpu === true ||
           ((opts.probeWebgpu ?? "as-needed") === "as-needed" && ["auto", "webgpu"].includes(node.config.executor)),
+        python: node.config.python,
+        // as-needed: torch kinds always; `auto` lets the agent probe when it finds NVIDIA GPUs.
+        probePython: opts.probePython === true || ["cuda", "torch-cpu"].includes(node.config.executor) ||
+          (node.config.executor === "auto" ? undefined : false),
         ...extra,
       }, helloTimeoutMs);
       node.executorKind = resolveExecutorKind(node.config.executor, node.inventory);
@@ -218,6 +243,7 @@ export class ClusterSession {
           await startSession(node, channel, runDir, {
             executorEntry: executorSource,
             executorDenoFlags: ["--config", `${REPO_ROOT}/deno.json`],
+            torchPackage,
           });
         } else {
           progress(node, "connecting", `${n.user ?? Deno.env.get("USER") ?? "root"}@${n.host}:${n.port}`);
@@ -238,6 +264,7 @@ export class ClusterSession {
           await startSession(node, channel, runDir, {
             executorEntry: node.boot.paths.executor,
             executorDenoFlags: ["--no-config"],
+            torchPackage: node.boot.paths.torch,
           });
         }
         node.timings.totalMs = performance.now() - tNode;

@@ -15,7 +15,7 @@ export interface RankPlace {
   node: NodeLaunch;
   /** Device index on the node. */
   device: number;
-  kind: "cpu" | "webgpu" | "cuda";
+  kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
   /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
   deviceName?: string;
 }

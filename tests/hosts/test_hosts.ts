@@ -62,7 +62,7 @@ export interface ConfigOptions {
   /** Host indices to include (default all). */
   only?: number[];
   devices?: number;
-  executor?: "cpu" | "webgpu" | "cuda" | "auto";
+  executor?: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
   identity?: string;
   knownHosts?: string;
   hostKeyPolicy?: "strict" | "accept-new";
