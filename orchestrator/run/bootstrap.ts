@@ -33,13 +33,12 @@ export async function dirBundle(name: string, dir: string): Promise<Bundle> {
   const files: { rel: string; path: string }[] = [];
   const walk = async (sub: string) => {
     const entries: Deno.DirEntry[] = [];
-    for await (const e of Deno.readDir(`${dir}${sub}`)) entries.push(e);
+    for await (const e of Deno.readDir(sub ? `${dir}/${sub}` : dir)) entries.push(e);
     entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     for (const e of entries) {
-      const rel = `${sub}${e.name}`.replace(/^\//, "");
-      if (e.isDirectory && !["__pycache__", "tests"].includes(e.name) && !e.name.startsWith(".")) {
-        await walk(`${sub}/${e.name}`);
-      } else if (e.isFile && !/\.py[co]$/.test(e.name)) files.push({ rel, path: `${dir}/${rel}` });
+      const rel = sub ? `${sub}/${e.name}` : e.name;
+      if (e.isDirectory && !["__pycache__", "tests"].includes(e.name) && !e.name.startsWith(".")) await walk(rel);
+      else if (e.isFile && !/\.py[co]$/.test(e.name)) files.push({ rel, path: `${dir}/${rel}` });
     }
   };
   await walk("");

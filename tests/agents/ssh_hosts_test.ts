@@ -18,6 +18,14 @@ const realExecutor = (() => {
     return false;
   }
 })();
+/** Whether this checkout has the PyTorch executor (SSH nodes then get its package too). */
+const torchPackage = (() => {
+  try {
+    return Deno.statSync(`${REPO_ROOT}/kernels/torch/executor_main.py`).isFile;
+  } catch {
+    return false;
+  }
+})();
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the SSH test-host tests: ${can.reason}`);
 
@@ -93,6 +101,7 @@ Deno.test({
               assertEquals(n.boot!.uploads.map((u) => u.what).filter((w) => w !== "deno").sort(), [
                 "agent",
                 "executor",
+                ...(torchPackage ? ["torch"] : []),
               ]);
             }
             const deno = c1.nodes[1].boot!.uploads.find((u) => u.what === "deno")!;

@@ -72,7 +72,7 @@ export async function executorPid(runDir: string, rank: number): Promise<number>
   let pid = 0;
   for await (const d of Deno.readDir(`${runDir}/logs`)) {
     const text = await Deno.readTextFile(`${runDir}/logs/${d.name}/executor-${rank}.log`).catch(() => "");
-    for (const m of text.matchAll(/^--- \S+ rank \d+ device \d+ kind \w+ pid (\d+)$/gm)) pid = Number(m[1]);
+    for (const m of text.matchAll(/^--- \S+ rank \d+ device \d+ kind \S+ pid (\d+)$/gm)) pid = Number(m[1]);
   }
   if (!pid) throw new Error(`no executor log of rank ${rank} in ${runDir}/logs`);
   return pid;

@@ -1,0 +1,126 @@
+// Faults of the PyTorch executor (`executor: torch-cpu`) as a user meets them: a rank that crashes mid-run is named
+// (host, device, SP group, sequences), a node whose Python has no torch gets one clear error before anything starts,
+// and a bad plan (a rank in no group, a degree that does not divide the heads) is refused with the reason.
+
+import { loadConfig } from "../../orchestrator/config/load.ts";
+import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
+import { ExecutorPool } from "../../orchestrator/run/executor_pool.ts";
+import type { ExecutorStepPlan } from "../../agents/protocol.ts";
+import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { allExecutorPids, executorPid, launchCli, leftAlive, REPO_ROOT, startLaunch } from "./launch_harness.ts";
+import { pythonWithoutTorch, torchPython } from "../agents/torch_fixtures.ts";
+
+const torch = await torchPython();
+if (!torch.ok) console.log(`skipping the torch-cpu fault tests: ${torch.reason}`);
+
+const CONFIG = "configs/local.yaml";
+const tmp = await Deno.makeTempDir({ prefix: "flexsp-torch-faults-" });
+const FAST = [
+  `profile.path=${tmp}/no-profile.json`,
+  "training.steps=8",
+  "training.checkpoint_interval=2",
+  "training.global_batch=8",
+  "model.max_seq=256",
+  "planner.deterministic=true",
+  "cluster.nodes[0].executor=torch-cpu",
+].flatMap((s) => ["--set", s]);
+
+Deno.test({
+  name: "launch torch-cpu: a killed rank is named with host, device, SP group and sequences; exit 2 with resume",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = `${tmp}/stop`;
+    const p = startLaunch([CONFIG, ...FAST, "--set", "training.on_failure=stop", "--run-dir", dir]);
+    await p.waitFor("step 3/8", 120_000);
+    Deno.kill(await executorPid(dir, 2), "SIGKILL");
+    const r = await p.finish();
+    assertEquals(r.code, 2, r.out + r.err);
+    assertIncludes(
+      r.err,
+      "failed: rank 2: executor killed by signal KILL",
+      "cause: node 0 (localhost)",
+      "rank 2 (device 2, ",
+      "SP group of degree",
+      "with sequences",
+      "run stopped (training.on_failure: stop)",
+      `--resume ${await Deno.realPath(dir)}`,
+    );
+    assertEquals(await leftAlive(await allExecutorPids(dir), 15_000), []);
+  },
+});
+
+Deno.test({
+  name: "launch torch-cpu: a Python without torch is one clear error naming host, Python and the fix",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const bare = await pythonWithoutTorch(tmp);
+    const dir = `${tmp}/no-torch`;
+    const r = await launchCli([CONFIG, ...FAST, "--set", `cluster.nodes[0].python=${bare}`, "--run-dir", dir]);
+    assertEquals(r.code, 1, r.out + r.err);
+    assertIncludes(
+      r.err,
+      "node 0 (localhost): executor torch-cpu needs PyTorch, but",
+      `cluster.nodes[0].python: ${bare}) on localhost has no torch`,
+      "-m pip install torch==2.13.0` (a CPU wheel)",
+    );
+    assert(!/^\s+at /m.test(r.err), `no stack trace:\n${r.err}`);
+    assert(!r.out.includes("step 1/"), "no step ran");
+  },
+});
+
+/** Starts a 2-rank torch-cpu pool on synthetic tokens, runs `plan`, returns what the step ended with. */
+async function runPlan(plan: ExecutorStepPlan, sets: string[]): Promise<string> {
+  const config = await loadConfig(`${REPO_ROOT}/${CONFIG}`, [
+    "cluster.nodes[0].executor=torch-cpu",
+    "cluster.nodes[0].devices=2",
+    "model.max_seq=64",
+    ...sets,
+  ]);
+  const cluster = await ClusterSession.launch(config, { runId: "bad-plan", runDir: `${tmp}/pool` });
+  assertEquals(cluster.failures.map((f) => f.error), []);
+  const pool = ExecutorPool.create(cluster, { config });
+  try {
+    await pool.start();
+    await pool.step(plan, 60_000);
+    return "accepted";
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    pool.stop();
+    await cluster.shutdown("test over");
+  }
+}
+
+const seq = (id: number, length: number) => ({ id, offset: id * 100, length });
+
+Deno.test({
+  name: "torch-cpu executors refuse a bad plan with the reason: a rank in no group, a degree not dividing the heads",
+  ignore: !torch.ok,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const missing = await runPlan({
+      step: 1,
+      lr: 1e-3,
+      globalTokens: 16,
+      microBatches: [{ groups: [{ degree: 1, ranks: [0], sequences: [seq(0, 16)] }] }],
+    }, []);
+    assertIncludes(missing, "rank(s) 1 are in no group");
+    // gpt-tiny with 1 head: SP degree 2 cannot split it.
+    const heads = await runPlan({
+      step: 1,
+      lr: 1e-3,
+      globalTokens: 32,
+      microBatches: [{ groups: [{ degree: 2, ranks: [0, 1], sequences: [seq(0, 32)] }] }],
+    }, ["model.heads=1"]);
+    assertIncludes(heads, "SP degree 2 does not divide the model's 1 attention heads");
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(tmp, { recursive: true });
+  } catch { /* gone */ }
+});

@@ -1,0 +1,92 @@
+// `deno task launch configs/local.yaml` on the PyTorch executor (`executor: torch-cpu`, gloo, float32), as real
+// processes: the same losses as the TypeScript CPU executor over the first steps, and an exact resume after SIGKILL.
+
+import { assert, assertClose, assertEquals, assertIncludes } from "../assert.ts";
+import { allExecutorPids, launchCli, ledger, leftAlive, manifestOf, startLaunch } from "./launch_harness.ts";
+import { torchPython } from "../agents/torch_fixtures.ts";
+
+const torch = await torchPython();
+if (!torch.ok) console.log(`skipping the torch-cpu launch tests: ${torch.reason}`);
+
+const CONFIG = "configs/local.yaml";
+const tmp = await Deno.makeTempDir({ prefix: "flexsp-launch-torch-" });
+/** The default, shortened: 6 steps of 8 sequences of at most 256 tokens, checkpoints every 2, deterministic plans. */
+const FAST = [
+  `profile.path=${tmp}/no-profile.json`,
+  "training.steps=6",
+  "training.checkpoint_interval=2",
+  "training.global_batch=8",
+  "model.max_seq=256",
+  "planner.deterministic=true",
+].flatMap((s) => ["--set", s]);
+const TORCH = [...FAST, "--set", "cluster.nodes[0].executor=torch-cpu"];
+
+let reference: { losses: number[]; params: string[] } | undefined;
+
+/** The uninterrupted torch-cpu run (made once). */
+async function torchReference(): Promise<{ losses: number[]; params: string[] }> {
+  if (reference) return reference;
+  const dir = `${tmp}/torch-ref`;
+  const r = await launchCli([CONFIG, ...TORCH, "--run-dir", dir]);
+  assertEquals(r.code, 0, r.out + r.err);
+  assertIncludes(r.err, "4 executors ready on 1 node(s)", "torch-cpu");
+  const recs = await ledger(dir);
+  assertEquals(recs.map((x) => x.step), [1, 2, 3, 4, 5, 6]);
+  reference = { losses: recs.map((x) => x.loss), params: (await manifestOf(dir, 6)).parts.map((p) => p.sha256) };
+  return reference;
+}
+
+Deno.test({
+  name: "launch torch-cpu: the same losses as the cpu executor within 1e-4 over 5 steps, plans and all",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const ref = await torchReference();
+    const dir = `${tmp}/cpu`;
+    const r = await launchCli([CONFIG, ...FAST, "--set", "cluster.nodes[0].executor=cpu", "--run-dir", dir]);
+    assertEquals(r.code, 0, r.out + r.err);
+    const cpu = await ledger(dir);
+    const torchRecs = await ledger(`${tmp}/torch-ref`);
+    for (let i = 0; i < 5; i++) {
+      assertEquals(
+        torchRecs[i].plan.microBatches.map((mb) => mb.groups.map((g) => g.ranks)),
+        cpu[i].plan.microBatches
+          .map((mb) => mb.groups.map((g) => g.ranks)),
+        `step ${i + 1}: same plan`,
+      );
+      assertClose(ref.losses[i], cpu[i].loss, 1e-4, `step ${i + 1} loss`);
+    }
+    assert(ref.losses[4] < ref.losses[0], `the loss falls: ${ref.losses}`);
+    assert(torchRecs.some((x) => x.plan.microBatches.some((mb) => mb.groups.some((g) => g.degree > 1))), "SP > 1 ran");
+  },
+});
+
+Deno.test({
+  name: "launch torch-cpu: SIGKILL after step 4, then --resume: bit-identical losses and parameters",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const ref = await torchReference();
+    assert(ref.params.every((p) => p === ref.params[0]), "every rank holds the same state");
+    const dir = `${tmp}/killed`;
+    const p = startLaunch([CONFIG, ...TORCH, "--run-dir", dir]);
+    await p.waitFor("step 4/6", 120_000);
+    p.child.kill("SIGKILL");
+    const killed = await p.finish();
+    assertEquals(killed.signal, "SIGKILL");
+    assertEquals(await leftAlive(await allExecutorPids(dir), 15_000), [], "the Python executors went away");
+    const r = await launchCli([CONFIG, ...TORCH, "--resume", dir]);
+    assertEquals(r.code, 0, r.out + r.err);
+    assertIncludes(r.err, "resumed from checkpoint step-0000000");
+    const recs = await ledger(dir);
+    assertEquals(recs.map((x) => x.step), [1, 2, 3, 4, 5, 6]);
+    assertEquals(recs.map((x) => x.loss), ref.losses, "bit-identical losses");
+    assertEquals((await manifestOf(dir, 6)).parts.map((x) => x.sha256), ref.params, "identical parameters");
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(tmp, { recursive: true });
+  } catch { /* gone */ }
+});
