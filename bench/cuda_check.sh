@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# GPU check of the PyTorch executor (`executor: cuda`) on one NVIDIA GPU, in at most about 8 minutes:
+#   1. reports the environment (GPU, driver, Python, torch, CUDA, NCCL, Deno) -> env.json;
+#   2. `deno task launch` on a 1-node, 1-GPU cuda config: 20 steps of a small GPT (4 layers, hidden 512, 8 heads,
+#      byte vocabulary, 4K context) on the embedded deno-corpus -> launch.json (tokens/s, losses, step times);
+#   3. `deno task profile --quick` on the same config -> the profile and its summary;
+#   4. bench/cuda_slice.ts: single-GPU tokens/s, MFU (dense bf16 peak of the detected GPU) and memory per token of a
+#      1-layer slice of gpt-7b at 4K-64K tokens, through the executor's `profile_compute` -> cuda_slice.json;
+#   and prints one summary table; everything lands in $OUT (the device tool's result folder), else
+#   bench/results/cuda_check/.
+#
+# The GPU machine has Python 3.12 with torch 2.11 + CUDA 13, but no Deno and no network. Before the run, the lead
+# prepares the carry on this machine, in the repository root (both folders are git-ignored):
+#   deno install                                           # node_modules/ holds every npm package (about 19 MB)
+#   mkdir -p .deno && xz -6 -T0 -c "$(command -v deno)" > .deno/deno.xz   # the Deno 2.9.6 binary, about 31 MB
+# and runs it with the device tool:
+#   run(command="bash bench/cuda_check.sh", carry=[".deno", "node_modules"], timeout_s=540)
+# The script unpacks .deno/deno.xz into .deno/bin/deno, points DENO_DIR at .deno/deno_dir (a carried one is used
+# as is, else a fresh one: node_modules/ is all Deno needs offline) and never touches the network.
+#
+# usage: bash bench/cuda_check.sh [--dry-run] [--steps N] [--lengths 4096,...] [--python PY]
+#   --dry-run  no GPU needed: checks the arguments, Deno and the carry, writes and validates the configs (with
+#              `deno task plan`) and prints what would run (bench/cuda_slice.ts --dry-run); tests run it on CI.
+set -uo pipefail
+
+DRY=0
+STEPS=20
+LENGTHS=4096,8192,16384,32768,65536
+PYTHON=python3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --steps) STEPS="${2:?--steps needs a number}"; shift ;;
+    --lengths) LENGTHS="${2:?--lengths needs a list, e.g. 4096,8192}"; shift ;;
+    --python) PYTHON="${2:?--python needs a path}"; shift ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$STEPS" in ''|*[!0-9]*|0) echo "error: --steps $STEPS: expected a positive integer" >&2; exit 2 ;; esac
+case "$LENGTHS" in *[!0-9,]*|,*|*,|*,,*|'') echo "error: --lengths $LENGTHS: expected numbers like 4096,8192" >&2; exit 2 ;; esac
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT" || exit 2
+RES="${OUT:-$ROOT/bench/results}/cuda_check"
+mkdir -p "$RES"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/flexsp-cuda-check-XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+T0=$(date +%s)
+say() { echo "[cuda_check +$(( $(date +%s) - T0 ))s] $*" >&2; }
+
+# ---- Deno from the carry (or the one on PATH, e.g. for --dry-run here) ----
+if [ -f .deno/deno.xz ]; then
+  if [ ! -x .deno/bin/deno ] || [ .deno/deno.xz -nt .deno/bin/deno ]; then
+    mkdir -p .deno/bin && xz -dc .deno/deno.xz > .deno/bin/deno.tmp && chmod +x .deno/bin/deno.tmp &&
+      mv .deno/bin/deno.tmp .deno/bin/deno || { echo "error: cannot unpack .deno/deno.xz" >&2; exit 2; }
+  fi
+  export PATH="$ROOT/.deno/bin:$PATH"
+fi
+if ! command -v deno >/dev/null 2>&1; then
+  echo "error: no Deno: carry .deno/deno.xz (mkdir -p .deno && xz -6 -c \"\$(command -v deno)\" > .deno/deno.xz)" >&2
+  exit 2
+fi
+if [ ! -d node_modules/yaml ]; then
+  echo "error: node_modules/ is missing: run \`deno install\` and carry node_modules with the run" >&2
+  exit 2
+fi
+if [ -d .deno/deno_dir ]; then export DENO_DIR="$ROOT/.deno/deno_dir"; else export DENO_DIR="$WORK/deno_dir"; fi
+export DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
+DENO="deno run -A --cached-only"
+
+# ---- 1. environment ----
+say "environment"
+SMI="$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n1 |
+  tr -d '"\\')"
+PROBE="$("$PYTHON" kernels/torch/probe.py 2>/dev/null | tail -n1)"
+case "$PROBE" in "{"*) ;; *) PROBE=null ;; esac
+{
+  echo "{"
+  echo "  \"date\": \"$(date -u +%FT%TZ)\","
+  echo "  \"host\": \"$(hostname)\","
+  echo "  \"deno\": \"$(deno --version | head -n1)\","
+  if [ -n "$SMI" ]; then echo "  \"nvidiaSmi\": \"$SMI\","; else echo "  \"nvidiaSmi\": null,"; fi
+  echo "  \"python\": $PROBE"
+  echo "}"
+} > "$RES/env.json"
+cat "$RES/env.json" >&2
+
+# ---- the configs ----
+CFG="$WORK/cuda.yaml"
+cat > "$CFG" <<EOF
+name: cuda-check
+cluster:
+  nodes:
+    - host: localhost
+      transport: local
+      devices: 1
+      executor: cuda
+      python: $PYTHON
+model: { layers: 4, hidden: 512, heads: 8, vocab: 256, max_seq: 4096, checkpointing: none }
+training:
+  dataset: $ROOT/data/deno-corpus
+  dataset_builtin: deno-corpus
+  global_batch: 32
+  steps: $STEPS
+  lr: 0.001
+  warmup_steps: 5
+  seed: 1
+  checkpoint_interval: 10
+planner: { strategy: flexsp, memory_budget_gb: 60, zero_stage: 0, milp: none, deterministic: true }
+profile:
+  path: $WORK/profile.json
+  constants:
+    alpha1: 1.0e-6
+    alpha2: 0.002
+    beta1: 0.5
+    act_mb_per_token: 0.5
+    bandwidth_gbps: { intra: { 2: 100 }, inter: { 2: 10 } }
+EOF
+say "config $CFG"
+if [ "$DRY" = 1 ]; then
+  cat "$CFG"
+  $DENO orchestrator/cli/plan.ts "$CFG" --steps 1 || { echo "error: the generated config does not plan" >&2; exit 1; }
+  $DENO bench/cuda_slice.ts --dry-run --lengths "$LENGTHS" --python "$PYTHON" || exit 1
+  echo "dry run: would run launch ($STEPS steps), profile --quick and the slice at $LENGTHS; results to $RES"
+  exit 0
+fi
+
+status() { echo "\"$1\": {\"code\": $2, \"seconds\": $3}"; }
+PHASES=()
+
+# ---- 2. launch ----
+say "launch: $STEPS steps"
+t=$(date +%s)
+timeout 180 $DENO orchestrator/cli/launch.ts "$CFG" --run-dir "$WORK/run" > "$RES/launch.out" 2> "$RES/launch.err"
+rc=$?
+PHASES+=("$(status launch $rc $(( $(date +%s) - t )))")
+tail -n 5 "$RES/launch.out" >&2; [ $rc -ne 0 ] && tail -n 20 "$RES/launch.err" >&2
+cp "$WORK/run/ledger.jsonl" "$RES/ledger.jsonl" 2>/dev/null
+cp -r "$WORK/run/logs" "$RES/launch-logs" 2>/dev/null
+
+# ---- 3. profile ----
+say "profile --quick"
+t=$(date +%s)
+timeout 150 $DENO orchestrator/cli/profile.ts "$CFG" --quick --timeout 120 --run-dir "$WORK/profile-run" \
+  > "$RES/profile.out" 2> "$RES/profile.err"
+rc=$?
+PHASES+=("$(status profile $rc $(( $(date +%s) - t )))")
+tail -n 15 "$RES/profile.out" >&2; [ $rc -ne 0 ] && tail -n 20 "$RES/profile.err" >&2
+cp "$WORK/profile.json" "$RES/profile.json" 2>/dev/null
+
+# ---- 4. the gpt-7b slice ----
+say "gpt-7b 1-layer slice at $LENGTHS"
+t=$(date +%s)
+timeout 210 $DENO bench/cuda_slice.ts --kind cuda --lengths "$LENGTHS" --python "$PYTHON" \
+  --out "$RES/cuda_slice.json" > "$RES/cuda_slice.out" 2> "$RES/cuda_slice.err"
+rc=$?
+PHASES+=("$(status slice $rc $(( $(date +%s) - t )))")
+cat "$RES/cuda_slice.out"; [ $rc -ne 0 ] && tail -n 20 "$RES/cuda_slice.err" >&2
+
+# ---- summary ----
+PHASES_JSON="{$(IFS=,; echo "${PHASES[*]}")}"
+$DENO --no-config --ext=ts - "$RES" "$PHASES_JSON" <<'EOF'
+const [res, phasesJson] = Deno.args;
+const read = (f: string) => { try { return Deno.readTextFileSync(`${res}/${f}`); } catch { return undefined; } };
+const env = JSON.parse(read("env.json") ?? "null");
+const ledger = (read("ledger.jsonl") ?? "").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+const after = ledger.slice(3);
+const tokens = after.reduce((s, r) => s + r.tokens, 0), wall = after.reduce((s, r) => s + r.wallMs, 0);
+const launch = ledger.length ? {
+  steps: ledger.length, firstLoss: ledger[0].loss, lastLoss: ledger.at(-1).loss,
+  tokensPerS: wall ? tokens / (wall / 1000) : null,
+  stepMs: after.length ? after.reduce((s, r) => s + r.measuredMs, 0) / after.length : null,
+  overheadMs: after.length ? after.reduce((s, r) => s + r.overheadMs, 0) / after.length : null,
+} : null;
+const slice = JSON.parse(read("cuda_slice.json") ?? "null");
+const summary = { env, phases: JSON.parse(phasesJson), launch, profileWritten: read("profile.json") !== undefined, slice };
+Deno.writeTextFileSync(`${res}/cuda_check.json`, JSON.stringify(summary, null, 2) + "\n");
+const rows: string[][] = [["what", "result"]];
+rows.push(["GPU", slice?.device ?? env?.nvidiaSmi ?? "?"]);
+rows.push(["torch", `${env?.python?.torch ?? "-"} (CUDA ${env?.python?.cuda ?? "-"}, NCCL ${env?.python?.nccl ?? "-"})`]);
+for (const [k, v] of Object.entries(summary.phases) as [string, { code: number; seconds: number }][]) {
+  rows.push([`phase ${k}`, `${v.code === 0 ? "ok" : `FAILED (code ${v.code})`} in ${v.seconds} s`]);
+}
+if (launch) {
+  rows.push(["launch", `${launch.steps} steps, loss ${launch.firstLoss.toFixed(3)} -> ${launch.lastLoss.toFixed(3)}, ` +
+    `${Math.round(launch.tokensPerS ?? 0)} tok/s, step ${launch.stepMs?.toFixed(1)} ms, overhead ${launch.overheadMs?.toFixed(2)} ms`]);
+}
+for (const r of slice?.rows ?? []) {
+  rows.push([`gpt-7b slice ${r.tokens}`, r.error ? `failed: ${r.error.split("\n")[0].slice(0, 80)}` :
+    `${Math.round(r.tokensPerS)} tok/s, MFU ${r.mfu === undefined ? "-" : (100 * r.mfu).toFixed(1) + "%"}, ` +
+    `${r.mbPerToken.toFixed(3)} MB/token`]);
+}
+const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i].length)));
+console.log("\n## cuda_check\n\n" + rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ")).join("\n"));
+console.log(`\nJSON: ${res}/cuda_check.json`);
+EOF
+say "done"
