@@ -61,6 +61,13 @@ function throughput(records: LedgerRecord[], warmup: number) {
 /** Standard fields of `ready` / `connected`; anything else an executor adds (group pool timings) is reported. */
 const STANDARD = new Set(["v", "type", "rank", "kind", "device", "endpoint"]);
 
+/** The SP-group pool's creation time per degree as rank 0 reports it in `connected` (`pool: [{degree, ms}]`). */
+function groupTimes(reported: Record<string, unknown>[]): string {
+  const r0 = reported.find((r) => r.event === "connected" && r.rank === 0);
+  const pool = Array.isArray(r0?.pool) ? r0.pool as { degree: number; groups?: number; ms: number }[] : [];
+  return pool.length ? `; SP groups: ${pool.map((p) => `d${p.degree} ${r1(p.ms)} ms`).join(", ")}` : "";
+}
+
 /** Starts a torch-cpu pool of `world` ranks and times its phases from the events. */
 async function poolCreation(world: number, dir: string) {
   const config = await loadConfig(CONFIG, [
@@ -144,7 +151,7 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
         "torch-cpu / cpu": "",
         note: `spawn -> ready ${Math.round(p.spawnToReadyMs)} ms, ready -> connected ${
           Math.round(p.readyToConnectedMs)
-        } ms${p.reported.length ? `; reported: ${JSON.stringify(p.reported[0]).slice(0, 120)}` : ""}`,
+        } ms${groupTimes(p.reported)}`,
       });
     }
     json.poolCreation = pools;

@@ -77,8 +77,9 @@ export function checkNode(n: NodeLaunch, config: Config): { problems: string[]; 
       }
     }
   }
+  // One problem per cause: with no GPU at all, nvidia-smi's is the root one.
   const torch = torchProblem(n);
-  if (torch) problems.push(torch);
+  if (torch && problems.length === 0) problems.push(torch);
   if (c.executor === "auto" && inv.gpus.length && kind !== "cuda") {
     const py = inv.python;
     warnings.push(

@@ -70,27 +70,38 @@ Deno.test({
   },
 });
 
-/** Starts a 2-rank torch-cpu pool on synthetic tokens, runs `plan`, returns what the step ended with. */
-async function runPlan(plan: ExecutorStepPlan, sets: string[]): Promise<string> {
+/**
+ * Runs each plan on a 2-rank torch-cpu pool (gpt-tiny with 1 attention head, synthetic tokens) and returns what each
+ * step ended with; a pool that a refusal left failed is replaced for the next plan.
+ */
+async function runPlans(plans: ExecutorStepPlan[]): Promise<string[]> {
   const config = await loadConfig(`${REPO_ROOT}/${CONFIG}`, [
     "cluster.nodes[0].executor=torch-cpu",
     "cluster.nodes[0].devices=2",
     "model.max_seq=64",
-    ...sets,
+    "model.heads=1",
   ]);
-  const cluster = await ClusterSession.launch(config, { runId: "bad-plan", runDir: `${tmp}/pool` });
-  assertEquals(cluster.failures.map((f) => f.error), []);
-  const pool = ExecutorPool.create(cluster, { config });
+  const out: string[] = [];
+  let cluster: ClusterSession | undefined, pool: ExecutorPool | undefined;
+  const stop = async () => {
+    pool?.stop();
+    await cluster?.shutdown("test over");
+  };
   try {
-    await pool.start();
-    await pool.step(plan, 60_000);
-    return "accepted";
-  } catch (e) {
-    return (e as Error).message;
+    for (const plan of plans) {
+      if (!pool || pool.failed) {
+        await stop();
+        cluster = await ClusterSession.launch(config, { runId: "bad-plan", runDir: `${tmp}/pool` });
+        assertEquals(cluster.failures.map((f) => f.error), []);
+        pool = ExecutorPool.create(cluster, { config });
+        await pool.start();
+      }
+      out.push(await pool.step(plan, 60_000).then(() => "accepted", (e) => (e as Error).message));
+    }
   } finally {
-    pool.stop();
-    await cluster.shutdown("test over");
+    await stop();
   }
+  return out;
 }
 
 const seq = (id: number, length: number) => ({ id, offset: id * 100, length });
@@ -101,20 +112,22 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const missing = await runPlan({
-      step: 1,
-      lr: 1e-3,
-      globalTokens: 16,
-      microBatches: [{ groups: [{ degree: 1, ranks: [0], sequences: [seq(0, 16)] }] }],
-    }, []);
+    const [missing, heads] = await runPlans([
+      {
+        step: 1,
+        lr: 1e-3,
+        globalTokens: 16,
+        microBatches: [{ groups: [{ degree: 1, ranks: [0], sequences: [seq(0, 16)] }] }],
+      },
+      // 1 attention head: SP degree 2 cannot split it.
+      {
+        step: 1,
+        lr: 1e-3,
+        globalTokens: 32,
+        microBatches: [{ groups: [{ degree: 2, ranks: [0, 1], sequences: [seq(0, 32)] }] }],
+      },
+    ]);
     assertIncludes(missing, "rank(s) 1 are in no group");
-    // gpt-tiny with 1 head: SP degree 2 cannot split it.
-    const heads = await runPlan({
-      step: 1,
-      lr: 1e-3,
-      globalTokens: 32,
-      microBatches: [{ groups: [{ degree: 2, ranks: [0, 1], sequences: [seq(0, 32)] }] }],
-    }, ["model.heads=1"]);
     assertIncludes(heads, "SP degree 2 does not divide the model's 1 attention heads");
   },
 });
