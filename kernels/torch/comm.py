@@ -1,0 +1,281 @@
+# The data plane of the torch executors: rendezvous through a TCPStore on global rank 0's endpoint, the process
+# group (gloo for torch-cpu, NCCL with device-bound init for cuda), the pool of SP groups, barriers, and the
+# bucketed fixed-order gradient all-reduce that overlaps with the backward.
+#
+# Security: the store, gloo and NCCL are unauthenticated, as in every PyTorch job. The store listens only on
+# the init's bindHost (a socket we bind ourselves and hand to TCPStore), gloo/NCCL are pinned to the interface
+# that carries that address, and everything lives only as long as the executors. The run secret is checked
+# through the store (each rank publishes a digest of it) so a rank of another run is refused with a clear error;
+# this catches mistakes, it is not authentication against an attacker on the cluster network.
+#
+# SP-group pool: at `peers` every rank creates, in one fixed order (degree 2, 4, ..., world size; blocks in rank
+# order), every aligned block [k·d, (k+1)·d) of every power-of-two degree d: N−1 groups for N ranks, the only
+# groups the planner emits. NCCL uses split_group (one call per degree, from the device-bound world group);
+# gloo uses new_group(use_local_synchronization=True), which torch has for both. Each group is warmed with one
+# all-reduce, creation is timed per degree, and a step looks groups up by (degree, first rank).
+from __future__ import annotations
+
+import datetime
+import fcntl
+import hashlib
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+
+def interface_of(address: str) -> str | None:
+    """The name of the network interface carrying IPv4 `address` (e.g. "lo" for 127.0.0.1), if any."""
+    try:
+        want = socket.inet_aton(socket.gethostbyname(address))
+    except OSError:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                req = struct.pack("256s", name.encode()[:15])
+                got = fcntl.ioctl(s.fileno(), 0x8915, req)[20:24]  # SIOCGIFADDR
+            except OSError:
+                continue
+            if got == want:
+                return name
+    return None
+
+
+class StoreListener:
+    """Rank 0's store: a socket bound to bindHost only, served by a TCPStore (created at `init`)."""
+
+    def __init__(self, bind_host: str, world_size: int, timeout_s: float) -> None:
+        family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((bind_host, 0))
+        except OSError as e:
+            self.sock.close()
+            raise RuntimeError(f"rendezvous: cannot listen on {bind_host}: {e.strerror or e}") from None
+        self.sock.listen(128)
+        self.port: int = self.sock.getsockname()[1]
+        self.store = dist.TCPStore(
+            bind_host,
+            self.port,
+            world_size,
+            True,
+            datetime.timedelta(seconds=timeout_s),
+            wait_for_workers=False,
+            master_listen_fd=self.sock.fileno(),
+        )
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class PoolDegree:
+    """Creation of the pool's groups of one degree."""
+
+    degree: int
+    groups: int
+    ms: float
+
+
+class DataPlane:
+    """The process group, the SP-group pool and the collectives the executor needs."""
+
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        backend: str,
+        device: torch.device,
+        secret: str,
+        listener: StoreListener | None,
+        endpoints: list[dict[str, Any]],
+        connect_timeout_s: float,
+        op_timeout_s: float,
+    ) -> None:
+        self.rank = rank
+        self.world_size = world_size
+        self.device = device
+        self.backend = backend
+        by_rank = {int(e["rank"]): e for e in endpoints if isinstance(e, dict) and "rank" in e}
+        missing = [r for r in range(world_size) if r not in by_rank]
+        if missing:
+            raise RuntimeError(f"peers: no endpoint for rank(s) {', '.join(map(str, missing))}")
+        host, port = str(by_rank[0]["host"]), int(by_rank[0]["port"])
+        if listener is not None:
+            store = listener.store
+        else:
+            try:
+                store = dist.TCPStore(host, port, world_size, False, datetime.timedelta(seconds=connect_timeout_s))
+            except Exception as e:  # noqa: BLE001 - torch raises several types here
+                raise RuntimeError(
+                    f"rendezvous: cannot reach rank 0's store at {host}:{port} within {connect_timeout_s:.0f} s "
+                    f"({str(e).splitlines()[0]})"
+                ) from None
+        self.store = store
+        self._check_secret(secret, connect_timeout_s)
+        kw: dict[str, Any] = {}
+        if backend == "nccl":
+            kw["device_id"] = device
+        dist.init_process_group(
+            backend,
+            store=dist.PrefixStore("pg", store),
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=op_timeout_s),
+            **kw,
+        )
+        self.pool: dict[tuple[int, int], Any] = {}
+        self.pool_times: list[PoolDegree] = []
+        self._create_pool()
+
+    def _check_secret(self, secret: str, timeout_s: float) -> None:
+        digest = hashlib.sha256(("flexsp-run:" + secret).encode()).hexdigest()[:32]
+        self.store.set(f"auth/{self.rank}", digest)
+        others = range(1, self.world_size) if self.rank == 0 else [0]
+        self.store.set_timeout(datetime.timedelta(seconds=timeout_s))
+        for r in others:
+            try:
+                got = self.store.get(f"auth/{r}").decode()
+            except Exception:  # noqa: BLE001
+                raise RuntimeError(f"rendezvous: rank(s) {r} did not join within {timeout_s:.0f} s") from None
+            if got != digest:
+                if self.rank == 0:
+                    raise RuntimeError(f"rendezvous: rank {r} presented another run's secret (wrong data-plane secret)")
+                raise RuntimeError("rendezvous: rank 0 rejected this rank: wrong data-plane secret (another run's store)")
+
+    def _create_pool(self) -> None:
+        n = self.world_size
+        d = 2
+        use_split = self.backend == "nccl" and hasattr(dist, "split_group")
+        while d <= n:
+            blocks = [list(range(k * d, (k + 1) * d)) for k in range(n // d)]
+            t0 = time.perf_counter()
+            mine: Any = None
+            if use_split:
+                mine = dist.split_group(split_ranks=blocks, group_desc=f"flexsp_sp{d}")
+            else:
+                for b in blocks:
+                    if self.rank in b:
+                        mine = dist.new_group(b, use_local_synchronization=True, group_desc=f"flexsp_sp{d}_{b[0]}")
+            if mine is not None:
+                first = self.rank - self.rank % d
+                x = torch.ones(1, device=self.device)
+                dist.all_reduce(x, group=mine)
+                if int(x.item()) != d:
+                    raise RuntimeError(f"SP-group pool: warm-up all-reduce of group ({d}, {first}) gave {x.item()}")
+                self.pool[(d, first)] = mine
+            self.pool_times.append(PoolDegree(d, len(blocks), (time.perf_counter() - t0) * 1000))
+            d *= 2
+
+    def in_pool(self, ranks: list[int]) -> bool:
+        """Whether `ranks` is an aligned power-of-two block the pool holds (checked the same way on every rank)."""
+        d = len(ranks)
+        if d < 2 or d & (d - 1) or d > self.world_size or ranks[0] % d:
+            return False
+        return ranks == list(range(ranks[0], ranks[0] + d)) and ranks[0] + d <= self.world_size
+
+    def group(self, ranks: list[int]) -> Any:
+        """The pool's process group of `ranks` (this rank must be a member)."""
+        g = self.pool.get((len(ranks), ranks[0]))
+        if g is None:
+            raise RuntimeError(f"SP-group pool has no group ({len(ranks)}, {ranks[0]}) for this rank")
+        return g
+
+    def barrier(self) -> None:
+        """All ranks wait for each other (an all-reduce on the world group: works on gloo and NCCL alike)."""
+        x = torch.zeros(1, device=self.device)
+        dist.all_reduce(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        """Tears the process groups down (best effort)."""
+        try:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class GradReducer:
+    """
+    Sums the flat gradient over all ranks in buckets of about `bucket_bytes`, in one fixed order (from the end of
+    the layout to its start, the order in which the backward completes them). During an armed backward, each
+    bucket's async all-reduce starts as soon as its parameters' gradients are final and every earlier bucket has
+    started, so communication overlaps the rest of the backward and every rank issues the same sequence.
+    """
+
+    def __init__(self, grads: torch.Tensor, slices: list[tuple[int, int]], params: list[torch.Tensor],
+                 bucket_bytes: int = 25 << 20) -> None:
+        self.grads = grads
+        cap = max(1, bucket_bytes // grads.element_size())
+        self.buckets: list[tuple[int, int]] = []
+        self.bucket_of: list[int] = [0] * len(slices)
+        members: list[list[int]] = []
+        cur: list[int] = []
+        lo = hi = 0
+        for i in range(len(slices) - 1, -1, -1):
+            off, end = slices[i]
+            if cur and hi - off > cap:
+                self.buckets.append((lo, hi))
+                members.append(cur)
+                cur = []
+            if not cur:
+                hi = end
+            cur.append(i)
+            lo = off
+            self.bucket_of[i] = len(members)
+        if cur:
+            self.buckets.append((lo, hi))
+            members.append(cur)
+        self.sizes = [len(m) for m in members]
+        self.armed = False
+        self.pending: list[int] = []
+        self.next = 0
+        self.works: list[Any] = []
+        self.error: BaseException | None = None
+        for i, p in enumerate(params):
+            p.register_post_accumulate_grad_hook(self._hook(i))
+
+    def _hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        def hook(_p: torch.Tensor) -> None:
+            if not self.armed:
+                return
+            b = self.bucket_of[i]
+            self.pending[b] -= 1
+            while self.next < len(self.buckets) and self.pending[self.next] == 0:
+                self._launch(self.next)
+
+        return hook
+
+    def _launch(self, b: int) -> None:
+        lo, hi = self.buckets[b]
+        self.next = b + 1
+        self.works.append(dist.all_reduce(self.grads[lo:hi], op=dist.ReduceOp.SUM, async_op=True))
+
+    def arm(self) -> None:
+        """The next backward is the step's last: launch buckets as they complete."""
+        self.armed = True
+        self.pending = list(self.sizes)
+        self.next = 0
+        self.works = []
+
+    def finish(self) -> None:
+        """Launches what the backward did not (in order) and waits for every bucket."""
+        try:
+            while self.next < len(self.buckets):
+                self._launch(self.next)
+            for w in self.works:
+                w.wait()
+        finally:
+            self.armed = False
+            self.works = []

@@ -1,0 +1,417 @@
+# The torch executor's logic, independent of stdin/stdout (kernels/executor.ts, ported): holds the flat parameter,
+# gradient and AdamW buffers on the device, the GPT, the data plane (process group + SP-group pool) and turns each
+# executor command into events.
+#
+# A step: validate the whole plan (every rank refuses a bad plan identically, nothing has started), zero the
+# gradients, run each micro-batch's group on this rank (Ulysses over the pool group; forward + backward of the
+# summed token loss scaled by 1/globalTokens), sum the gradients over all ranks (bucketed, fixed order, started
+# during the last backward), clip by the global norm and apply AdamW (weight decay on matrices and embeddings).
+# Summing gradients that are each scaled by 1/globalTokens is the gradient of the step's mean token loss.
+# Reporting: a group's summed token loss and target count come from its SP rank 0 only (others report 0, 0).
+#
+# Errors: init and peers failures are fatal; a refused plan, save or load is not; once a step has passed
+# validation the ranks of a group depend on each other mid-collective, so any failure is fatal and the process
+# exits (its sockets close, so its peers' collectives fail fast instead of waiting for their timeouts).
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
+from comm import DataPlane, GradReducer, StoreListener, interface_of
+from gpt import Gpt
+from model import ModelShape, ParamLayout, init_params, param_layout
+from optim import AdamWConfig, adamw, clip_factor, sum_squares
+from packing import FileSource, SyntheticSource, TokenSource, pack_group
+from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
+from step_plan import MyGroup, check_plan
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class FatalError(Exception):
+    """An error that makes the executor unusable (init, rendezvous or mid-step failures)."""
+
+
+def cpu_model() -> str:
+    """The CPU model name, as the OS tells it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def node_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def env_ms(name: str, fallback: float) -> float:
+    """A positive number of milliseconds from the environment."""
+    v = os.environ.get(name)
+    try:
+        n = fallback if v is None else float(v)
+    except ValueError:
+        n = -1
+    if not n > 0:
+        raise ValueError(f'{name} must be a positive number of milliseconds, got "{v}"')
+    return n
+
+
+@dataclass
+class _State:
+    init: dict[str, Any]
+    rank: int
+    world_size: int
+    shape: ModelShape
+    layout: ParamLayout
+    opt: AdamWConfig
+    params: torch.Tensor
+    grads: torch.Tensor
+    m: torch.Tensor
+    v: torch.Tensor
+    model: Gpt
+    source: TokenSource
+    listener: StoreListener | None
+    bind_host: str
+    dp: DataPlane | None = None
+    reducer: GradReducer | None = None
+    step: int = 0
+
+
+class Executor:
+    """One executor: feed it commands, it emits events."""
+
+    def __init__(self, kind: str, device_index: int, emit: Emit, log: Callable[[str], None]) -> None:
+        self.kind = kind
+        self.device_index = device_index
+        self.emit = emit
+        self.log = log
+        self.s: _State | None = None
+        self.device = torch.device("cpu")
+        self.device_name = ""
+        self.connect_timeout_s = env_ms("FLEXSP_DP_CONNECT_TIMEOUT_MS", 60_000) / 1000
+        self.op_timeout_s = env_ms("FLEXSP_DP_OP_TIMEOUT_MS", 600_000) / 1000
+
+    @property
+    def rank(self) -> int:
+        """The rank (or -1 before init)."""
+        return self.s.rank if self.s else -1
+
+    def handle(self, cmd: dict[str, Any]) -> str:
+        """Runs one command to completion; errors become `error` events. Returns "exit" after shutdown or a fatal error."""
+        t = cmd["type"]
+        try:
+            if t == "init":
+                self._fatal_on_error(lambda: self._init(cmd["init"]))
+            elif t == "peers":
+                self._fatal_on_error(lambda: self._peers(cmd["endpoints"]))
+            elif t == "step":
+                self._run_step(cmd["plan"])
+            elif t == "save":
+                self._save(cmd["path"])
+            elif t == "load":
+                self._load(cmd["path"], cmd.get("sha256"))
+            elif t == "profile_compute":
+                self._profile_compute(cmd["request"])
+            elif t == "profile_alltoall":
+                self._profile_alltoall(cmd["request"])
+            elif t == "shutdown":
+                self.close()
+                return "exit"
+            else:
+                raise ValueError(f"unknown command {t}")
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error event
+            fatal = isinstance(e, FatalError)
+            message = str(e) or type(e).__name__
+            if fatal and e.__cause__ is not None and not isinstance(e.__cause__, (ValueError, RuntimeError)):
+                self.log("".join(traceback.format_exception(e.__cause__)))
+            self.emit({"type": "error", "rank": self.rank, "message": message, "fatal": fatal})
+            if fatal:
+                self.close()
+                return "exit"
+        return "continue"
+
+    def _fatal_on_error(self, f: Callable[[], None]) -> None:
+        try:
+            f()
+        except FatalError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FatalError(str(e) or type(e).__name__) from e
+
+    def _ready(self, what: str) -> _State:
+        if self.s is None:
+            raise ValueError(f"{what}: executor is not initialised (send init first)")
+        return self.s
+
+    # ---------- init and rendezvous ----------
+
+    def _select_device(self) -> None:
+        if self.kind == "cuda":
+            where = f"host {socket.gethostname()}, Python {sys.executable}"
+            if not torch.cuda.is_available():
+                what = (f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None
+                        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no usable GPU")
+                raise RuntimeError(
+                    f"cuda executor: {what} ({where}); install a CUDA build of torch "
+                    "(https://pytorch.org/get-started/locally/) or use executor: torch-cpu"
+                )
+            n = torch.cuda.device_count()
+            if self.device_index >= n:
+                raise RuntimeError(f"cuda executor: device {self.device_index} does not exist ({where} has {n} GPU(s))")
+            self.device = torch.device("cuda", self.device_index)
+            torch.cuda.set_device(self.device)
+            self.device_name = torch.cuda.get_device_name(self.device)
+        else:
+            self.device = torch.device("cpu")
+            self.device_name = f"torch-cpu ({cpu_model()})"
+
+    def _init(self, init: Any) -> None:
+        if self.s is not None:
+            raise ValueError("init: executor is already initialised")
+        if not isinstance(init, dict):
+            raise ValueError("init: expected an object")
+        shape = ModelShape.from_json(init.get("model"))
+        ws, rank = init.get("worldSize"), init.get("rank")
+        if not isinstance(ws, int) or ws < 1:
+            raise ValueError(f"init: bad worldSize {ws}")
+        if not isinstance(rank, int) or rank < 0 or rank >= ws:
+            raise ValueError(f"init: rank {rank} outside [0, {ws})")
+        o = init.get("optimizer") or {}
+        opt = AdamWConfig(float(o["weightDecay"]), float(o["gradClip"]), float(o["beta1"]), float(o["beta2"]),
+                          float(o["eps"]))
+        self._select_device()
+        layout = param_layout(shape)
+        ds = init.get("dataset")
+        source: TokenSource = (FileSource(ds["tokensPath"], ds["tokenBytes"]) if ds else SyntheticSource(shape.vocab))
+        bind_host = str(init.get("bindHost") or "127.0.0.1")
+        t0 = time.perf_counter()
+        params = init_params(layout, int(init.get("seed", 0))).to(self.device)
+        self.log(f"initialised {layout.count} parameters in {time.perf_counter() - t0:.2f} s")
+        grads = torch.zeros_like(params)
+        m, v = torch.zeros_like(params), torch.zeros_like(params)
+        model = Gpt(layout, params, grads)
+        listener = None
+        if ws > 1:
+            iface = interface_of(bind_host)
+            if iface:
+                os.environ.setdefault("GLOO_SOCKET_IFNAME", iface)
+                os.environ.setdefault("NCCL_SOCKET_IFNAME", iface)
+            else:
+                self.log(f"no interface carries {bind_host}; gloo/NCCL pick their own")
+            if rank == 0:
+                listener = StoreListener(bind_host, ws, self.connect_timeout_s)
+        self.s = _State(init, rank, ws, shape, layout, opt, params, grads, m, v, model, source, listener, bind_host)
+        self.emit({
+            "type": "ready",
+            "rank": rank,
+            "kind": self.kind,
+            "device": self.device_name,
+            "endpoint": {"rank": rank, "host": bind_host, "port": listener.port if listener else 0},
+        })
+
+    def _peers(self, endpoints: Any) -> None:
+        s = self._ready("peers")
+        if not isinstance(endpoints, list):
+            raise ValueError("peers: endpoints must be a list")
+        if "FLEXSP_THREADS" not in os.environ and self.device.type == "cpu":
+            here = sum(1 for e in endpoints if isinstance(e, dict) and e.get("host") == s.bind_host) or 1
+            torch.set_num_threads(max(1, node_cores() // here))
+        pool: list[dict[str, Any]] = []
+        if s.world_size > 1:
+            backend = "nccl" if self.kind == "cuda" else "gloo"
+            t0 = time.perf_counter()
+            s.dp = DataPlane(s.rank, s.world_size, backend, self.device, str(s.init.get("secret", "")), s.listener,
+                             endpoints, self.connect_timeout_s, self.op_timeout_s)
+            slices = [(x.offset, x.offset + x.length) for x in s.layout.slices]
+            s.reducer = GradReducer(s.grads, slices, s.model.params)
+            pool = [{"degree": p.degree, "groups": p.groups, "ms": round(p.ms, 3)} for p in s.dp.pool_times]
+            self.log(f"rendezvous + pool in {time.perf_counter() - t0:.2f} s: {pool}; threads {torch.get_num_threads()}")
+        self.emit({"type": "connected", "rank": s.rank, "pool": pool})
+
+    # ---------- steps ----------
+
+    def _autocast(self) -> Any:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _in_pool(self, s: _State) -> Callable[[list[int]], bool]:
+        if s.dp is not None:
+            return s.dp.in_pool
+        return lambda ranks: False
+
+    def _run_step(self, plan: Any) -> None:
+        s = self._ready("step")
+        if s.world_size > 1 and s.dp is None:
+            raise ValueError("step: data plane not connected (send peers first)")
+        mine = check_plan(plan, s.rank, s.world_size, s.shape, self._in_pool(s))
+        self._fatal_on_error(lambda: self._execute(s, plan, mine))
+
+    def _execute(self, s: _State, plan: dict[str, Any], mine: list[MyGroup]) -> None:
+        t0 = time.perf_counter()
+        dev = self.device
+        s.grads.zero_()
+        scale = 1 / plan["globalTokens"]
+        reports: list[dict[str, Any]] = []
+        for i, mg in enumerate(mine):
+            tm = time.perf_counter()
+            packed = pack_group([s.source.read(q) for q in mg.group["sequences"]], mg.degree, s.shape.max_seq,
+                                s.shape.vocab)
+            a, b = packed.bounds[mg.sp_rank], packed.bounds[mg.sp_rank + 1]
+            try:
+                tok, pos, tgt = (x[a:b].to(dev) for x in (packed.tokens, packed.positions, packed.targets))
+                group = s.dp.group(mg.ranks) if mg.degree > 1 and s.dp is not None else None
+                if s.reducer is not None and i == len(mine) - 1:
+                    s.reducer.arm()
+                with self._autocast():
+                    losses = s.model.forward(tok, pos, tgt, packed.cu_seqlens, group, mg.degree)
+                loss_sum = losses.detach().double().sum()
+                if group is not None:
+                    parts = [torch.zeros_like(loss_sum) for _ in range(mg.degree)]
+                    torch.distributed.all_gather(parts, loss_sum, group=group)
+                    group_loss = sum(float(p.item()) for p in parts)
+                else:
+                    group_loss = float(loss_sum.item())
+                (losses.sum() * scale).backward()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+            except Exception as e:  # noqa: BLE001
+                raise FatalError(self._describe(e, plan["step"], i, mg, packed.seq_len // mg.degree)) from e
+            reports.append({
+                "ms": (time.perf_counter() - tm) * 1000,
+                "lossSum": group_loss if mg.sp_rank == 0 else 0,
+                "tokens": packed.target_count if mg.sp_rank == 0 else 0,
+            })
+        if s.reducer is not None:
+            try:
+                s.reducer.finish()
+            except Exception as e:  # noqa: BLE001
+                raise FatalError(f"step {plan['step']}: gradient all-reduce failed: {self._peer_hint(e)}") from e
+        ranges = [(x.offset, x.offset + x.length) for x in s.layout.slices]
+        norm = sum_squares(s.grads, ranges) ** 0.5
+        if norm != norm or norm == float("inf"):
+            raise FatalError(f"step {plan['step']}: gradient norm is {'NaN' if norm != norm else 'Infinity'}; update skipped")
+        clip = clip_factor(norm, s.opt.grad_clip)
+        s.step += 1
+        lr = float(plan["lr"])
+        for x in s.layout.slices:
+            sl = slice(x.offset, x.offset + x.length)
+            adamw(s.params[sl], s.grads[sl], s.m[sl], s.v[sl], lr, s.opt, s.opt.weight_decay if x.decay else 0.0,
+                  s.step, clip)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        self.emit({"type": "step_done", "rank": s.rank, "step": plan["step"], "microBatches": reports,
+                   "ms": (time.perf_counter() - t0) * 1000})
+
+    @staticmethod
+    def _peer_hint(e: BaseException) -> str:
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:400]
+        low = msg.lower()
+        if any(w in low for w in ("connection", "closed", "reset", "peer", "broken pipe", "timed out", "timeout",
+                                  "abort", "ncclremoteerror", "socket")):
+            return f"a peer rank disconnected or aborted ({msg})"
+        return msg
+
+    def _describe(self, e: BaseException, step: int, i: int, mg: MyGroup, per_device: int) -> str:
+        ids = [q.get("id") for q in mg.group["sequences"]][:12]
+        where = (f"step {step}, micro-batch {i}, SP group of degree {mg.degree} ranks {mg.ranks} "
+                 f"({per_device} tokens per device, sequences {ids})")
+        oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                      getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+        text = str(e)
+        if isinstance(e, oom_types) or "out of memory" in text.lower() or "can't allocate memory" in text:
+            if self.device.type == "cuda":
+                total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
+                return (f"CUDA out of memory on cuda:{self.device_index} ({self.device_name}, {total:.1f} GiB) at "
+                        f"{where}; the plan assumed this fits: lower planner.memory_budget_gb or "
+                        "cluster.nodes[].device_memory_gb, or use activation checkpointing")
+            return f"out of host memory at {where}; lower planner.memory_budget_gb"
+        return f"{where}: {self._peer_hint(e)}"
+
+    # ---------- profiling ----------
+
+    def _profile_compute(self, req: Any) -> None:
+        s = self._ready("profile_compute")
+        check_compute_request(req, s.shape)
+        res: dict[str, Any] = {}
+
+        def run() -> None:
+            res.update(profile_compute(
+                req, rank=s.rank, world_size=s.world_size, shape=s.shape, model=s.model, grads=s.grads,
+                source=s.source, dp=s.dp, device=self.device, device_name=self.device_name,
+                autocast=self._autocast, model_state_bytes=4 * s.layout.total * 4,
+            ))
+
+        self._fatal_on_error(run)
+        self.emit({"type": "profile_compute_done", "rank": s.rank, "result": res})
+
+    def _profile_alltoall(self, req: Any) -> None:
+        s = self._ready("profile_alltoall")
+        if s.world_size > 1 and s.dp is None:
+            raise ValueError("profile_alltoall: data plane not connected")
+        check_alltoall_request(req, s.world_size, self._in_pool(s))
+        res: dict[str, Any] = {}
+        self._fatal_on_error(lambda: res.update(
+            profile_alltoall(req, rank=s.rank, world_size=s.world_size, dp=s.dp, device=self.device)))
+        self.emit({"type": "profile_alltoall_done", "rank": s.rank, "result": res})
+
+    # ---------- checkpoints ----------
+
+    def _save(self, path: Any) -> None:
+        s = self._ready("save")
+        data = encode_state(s.shape, s.step, s.params, s.m, s.v)
+        write_atomic(str(path), data)
+        self.emit({"type": "saved", "rank": s.rank, "path": path, "sha256": sha256_hex(data), "bytes": len(data)})
+
+    def _load(self, path: Any, sha256: Any) -> None:
+        s = self._ready("load")
+        try:
+            with open(str(path), "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ValueError(f"load: cannot read {path}: {e.strerror or e}") from None
+        if sha256 is not None:
+            got = sha256_hex(data)
+            if got != sha256:
+                raise ValueError(f"load: {path}: sha256 {got[:12]}… is not {str(sha256)[:12]}…")
+        st = decode_state(data, s.shape, str(path))
+        if st.params.numel() != s.layout.total:
+            raise ValueError(f"load: {path} holds {st.params.numel()} values, layout has {s.layout.total}")
+        with torch.no_grad():
+            s.params.copy_(st.params)
+            s.m.copy_(st.m)
+            s.v.copy_(st.v)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        s.step = st.step
+        self.emit({"type": "loaded", "rank": s.rank, "path": path})
+
+    def close(self) -> None:
+        """Closes the process groups, the store and the token source. Idempotent."""
+        s = self.s
+        if s is None:
+            return
+        self.s = None
+        if s.dp is not None:
+            s.dp.close()
+        if s.listener is not None:
+            s.listener.close()
+        s.source.close()

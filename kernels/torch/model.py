@@ -1,0 +1,259 @@
+# The GPT of the TypeScript executors (kernels/model.ts), ported exactly: the flat float32 parameter layout (named
+# slices at 64-element aligned offsets), the sfc32 PRNG seeded through splitmix32, and the GPT-2 initialisation,
+# so a torch executor starts from the very same bits as a `cpu` or `webgpu` one. Pure data, no device code.
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+#: Views into the flat buffer start at multiples of this many elements (kernels/backend.ts VIEW_ALIGN).
+VIEW_ALIGN = 64
+#: Standard deviation of the normal initialisation (GPT-2).
+INIT_STD = 0.02
+#: LayerNorm epsilon used everywhere.
+LN_EPS = 1e-5
+
+_M32 = 0xFFFFFFFF
+_SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Shape of a GPT model (orchestrator/config/presets.ts ModelShape)."""
+
+    layers: int
+    hidden: int
+    heads: int
+    vocab: int
+    max_seq: int
+    #: The shape as the init message carried it (written back verbatim into checkpoint headers).
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @staticmethod
+    def from_json(d: Any) -> "ModelShape":
+        """Parses and validates a ModelShape object; throws a clear error naming the bad field."""
+        if not isinstance(d, dict):
+            raise ValueError("model shape: expected an object with layers, hidden, heads, vocab, maxSeq")
+        for k in _SHAPE_KEYS:
+            v = d.get(k)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"model shape: {k} must be a positive integer")
+        if d["hidden"] % d["heads"] != 0:
+            raise ValueError(f"model shape: hidden {d['hidden']} is not divisible by heads {d['heads']}")
+        return ModelShape(d["layers"], d["hidden"], d["heads"], d["vocab"], d["maxSeq"], dict(d))
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape as protocol JSON."""
+        return self.raw or {
+            "layers": self.layers,
+            "hidden": self.hidden,
+            "heads": self.heads,
+            "vocab": self.vocab,
+            "maxSeq": self.max_seq,
+        }
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """One named parameter tensor inside the flat parameter buffer."""
+
+    name: str
+    offset: int
+    length: int
+    shape: tuple[int, ...]
+    #: Whether AdamW weight decay applies (2-D weights and embeddings).
+    decay: bool
+    init: str  # "normal" | "normal_residual" | "zeros" | "ones"
+
+
+#: Per-layer slice keys, in buffer order.
+LAYER_KEYS = ("ln1g", "ln1b", "wqkv", "bqkv", "wo", "bo", "ln2g", "ln2b", "wfc", "bfc", "wproj", "bproj")
+
+
+@dataclass
+class ParamLayout:
+    """The flat parameter layout of a model: every slice in buffer order, plus named access."""
+
+    shape: ModelShape
+    total: int
+    count: int
+    slices: list[ParamSlice]
+    by_name: dict[str, ParamSlice]
+
+    def layer(self, i: int, key: str) -> ParamSlice:
+        """Slice `key` (one of LAYER_KEYS) of block `i`."""
+        return self.by_name[f"h{i}.{_LAYER_NAMES[key]}"]
+
+
+_LAYER_NAMES = {
+    "ln1g": "ln1.g",
+    "ln1b": "ln1.b",
+    "wqkv": "attn.w_qkv",
+    "bqkv": "attn.b_qkv",
+    "wo": "attn.w_o",
+    "bo": "attn.b_o",
+    "ln2g": "ln2.g",
+    "ln2b": "ln2.b",
+    "wfc": "mlp.w_fc",
+    "bfc": "mlp.b_fc",
+    "wproj": "mlp.w_proj",
+    "bproj": "mlp.b_proj",
+}
+
+
+def param_layout(shape: ModelShape) -> ParamLayout:
+    """Builds the flat parameter layout (order: wte, wpe, blocks 0..L-1, lnf), as kernels/model.ts does."""
+    H, V = shape.hidden, shape.vocab
+    slices: list[ParamSlice] = []
+    offset = 0
+    count = 0
+
+    def add(name: str, dims: tuple[int, ...], init: str, decay: bool) -> None:
+        nonlocal offset, count
+        length = math.prod(dims)
+        slices.append(ParamSlice(name, offset, length, dims, decay, init))
+        offset += -(-length // VIEW_ALIGN) * VIEW_ALIGN
+        count += length
+
+    add("wte", (V, H), "normal", True)
+    add("wpe", (shape.max_seq, H), "normal", True)
+    for layer in range(shape.layers):
+        p = f"h{layer}."
+        add(p + "ln1.g", (H,), "ones", False)
+        add(p + "ln1.b", (H,), "zeros", False)
+        add(p + "attn.w_qkv", (H, 3 * H), "normal", True)
+        add(p + "attn.b_qkv", (3 * H,), "zeros", False)
+        add(p + "attn.w_o", (H, H), "normal_residual", True)
+        add(p + "attn.b_o", (H,), "zeros", False)
+        add(p + "ln2.g", (H,), "ones", False)
+        add(p + "ln2.b", (H,), "zeros", False)
+        add(p + "mlp.w_fc", (H, 4 * H), "normal", True)
+        add(p + "mlp.b_fc", (4 * H,), "zeros", False)
+        add(p + "mlp.w_proj", (4 * H, H), "normal_residual", True)
+        add(p + "mlp.b_proj", (H,), "zeros", False)
+    add("lnf.g", (H,), "ones", False)
+    add("lnf.b", (H,), "zeros", False)
+    return ParamLayout(shape, offset, count, slices, {s.name: s for s in slices})
+
+
+class Prng:
+    """sfc32 seeded through splitmix32, bit-identical to `Prng` of kernels/model.ts; `normal()` is Box-Muller."""
+
+    __slots__ = ("a", "b", "c", "d", "spare")
+
+    def __init__(self, *seeds: int) -> None:
+        s = 0x9E3779B9
+
+        def mix() -> int:
+            nonlocal s
+            s = (s + 0x9E3779B9) & _M32
+            z = s
+            z = ((z ^ (z >> 16)) * 0x85EBCA6B) & _M32
+            z = ((z ^ (z >> 13)) * 0xC2B2AE35) & _M32
+            return (z ^ (z >> 16)) & _M32
+
+        for x in seeds:
+            lo = x % 0x100000000
+            hi = (x // 0x100000000) % 0x100000000
+            s = (s ^ (((lo ^ hi) * 0x27D4EB2F) & _M32)) & _M32
+            mix()
+        self.a = mix()
+        self.b = mix()
+        self.c = mix()
+        self.d = mix()
+        self.spare: float | None = None
+        for _ in range(12):
+            self.next_u32()
+
+    def next_u32(self) -> int:
+        """Next uniform 32-bit unsigned integer."""
+        a, b, c, d = self.a, self.b, self.c, self.d
+        t = (a + b + d) & _M32
+        self.d = (d + 1) & _M32
+        self.a = b ^ (b >> 9)
+        self.b = (c + (c << 3)) & _M32
+        c = ((c << 21) & _M32) | (c >> 11)
+        self.c = (c + t) & _M32
+        return t
+
+    def uniform(self) -> float:
+        """Uniform in [0, 1) with 32 bits of resolution."""
+        return self.next_u32() / 4294967296
+
+    def int(self, n: int) -> int:
+        """Uniform integer in [0, n)."""
+        return math.floor(self.uniform() * n)
+
+    def normal(self) -> float:
+        """Standard normal sample."""
+        if self.spare is not None:
+            s = self.spare
+            self.spare = None
+            return s
+        u1 = (self.next_u32() + 1) / 4294967297
+        u2 = self.uniform()
+        r = math.sqrt(-2 * math.log(u1))
+        self.spare = r * math.sin(2 * math.pi * u2)
+        return r * math.cos(2 * math.pi * u2)
+
+    def normals(self, n: int, std: float) -> list[float]:
+        """`n` samples of N(0, std²) in float64 (the hot loop of initialisation, inlined)."""
+        out = [0.0] * n
+        a, b, c, d = self.a, self.b, self.c, self.d
+        log, sqrt, sin, cos, tau = math.log, math.sqrt, math.sin, math.cos, 2 * math.pi
+        i = 0
+        if self.spare is not None and n > 0:
+            out[0] = self.spare * std
+            self.spare = None
+            i = 1
+        while i < n:
+            t1 = (a + b + d) & _M32
+            d = (d + 1) & _M32
+            a = b ^ (b >> 9)
+            b = (c + (c << 3)) & _M32
+            c = ((((c << 21) & _M32) | (c >> 11)) + t1) & _M32
+            t2 = (a + b + d) & _M32
+            d = (d + 1) & _M32
+            a = b ^ (b >> 9)
+            b = (c + (c << 3)) & _M32
+            c = ((((c << 21) & _M32) | (c >> 11)) + t2) & _M32
+            r = sqrt(-2 * log((t1 + 1) / 4294967297))
+            u2 = t2 / 4294967296
+            out[i] = r * cos(tau * u2) * std
+            if i + 1 < n:
+                out[i + 1] = r * sin(tau * u2) * std
+            else:
+                self.spare = r * sin(tau * u2)
+            i += 2
+        self.a, self.b, self.c, self.d = a, b, c, d
+        return out
+
+
+def init_params(layout: ParamLayout, seed: int) -> torch.Tensor:
+    """
+    The seeded initial parameters as a flat float32 CPU tensor of `layout.total` values, bit-identical to
+    `initParams` of kernels/model.ts: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2·layers)), biases 0,
+    LayerNorm gains 1; each slice draws from its own stream (seed, slice index + 1).
+
+    FLEXSP_TORCH_INIT=fast draws the normals from torch's generator instead (seconds instead of minutes for
+    billion-parameter shapes; not bit-identical to the TypeScript executors, but identical on every rank).
+    """
+    out = torch.zeros(layout.total, dtype=torch.float32)
+    residual_std = INIT_STD / math.sqrt(2 * layout.shape.layers)
+    fast = os.environ.get("FLEXSP_TORCH_INIT", "") == "fast"
+    for i, s in enumerate(layout.slices):
+        dst = out[s.offset : s.offset + s.length]
+        if s.init == "ones":
+            dst.fill_(1)
+        elif s.init in ("normal", "normal_residual"):
+            std = INIT_STD if s.init == "normal" else residual_std
+            if fast:
+                g = torch.Generator().manual_seed((seed * 1_000_003 + i + 1) % (1 << 63))
+                dst.copy_(torch.randn(s.length, generator=g, dtype=torch.float64) * std)
+            else:
+                dst.copy_(torch.tensor(Prng(seed, i + 1).normals(s.length, std), dtype=torch.float64))
+    return out

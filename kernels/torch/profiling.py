@@ -1,0 +1,220 @@
+# The torch executor's side of `deno task profile` (kernels/profiling.ts): forward+backward timing of packed
+# degree-1 batches with activation memory, and timed all-to-alls of concurrent pool groups.
+#
+# Time: CUDA events on cuda, perf_counter on the CPU. Memory: on cuda the allocator's peak above what was
+# allocated before the run (torch.cuda.max_memory_allocated, "device_peak"); on the CPU torch keeps no allocator
+# statistics, so the executor counts the bytes of the distinct tensors autograd saves for the backward (parameters
+# excluded) plus the largest transient of the run, the logits: the activation memory of that batch ("buffers").
+#
+# Fault injection (tests only): FLEXSP_PROFILE_FAULT="RANK:error" makes that rank's compute benchmark throw, and
+# "RANK:exit" makes the process exit, at the first timed run.
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import torch
+
+from comm import DataPlane
+from gpt import Gpt
+from model import ModelShape
+from packing import TokenSource, pack_group
+
+
+def check_compute_request(req: Any, shape: ModelShape) -> None:
+    """Refuses a bad compute request before any collective starts (the messages of kernels/profiling.ts)."""
+    if not isinstance(req, dict) or not isinstance(req.get("id"), str) or not isinstance(req.get("points"), list) \
+            or not req["points"]:
+        raise ValueError("profile_compute: needs an id and at least one point")
+    for i, p in enumerate(req["points"]):
+        c, ln = (p.get("count"), p.get("length")) if isinstance(p, dict) else (None, None)
+        if not isinstance(c, int) or c < 1 or not isinstance(ln, int) or ln < 2:
+            raise ValueError(f"profile_compute: point {i} needs count >= 1 and length >= 2, got {p}")
+        if ln > shape.max_seq:
+            raise ValueError(f"profile_compute: point {i} has length {ln}, more than the model's {shape.max_seq}")
+    order = req.get("order")
+    if not isinstance(order, list) or not order:
+        raise ValueError("profile_compute: empty order")
+    for i in order:
+        if not isinstance(i, int) or i < 0 or i >= len(req["points"]):
+            raise ValueError(f"profile_compute: order refers to point {i}, which does not exist")
+    w = req.get("warmup")
+    if not isinstance(w, int) or w < 0:
+        raise ValueError("profile_compute: bad warmup")
+
+
+def check_alltoall_request(req: Any, world_size: int, in_pool: Callable[[list[int]], bool]) -> None:
+    """Refuses a bad all-to-all request; every group must be a block of the SP-group pool."""
+    if not isinstance(req, dict) or not isinstance(req.get("id"), str) or not isinstance(req.get("groups"), list) \
+            or not isinstance(req.get("sizes"), list):
+        raise ValueError("profile_alltoall: needs id, groups and sizes")
+    seen: set[int] = set()
+    for g in req["groups"]:
+        if not isinstance(g, list) or len(g) < 2:
+            raise ValueError("profile_alltoall: every group needs at least 2 ranks")
+        for r in g:
+            if not isinstance(r, int) or r < 0 or r >= world_size:
+                raise ValueError(f"profile_alltoall: bad rank {r}")
+            if r in seen:
+                raise ValueError(f"profile_alltoall: rank {r} is in two groups")
+            seen.add(r)
+        if not in_pool(g):
+            raise ValueError(f"profile_alltoall: group {g} is not an aligned power-of-two block of the SP-group pool")
+    for s in req["sizes"]:
+        if not isinstance(s, int) or s < 0:
+            raise ValueError(f"profile_alltoall: bad size {s}")
+    it, w = req.get("iters"), req.get("warmup")
+    if not isinstance(it, int) or it < 1 or not isinstance(w, int) or w < 0:
+        raise ValueError("profile_alltoall: bad iters or warmup")
+
+
+def _injected_fault(rank: int) -> str | None:
+    spec = os.environ.get("FLEXSP_PROFILE_FAULT")
+    if not spec:
+        return None
+    r, _, mode = spec.partition(":")
+    if not r.strip().lstrip("-").isdigit() or int(r) != rank:
+        return None
+    return "exit" if mode == "exit" else "error"
+
+
+class _Timer:
+    """Wall time of a region: CUDA events on a GPU (the device's own clock), perf_counter otherwise."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.a = torch.cuda.Event(enable_timing=True)
+            self.b = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        if self.cuda:
+            self.a.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def stop_ms(self) -> float:
+        if self.cuda:
+            self.b.record()
+            self.b.synchronize()
+            return float(self.a.elapsed_time(self.b))
+        return (time.perf_counter() - self.t0) * 1000
+
+
+@contextlib.contextmanager
+def _saved_bytes(param_ptrs: set[int], acc: list[int]) -> Iterator[None]:
+    """Counts into acc[0] the bytes of the distinct storages autograd saves for the backward (not parameters)."""
+    seen: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in seen and ptr not in param_ptrs:
+            seen.add(ptr)
+            acc[0] += st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield
+
+
+def profile_compute(
+    req: dict[str, Any],
+    *,
+    rank: int,
+    world_size: int,
+    shape: ModelShape,
+    model: Gpt,
+    grads: torch.Tensor,
+    source: TokenSource,
+    dp: DataPlane | None,
+    device: torch.device,
+    device_name: str,
+    autocast: Callable[[], Any],
+    model_state_bytes: int,
+) -> dict[str, Any]:
+    """Runs the compute grid on this device (the same path as a training micro-batch)."""
+    sync = bool(req.get("barrier")) and world_size > 1
+    if sync and dp is None:
+        raise RuntimeError("profile_compute: data plane not connected (send peers first)")
+    fault = _injected_fault(rank)
+    timer = _Timer(device)
+    cuda = device.type == "cuda"
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.params}
+    samples: list[dict[str, Any]] = []
+    runs = [req["order"][0]] * req["warmup"] + list(req["order"])
+    for i, pi in enumerate(runs):
+        timed = i >= req["warmup"]
+        p = req["points"][pi]
+        if sync and dp is not None:
+            dp.barrier()
+        if timed and fault:
+            if fault == "exit":
+                print(f"rank {rank}: injected fault (FLEXSP_PROFILE_FAULT): exiting", file=sys.stderr, flush=True)
+                os._exit(3)
+            raise RuntimeError(f"injected fault (FLEXSP_PROFILE_FAULT) at {p['count']}x{p['length']} tokens")
+        if cuda:
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        acc = [0]
+        timer.start()
+        refs = [{"id": 1_000_000 + i * 64 + k, "offset": 0, "length": p["length"]} for k in range(p["count"])]
+        packed = pack_group([source.read(r) for r in refs], 1, shape.max_seq, shape.vocab)
+        tok, pos, tgt = (x.to(device) for x in (packed.tokens, packed.positions, packed.targets))
+        with _saved_bytes(param_ptrs, acc), autocast():
+            losses = model.forward(tok, pos, tgt, packed.cu_seqlens, None, 1)
+        (losses.sum() * (1 / max(1, packed.target_count))).backward()
+        loss_sum = float(losses.detach().double().sum().item())
+        ms = timer.stop_ms()
+        if loss_sum != loss_sum or loss_sum in (float("inf"), float("-inf")):
+            raise RuntimeError(f"loss is {loss_sum} at {p['count']}x{p['length']} tokens: the device computes garbage")
+        if cuda:
+            peak = torch.cuda.max_memory_allocated(device) - base
+        else:
+            peak = acc[0] + 2 * packed.seq_len * shape.vocab * 4  # + logits and their gradient
+        if timed:
+            samples.append({"point": pi, "ms": ms, "tokens": packed.seq_len, "peakBytes": int(peak)})
+    grads.zero_()
+    return {
+        "id": req["id"],
+        "samples": samples,
+        "modelStateBytes": model_state_bytes,
+        "memorySource": "device_peak" if cuda else "buffers",
+        "device": device_name,
+    }
+
+
+def profile_alltoall(
+    req: dict[str, Any], *, rank: int, world_size: int, dp: DataPlane | None, device: torch.device
+) -> dict[str, Any]:
+    """Timed all-to-alls: per size, warmup + iters rounds, each after a barrier of all ranks so groups run at once."""
+    import torch.distributed as dist
+
+    if world_size > 1 and dp is None:
+        raise RuntimeError("profile_alltoall: data plane not connected")
+    group = next((g for g in req["groups"] if rank in g), None)
+    pg = dp.group(group) if group is not None and dp is not None else None
+    timer = _Timer(device)
+    samples: list[dict[str, Any]] = []
+    for nbytes in req["sizes"]:
+        ms: list[float] = []
+        if group is not None:
+            per = max(1, nbytes // 4 // len(group))
+            send = torch.full((per * len(group),), rank + 0.5, dtype=torch.float32, device=device)
+            recv = torch.empty_like(send)
+        for it in range(req["warmup"] + req["iters"]):
+            if world_size > 1 and dp is not None:
+                dp.barrier()
+            if group is None:
+                continue
+            timer.start()
+            dist.all_to_all_single(recv, send, group=pg)
+            dt = timer.stop_ms()
+            if it >= req["warmup"]:
+                ms.append(dt)
+        samples.append({"bytes": nbytes, "ms": ms})
+    return {"id": req["id"], "samples": samples}

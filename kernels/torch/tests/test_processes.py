@@ -1,0 +1,174 @@
+# Real torch-cpu executor processes (executor_main.py) on gloo over 127.0.0.1, one torch thread each, driven
+# through the protocol: the SP-group pool, SP-degree invariance (degree 1, 2, 4 and a 2+1+1 plan give the group
+# losses and the all-reduced gradient of an in-process degree-1 reference within 1e-5), bit-identical state on
+# every rank, checkpoint round trips and a resume that is bit-identical to the uninterrupted run, and bad plans
+# refused by every rank with the same clear error.
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import unittest
+from typing import Any
+
+import torch
+
+from checkpoint import decode_state
+from gpt import Gpt
+from model import ModelShape, Prng, init_params, param_layout
+from optim import clip_factor
+from packing import FileSource, pack_group
+from tests.harness import TINY, Proc, group, plan, seqs, start_run, step_all, stop_all
+
+torch.set_num_threads(1)
+SHAPE = ModelShape.from_json(TINY)
+
+
+class FourRanks(unittest.TestCase):
+    procs: list[Proc]
+    dir: str
+    tokens: str
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.dir = tempfile.mkdtemp(prefix="flexsp-torch-")
+        rng = Prng(77)
+        cls.tokens = os.path.join(cls.dir, "tokens.bin")
+        data = torch.tensor([rng.int(TINY["vocab"]) for _ in range(3000)], dtype=torch.int16)
+        with open(cls.tokens, "wb") as f:
+            f.write(bytes(data.untyped_storage()))
+        ds = {"dataset": {"tokensPath": cls.tokens, "tokenBytes": 2}}
+        cls.procs = start_run(4, TINY, init=lambda r: ds)
+        cls.init_ckpt = cls.save_all("init")[0]["path"]
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        stop_all(cls.procs)
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def save_all(cls, tag: str) -> list[dict[str, Any]]:
+        for p in cls.procs:
+            p.send({"type": "save", "path": os.path.join(cls.dir, f"{tag}-rank{p.rank}.ckpt")})
+        return [p.of("saved") for p in cls.procs]
+
+    def load_all(self, path: str) -> None:
+        for p in self.procs:
+            p.send({"type": "load", "path": path})
+        for p in self.procs:
+            p.of("loaded")
+
+    def test_pool_has_every_aligned_power_of_two_block(self) -> None:
+        for p in self.procs:
+            pool = p.connected["pool"]
+            self.assertEqual([(x["degree"], x["groups"]) for x in pool], [(2, 2), (4, 1)], f"rank {p.rank}")
+            self.assertTrue(all(x["ms"] > 0 for x in pool), "creation is timed")
+
+    def reference(self, p: dict[str, Any]) -> tuple[list[list[float]], torch.Tensor]:
+        """Every group at degree 1 in this process: group losses and the clipped mean gradient's first moment."""
+        lay = param_layout(SHAPE)
+        grads = torch.zeros(lay.total)
+        model = Gpt(lay, init_params(lay, 1234), grads)
+        src = FileSource(self.tokens, 2)
+        losses = []
+        for mb in p["microBatches"]:
+            row = []
+            for g in mb["groups"]:
+                pk = pack_group([src.read(s) for s in g["sequences"]], 1, SHAPE.max_seq, SHAPE.vocab)
+                ls = model.forward(pk.tokens, pk.positions, pk.targets, pk.cu_seqlens, None, 1)
+                (ls.sum() / p["globalTokens"]).backward()
+                row.append(float(ls.detach().double().sum()))
+            losses.append(row)
+        src.close()
+        g64 = grads.double()
+        clip = clip_factor(float(g64.dot(g64).sqrt()), 1.0)
+        return losses, 0.1 * g64 * clip
+
+    def run_plan(self, p: dict[str, Any]) -> tuple[list[dict[str, Any]], torch.Tensor]:
+        self.load_all(self.init_ckpt)
+        done = step_all(self.procs, p)
+        saved = self.save_all(f"plan{id(p)}")
+        for s in saved:
+            self.assertEqual(s["sha256"], saved[0]["sha256"], f"rank {s['rank']} state differs from rank 0")
+        with open(saved[0]["path"], "rb") as f:
+            st = decode_state(f.read(), SHAPE, saved[0]["path"])
+        return done, st.m.double()
+
+    def test_sp_degree_invariance_1_2_4_and_2_1_1(self) -> None:
+        s = seqs([300, 57, 129, 200, 31, 99, 1, 64], offset=5)
+        plans = {
+            "degree 4": plan(0, [[group([0, 1, 2, 3], s)]]),
+            "degree 2": plan(0, [[group([0, 1], s[:4]), group([2, 3], s[4:])]]),
+            "degree 1": plan(0, [[group([0], s[:2]), group([1], s[2:4]), group([2], s[4:6]), group([3], s[6:])]]),
+            "2+1+1": plan(0, [[group([0, 1], s[:3]), group([2], s[3:5]), group([3], s[5:])]]),
+        }
+        ref_m = None
+        for name, p in plans.items():
+            ref_losses, ref_m = self.reference(p)
+            done, m = self.run_plan(p)
+            for gi, g in enumerate(p["microBatches"][0]["groups"]):
+                lead = done[g["ranks"][0]]["microBatches"][0]
+                self.assertAlmostEqual(lead["lossSum"], ref_losses[0][gi], delta=1e-5 * ref_losses[0][gi],
+                                       msg=f"{name}: group {gi} loss")
+                self.assertEqual(lead["tokens"], sum(x["length"] - 1 for x in g["sequences"]))
+                for r in g["ranks"][1:]:
+                    self.assertEqual(done[r]["microBatches"][0]["lossSum"], 0, "reported once")
+            scale = float(ref_m.abs().max())
+            self.assertGreater(scale, 0)
+            err = float((m - ref_m).abs().max())
+            self.assertLess(err, 1e-5 * scale, f"{name}: all-reduced gradient vs degree-1 reference")
+
+    def test_resume_from_a_checkpoint_is_bit_identical(self) -> None:
+        s = seqs([150, 40, 77, 200], first_id=100, offset=50)
+        steps = [
+            plan(0, [[group([0, 1], s[:2]), group([2], s[2:3]), group([3], s[3:])], [group([0, 1, 2, 3], s)]], 3e-3),
+            plan(1, [[group([0, 1, 2, 3], s[1:])]], 3e-3),
+            plan(2, [[group([0], s[:1]), group([1], s[1:2]), group([2, 3], s[2:])]], 3e-3),
+        ]
+        self.load_all(self.init_ckpt)
+        losses = []
+        for p in steps:
+            losses.append(sum(m["lossSum"] for d in step_all(self.procs, p) for m in d["microBatches"]))
+        straight = self.save_all("straight")
+        self.assertLess(losses[2], losses[0], "the loss falls")
+        self.load_all(self.init_ckpt)
+        step_all(self.procs, steps[0])
+        mid = self.save_all("mid")
+        self.load_all(self.init_ckpt)  # lose the in-memory state, as a killed run does
+        self.load_all(mid[0]["path"])
+        for p in steps[1:]:
+            step_all(self.procs, p)
+        resumed = self.save_all("resumed")
+        self.assertEqual([x["sha256"] for x in resumed], [x["sha256"] for x in straight])
+
+    def test_load_refuses_a_sha256_mismatch_and_keeps_its_state(self) -> None:
+        p = self.procs[0]
+        p.send({"type": "load", "path": self.init_ckpt, "sha256": "0" * 64})
+        e = p.of("error")
+        self.assertRegex(e["message"], r"load: .*init-rank0\.ckpt: sha256 [0-9a-f]{12}… is not 000000000000…")
+        self.assertFalse(e["fatal"])
+
+    def test_bad_plans_are_refused_by_every_rank_with_the_same_error(self) -> None:
+        s = seqs([20, 30, 40], first_id=500)
+        bad = [
+            (plan(0, [[group([0, 1, 2], s[:1]), group([3], s[1:])]]),
+             r"SP degree 3 does not divide the model's 4 attention heads"),
+            (plan(0, [[group([0, 1], s[:1]), group([2], s[1:])]]), r"rank\(s\) 3 are in no group"),
+            (plan(0, [[group([0], s[:1]), group([1, 2], s[1:2]), group([3], s[2:])]]),
+             r"ranks \[1, 2\] are not an aligned power-of-two block of the SP-group pool"),
+            (plan(0, [[group([0, 1, 2, 3], [{"id": 1, "offset": 0, "length": 5000}])]]), r"length 5000"),
+        ]
+        for p, pattern in bad:
+            for x in self.procs:
+                x.send({"type": "step", "plan": p})
+            errs = [x.of("error", 20) for x in self.procs]
+            for e in errs:
+                self.assertRegex(e["message"], pattern)
+                self.assertFalse(e["fatal"], "a refused plan is not fatal")
+            self.assertEqual(len({e["message"] for e in errs}), 1, "every rank says the same")
+        done = step_all(self.procs, plan(0, [[group([0], s[:1]), group([1], s[1:2]), group([2, 3], s[2:])]]))
+        self.assertEqual(len(done), 4, "still usable")
+
+
+if __name__ == "__main__":
+    unittest.main()
