@@ -307,7 +307,9 @@ async function main(): Promise<number> {
     for (const [host, names] of byHost) {
       if (names.length > 1) warnings.push(`${names.join(" and ")} are the same machine (hostname ${host})`);
     }
-    if (values.executors && cluster.ready.length) {
+    if (values.executors && problems.length) {
+      say("not starting executors: fix the problems below first");
+    } else if (values.executors && cluster.ready.length) {
       say(`starting executors on ${cluster.ready.length} node(s) ...`);
       await startExecutors(cluster, config, problems);
       if (!problems.length) say("every executor is ready");

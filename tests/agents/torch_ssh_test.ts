@@ -42,7 +42,19 @@ Deno.test({
   fn: async () => {
     const th = await startTestHosts({ count: 1 });
     try {
+      // The host's /root is its own (a bind mount over this machine's): when the Python with torch lives under
+      // /root, show it there through a non-recursive bind of / inside the host's mount namespace.
       const python = (torch as { python: string }).python;
+      if (python.startsWith("/root/")) {
+        const top = python.split("/")[2];
+        const under = `${th.dir}/fsroot`;
+        await Deno.mkdir(under);
+        const out = await new Deno.Command("nsenter", {
+          args: ["-t", String(th.hosts[0].sshdPid), "-m", "--", "mount", "--bind", "/", under],
+        }).output();
+        assert(out.success, `bind of / in the host: ${new TextDecoder().decode(out.stderr)}`);
+        await Deno.symlink(`${under}/root/${top}`, `${th.hosts[0].home}/${top}`);
+      }
       const cfg = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${python}` });
       const cold = await nodesCli([cfg, "--json", "--pings", "2", "--executors"]);
       assertEquals(cold.code, 0, cold.out + cold.err);
