@@ -138,18 +138,25 @@ class DataPlane:
         self._create_pool()
 
     def _check_secret(self, secret: str, timeout_s: float) -> None:
+        # A rank reads rank 0's digest before publishing its own, so it has its answer before rank 0 can give up.
         digest = hashlib.sha256(("flexsp-run:" + secret).encode()).hexdigest()[:32]
-        self.store.set(f"auth/{self.rank}", digest)
-        others = range(1, self.world_size) if self.rank == 0 else [0]
         self.store.set_timeout(datetime.timedelta(seconds=timeout_s))
-        for r in others:
+
+        def get(r: int) -> str:
             try:
-                got = self.store.get(f"auth/{r}").decode()
-            except Exception:  # noqa: BLE001
+                return self.store.get(f"auth/{r}").decode()
+            except Exception:  # noqa: BLE001 - a timeout or a lost store
                 raise RuntimeError(f"rendezvous: rank(s) {r} did not join within {timeout_s:.0f} s") from None
-            if got != digest:
-                if self.rank == 0:
+
+        if self.rank == 0:
+            self.store.set("auth/0", digest)
+            for r in range(1, self.world_size):
+                if get(r) != digest:
                     raise RuntimeError(f"rendezvous: rank {r} presented another run's secret (wrong data-plane secret)")
+        else:
+            theirs = get(0)
+            self.store.set(f"auth/{self.rank}", digest)
+            if theirs != digest:
                 raise RuntimeError("rendezvous: rank 0 rejected this rank: wrong data-plane secret (another run's store)")
 
     def _create_pool(self) -> None:

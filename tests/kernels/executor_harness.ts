@@ -23,9 +23,16 @@ export class ExecutorProc {
   exited = false;
   readonly status: Promise<Deno.CommandStatus>;
 
-  constructor(readonly rank: number, env: Record<string, string> = {}, kind: "cpu" | "webgpu" = "cpu") {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "--kind", kind, "--device", String(rank)],
+  /** `command` replaces the default `deno run -A kernels/executor_main.ts --kind K --device RANK` (e.g. Python). */
+  constructor(
+    readonly rank: number,
+    env: Record<string, string> = {},
+    kind: "cpu" | "webgpu" = "cpu",
+    command?: string[],
+  ) {
+    const [exe, ...args] = command ?? [Deno.execPath(), "run", "-A", MAIN, "--kind", kind, "--device", String(rank)];
+    const child = new Deno.Command(exe, {
+      args,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -142,9 +149,14 @@ export function testInit(
 export async function startRun(
   n: number,
   model: ModelShape,
-  opts: { env?: Record<string, string>; init?: (rank: number) => Partial<ExecutorInit> } = {},
+  opts: {
+    env?: Record<string, string>;
+    init?: (rank: number) => Partial<ExecutorInit>;
+    /** The executor command of each rank (default: the TypeScript executor, --kind cpu). */
+    command?: (rank: number) => string[];
+  } = {},
 ): Promise<ExecutorProc[]> {
-  const procs = Array.from({ length: n }, (_, r) => new ExecutorProc(r, opts.env));
+  const procs = Array.from({ length: n }, (_, r) => new ExecutorProc(r, opts.env, "cpu", opts.command?.(r)));
   try {
     await Promise.all(
       procs.map((p) => p.send({ type: "init", init: testInit(p.rank, n, model, opts.init?.(p.rank)) })),
