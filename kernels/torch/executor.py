@@ -207,7 +207,7 @@ class Executor:
         self.log(f"initialised {layout.count} parameters in {time.perf_counter() - t0:.2f} s")
         grads = torch.zeros_like(params)
         m, v = torch.zeros_like(params), torch.zeros_like(params)
-        model = Gpt(layout, params, grads)
+        model = Gpt(layout, params, grads, self.log)
         listener = None
         if ws > 1:
             iface = interface_of(bind_host)

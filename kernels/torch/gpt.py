@@ -8,7 +8,9 @@
 # flat gradient buffer, so gradients accumulate in the layout the all-reduce buckets and the checkpoints use.
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import os
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -39,20 +41,89 @@ def all_to_all(x: torch.Tensor, group: Any) -> torch.Tensor:
     return _AllToAll.apply(x, group)
 
 
-def causal_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: list[int]) -> torch.Tensor:
-    """Causal attention of `[heads, S, D]` tensors inside each segment `[cu[i], cu[i+1])` of the packed stream."""
+def _sdpa_segments(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: list[int]) -> torch.Tensor:
+    """Causal SDPA of token-major `[S, heads, D]` tensors inside each segment `[cu[i], cu[i+1])`."""
+    q, k, v = (x.transpose(0, 1) for x in (q, k, v))  # [heads, S, D]
     if len(cu) == 2:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    outs = []
-    for a, b in zip(cu[:-1], cu[1:]):
-        outs.append(F.scaled_dot_product_attention(q[:, a:b], k[:, a:b], v[:, a:b], is_causal=True))
-    return torch.cat(outs, dim=1)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    else:
+        o = torch.cat([F.scaled_dot_product_attention(q[:, a:b], k[:, a:b], v[:, a:b], is_causal=True)
+                       for a, b in zip(cu[:-1], cu[1:])], dim=1)
+    return o.transpose(0, 1)
+
+
+def _varlen_call() -> Callable[..., torch.Tensor] | None:
+    """torch's FlashAttention varlen entry point with causal masking, if this torch has one."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+    causal: dict[str, Any]
+    if "window_size" in params:
+        causal = {"window_size": (-1, 0)}
+    elif "is_causal" in params:
+        causal = {"is_causal": True}
+    else:
+        return None
+
+    def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int) -> torch.Tensor:
+        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **causal)
+
+    return call
+
+
+class CausalVarlenAttention:
+    """
+    Causal attention that never crosses a packed sequence boundary, on token-major `[S, heads, D]` tensors. On a
+    GPU it uses torch's FlashAttention varlen kernel when this torch has one AND it passes a forward+backward
+    self-check against per-segment SDPA at start-up; otherwise (and always on the CPU) SDPA per segment.
+    FLEXSP_TORCH_ATTENTION=sdpa forces the SDPA path.
+    """
+
+    def __init__(self, device: torch.device, heads: int, head_dim: int, log: Callable[[str], None]) -> None:
+        self.varlen: Callable[..., torch.Tensor] | None = None
+        self.name = "sdpa per sequence"
+        if device.type != "cuda" or os.environ.get("FLEXSP_TORCH_ATTENTION") == "sdpa":
+            return
+        call = _varlen_call()
+        if call is None:
+            return
+        why = self._self_check(call, device, heads, head_dim)
+        if why is None:
+            self.varlen, self.name = call, "flash varlen"
+        else:
+            log(f"attention: not using varlen_attn ({why}); SDPA per sequence")
+
+    @staticmethod
+    def _self_check(call: Callable[..., torch.Tensor], device: torch.device, heads: int, d: int) -> str | None:
+        try:
+            g = torch.Generator(device=device).manual_seed(0)
+            x = [torch.randn(48, heads, d, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
+                 for _ in range(3)]
+            cu = [0, 20, 47, 48]
+            want = _sdpa_segments(*x, cu)
+            w = torch.autograd.grad(want.float().square().sum(), x)
+            got = call(*x, torch.tensor(cu, dtype=torch.int32, device=device), 27)
+            gg = torch.autograd.grad(got.float().square().sum(), x)
+            err = max(float((a.float() - b.float()).abs().max()) for a, b in zip((got, *gg), (want, *w)))
+            return None if err < 0.1 else f"self-check differs from SDPA by {err:.3g}"
+        except Exception as e:  # noqa: BLE001 - any failure means: do not use it
+            return f"self-check failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: list[int]) -> torch.Tensor:
+        if self.varlen is not None:
+            cut = torch.tensor(cu, dtype=torch.int32, device=q.device)
+            max_len = max(b - a for a, b in zip(cu[:-1], cu[1:]))
+            return self.varlen(q.contiguous(), k.contiguous(), v.contiguous(), cut, max_len)
+        return _sdpa_segments(q, k, v, cu)
 
 
 class Gpt:
     """The GPT over flat parameter / gradient buffers (gradients accumulate until the caller zeroes them)."""
 
-    def __init__(self, layout: ParamLayout, flat: torch.Tensor, grads: torch.Tensor) -> None:
+    def __init__(self, layout: ParamLayout, flat: torch.Tensor, grads: torch.Tensor,
+                 log: Callable[[str], None] = lambda _: None) -> None:
         if flat.numel() < layout.total or grads.numel() < layout.total:
             raise ValueError(f"model: parameter/gradient buffers must hold {layout.total} elements")
         self.layout = layout
@@ -64,6 +135,8 @@ class Gpt:
             t.grad = grads[s.offset : s.offset + s.length].view(s.shape)
             self.params.append(t)
             self.p[s.name] = t
+        sh = layout.shape
+        self.attention = CausalVarlenAttention(flat.device, sh.heads, sh.hidden // sh.heads, log)
 
     def _w(self, layer: int, key: str) -> torch.Tensor:
         return self.p[self.layout.layer(layer, key).name]
@@ -92,17 +165,14 @@ class Gpt:
             a = F.layer_norm(x, (H,), w["ln1g"], w["ln1b"], LN_EPS)
             qkv = torch.addmm(w["bqkv"], a, w["wqkv"])  # [T, 3H]: q heads, k heads, v heads
             if d == 1:
-                hm = qkv.view(T, 3, NH, D).permute(1, 2, 0, 3)  # [3, NH, T, D]
-                o = causal_varlen_attention(hm[0], hm[1], hm[2], cu)  # [NH, T, D]
-                y = o.permute(1, 0, 2).reshape(T, H)
+                full = qkv.view(T, 3, NH, D)
+                y = self.attention(full[:, 0], full[:, 1], full[:, 2], cu).reshape(T, H)
             else:
                 # [T, 3, d, hpr, D] -> [d, T, 3, hpr, D]: block j (heads of SP rank j) goes to SP rank j.
                 send = qkv.view(T, 3, d, hpr, D).permute(2, 0, 1, 3, 4)
                 full = all_to_all(send, group).reshape(d * T, 3, hpr, D)  # all tokens in order, my heads
-                hm = full.permute(1, 2, 0, 3)  # [3, hpr, S, D]
-                o = causal_varlen_attention(hm[0], hm[1], hm[2], cu)  # [hpr, S, D]
-                back = o.view(hpr, d, T, D).permute(1, 2, 0, 3)  # [d (token block), T, hpr, D]
-                got = all_to_all(back, group)  # [d (head block), T, hpr, D]
+                o = self.attention(full[:, 0], full[:, 1], full[:, 2], cu)  # [S, hpr, D]
+                got = all_to_all(o.reshape(d, T, hpr, D), group)  # token block j went to rank j; [d (heads), T, ..]
                 y = got.permute(1, 0, 2, 3).reshape(T, H)
             h = x + torch.addmm(w["bo"], y, w["wo"])
             bn = F.layer_norm(h, (H,), w["ln2g"], w["ln2b"], LN_EPS)
