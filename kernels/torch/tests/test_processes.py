@@ -170,5 +170,39 @@ class FourRanks(unittest.TestCase):
         self.assertEqual(len(done), 4, "still usable")
 
 
+    def test_profile_compute_and_alltoall(self) -> None:
+        req = {"id": "pc1", "points": [{"count": 2, "length": 64}, {"count": 1, "length": 256}], "order": [1, 0, 1],
+               "warmup": 1, "barrier": True}
+        for p in self.procs:
+            p.send({"type": "profile_compute", "request": req})
+        results = [p.of("profile_compute_done")["result"] for p in self.procs]
+        for r in results:
+            self.assertEqual([x["point"] for x in r["samples"]], [1, 0, 1])
+            self.assertEqual([x["tokens"] for x in r["samples"]], [256, 128, 256])
+            self.assertTrue(all(x["ms"] > 0 for x in r["samples"]))
+            self.assertEqual(r["memorySource"], "buffers")
+            self.assertEqual(r["modelStateBytes"], 16 * param_layout(SHAPE).total)
+            self.assertRegex(r["device"], r"^torch-cpu \(.+\)$")
+            peaks = [x["peakBytes"] for x in r["samples"]]
+            self.assertEqual(peaks[0], peaks[2], "same batch, same activation bytes")
+            self.assertGreater(peaks[0], peaks[1], "more tokens, more activations")
+        a2a = {"id": "a1", "groups": [[0, 1], [2, 3]], "sizes": [4096, 1 << 16], "warmup": 1, "iters": 3}
+        for p in self.procs:
+            p.send({"type": "profile_alltoall", "request": a2a})
+        for p in self.procs:
+            res = p.of("profile_alltoall_done")["result"]
+            self.assertEqual([x["bytes"] for x in res["samples"]], [4096, 1 << 16])
+            self.assertTrue(all(len(x["ms"]) == 3 and min(x["ms"]) > 0 for x in res["samples"]))
+        bad = {**a2a, "id": "a2", "groups": [[1, 2]]}
+        for p in self.procs:
+            p.send({"type": "profile_alltoall", "request": bad})
+        for p in self.procs:
+            e = p.of("error")
+            self.assertRegex(e["message"], r"group \[1, 2\] is not an aligned power-of-two block")
+            self.assertFalse(e["fatal"])
+        # The executors still train.
+        step_all(self.procs, plan(0, [[group([0, 1, 2, 3], seqs([40], first_id=900))]]))
+
+
 if __name__ == "__main__":
     unittest.main()
