@@ -166,7 +166,7 @@ async function measureCompute(ctx: RunContext) {
       rank: r.rank,
       node: r.node.config.index,
       kind: r.kind,
-      type: (r.kind === "cpu" || r.kind === "torch-cpu") && cpu ? `${dev} on ${cpu}` : dev,
+      type: r.kind === "cpu" && cpu ? `${dev} on ${cpu}` : dev,
     };
   });
   const compute = fitCompute(points, samples, rankInfo, { repeats: rounds, warmup: grid.warmup });
