@@ -29,7 +29,7 @@ import torch
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from comm import DataPlane, GradReducer, StoreListener, interface_of
 from gpt import Gpt
-from model import ModelShape, ParamLayout, init_params, param_layout
+from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
 from optim import AdamWConfig, adamw, clip_factor, sum_squares
 from packing import FileSource, SyntheticSource, TokenSource, pack_group
 from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
@@ -203,8 +203,9 @@ class Executor:
         source: TokenSource = (FileSource(ds["tokensPath"], ds["tokenBytes"]) if ds else SyntheticSource(shape.vocab))
         bind_host = str(init.get("bindHost") or "127.0.0.1")
         t0 = time.perf_counter()
-        params = init_params(layout, int(init.get("seed", 0))).to(self.device)
-        self.log(f"initialised {layout.count} parameters in {time.perf_counter() - t0:.2f} s")
+        mode = init_mode(layout)
+        params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
+        self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
         grads = torch.zeros_like(params)
         m, v = torch.zeros_like(params), torch.zeros_like(params)
         model = Gpt(layout, params, grads, self.log)

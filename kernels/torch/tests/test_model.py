@@ -12,7 +12,7 @@ import torch
 
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from gpt import Gpt
-from model import ModelShape, Prng, init_params, param_layout
+from model import ModelShape, Prng, init_mode, init_params, param_layout
 from optim import AdamWConfig, adamw, clip_factor, sum_squares
 from packing import SyntheticSource, pack_group
 from step_plan import check_plan
@@ -104,6 +104,20 @@ class PrngAndInit(unittest.TestCase):
         self.assertAlmostEqual(float(w.std()), 0.02, delta=0.002)
         self.assertTrue(torch.equal(p, init_params(lay, 1)), "deterministic")
         self.assertFalse(torch.equal(p, init_params(lay, 2)), "seeded")
+
+
+    def test_fast_init_for_billion_parameter_shapes(self) -> None:
+        big = param_layout(ModelShape.from_json({"layers": 1, "hidden": 4096, "heads": 64, "vocab": 50257,
+                                                 "maxSeq": 65536}))
+        self.assertEqual(init_mode(big), "fast")
+        self.assertEqual(init_mode(param_layout(SMALL)), "exact")
+        lay = param_layout(SMALL)
+        a, b = init_params(lay, 3, "fast"), init_params(lay, 3, "fast")
+        self.assertTrue(torch.equal(a, b), "deterministic")
+        self.assertFalse(torch.equal(a, init_params(lay, 3)), "not the exact stream")
+        w = lay.by_name["h1.attn.w_o"]
+        self.assertAlmostEqual(float(a[w.offset : w.offset + w.length].std()), 0.02 / 2, delta=0.001)
+        self.assertTrue(bool((a[lay.by_name["lnf.g"].offset :][:32] == 1).all()))
 
 
 class GptParity(unittest.TestCase):
