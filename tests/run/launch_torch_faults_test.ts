@@ -6,7 +6,7 @@ import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
 import { ExecutorPool } from "../../orchestrator/run/executor_pool.ts";
 import type { ExecutorStepPlan } from "../../agents/protocol.ts";
-import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
 import { allExecutorPids, executorPid, launchCli, leftAlive, REPO_ROOT, startLaunch } from "./launch_harness.ts";
 import { pythonWithoutTorch, torchPython } from "../agents/torch_fixtures.ts";
 
@@ -96,7 +96,14 @@ async function runPlans(plans: ExecutorStepPlan[]): Promise<string[]> {
         pool = ExecutorPool.create(cluster, { config });
         await pool.start();
       }
+      // Every rank checks the whole plan: after a refusal, let the other ranks' refusals of it arrive first.
+      let errors = 0;
+      const off = cluster!.sessions[0].on((ev) => {
+        if (ev.type === "from_executor" && ev.msg.type === "error") errors++;
+      });
       out.push(await pool.step(plan, 60_000).then(() => "accepted", (e) => (e as Error).message));
+      if (!pool.failed && errors > 0) await eventually(() => errors >= pool!.worldSize, 10_000);
+      off();
     }
   } finally {
     await stop();
@@ -112,7 +119,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const [missing, heads] = await runPlans([
+    const [missing, heads, good] = await runPlans([
       {
         step: 1,
         lr: 1e-3,
@@ -126,9 +133,23 @@ Deno.test({
         globalTokens: 32,
         microBatches: [{ groups: [{ degree: 2, ranks: [0, 1], sequences: [seq(0, 32)] }] }],
       },
+      // And a good plan still runs afterwards.
+      {
+        step: 1,
+        lr: 1e-3,
+        globalTokens: 30,
+        microBatches: [{
+          groups: [{ degree: 1, ranks: [0], sequences: [seq(0, 16)] }, {
+            degree: 1,
+            ranks: [1],
+            sequences: [seq(1, 16)],
+          }],
+        }],
+      },
     ]);
     assertIncludes(missing, "rank(s) 1 are in no group");
     assertIncludes(heads, "SP degree 2 does not divide the model's 1 attention heads");
+    assertEquals(good, "accepted");
   },
 });
 
