@@ -69,6 +69,8 @@ def decode_state(data: bytes, expect: ModelShape, path: str) -> ExecutorState:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise bad("corrupt header") from None
     got = header.get("shape") if isinstance(header, dict) else None
+    if not isinstance(got, dict):
+        raise bad("header has no model shape")
     want = expect.to_json()
     for k in _KEYS:
         g = got.get(k) if isinstance(got, dict) else None

@@ -68,7 +68,8 @@ def _varlen_call() -> Callable[..., torch.Tensor] | None:
         return None
 
     def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int) -> torch.Tensor:
-        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **causal)
+        out = varlen_attn(q, k, v, cu, cu, max_len, max_len, **causal)
+        return out[0] if isinstance(out, tuple) else out
 
     return call
 
@@ -102,7 +103,7 @@ class CausalVarlenAttention:
             x = [torch.randn(48, heads, d, generator=g, device=device, dtype=torch.bfloat16).requires_grad_(True)
                  for _ in range(3)]
             cu = [0, 20, 47, 48]
-            want = _sdpa_segments(*x, cu)
+            want = _sdpa_segments(x[0], x[1], x[2], cu)
             w = torch.autograd.grad(want.float().square().sum(), x)
             got = call(*x, torch.tensor(cu, dtype=torch.int32, device=device), 27)
             gg = torch.autograd.grad(got.float().square().sum(), x)

@@ -184,8 +184,8 @@ class Prng:
         """Uniform in [0, 1) with 32 bits of resolution."""
         return self.next_u32() / 4294967296
 
-    def int(self, n: int) -> int:
-        """Uniform integer in [0, n)."""
+    def below(self, n: int) -> int:
+        """Uniform integer in [0, n) (`int(n)` of the TypeScript Prng)."""
         return math.floor(self.uniform() * n)
 
     def normal(self) -> float:

@@ -82,8 +82,8 @@ class SyntheticSource:
 
     def read(self, seq: dict[str, Any]) -> list[int]:
         rng = Prng(0x5EED, int(seq["id"]))
-        a = rng.int(self.vocab)
-        b = 1 + rng.int(7)
+        a = rng.below(self.vocab)
+        b = 1 + rng.below(7)
         return [(a + p * b) % self.vocab for p in range(int(seq["length"]))]
 
     def close(self) -> None:

@@ -79,16 +79,16 @@ class Proc:
                 raise AssertionError(f"rank {self.rank}: timed out waiting for {what}; {self.pending}; "
                                      f"stderr {''.join(self.stderr)[-2000:]}")
             try:
-                ev = self.events.get(timeout=left)
+                got = self.events.get(timeout=left)
             except queue.Empty:
                 continue
-            if ev is None:
+            if got is None:
                 self.events.put(None)
                 raise AssertionError(f"rank {self.rank} exited waiting for {what}; {self.pending}; "
                                      f"stderr {''.join(self.stderr)[-2000:]}")
-            if pred(ev):
-                return ev
-            self.pending.append(ev)
+            if pred(got):
+                return got
+            self.pending.append(got)
 
     def of(self, t: str, timeout: float = 60) -> dict[str, Any]:
         """The next event of type `t`."""

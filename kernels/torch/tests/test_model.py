@@ -80,7 +80,7 @@ class PrngAndInit(unittest.TestCase):
     def test_prng_stream_matches_the_typescript_prng(self) -> None:
         # Values printed by `new Prng(7, 3)` of kernels/model.ts: 5 × nextU32, normal(), int(100).
         r = Prng(7, 3)
-        got = [r.next_u32() for _ in range(5)] + [r.normal(), r.int(100)]
+        got = [r.next_u32() for _ in range(5)] + [r.normal(), r.below(100)]
         self.assertEqual(got, [2989863682, 4127010375, 2175715246, 2925571566, 3063593031, 0.3877153818427411, 40])
 
     def test_inlined_normals_equal_the_scalar_generator(self) -> None:

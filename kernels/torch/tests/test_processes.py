@@ -28,13 +28,14 @@ class FourRanks(unittest.TestCase):
     procs: list[Proc]
     dir: str
     tokens: str
+    init_ckpt: str
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.dir = tempfile.mkdtemp(prefix="flexsp-torch-")
         rng = Prng(77)
         cls.tokens = os.path.join(cls.dir, "tokens.bin")
-        data = torch.tensor([rng.int(TINY["vocab"]) for _ in range(3000)], dtype=torch.int16)
+        data = torch.tensor([rng.below(TINY["vocab"]) for _ in range(3000)], dtype=torch.int16)
         with open(cls.tokens, "wb") as f:
             f.write(bytes(data.untyped_storage()))
         ds = {"dataset": {"tokensPath": cls.tokens, "tokenBytes": 2}}
