@@ -18,26 +18,37 @@
 # The script unpacks .deno/deno.xz into .deno/bin/deno, points DENO_DIR at .deno/deno_dir (a carried one is used
 # as is, else a fresh one: node_modules/ is all Deno needs offline) and never touches the network.
 #
-# usage: bash bench/cuda_check.sh [--dry-run] [--steps N] [--lengths 4096,...] [--python PY]
-#   --dry-run  no GPU needed: checks the arguments, Deno and the carry, writes and validates the configs (with
-#              `deno task plan`) and prints what would run (bench/cuda_slice.ts --dry-run); tests run it on CI.
+# usage: bash bench/cuda_check.sh [--dry-run] [--rehearse] [--steps N] [--lengths 4096,...] [--python PY]
+#   --dry-run   no GPU needed: checks the arguments, Deno and the carry, writes and validates the configs (with
+#               `deno task plan`) and prints what would run (bench/cuda_slice.ts --dry-run); tests run it on CI.
+#   --rehearse  the whole script on the CPU (`executor: torch-cpu`, gpt-tiny shapes, a gpt-tiny slice at 256-1024
+#               tokens, 3 steps unless --steps): proves every phase and the summary before the one GPU run.
 set -uo pipefail
 
 DRY=0
-STEPS=20
-LENGTHS=4096,8192,16384,32768,65536
+KIND=cuda
+STEPS=
+LENGTHS=
 PYTHON=python3
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --rehearse) KIND=torch-cpu ;;
     --steps) STEPS="${2:?--steps needs a number}"; shift ;;
     --lengths) LENGTHS="${2:?--lengths needs a list, e.g. 4096,8192}"; shift ;;
     --python) PYTHON="${2:?--python needs a path}"; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+if [ "$KIND" = cuda ]; then
+  STEPS="${STEPS:-20}" LENGTHS="${LENGTHS:-4096,8192,16384,32768,65536}" SLICE=gpt-7b
+  MODEL="{ layers: 4, hidden: 512, heads: 8, vocab: 256, max_seq: 4096, checkpointing: none }"
+else
+  STEPS="${STEPS:-3}" LENGTHS="${LENGTHS:-256,1024}" SLICE=gpt-tiny
+  MODEL="{ layers: 2, hidden: 64, heads: 4, vocab: 256, max_seq: 1024, checkpointing: none }"
+fi
 case "$STEPS" in ''|*[!0-9]*|0) echo "error: --steps $STEPS: expected a positive integer" >&2; exit 2 ;; esac
 case "$LENGTHS" in *[!0-9,]*|,*|*,|*,,*|'') echo "error: --lengths $LENGTHS: expected numbers like 4096,8192" >&2; exit 2 ;; esac
 
@@ -96,9 +107,9 @@ cluster:
     - host: localhost
       transport: local
       devices: 1
-      executor: cuda
+      executor: $KIND
       python: $PYTHON
-model: { layers: 4, hidden: 512, heads: 8, vocab: 256, max_seq: 4096, checkpointing: none }
+model: $MODEL
 training:
   dataset: $ROOT/data/deno-corpus
   dataset_builtin: deno-corpus
@@ -122,7 +133,8 @@ say "config $CFG"
 if [ "$DRY" = 1 ]; then
   cat "$CFG"
   $DENO orchestrator/cli/plan.ts "$CFG" --steps 1 || { echo "error: the generated config does not plan" >&2; exit 1; }
-  $DENO bench/cuda_slice.ts --dry-run --lengths "$LENGTHS" --python "$PYTHON" || exit 1
+  $DENO bench/cuda_slice.ts --dry-run --kind "$KIND" --preset "$SLICE" --lengths "$LENGTHS" --python "$PYTHON" ||
+    exit 1
   echo "dry run: would run launch ($STEPS steps), profile --quick and the slice at $LENGTHS; results to $RES"
   exit 0
 fi
@@ -133,7 +145,7 @@ PHASES=()
 # ---- 2. launch ----
 say "launch: $STEPS steps"
 t=$(date +%s)
-timeout 180 $DENO orchestrator/cli/launch.ts "$CFG" --run-dir "$WORK/run" > "$RES/launch.out" 2> "$RES/launch.err"
+timeout 110 $DENO orchestrator/cli/launch.ts "$CFG" --run-dir "$WORK/run" > "$RES/launch.out" 2> "$RES/launch.err"
 rc=$?
 PHASES+=("$(status launch $rc $(( $(date +%s) - t )))")
 tail -n 5 "$RES/launch.out" >&2; [ $rc -ne 0 ] && tail -n 20 "$RES/launch.err" >&2
@@ -143,7 +155,7 @@ cp -r "$WORK/run/logs" "$RES/launch-logs" 2>/dev/null
 # ---- 3. profile ----
 say "profile --quick"
 t=$(date +%s)
-timeout 150 $DENO orchestrator/cli/profile.ts "$CFG" --quick --timeout 120 --run-dir "$WORK/profile-run" \
+timeout 110 $DENO orchestrator/cli/profile.ts "$CFG" --quick --timeout 90 --run-dir "$WORK/profile-run" \
   > "$RES/profile.out" 2> "$RES/profile.err"
 rc=$?
 PHASES+=("$(status profile $rc $(( $(date +%s) - t )))")
@@ -151,9 +163,9 @@ tail -n 15 "$RES/profile.out" >&2; [ $rc -ne 0 ] && tail -n 20 "$RES/profile.err
 cp "$WORK/profile.json" "$RES/profile.json" 2>/dev/null
 
 # ---- 4. the gpt-7b slice ----
-say "gpt-7b 1-layer slice at $LENGTHS"
+say "$SLICE 1-layer slice at $LENGTHS"
 t=$(date +%s)
-timeout 210 $DENO bench/cuda_slice.ts --kind cuda --lengths "$LENGTHS" --python "$PYTHON" \
+timeout 200 $DENO bench/cuda_slice.ts --kind "$KIND" --preset "$SLICE" --lengths "$LENGTHS" --python "$PYTHON" \
   --out "$RES/cuda_slice.json" > "$RES/cuda_slice.out" 2> "$RES/cuda_slice.err"
 rc=$?
 PHASES+=("$(status slice $rc $(( $(date +%s) - t )))")
@@ -166,7 +178,7 @@ const [res, phasesJson] = Deno.args;
 const read = (f: string) => { try { return Deno.readTextFileSync(`${res}/${f}`); } catch { return undefined; } };
 const env = JSON.parse(read("env.json") ?? "null");
 const ledger = (read("ledger.jsonl") ?? "").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
-const after = ledger.slice(3);
+const after = ledger.slice(ledger.length > 6 ? 3 : ledger.length > 1 ? 1 : 0); // warm-up steps left out
 const tokens = after.reduce((s, r) => s + r.tokens, 0), wall = after.reduce((s, r) => s + r.wallMs, 0);
 const launch = ledger.length ? {
   steps: ledger.length, firstLoss: ledger[0].loss, lastLoss: ledger.at(-1).loss,
@@ -188,7 +200,7 @@ if (launch) {
     `${Math.round(launch.tokensPerS ?? 0)} tok/s, step ${launch.stepMs?.toFixed(1)} ms, overhead ${launch.overheadMs?.toFixed(2)} ms`]);
 }
 for (const r of slice?.rows ?? []) {
-  rows.push([`gpt-7b slice ${r.tokens}`, r.error ? `failed: ${r.error.split("\n")[0].slice(0, 80)}` :
+  rows.push([`${slice.preset} slice ${r.tokens}`, r.error ? `failed: ${r.error.split("\n")[0].slice(0, 80)}` :
     `${Math.round(r.tokensPerS)} tok/s, MFU ${r.mfu === undefined ? "-" : (100 * r.mfu).toFixed(1) + "%"}, ` +
     `${r.mbPerToken.toFixed(3)} MB/token`]);
 }

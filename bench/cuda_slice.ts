@@ -107,7 +107,7 @@ function table(rows: SliceRow[]): string {
       String(r.tokens),
       r.ms!.toFixed(1),
       Math.round(r.tokensPerS!).toLocaleString("en-US"),
-      r.tflops!.toFixed(1),
+      r.tflops! >= 10 ? r.tflops!.toFixed(1) : r.tflops!.toPrecision(3),
       r.mfu === undefined ? "-" : `${(100 * r.mfu).toFixed(1)}%`,
       r.peakMb === undefined ? "-" : Math.round(r.peakMb).toLocaleString("en-US"),
       r.mbPerToken === undefined ? "-" : r.mbPerToken.toFixed(4),
