@@ -62,6 +62,22 @@ def node_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cuda_index(device: int, count: int, where: str) -> int:
+    """
+    torch's index of the node's GPU `device`: its position in CUDA_VISIBLE_DEVICES when that lists it (the agent
+    sets CUDA_VISIBLE_DEVICES=N, so the one visible GPU is 0), else `device` itself.
+    """
+    visible = [x.strip() for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    if str(device) in visible:
+        i = visible.index(str(device))
+    else:
+        i = device
+    if not 0 <= i < count:
+        raise RuntimeError(f"cuda executor: GPU {device} is not visible ({where} sees {count} GPU(s), "
+                           f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')})")
+    return i
+
+
 def env_ms(name: str, fallback: float) -> float:
     """A positive number of milliseconds from the environment."""
     v = os.environ.get(name)
@@ -173,10 +189,7 @@ class Executor:
                     f"cuda executor: {what} ({where}); install a CUDA build of torch "
                     "(https://pytorch.org/get-started/locally/) or use executor: torch-cpu"
                 )
-            n = torch.cuda.device_count()
-            if self.device_index >= n:
-                raise RuntimeError(f"cuda executor: device {self.device_index} does not exist ({where} has {n} GPU(s))")
-            self.device = torch.device("cuda", self.device_index)
+            self.device = torch.device("cuda", cuda_index(self.device_index, torch.cuda.device_count(), where))
             torch.cuda.set_device(self.device)
             self.device_name = torch.cuda.get_device_name(self.device)
         else:

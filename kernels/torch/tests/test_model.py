@@ -10,6 +10,7 @@ import unittest
 
 import torch
 
+from executor import cuda_index
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from gpt import Gpt
 from model import ModelShape, Prng, init_mode, init_params, param_layout
@@ -217,6 +218,25 @@ class Optimizer(unittest.TestCase):
         self.assertAlmostEqual(clip_factor(13.0, 1.0), 1 / (13 + 1e-6))
         self.assertEqual(clip_factor(0.5, 1.0), 1.0)
         self.assertEqual(clip_factor(13.0, 0.0), 1.0)
+
+
+class CudaDeviceIndex(unittest.TestCase):
+    def test_the_agents_cuda_visible_devices_maps_the_node_gpu_to_index_0(self) -> None:
+        old = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            os.environ["CUDA_VISIBLE_DEVICES"] = "3"
+            self.assertEqual(cuda_index(3, 1, "here"), 0)
+            os.environ["CUDA_VISIBLE_DEVICES"] = "0,1,2,3"
+            self.assertEqual(cuda_index(2, 4, "here"), 2)
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+            self.assertEqual(cuda_index(1, 2, "here"), 1)
+            with self.assertRaisesRegex(RuntimeError, r"GPU 5 is not visible \(here sees 2 GPU\(s\)"):
+                cuda_index(5, 2, "here")
+        finally:
+            if old is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = old
 
 
 class Checkpoints(unittest.TestCase):
