@@ -51,7 +51,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "launch torch-cpu: a Python without torch is one clear error naming host, Python and the fix",
+  name: "launch and profile on torch-cpu: a Python without torch is one clear error naming host, Python and the fix",
   ignore: !torch.ok,
   sanitizeResources: false,
   fn: async () => {
@@ -67,6 +67,30 @@ Deno.test({
     );
     assert(!/^\s+at /m.test(r.err), `no stack trace:\n${r.err}`);
     assert(!r.out.includes("step 1/"), "no step ran");
+    // The same at the start of `deno task profile`.
+    const prof = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${REPO_ROOT}/orchestrator/cli/profile.ts`,
+        CONFIG,
+        "--quick",
+        "--out",
+        `${tmp}/no-torch-profile.json`,
+        "--run-dir",
+        `${tmp}/no-torch-profile`,
+        ...FAST,
+        "--set",
+        `cluster.nodes[0].python=${bare}`,
+      ],
+      cwd: REPO_ROOT,
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const perr = new TextDecoder().decode(prof.stderr) + new TextDecoder().decode(prof.stdout);
+    assertEquals(prof.code, 1, perr);
+    assertIncludes(perr, `cluster.nodes[0].python: ${bare}) on localhost has no torch`, "pip install torch==2.13.0");
+    assert(!/^\s+at /m.test(perr), `no stack trace:\n${perr}`);
   },
 });
 
