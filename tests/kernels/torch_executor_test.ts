@@ -192,7 +192,7 @@ Deno.test({
   async fn() {
     const procs = await startRun(2, TINY, { env: { ...ENV, FLEXSP_DP_OP_TIMEOUT_MS: "30000" }, command });
     try {
-      const mbs = Array.from({ length: 16 }, () => ({ groups: [group([0, 1], seqs([1024, 1024]))] }));
+      const mbs = Array.from({ length: 32 }, () => ({ groups: [group([0, 1], seqs([1024, 1024]))] }));
       await Promise.all(procs.map((x) => x.send({ type: "step", plan: plan(0, mbs) })));
       await new Promise((r) => setTimeout(r, 500));
       const t0 = Date.now();
