@@ -100,7 +100,9 @@ class DataPlane:
         endpoints: list[dict[str, Any]],
         connect_timeout_s: float,
         op_timeout_s: float,
+        log: Callable[[str], None] = lambda _: None,
     ) -> None:
+        self.log = log
         self.rank = rank
         self.world_size = world_size
         self.device = device
@@ -168,8 +170,12 @@ class DataPlane:
             t0 = time.perf_counter()
             mine: Any = None
             if use_split:
-                mine = dist.split_group(split_ranks=blocks, group_desc=f"flexsp_sp{d}")
-            else:
+                try:
+                    mine = dist.split_group(split_ranks=blocks, group_desc=f"flexsp_sp{d}")
+                except (RuntimeError, ValueError, TypeError) as e:  # refused up front, the same on every rank
+                    self.log(f"SP-group pool: split_group refused ({str(e).splitlines()[0][:200]}); using new_group")
+                    use_split = False
+            if not use_split:
                 for b in blocks:
                     if self.rank in b:
                         mine = dist.new_group(b, use_local_synchronization=True, group_desc=f"flexsp_sp{d}_{b[0]}")

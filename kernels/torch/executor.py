@@ -253,7 +253,7 @@ class Executor:
             backend = "nccl" if self.kind == "cuda" else "gloo"
             t0 = time.perf_counter()
             s.dp = DataPlane(s.rank, s.world_size, backend, self.device, str(s.init.get("secret", "")), s.listener,
-                             endpoints, self.connect_timeout_s, self.op_timeout_s)
+                             endpoints, self.connect_timeout_s, self.op_timeout_s, self.log)
             slices = [(x.offset, x.offset + x.length) for x in s.layout.slices]
             s.reducer = GradReducer(s.grads, slices, s.model.params)
             pool = [{"degree": p.degree, "groups": p.groups, "ms": round(p.ms, 3)} for p in s.dp.pool_times]
