@@ -2,6 +2,7 @@
 // PyTorch executor (`python3 -m unittest discover -s kernels/torch/tests`), skipped with the reason when python3 has
 // no torch. With arguments (`deno task test tests/x_test.ts`) only those Deno tests run. Prints each suite's
 // summary and a last line "== python: N passed, N failed"; exits non-zero if either suite failed.
+
 const root = new URL("..", import.meta.url).pathname;
 
 async function run(cmd: string, args: string[], tee: boolean): Promise<{ code: number; text: string }> {
