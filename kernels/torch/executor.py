@@ -297,8 +297,8 @@ class Executor:
                     s.reducer.arm()
                 with self._autocast():
                     losses = s.model.forward(tok, pos, tgt, packed.cu_seqlens, group, mg.degree)
-                loss_sum = losses.detach().double().sum()
-                if group is not None:
+                loss_sum = losses.detach().double().sum().reshape(1)
+                if group is not None:  # the members' sums, added in SP-rank order
                     parts = [torch.zeros_like(loss_sum) for _ in range(mg.degree)]
                     torch.distributed.all_gather(parts, loss_sum, group=group)
                     group_loss = sum(float(p.item()) for p in parts)
