@@ -154,6 +154,8 @@ export async function startRun(
     init?: (rank: number) => Partial<ExecutorInit>;
     /** The executor command of each rank (default: the TypeScript executor, --kind cpu). */
     command?: (rank: number) => string[];
+    /** How long to wait for `ready` and for `connected` (default 30 s). */
+    timeoutMs?: number;
   } = {},
 ): Promise<ExecutorProc[]> {
   const procs = Array.from({ length: n }, (_, r) => new ExecutorProc(r, opts.env, "cpu", opts.command?.(r)));
@@ -161,10 +163,11 @@ export async function startRun(
     await Promise.all(
       procs.map((p) => p.send({ type: "init", init: testInit(p.rank, n, model, opts.init?.(p.rank)) })),
     );
-    const ready = await Promise.all(procs.map((p) => p.next((e) => e.type === "ready", 30_000, "ready")));
+    const ms = opts.timeoutMs ?? 30_000;
+    const ready = await Promise.all(procs.map((p) => p.next((e) => e.type === "ready", ms, "ready")));
     const endpoints = ready.map((e) => (e as Extract<ExecutorEvent, { type: "ready" }>).endpoint);
     await Promise.all(procs.map((p) => p.send({ type: "peers", endpoints })));
-    await Promise.all(procs.map((p) => p.next((e) => e.type === "connected", 30_000, "connected")));
+    await Promise.all(procs.map((p) => p.next((e) => e.type === "connected", ms, "connected")));
     return procs;
   } catch (e) {
     await stopAll(procs);

@@ -26,6 +26,8 @@ const command = (
   rank: number,
 ) => [torch.ok ? torch.python : "python3", MAIN, "--kind", "torch-cpu", "--device", `${rank}`];
 const ENV = { FLEXSP_THREADS: "1" };
+// Starting torch takes seconds per process, much longer on a busy machine.
+const START_MS = 180_000;
 
 let nextId = 0;
 function seqs(lengths: number[], offset = 0): SequenceRef[] {
@@ -74,6 +76,7 @@ Deno.test({
     const procs = await startRun(4, TINY, {
       env: ENV,
       command,
+      timeoutMs: START_MS,
       init: () => ({ dataset: { tokensPath, tokenBytes: 2 } }),
     });
     try {
@@ -190,7 +193,11 @@ Deno.test({
   name: "torch-cpu executor processes: a peer killed mid-step makes the others fail fast with a fatal error",
   ignore,
   async fn() {
-    const procs = await startRun(2, TINY, { env: { ...ENV, FLEXSP_DP_OP_TIMEOUT_MS: "30000" }, command });
+    const procs = await startRun(2, TINY, {
+      env: { ...ENV, FLEXSP_DP_OP_TIMEOUT_MS: "30000" },
+      command,
+      timeoutMs: START_MS,
+    });
     try {
       const mbs = Array.from({ length: 32 }, () => ({ groups: [group([0, 1], seqs([1024, 1024]))] }));
       await Promise.all(procs.map((x) => x.send({ type: "step", plan: plan(0, mbs) })));
@@ -218,7 +225,7 @@ Deno.test({
     try {
       await procs[0].send({ type: "init", init: testInit(0, 2, TINY) });
       await procs[1].send({ type: "init", init: testInit(1, 2, TINY, { secret: "not-the-run-secret" }) });
-      const ready = await Promise.all(procs.map((p) => p.next(isType("ready"), 60_000, "ready")));
+      const ready = await Promise.all(procs.map((p) => p.next(isType("ready"), START_MS, "ready")));
       assertEquals(ready[0].kind, "torch-cpu");
       assert(/^torch-cpu \(.+\)$/.test(ready[0].device), ready[0].device);
       assert(ready[0].endpoint.port > 0 && ready[0].endpoint.host === "127.0.0.1", "rank 0 listens on bindHost");

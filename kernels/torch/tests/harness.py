@@ -13,6 +13,8 @@ import time
 from typing import Any, Callable
 
 MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "executor_main.py")
+#: How long a start (torch import, initialisation, rendezvous) may take: seconds, but minutes on a busy machine.
+START_S = 180.0
 TINY: dict[str, int] = {"layers": 2, "hidden": 64, "heads": 4, "vocab": 256, "maxSeq": 1024}
 
 
@@ -117,12 +119,12 @@ def start_run(n: int, model: dict[str, int] = TINY, env: dict[str, str] | None =
     try:
         for p in procs:
             p.send({"type": "init", "init": test_init(p.rank, n, model, **(init(p.rank) if init else {}))})
-        ready = [p.of("ready") for p in procs]
+        ready = [p.of("ready", START_S) for p in procs]
         endpoints = [e["endpoint"] for e in ready]
         for p in procs:
             p.send({"type": "peers", "endpoints": endpoints})
         for p in procs:
-            p.connected = p.of("connected")
+            p.connected = p.of("connected", START_S)
         return procs
     except BaseException:
         stop_all(procs)

@@ -14,7 +14,7 @@ from tests.harness import MAIN, TINY, test_init
 def run(lines: list[str], args: list[str] | None = None, python: list[str] | None = None) -> tuple[int, list[Any], str]:
     """Runs one executor on `lines`; returns (exit status, events, stderr)."""
     p = subprocess.run([*(python or [sys.executable]), MAIN, *(args or ["--kind", "torch-cpu", "--device", "0"])],
-                       input="".join(x + "\n" for x in lines).encode(), capture_output=True, timeout=120,
+                       input="".join(x + "\n" for x in lines).encode(), capture_output=True, timeout=300,
                        env={"FLEXSP_THREADS": "1", "PATH": "/usr/bin:/bin"})
     events = [json.loads(x) for x in p.stdout.decode().splitlines() if x.strip()]
     return p.returncode, events, p.stderr.decode()

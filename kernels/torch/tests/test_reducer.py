@@ -22,7 +22,7 @@ class GradReducerOverlap(unittest.TestCase):
                                   stderr=subprocess.PIPE, env=env) for r in range(2)]
         outs = []
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            out, err = p.communicate(timeout=300)
             self.assertEqual(p.returncode, 0, err.decode()[-2000:])
             outs.append(json.loads(out.decode().strip().splitlines()[-1]))
         for o in outs:
