@@ -15,6 +15,8 @@ export interface TestHostOptions {
   deno?: Record<number, DenoOnHost>;
   /** Shape every host link with tc (token bucket), e.g. `{ rateMbit: 1000 }` for 1 Gbit/s. */
   shaping?: { rateMbit: number; delayMs?: number };
+  /** Per host index: false for an sshd without `Subsystem sftp` (a hardened host); default true. */
+  sftp?: Record<number, boolean>;
 }
 
 /** One test host: a namespace with sshd on `ip:22`, user root, a private home directory. */
@@ -216,7 +218,7 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
           "MaxSessions 64",
           "MaxStartups 64",
           "UseDNS no",
-          "Subsystem sftp internal-sftp",
+          ...(opts.sftp?.[i - 1] === false ? [] : ["Subsystem sftp internal-sftp"]),
           "",
         ].join("\n"),
       );
