@@ -12,7 +12,7 @@ export type {
   TrainingConfig,
 } from "./orchestrator/config/types.ts";
 /** Model shapes of the presets (gpt-tiny ... gpt-30b) and their parameter count. */
-export { MODEL_PRESETS, type ModelShape, parameterCount } from "./orchestrator/config/presets.ts";
+export { MODEL_PRESETS, type ModelShape, parameterCount } from "./core/model_shape.ts";
 /** A user-caused error: its message is the whole report. */
 export { UserError } from "./orchestrator/errors.ts";
 

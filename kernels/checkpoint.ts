@@ -6,7 +6,7 @@
 
 import { createHash } from "node:crypto";
 import type { ModelShape } from "./model.ts";
-import { writeAtomic as writeAtomicFile } from "../orchestrator/atomic_write.ts";
+import { writeAtomic as writeAtomicFile } from "../core/atomic_write.ts";
 
 const MAGIC = "FLEXSPCK";
 const VERSION = 1;

@@ -12,7 +12,7 @@
 // Reporting: per micro-batch, the group's summed token loss and its number of target tokens are reported by the
 // group's SP rank 0 only (other members report 0 and 0), so summing over all ranks counts each group once.
 
-import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../agents/protocol.ts";
+import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
 import { decodeState, encodeState, sha256Hex, writeAtomic } from "./checkpoint.ts";
 import { DataPlaneError, Mesh } from "./dataplane/mesh.ts";

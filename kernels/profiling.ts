@@ -13,7 +13,7 @@ import type {
   ProfileAllToAllResult,
   ProfileComputeRequest,
   ProfileComputeResult,
-} from "../agents/protocol.ts";
+} from "../core/protocol.ts";
 import type { Backend, IntTensor, Tensor } from "./backend.ts";
 import type { Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";

@@ -6,8 +6,8 @@ import { parseArgs } from "node:util";
 import { runCli, UserError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../run/cluster_session.ts";
-import type { AgentEvent, ExecutorInit } from "../../agents/protocol.ts";
+import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../cluster/cluster_session.ts";
+import type { AgentEvent, ExecutorInit } from "../../core/protocol.ts";
 
 const USAGE = `usage: deno task nodes <config.yaml> [options]
 

@@ -14,7 +14,7 @@ import {
   lengthStats,
 } from "./dataset_format.ts";
 import { byteLines, type DocumentSink, LineSplitter, type SplitMode } from "./text_splitter.ts";
-import { fsyncDir, writeAtomic } from "../atomic_write.ts";
+import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 
 /** Input kinds `prepare` understands. */
 export type InputFormat = "directory" | "jsonl" | "text";

@@ -4,11 +4,11 @@
 // lost node or a timeout fails it with one message naming the rank, node and device (the root cause, not the
 // data-plane echoes on the other ranks).
 
-import type { AgentEvent, ExecutorCommand, ExecutorEvent } from "../../agents/protocol.ts";
+import type { AgentEvent, ExecutorCommand, ExecutorEvent } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "../run/cluster_session.ts";
-import { executorInit } from "../run/executor_pool.ts";
+import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "../cluster/cluster_session.ts";
+import { executorInit } from "../cluster/executor_pool.ts";
 
 /** One rank of the pool. */
 export interface PoolRank {

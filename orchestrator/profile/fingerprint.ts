@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { canonicalJson } from "../run/fingerprint.ts";
 import type { Config } from "../config/types.ts";
-import type { Inventory } from "../../agents/protocol.ts";
+import type { Inventory } from "../../core/protocol.ts";
 import type { ClusterKey, Fingerprint, NodeFingerprint } from "./profile_doc.ts";
 
 export { canonicalJson };

@@ -3,7 +3,7 @@
 // devices is kept, memory must never be underestimated), model states as the executors hold them, and the
 // resulting token capacity per device under the planner's budget.
 
-import { parameterCount } from "../config/presets.ts";
+import { parameterCount } from "../../core/model_shape.ts";
 import type { Config } from "../config/types.ts";
 import { zeroRatio } from "../planner/cost_model.ts";
 import { nnls } from "./fit.ts";

@@ -13,7 +13,7 @@
 // (the model's context): so v[d] absorbs the float32 factor, the (d-1)/d share that stays local and the per-call
 // latency at that size. It is written in the cost model's units (MB of bf16 volume per ms, "GB/s").
 
-import type { ProfileAllToAllResult } from "../../agents/protocol.ts";
+import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import { median, nnls } from "./fit.ts";
 import type { AllToAllResult, P2PSection } from "./profile_doc.ts";
 

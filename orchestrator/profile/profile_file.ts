@@ -8,7 +8,7 @@ import type { Config, CostConstants } from "../config/types.ts";
 import { costConstantsSpec } from "../config/cluster_schema.ts";
 import { formatPath, SchemaError, type Spec, validate } from "../config/schema_spec.ts";
 import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./fingerprint.ts";
-import { writeAtomic } from "../atomic_write.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
 import {
   clusterKeySpec,
   type NodeFingerprint,
@@ -217,7 +217,7 @@ export async function resolveProfile(config: Config, opts: ResolveOptions = {}):
   if (interactive) {
     console.error(`${config.source}: no profile at ${path} and no profile.constants.`);
     if (confirm(`Profile the cluster now (deno task profile ${config.source}, about 2 minutes)?`)) {
-      const { runProfileCli } = await import("./profile_command.ts");
+      const { runProfileCli } = await import("../cli/profile_command.ts");
       await runProfileCli(config, { out: path, print: (t) => console.error(t) });
       return await resolveProfile(config, { ...opts, offer: false });
     }

@@ -4,7 +4,7 @@
 // step plans; optionally replay planned training steps to prove the fit. Any node or device failure ends the run
 // with one message naming it; nothing is written then.
 
-import type { ProfileAllToAllResult } from "../../agents/protocol.ts";
+import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { plannerSetup } from "../planner/from_config.ts";
@@ -13,8 +13,8 @@ import { sampleLengths } from "../data/length_distributions.ts";
 import { Rng } from "../data/rng.ts";
 import { datasetExists } from "../data/dataset_format.ts";
 import { openTrainingData } from "../data/training_data.ts";
-import { sourceHash } from "../run/bootstrap.ts";
-import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../run/cluster_session.ts";
+import { sourceHash } from "../cluster/bootstrap.ts";
+import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { computeGrid, type GridOptions, shuffled } from "./compute_grid.ts";
 import { type ComputeSample, fitCompute, type RankInfo, roundFactors } from "./compute_fit.ts";
 import { describeRank, ExecutorPool } from "./executor_pool.ts";

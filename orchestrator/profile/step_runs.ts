@@ -3,7 +3,7 @@
 // measured the way `launch` measures them: a group's time is the slowest of its ranks' micro-batch times, a step's
 // the slowest rank's step time. Ledger entries use launch's `ledger.jsonl` format.
 
-import type { ExecutorStepPlan, GroupAssignment } from "../../agents/protocol.ts";
+import type { ExecutorStepPlan, GroupAssignment } from "../../core/protocol.ts";
 import type { Plan } from "../planner/plan_types.ts";
 import { blockSpeed, spansNodes, type Topology } from "../planner/topology.ts";
 import type { CostModel } from "../planner/cost_model.ts";

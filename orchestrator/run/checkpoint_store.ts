@@ -9,7 +9,7 @@
 // their own part again when they load it, which covers parts on remote nodes).
 
 import { createHash } from "node:crypto";
-import { fsyncDir, writeAtomic } from "../atomic_write.ts";
+import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
 
 /** The orchestrator's own part of a checkpoint. */

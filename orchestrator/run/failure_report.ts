@@ -1,8 +1,8 @@
 // The report of a failed step: the cause (first fault) with its host, devices and the SP groups and sequences it
 // held in that step, the victims (faults that followed it), and the last log lines.
 
-import type { ExecutorStepPlan } from "../../agents/protocol.ts";
-import type { Fault, RankPlace } from "./executor_pool.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
+import type { Fault, RankPlace } from "../cluster/executor_pool.ts";
 
 /** Ranks a fault concerns: its rank, or every rank of its node. */
 export function faultRanks(f: Fault, places: RankPlace[]): RankPlace[] {

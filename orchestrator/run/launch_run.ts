@@ -9,7 +9,7 @@ import { UserError } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
 import { checkProfileHardware, resolveProfile } from "../profile/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
-import type { Fault } from "./executor_pool.ts";
+import type { Fault } from "../cluster/executor_pool.ts";
 import { canonicalJson, configFingerprint, diffFingerprints, profileHash, sha256Text } from "./fingerprint.ts";
 import type { LedgerRecord } from "./ledger.ts";
 import { Progress } from "./progress.ts";

@@ -9,7 +9,7 @@
 // measured time (what the plan's `predictedMs` models), `wallMs` dispatch to last result, and
 // `overheadMs = wallMs - measuredMs` (dispatch and collect: serialising, pipes through the agents, parsing).
 
-import { writeAtomic } from "../atomic_write.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {

@@ -22,9 +22,9 @@ import {
   type ManifestPart,
   type VerifiedCheckpoint,
 } from "./checkpoint_store.ts";
-import { ClusterSession, type ProgressEvent } from "./cluster_session.ts";
-import { stageDataset } from "./dataset_staging.ts";
-import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "./executor_pool.ts";
+import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.ts";
+import { stageDataset } from "../cluster/dataset_staging.ts";
+import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
 import { failureReport, pickCause } from "./failure_report.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
 import { learningRate } from "./lr_schedule.ts";

@@ -5,8 +5,8 @@
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
-import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
+import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { launchCli, ledger } from "../run/launch_harness.ts";
 

@@ -2,7 +2,7 @@
 // end-to-end steps with bit-identical parameters across ranks, a heterogeneous SP plan checked against
 // degree-1 on every group, checkpoint save/load, and the bad-input cases (bad plan, killed peer, wrong secret).
 
-import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../agents/protocol.ts";
+import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../core/protocol.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { CpuBackend } from "../../kernels/cpu/backend.ts";
 import { SOLO_GROUP } from "../../kernels/group_comm.ts";
@@ -10,7 +10,7 @@ import { initParams, paramLayout, Prng } from "../../kernels/model.ts";
 import { packGroup, rankSlice } from "../../kernels/packing.ts";
 import { fileSource, type TokenSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { assert, assertArrayClose, assertEquals } from "../assert.ts";
 import { ExecutorProc, isType, startRun, stopAll, testInit } from "./executor_harness.ts";
 

@@ -8,7 +8,7 @@ import { readProfile } from "../../orchestrator/profile/profile_file.ts";
 import { runProfile } from "../../orchestrator/profile/profiler.ts";
 import { defaultGrid } from "../../orchestrator/profile/compute_grid.ts";
 import { paramLayout } from "../../kernels/model.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { UserError } from "../../orchestrator/errors.ts";
 import { cli, load, noStackTrace, writeLocalConfig } from "./fixtures.ts";
 

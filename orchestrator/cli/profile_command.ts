@@ -5,13 +5,13 @@
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import { parseCommand, positiveInt } from "../cli/args.ts";
-import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "./compute_grid.ts";
-import { checkLedger, formatLedgerCheck, readLedger } from "./ledger_check.ts";
-import { profilePathOf, writeFileAtomic, writeProfile } from "./profile_file.ts";
-import { runProfile } from "./profiler.ts";
-import { formatProfileSummary } from "./report_text.ts";
-import { renderHtmlReport } from "./report_html.ts";
+import { parseCommand, positiveInt } from "./args.ts";
+import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "../profile/compute_grid.ts";
+import { checkLedger, formatLedgerCheck, readLedger } from "../profile/ledger_check.ts";
+import { profilePathOf, writeFileAtomic, writeProfile } from "../profile/profile_file.ts";
+import { runProfile } from "../profile/profiler.ts";
+import { formatProfileSummary } from "../profile/report_text.ts";
+import { renderHtmlReport } from "../profile/report_html.ts";
 
 export const PROFILE_USAGE = `usage: deno task profile <config.yaml> [options]
        deno task profile --check RUN_DIR [config.yaml]

@@ -3,11 +3,11 @@
 // turns every failure (a lost node, an executor that exits, a fatal executor error, a phase that times out) into a
 // `Fault` naming the node, host, rank and device, which rejects whatever phase is waiting.
 
-import type { AgentEvent, Endpoint, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../../agents/protocol.ts";
-import { PROTOCOL_VERSION } from "../../agents/protocol.ts";
+import type { AgentEvent, Endpoint, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../../core/protocol.ts";
+import { PROTOCOL_VERSION } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
-import type { StepDone } from "./step_record.ts";
+import type { StepDone } from "../run/step_record.ts";
 
 /** Where a rank runs. */
 export interface RankPlace {

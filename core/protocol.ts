@@ -1,7 +1,7 @@
 // Every message of the three tiers (orchestrator <-> agent <-> executor): newline-delimited JSON, versioned,
 // validated on receipt. A malformed or unknown line is reported with its source and dropped, never thrown.
 
-import type { ModelShape } from "../orchestrator/config/presets.ts";
+import type { ModelShape } from "./model_shape.ts";
 
 /** Bumped on any incompatible change; peers with another version are refused at `hello`. */
 export const PROTOCOL_VERSION = 1;
