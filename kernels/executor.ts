@@ -14,7 +14,9 @@
 
 import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
-import { decodeState, encodeState, sha256Hex, writeAtomic } from "./checkpoint.ts";
+import { decodeState, encodeState } from "./checkpoint.ts";
+import { writeAtomic } from "../core/atomic_write.ts";
+import { sha256Hex } from "../core/hash.ts";
 import { DataPlaneError, Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
 import { initParams, type ParamLayout, paramLayout, validateShape } from "./model.ts";
@@ -283,9 +285,10 @@ export class Executor {
     const s = this.#ready("save");
     const [params, m, v] = await Promise.all([s.params, s.m, s.v].map((t) => s.backend.download(t)));
     const bytes = encodeState({ shape: s.init.model, step: s.step, params, m, v });
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true });
-    await writeAtomic(path, bytes);
+    await writeAtomic(path, bytes, {
+      mkdir: true,
+      error: (message) => new Error(`checkpoint: writing ${path} failed: ${message}`),
+    });
     this.#emit({ type: "saved", rank: s.init.rank, path, sha256: sha256Hex(bytes), bytes: bytes.length });
   }
 

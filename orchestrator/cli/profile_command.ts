@@ -8,7 +8,8 @@ import { UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "../profile/compute_grid.ts";
 import { checkLedger, formatLedgerCheck, readLedger } from "../profile/ledger_check.ts";
-import { profilePathOf, writeFileAtomic, writeProfile } from "../profile/profile_file.ts";
+import { profilePathOf, userWrite, writeProfile } from "../profile/profile_file.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
 import { runProfile } from "../profile/profiler.ts";
 import { formatProfileSummary } from "../profile/report_text.ts";
 import { renderHtmlReport } from "../profile/report_html.ts";
@@ -90,13 +91,13 @@ export async function runProfileCli(config: Config, o: ProfileCliOptions = {}): 
     calibrate: o.calibrate,
   });
   await writeProfile(out, doc);
-  await writeFileAtomic(report, renderHtmlReport(doc, ledger));
+  await writeAtomic(report, renderHtmlReport(doc, ledger), userWrite(report));
   const print = o.print ?? ((t: string) => console.log(t));
   if (o.json) print(JSON.stringify(doc, null, 1));
   else print(formatProfileSummary(doc, { profile: out, report }));
   if (ledger.length) {
     const path = `${runDir}/ledger.jsonl`;
-    await writeFileAtomic(path, ledger.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    await writeAtomic(path, ledger.map((e) => JSON.stringify(e)).join("\n") + "\n", userWrite(path));
     if (!o.json) print(`\n${formatLedgerCheck(checkLedger(ledger, { nodeOf: rankNodeOf(config) }), path)}`);
   }
   return out;

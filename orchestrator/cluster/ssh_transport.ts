@@ -15,7 +15,7 @@ import type {
 } from "ssh2";
 import net from "node:net";
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
+import { sha256Hasher } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
 import type { NodeConfig } from "../config/types.ts";
 import { type AgentChannel, type ChannelExit, pushStream } from "./agent_channel.ts";
@@ -460,7 +460,7 @@ export class SshConnection {
     const tmp = `${remotePath}.part-${crypto.randomUUID().slice(0, 8)}`;
     const q = shQuote(tmp);
     const octal = mode.toString(8);
-    const hash = createHash("sha256");
+    const hash = sha256Hasher();
     const fail = (why: string) => new Error(`${this.label}: upload of ${remotePath} (exec channel, no SFTP): ${why}`);
     const script = `umask 077; cat > ${q} && chmod ${octal} ${q} && ` +
       `{ sha256sum ${q} 2>/dev/null || shasum -a 256 ${q} 2>/dev/null || openssl dgst -sha256 -r ${q}; }`;

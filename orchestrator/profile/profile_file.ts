@@ -8,7 +8,7 @@ import type { Config, CostConstants } from "../config/types.ts";
 import { costConstantsSpec } from "../config/cluster_schema.ts";
 import { formatPath, SchemaError, type Spec, validate } from "../config/schema_spec.ts";
 import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./fingerprint.ts";
-import { writeAtomic } from "../../core/atomic_write.ts";
+import { writeAtomic, type WriteAtomicOptions } from "../../core/atomic_write.ts";
 import {
   clusterKeySpec,
   type NodeFingerprint,
@@ -138,16 +138,12 @@ export async function readProfileConstants(path: string): Promise<CostConstants>
 
 /** Writes `doc` atomically: a temporary file in the same directory, fsync, rename. Creates the directory. */
 export async function writeProfile(path: string, doc: ProfileDoc): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(doc, null, 1) + "\n");
+  await writeAtomic(path, JSON.stringify(doc, null, 1) + "\n", userWrite(path));
 }
 
-/** Writes text atomically (temporary file, fsync, rename), creating the directory. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  try {
-    await writeAtomic(path, text, { mkdir: true });
-  } catch (e) {
-    throw new UserError(`cannot write ${path}: ${(e as Error).message}`);
-  }
+/** Options for `writeAtomic` of a file the user named: creates the directory, fails with one UserError line. */
+export function userWrite(path: string): WriteAtomicOptions {
+  return { mkdir: true, error: (message) => new UserError(`cannot write ${path}: ${message}`) };
 }
 
 /** Options of {@link resolveProfile}. */
