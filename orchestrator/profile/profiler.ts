@@ -17,7 +17,8 @@ import { sourceHash } from "../cluster/bootstrap.ts";
 import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { computeGrid, type GridOptions, shuffled } from "./compute_grid.ts";
 import { type ComputeSample, fitCompute, type RankInfo, roundFactors } from "./compute_fit.ts";
-import { describeRank, ExecutorPool } from "./executor_pool.ts";
+import { ADAMW_DEFAULTS, describeRank, ExecutorPool } from "../cluster/executor_pool.ts";
+import { onAll, profileError } from "./pool_calls.ts";
 import { fingerprintOf, hashOf, nodeFingerprintOf } from "./fingerprint.ts";
 import { median } from "./fit.ts";
 import { fitMemory } from "./memory_fit.ts";
@@ -135,7 +136,8 @@ async function measureCompute(ctx: RunContext) {
       warmup: r ? 0 : grid.warmup,
       barrier: true,
     };
-    const res = await pool.all(
+    const res = await onAll(
+      pool,
       () => ({ type: "profile_compute", request }),
       "profile_compute_done",
       opts.timeoutMs,
@@ -159,8 +161,8 @@ async function measureCompute(ctx: RunContext) {
       }
     }
   }
-  const rankInfo: RankInfo[] = pool.ranks.map((r) => {
-    const dev = r.deviceName.replace(/^\S+:\d+ /, "");
+  const rankInfo: RankInfo[] = pool.places.map((r) => {
+    const dev = (r.deviceName ?? "").replace(/^\S+:\d+ /, "");
     const cpu = r.node.inventory?.cpuModel;
     return {
       rank: r.rank,
@@ -176,14 +178,14 @@ async function measureCompute(ctx: RunContext) {
     const typical = median(peers);
     if (peers.length > 1 && d.speed < 0.7 * typical) {
       warnings.push(
-        `${describeRank(pool.ranks[d.rank], d.rank)} runs at ${(d.speed / typical).toFixed(2)}x the speed of the ` +
+        `${describeRank(pool.places[d.rank], d.rank)} runs at ${(d.speed / typical).toFixed(2)}x the speed of the ` +
           `other devices of its type: it is throttled, shared or faulty`,
       );
     }
   }
   for (const node of config.cluster.nodes) {
     const mine = compute.section.perDevice.filter((d) => d.node === node.index);
-    const kind = pool.ranks.find((r) => r.node.config.index === node.index)!.kind;
+    const kind = pool.places.find((r) => r.node.config.index === node.index)!.kind;
     const measured = median(mine.map((d) => d.speed)) / (compute.deviceSpeed[kind] ?? 1);
     if (Math.abs(measured / node.speed - 1) > 0.15 && config.cluster.nodes.length > 1) {
       warnings.push(
@@ -196,7 +198,7 @@ async function measureCompute(ctx: RunContext) {
     config,
     memSamples,
     modelStates,
-    pool.ranks.map((r) => r.node.config.index),
+    pool.places.map((r) => r.node.config.index),
     (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
     memorySource,
   );
@@ -207,7 +209,7 @@ async function measureCompute(ctx: RunContext) {
 /** All-to-all at every degree, all aligned groups at once, split by placement. */
 async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllToAllResult[]> {
   const { config, pool, opts, say } = ctx;
-  const nodeOf = pool.ranks.map((r) => r.node.config.index);
+  const nodeOf = pool.places.map((r) => r.node.config.index);
   const spans = (g: number[]) => nodeOf[g[0]] !== nodeOf[g[g.length - 1]];
   const out: AllToAllResult[] = [];
   if (degrees.length) {
@@ -216,7 +218,8 @@ async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllT
   for (const d of degrees) {
     const groups = alignedGroups(ctx.devices, d);
     const request = { id: `pa${d}`, groups, sizes: opts.grid.alltoallSizes, warmup: 2, iters: opts.grid.alltoallIters };
-    const res = await pool.all(
+    const res = await onAll(
+      pool,
       () => ({ type: "profile_alltoall", request }),
       "profile_alltoall_done",
       opts.timeoutMs,
@@ -242,7 +245,7 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   const { config, pool, opts, warnings } = ctx;
   const nodes = config.cluster.nodes;
   if (nodes.length < 2) return undefined;
-  const firstRank = nodes.map((n) => pool.ranks.find((r) => r.node.config.index === n.index)!.rank);
+  const firstRank = nodes.map((n) => pool.places.find((r) => r.node.config.index === n.index)!.rank);
   const pairs: [number, number][] = [];
   for (let i = 0; i < nodes.length; i++) {
     if (nodes[i].devices > 1) pairs.push([i, i]);
@@ -254,7 +257,8 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   for (const [i, j] of pairs) {
     const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
     const request = { id: `pp${i}-${j}`, groups: [[a, b]], sizes, warmup: 2, iters: opts.grid.p2pIters };
-    const res = await pool.all(
+    const res = await onAll(
+      pool,
       () => ({ type: "profile_alltoall", request }),
       "profile_alltoall_done",
       opts.timeoutMs,
@@ -439,8 +443,21 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     }
     say(`starting ${devices} executor(s)`);
     await opts.onPhase?.("executors", cluster);
-    pool = await ExecutorPool.start(cluster, config, { timeoutMs: opts.timeoutMs, env: opts.env });
-    say(`executors ready: ${[...new Set(pool.ranks.map((r) => r.deviceName.replace(/^\S+:\d+ /, "")))].join("; ")}`);
+    // Profiling only times steps: a zero learning rate keeps the parameters as initialised.
+    pool = ExecutorPool.create(cluster, {
+      config,
+      env: opts.env,
+      startTimeoutMs: opts.timeoutMs,
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
+    });
+    await pool.start().catch(async (e) => {
+      throw await profileError(pool!, "executor start", e);
+    });
+    say(
+      `executors ready: ${
+        [...new Set(pool.places.map((r) => (r.deviceName ?? "").replace(/^\S+:\d+ /, "")))].join("; ")
+      }`,
+    );
     const ctx: RunContext = {
       config,
       opts,
@@ -493,7 +510,7 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
         n.config.host,
         n.inventory!,
         n.executorKind!,
-        pool!.ranks.filter((r) => r.node === n).map((r) => r.deviceName),
+        pool!.places.filter((r) => r.node === n).map((r) => r.deviceName ?? ""),
       )
     );
     const doc: ProfileDoc = {
@@ -522,7 +539,7 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     };
     return { doc, ledger: replay.ledger, speedAfterReplay: replay.speedAfter };
   } finally {
-    pool?.close();
+    pool?.stop();
     await cluster.shutdown("profile done");
     removeHandlers();
   }

@@ -7,7 +7,8 @@ import type { ExecutorStepPlan, GroupAssignment } from "../../core/protocol.ts";
 import type { Plan } from "../planner/plan_types.ts";
 import { blockSpeed, spansNodes, type Topology } from "../planner/topology.ts";
 import type { CostModel } from "../planner/cost_model.ts";
-import type { ExecutorPool } from "./executor_pool.ts";
+import type { ExecutorPool } from "../cluster/executor_pool.ts";
+import { onAll } from "./pool_calls.ts";
 import { median } from "./fit.ts";
 import type { ValidationSection } from "./profile_doc.ts";
 
@@ -43,7 +44,7 @@ export async function runStep(
   timeoutMs: number,
   what: string,
 ): Promise<StepMeasurement> {
-  const done = await pool.all(() => ({ type: "step", plan }), "step_done", timeoutMs, what);
+  const done = await onAll(pool, () => ({ type: "step", plan }), "step_done", timeoutMs, what);
   const mb = new Map<number, number[]>();
   const stepMs = new Map<number, number>();
   let lossSum = 0, tokens = 0;

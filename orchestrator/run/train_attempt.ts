@@ -25,7 +25,7 @@ import {
 import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { stageDataset } from "../cluster/dataset_staging.ts";
 import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
-import { failureReport, pickCause } from "./failure_report.ts";
+import { failureReport } from "./failure_report.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
@@ -194,7 +194,13 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     if (cluster.failures.length) {
       return fail(
         `launch failed:\n${cluster.failures.map((n) => `  ${n.name}: ${n.error!.split("\n")[0]}`).join("\n")}`,
-        { kind: "node_lost", node: cluster.failures[0], reason: cluster.failures[0].error!, atMs: 0 },
+        {
+          kind: "node_lost",
+          node: cluster.failures[0],
+          reason: cluster.failures[0].error!,
+          detail: cluster.failures[0].error!,
+          atMs: 0,
+        },
       );
     }
     const paths = ctx.data.dataset ? await stageDataset(cluster, ctx.data.dataset, log) : undefined;
@@ -208,8 +214,8 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
       await pool.start();
     } catch (e) {
       if (e instanceof FaultError) {
-        await new Promise((r) => setTimeout(r, 800));
-        return fail(failureReport("starting the executors", pool.faults, pool.places), pickCause(pool.faults));
+        await pool.settled();
+        return fail(failureReport("starting the executors", pool.faults, pool.places), pool.cause!);
       }
       throw e;
     }
@@ -254,8 +260,8 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
           continue;
         }
         if (e instanceof FaultError) {
-          await new Promise((r) => setTimeout(r, 800));
-          return fail(failureReport(`loading checkpoint ${ck.name}`, pool.faults, pool.places), pickCause(pool.faults));
+          await pool.settled();
+          return fail(failureReport(`loading checkpoint ${ck.name}`, pool.faults, pool.places), pool.cause!);
         }
         throw e;
       }
@@ -304,8 +310,8 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
       } catch (e) {
         if (e instanceof FaultError) {
           // Let the other reports arrive (an agent reports an exit once the executor's pipes drain, up to 0.5 s).
-          await new Promise((r) => setTimeout(r, 800));
-          return fail(failureReport(`step ${step}`, pool.faults, pool.places, xplan), pickCause(pool.faults));
+          await pool.settled();
+          return fail(failureReport(`step ${step}`, pool.faults, pool.places, xplan), pool.cause!);
         }
         if (e instanceof RefusedError) {
           return fail(`step ${step} was refused by rank ${e.rank}: ${e.detail}`, undefined, false);
@@ -337,8 +343,8 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     return { kind: "done", lastStep, records, launchMs };
   } catch (e) {
     if (e instanceof FaultError && pool) {
-      await new Promise((r) => setTimeout(r, 800));
-      return fail(failureReport("the run", pool.faults, pool.places, currentPlan), pickCause(pool.faults));
+      await pool.settled();
+      return fail(failureReport("the run", pool.faults, pool.places, currentPlan), pool.cause!);
     }
     throw e;
   } finally {
@@ -370,8 +376,8 @@ async function checkpoint(
     parts = await pool.save(pathOf);
   } catch (e) {
     if (e instanceof FaultError) {
-      await new Promise((r) => setTimeout(r, 800));
-      return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pickCause(pool.faults) };
+      await pool.settled();
+      return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pool.cause! };
     }
     throw e;
   }
