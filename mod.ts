@@ -40,9 +40,9 @@ export {
   resolveCostConstants,
   resolveProfile,
   writeProfile,
-} from "./orchestrator/profile/profile_file.ts";
+} from "./orchestrator/config/profile_file.ts";
 /** The profile document `deno task profile` writes (schema, fingerprint, constants, fits, raw samples). */
-export type { ProfileDoc } from "./orchestrator/profile/profile_doc.ts";
+export type { ProfileDoc } from "./orchestrator/config/profile_doc.ts";
 /** Measures a cluster through its agents and executors and fits the cost model. */
 export { type ProfileRunOptions, runProfile } from "./orchestrator/profile/profiler.ts";
 /** Prediction error distribution and drift of a run's ledger (`deno task profile --check`). */

@@ -3,7 +3,7 @@
 
 import { loadConfig } from "../config/load.ts";
 import { runCli, UserError } from "../errors.ts";
-import { resolveCostConstants } from "../profile/profile_file.ts";
+import { resolveCostConstants } from "../config/profile_file.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import { PlannerWorker } from "../planner/worker.ts";
 import type { Plan, Strategy } from "../planner/plan_types.ts";

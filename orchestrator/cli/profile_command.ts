@@ -8,7 +8,7 @@ import { UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "../profile/compute_grid.ts";
 import { checkLedger, formatLedgerCheck, readLedger } from "../profile/ledger_check.ts";
-import { profilePathOf, userWrite, writeProfile } from "../profile/profile_file.ts";
+import { profilePathOf, userWrite, writeProfile } from "../config/profile_file.ts";
 import { writeAtomic } from "../../core/atomic_write.ts";
 import { runProfile } from "../profile/profiler.ts";
 import { formatProfileSummary } from "../profile/report_text.ts";

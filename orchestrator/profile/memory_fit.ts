@@ -7,7 +7,7 @@ import { parameterCount } from "../../core/model_shape.ts";
 import type { Config } from "../config/types.ts";
 import { zeroRatio } from "../planner/cost_model.ts";
 import { nnls } from "./fit.ts";
-import type { MemorySection } from "./profile_doc.ts";
+import type { MemorySection } from "../config/profile_doc.ts";
 
 const MB = 2 ** 20;
 

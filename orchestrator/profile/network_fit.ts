@@ -15,7 +15,7 @@
 
 import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import { median, nnls } from "./fit.ts";
-import type { AllToAllResult, P2PSection } from "./profile_doc.ts";
+import type { AllToAllResult, P2PSection } from "../config/profile_doc.ts";
 
 const MB = 2 ** 20;
 

@@ -19,7 +19,7 @@ import { computeGrid, type GridOptions, shuffled } from "./compute_grid.ts";
 import { type ComputeSample, fitCompute, type RankInfo, roundFactors } from "./compute_fit.ts";
 import { ADAMW_DEFAULTS, describeRank, ExecutorPool } from "../cluster/executor_pool.ts";
 import { onAll, profileError } from "./pool_calls.ts";
-import { fingerprintOf, hashOf, nodeFingerprintOf } from "./fingerprint.ts";
+import { fingerprintOf, hashOf, nodeFingerprintOf } from "../config/profile_fingerprint.ts";
 import { median } from "./fit.ts";
 import { fitMemory } from "./memory_fit.ts";
 import { aggregateAllToAll, bandwidthTables, p2pMatrix, type PairSample } from "./network_fit.ts";
@@ -30,8 +30,8 @@ import {
   type ProfileDoc,
   type StoredConstants,
   type ValidationSection,
-} from "./profile_doc.ts";
-import { storedToConstants } from "./profile_file.ts";
+} from "../config/profile_doc.ts";
+import { storedToConstants } from "../config/profile_file.ts";
 import type { PlannerSetup } from "../planner/from_config.ts";
 import {
   alignedGroups,

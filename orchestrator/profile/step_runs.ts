@@ -10,7 +10,7 @@ import type { CostModel } from "../planner/cost_model.ts";
 import type { ExecutorPool } from "../cluster/executor_pool.ts";
 import { onAll } from "./pool_calls.ts";
 import { median } from "./fit.ts";
-import type { ValidationSection } from "./profile_doc.ts";
+import type { ValidationSection } from "../config/profile_doc.ts";
 
 /** One line of `ledger.jsonl` (the fields `profile --check` reads). */
 export interface LedgerEntry {

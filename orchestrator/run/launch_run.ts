@@ -7,7 +7,7 @@ import { loadConfig } from "../config/load.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
-import { checkProfileHardware, resolveProfile } from "../profile/profile_file.ts";
+import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
 import type { Fault } from "../cluster/executor_pool.ts";
 import { configFingerprint, diffFingerprints, profileHash } from "./fingerprint.ts";

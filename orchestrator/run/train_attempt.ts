@@ -14,8 +14,8 @@ import type { TrainingData } from "../data/training_data.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import type { Plan } from "../planner/plan_types.ts";
 import { PlannerWorker } from "../planner/worker.ts";
-import { nodeFingerprintOf } from "../profile/fingerprint.ts";
-import type { NodeFingerprint } from "../profile/profile_doc.ts";
+import { nodeFingerprintOf } from "../config/profile_fingerprint.ts";
+import type { NodeFingerprint } from "../config/profile_doc.ts";
 import {
   checkpointName,
   type CheckpointStore,

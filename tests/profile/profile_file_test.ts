@@ -8,7 +8,7 @@ import {
   readProfile,
   resolveProfile,
   writeProfile,
-} from "../../orchestrator/profile/profile_file.ts";
+} from "../../orchestrator/config/profile_file.ts";
 import { cli, fakeNodes, load, noStackTrace, SAMPLE_CONSTANTS, sampleProfile, writeLocalConfig } from "./fixtures.ts";
 
 // deno-lint-ignore no-explicit-any

@@ -4,7 +4,7 @@
 // the compute benchmark (an error, a crash), a node that cannot be reached, a node lost mid-profile.
 
 import { assert, assertClose, assertEquals, assertIncludes } from "../assert.ts";
-import { readProfile } from "../../orchestrator/profile/profile_file.ts";
+import { readProfile } from "../../orchestrator/config/profile_file.ts";
 import { runProfile } from "../../orchestrator/profile/profiler.ts";
 import { defaultGrid } from "../../orchestrator/profile/compute_grid.ts";
 import { paramLayout } from "../../kernels/model.ts";

@@ -2,12 +2,12 @@
 // and `launch` use: the profile (when it exists and its fingerprint matches the cluster), else the config's inline
 // constants, else an offer to profile now (interactive) or a clear error naming the command to run.
 
-import { constantsToStored, storedToConstants } from "../config/cost_constants.ts";
+import { constantsToStored, storedToConstants } from "./cost_constants.ts";
 import { UserError } from "../errors.ts";
-import type { Config, CostConstants } from "../config/types.ts";
-import { costConstantsSpec } from "../config/cluster_schema.ts";
-import { formatPath, SchemaError, type Spec, validate } from "../config/schema_spec.ts";
-import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./fingerprint.ts";
+import type { Config, CostConstants } from "./types.ts";
+import { costConstantsSpec } from "./cluster_schema.ts";
+import { formatPath, SchemaError, type Spec, validate } from "./schema_spec.ts";
+import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./profile_fingerprint.ts";
 import { writeAtomic, type WriteAtomicOptions } from "../../core/atomic_write.ts";
 import {
   clusterKeySpec,

@@ -4,7 +4,7 @@
 
 import { canonicalJson } from "../../core/canonical_json.ts";
 import { sha256Hex } from "../../core/hash.ts";
-import type { Config } from "../config/types.ts";
+import type { Config } from "./types.ts";
 import type { Inventory } from "../../core/protocol.ts";
 import type { ClusterKey, Fingerprint, NodeFingerprint } from "./profile_doc.ts";
 
