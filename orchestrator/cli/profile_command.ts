@@ -1,6 +1,7 @@
 // `deno task profile` as a function: flags, grid presets, the run, the atomic writes of the profile and its HTML
 // report, the summary, and `--check RUN_DIR`. `orchestrator/cli/profile.ts` is a thin wrapper around it, and
-// `plan`/`launch` call `runProfileCli` when they offer to profile a cluster that has no profile yet.
+// `plan`/`launch` call `runProfileCli` (through profile_offer.ts) when they offer to profile a cluster that has no
+// profile yet.
 
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
