@@ -1,4 +1,23 @@
-// flexsp public API: config loading, the FlexSP cost model and planner, and plan checking.
+/**
+ * flexsp: training long-context language models with heterogeneity-adaptive sequence parallelism (FlexSP,
+ * ASPLOS'25). This module is the public API: config loading, the FlexSP cost model and planner, plan checking, the
+ * profile, datasets, the cluster layer (agents, executors) and training runs. The commands (`deno task launch`,
+ * `plan`, `profile`, `nodes`, `data`) are thin wrappers around these functions; see docs/architecture.md for the
+ * tiers behind them.
+ *
+ * @example Plan one step of the paper's cluster
+ * ```ts
+ * import { loadConfig, planStep, plannerSetup, resolveCostConstants, Rng, sampleLengths } from "./mod.ts";
+ *
+ * const config = await loadConfig("configs/paper-a100-64.yaml");
+ * const { topology, cost, options } = plannerSetup(config, await resolveCostConstants(config));
+ * const lengths = sampleLengths("github", config.training.globalBatch, config.model.maxSeq, new Rng(1));
+ * const plan = await planStep(lengths, topology, cost, options);
+ * console.log(`${plan.microBatches.length} micro-batches, predicted ${plan.predictedMs.toFixed(0)} ms`);
+ * ```
+ *
+ * @module
+ */
 
 /** Loads and validates a cluster YAML file (with optional `PATH=VALUE` overrides). */
 export { loadConfig, parseConfig } from "./orchestrator/config/load.ts";
@@ -80,3 +99,9 @@ export {
 } from "./orchestrator/run/checkpoint_store.ts";
 /** The learning rate of a step (warmup, then cosine decay to a tenth). */
 export { learningRate } from "./orchestrator/run/lr_schedule.ts";
+/** The cluster layer: agents on every node, and one executor per device as a pool. */
+export { ClusterSession, type NodeLaunch } from "./orchestrator/cluster/cluster_session.ts";
+export { ExecutorPool, type PoolOptions } from "./orchestrator/cluster/executor_pool.ts";
+export { type Fault, rootCause } from "./orchestrator/cluster/fault.ts";
+/** The agent/executor wire protocol (one JSON object per line). */
+export { PROTOCOL_VERSION } from "./core/protocol.ts";
