@@ -90,7 +90,7 @@ export { openTrainingData, type TrainingData } from "./orchestrator/data/trainin
 /** A training run (`deno task launch`): step loop, ledger, checkpoints, resume and failure policies. */
 export { type LaunchOptions, type LaunchResult, launchRun } from "./orchestrator/run/launch_run.ts";
 /** One line of a run's `ledger.jsonl`. */
-export type { LedgerGroup, LedgerMicroBatch, LedgerRecord } from "./orchestrator/run/ledger.ts";
+export type { LedgerGroup, LedgerMicroBatch, LedgerRecord } from "./orchestrator/ledger/ledger.ts";
 /** Checkpoints of a run: parts per rank, orchestrator state, manifest with checksums, `latest`. */
 export {
   type CheckpointManifest,

@@ -13,7 +13,7 @@ import type { Fault } from "../cluster/executor_pool.ts";
 import { configFingerprint, diffFingerprints, profileHash } from "./fingerprint.ts";
 import { canonicalJson } from "../../core/canonical_json.ts";
 import { sha256Hex } from "../../core/hash.ts";
-import type { LedgerRecord } from "./ledger.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
 import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";

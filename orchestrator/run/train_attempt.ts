@@ -27,10 +27,10 @@ import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.t
 import { stageDataset } from "../cluster/dataset_staging.ts";
 import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
 import { failureReport } from "./failure_report.ts";
-import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
+import { Ledger, type LedgerRecord, truncateLedger } from "../ledger/ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
-import { replayPlan, stepRecord, toExecutorPlan } from "./step_record.ts";
+import { replayPlan, stepRecord, toExecutorPlan } from "../ledger/step_record.ts";
 
 /** Shared between the signal handler and the loop. */
 export interface InterruptFlag {

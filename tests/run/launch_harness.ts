@@ -2,7 +2,7 @@
 // kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs).
 
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
-import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
+import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
 import { eventually } from "../assert.ts";
 import { isAlive } from "../../agents/process_tree.ts";
