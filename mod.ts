@@ -65,7 +65,7 @@ export type { ProfileDoc } from "./orchestrator/config/profile_doc.ts";
 /** Measures a cluster through its agents and executors and fits the cost model. */
 export { type ProfileRunOptions, runProfile } from "./orchestrator/profile/profiler.ts";
 /** Prediction error distribution and drift of a run's ledger (`deno task profile --check`). */
-export { checkLedger, readLedger } from "./orchestrator/profile/ledger_check.ts";
+export { checkLedger } from "./orchestrator/profile/ledger_check.ts";
 /** The paper's corpora as length distributions, and the seeded generator. */
 export { LENGTH_DISTRIBUTIONS, sampleLengths } from "./orchestrator/data/length_distributions.ts";
 export { Rng } from "./orchestrator/data/rng.ts";
@@ -90,7 +90,13 @@ export { openTrainingData, type TrainingData } from "./orchestrator/data/trainin
 /** A training run (`deno task launch`): step loop, ledger, checkpoints, resume and failure policies. */
 export { type LaunchOptions, type LaunchResult, launchRun } from "./orchestrator/run/launch_run.ts";
 /** One line of a run's `ledger.jsonl`. */
-export type { LedgerGroup, LedgerMicroBatch, LedgerRecord } from "./orchestrator/ledger/ledger.ts";
+export {
+  type LedgerGroup,
+  type LedgerMicroBatch,
+  type LedgerRecord,
+  readLedger,
+  type ReadLedgerOptions,
+} from "./orchestrator/ledger/ledger.ts";
 /** Checkpoints of a run: parts per rank, orchestrator state, manifest with checksums, `latest`. */
 export {
   type CheckpointManifest,

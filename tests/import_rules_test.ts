@@ -16,6 +16,13 @@ export const ALLOWED: [string, string[]][] = [
   ["orchestrator/planner/", ["core/", "orchestrator/errors.ts", "orchestrator/config/"]],
   ["orchestrator/data/", ["core/", "orchestrator/errors.ts", "orchestrator/config/"]],
   ["orchestrator/cluster/", ["core/", "orchestrator/errors.ts", "orchestrator/config/", "orchestrator/data/"]],
+  ["orchestrator/ledger/", [
+    "core/",
+    "orchestrator/errors.ts",
+    "orchestrator/config/",
+    "orchestrator/data/",
+    "orchestrator/planner/",
+  ]],
   ["orchestrator/run/", [
     "core/",
     "orchestrator/errors.ts",
@@ -23,6 +30,7 @@ export const ALLOWED: [string, string[]][] = [
     "orchestrator/data/",
     "orchestrator/planner/",
     "orchestrator/cluster/",
+    "orchestrator/ledger/",
   ]],
   ["orchestrator/profile/", [
     "core/",
@@ -31,6 +39,7 @@ export const ALLOWED: [string, string[]][] = [
     "orchestrator/data/",
     "orchestrator/planner/",
     "orchestrator/cluster/",
+    "orchestrator/ledger/",
   ]],
   ["orchestrator/cli/", ["core/", "orchestrator/"]],
   ["mod.ts", ["core/", "orchestrator/", "kernels/", "agents/"]],

@@ -8,7 +8,8 @@ import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "../profile/compute_grid.ts";
-import { checkLedger, formatLedgerCheck, readLedger } from "../profile/ledger_check.ts";
+import { checkLedger, formatLedgerCheck } from "../profile/ledger_check.ts";
+import { readLedger } from "../ledger/ledger.ts";
 import { profilePathOf, userWrite, writeProfile } from "../config/profile_file.ts";
 import { writeAtomic } from "../../core/atomic_write.ts";
 import { runProfile } from "../profile/profiler.ts";
@@ -151,7 +152,7 @@ export async function profileMain(argv: string[]): Promise<number> {
     const drift = values.drift === undefined ? 15 : Number(values.drift);
     if (!(drift > 0)) throw new UserError(`--drift: expected a positive percentage, got "${values.drift}"`);
     const path = `${dir.replace(/\/$/, "")}/ledger.jsonl`;
-    const entries = await readLedger(path);
+    const entries = await readLedger(path, { strict: true });
     const result = checkLedger(entries, {
       driftThreshold: drift / 100,
       nodeOf: config ? rankNodeOf(config) : undefined,

@@ -4,6 +4,7 @@
 // step plans; optionally replay planned training steps to prove the fit. Any node or device failure ends the run
 // with one message naming it; nothing is written then.
 
+import type { LedgerRecord } from "../ledger/ledger.ts";
 import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
@@ -33,14 +34,7 @@ import {
 } from "../config/profile_doc.ts";
 import { storedToConstants } from "../config/profile_file.ts";
 import type { PlannerSetup } from "../planner/from_config.ts";
-import {
-  alignedGroups,
-  type LedgerEntry,
-  type MeasuredPoint,
-  predictValidation,
-  runPlannedStep,
-  validateDegrees,
-} from "./step_runs.ts";
+import { alignedGroups, type MeasuredPoint, predictValidation, runPlannedStep, validateDegrees } from "./step_runs.ts";
 import { calibrateBandwidth, type Calibration } from "./calibrate.ts";
 
 /** Options of {@link runProfile}. */
@@ -69,7 +63,7 @@ export interface ProfileRunOptions {
 export interface ProfileRunResult {
   doc: ProfileDoc;
   /** Ledger entries of the replayed steps (launch's format), if any. */
-  ledger: LedgerEntry[];
+  ledger: LedgerRecord[];
   /** Device speed after the replay relative to the validation (1: the machine's load did not change). */
   speedAfterReplay?: number;
 }
@@ -298,15 +292,13 @@ async function validateAndCalibrate(
   const lengths = opts.grid.validateLengths.filter((l) => l <= config.model.maxSeq);
   if (lengths.length === 0) return { setup };
   await ctx.phase("validate", `validation: real steps, one sequence per group, at degree 1, ${degrees.join(", ")}`);
-  const { points: measured, stepOverheadMs } = await validateDegrees(
-    ctx.pool,
-    setup.topology,
-    [1, ...degrees],
+  const { points: measured, stepOverheadMs } = await validateDegrees(ctx.pool, setup.topology, {
+    degrees: [1, ...degrees],
     lengths,
-    opts.grid.validateRepeats,
-    opts.timeoutMs,
-    (d) => say(`validation: degree ${d}`),
-  );
+    repeats: opts.grid.validateRepeats,
+    timeoutMs: opts.timeoutMs,
+    onDegree: (d) => say(`validation: degree ${d}`),
+  });
   const overhead = median(stepOverheadMs);
   say(`validation: ${overhead.toFixed(1)} ms per step outside the micro-batches (gradient all-reduce, optimizer)`);
   const before = { ...predictValidation(measured, setup.topology, setup.cost), stepOverheadMs: overhead };
@@ -365,12 +357,12 @@ async function replaySteps(
   setup: PlannerSetup,
   steps: number,
   reference?: MeasuredPoint,
-): Promise<{ ledger: LedgerEntry[]; speedAfter?: number }> {
+): Promise<{ ledger: LedgerRecord[]; speedAfter?: number }> {
   const { config, say } = ctx;
   await ctx.phase("fidelity", `fidelity: planning and running ${steps} training step(s)`);
   const batches = await fidelityBatches(config, steps + 1);
   say(`fidelity: lengths from ${batches.source}; one warm-up step first (not recorded)`);
-  const ledger: LedgerEntry[] = [];
+  const ledger: LedgerRecord[] = [];
   for (let s = -1; s < steps; s++) {
     const lengths = batches.lengths[s + 1];
     const plan = await planStep(lengths, setup.topology, setup.cost, { ...setup.options, strategy: "flexsp" });
@@ -384,16 +376,13 @@ async function replaySteps(
     );
   }
   if (!reference) return { ledger };
-  const { points: [again] } = await validateDegrees(
-    ctx.pool,
-    setup.topology,
-    [1],
-    [reference.length],
-    1,
-    ctx.opts.timeoutMs,
-    () => {},
-    2_000_000,
-  );
+  const { points: [again] } = await validateDegrees(ctx.pool, setup.topology, {
+    degrees: [1],
+    lengths: [reference.length],
+    repeats: 1,
+    timeoutMs: ctx.opts.timeoutMs,
+    firstStep: 2_000_000,
+  });
   const speedAfter = reference.measuredMs / again.measuredMs;
   say(
     `fidelity: the devices ran at ${speedAfter.toFixed(2)}x their validation speed after the replay` +

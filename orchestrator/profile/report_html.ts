@@ -5,7 +5,7 @@
 
 import type { ProfileDoc } from "../config/profile_doc.ts";
 import { fitMs } from "./compute_fit.ts";
-import type { LedgerEntry } from "./step_runs.ts";
+import type { LedgerEntry } from "../ledger/ledger.ts";
 import { formatProfileSummary } from "./report_text.ts";
 import { esc, heatmap, lineChart, type Series } from "./svg_plot.ts";
 
