@@ -5,16 +5,24 @@ import type { ExecutorCommand, ExecutorEvent } from "../../core/protocol.ts";
 import { UserError } from "../errors.ts";
 import { describeRank, type EventOf, type ExecutorPool, FaultError, RefusedError } from "../cluster/executor_pool.ts";
 
-/** Sends `cmdFor(rank)` to every rank and resolves with each rank's `type` event; failures as `profileError`. */
+/** One command for every rank, and what to wait for. */
+export interface AllRequest<K extends ExecutorEvent["type"]> {
+  cmd: ExecutorCommand;
+  /** The event each rank answers with. */
+  type: K;
+  timeoutMs: number;
+  /** The phase, for messages (`compute benchmark (round 1 of 2)`). */
+  what: string;
+}
+
+/** Sends `r.cmd` to every rank and resolves with each rank's `r.type` event; failures as `profileError`. */
 export async function onAll<K extends ExecutorEvent["type"]>(
   pool: ExecutorPool,
-  cmdFor: (rank: number) => ExecutorCommand | undefined,
-  type: K,
-  timeoutMs: number,
-  what: string,
+  r: AllRequest<K>,
 ): Promise<Map<number, EventOf<K>>> {
+  const { cmd, type, timeoutMs, what } = r;
   try {
-    return await pool.request(cmdFor, type, timeoutMs, what);
+    return await pool.request(() => cmd, type, timeoutMs, what);
   } catch (e) {
     throw await profileError(pool, what, e);
   }

@@ -130,13 +130,12 @@ async function measureCompute(ctx: RunContext) {
       warmup: r ? 0 : grid.warmup,
       barrier: true,
     };
-    const res = await onAll(
-      pool,
-      () => ({ type: "profile_compute", request }),
-      "profile_compute_done",
-      opts.timeoutMs,
-      `compute benchmark (round ${r + 1} of ${rounds})`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_compute", request },
+      type: "profile_compute_done",
+      timeoutMs: opts.timeoutMs,
+      what: `compute benchmark (round ${r + 1} of ${rounds})`,
+    });
     for (const [rank, ev] of res) {
       for (const s of ev.result.samples) {
         samples.push({ rank, point: s.point, ms: s.ms, round: r });
@@ -212,13 +211,12 @@ async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllT
   for (const d of degrees) {
     const groups = alignedGroups(ctx.devices, d);
     const request = { id: `pa${d}`, groups, sizes: opts.grid.alltoallSizes, warmup: 2, iters: opts.grid.alltoallIters };
-    const res = await onAll(
-      pool,
-      () => ({ type: "profile_alltoall", request }),
-      "profile_alltoall_done",
-      opts.timeoutMs,
-      `all-to-all benchmark at degree ${d}`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_alltoall", request },
+      type: "profile_alltoall_done",
+      timeoutMs: opts.timeoutMs,
+      what: `all-to-all benchmark at degree ${d}`,
+    });
     const results = new Map<number, ProfileAllToAllResult>([...res].map(([r, ev]) => [r, ev.result]));
     const agg = aggregateAllToAll(d, groups, spans, results, config.model, config.model.maxSeq);
     out.push(...agg);
@@ -251,13 +249,12 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   for (const [i, j] of pairs) {
     const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
     const request = { id: `pp${i}-${j}`, groups: [[a, b]], sizes, warmup: 2, iters: opts.grid.p2pIters };
-    const res = await onAll(
-      pool,
-      () => ({ type: "profile_alltoall", request }),
-      "profile_alltoall_done",
-      opts.timeoutMs,
-      `point-to-point benchmark between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name}`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_alltoall", request },
+      type: "profile_alltoall_done",
+      timeoutMs: opts.timeoutMs,
+      what: `point-to-point benchmark between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name}`,
+    });
     const ms = (si: number) => {
       const x = res.get(a)!.result.samples[si].ms, y = res.get(b)!.result.samples[si].ms;
       return median(x.map((v, k) => Math.max(v, y[k])));

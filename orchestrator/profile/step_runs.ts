@@ -32,7 +32,7 @@ export async function runStep(
   timeoutMs: number,
   what: string,
 ): Promise<StepMeasurement> {
-  const done = await onAll(pool, () => ({ type: "step", plan }), "step_done", timeoutMs, what);
+  const done = await onAll(pool, { cmd: { type: "step", plan }, type: "step_done", timeoutMs, what });
   const mb = new Map<number, number[]>();
   const stepMs = new Map<number, number>();
   let lossSum = 0, tokens = 0;

@@ -361,7 +361,7 @@ class Attempt {
       ctx.progress.step(rec);
       const interval = t.checkpointInterval;
       if ((interval > 0 && step % interval === 0) || step === t.steps || ctx.interrupt.requested) {
-        const ok = await checkpoint(ctx, pool, ledger, step, cur.samplerAfter);
+        const ok = await checkpoint(ctx, pool, ledger, { step, sampler: cur.samplerAfter });
         if (ok !== true) throw this.fail(ok.report, ok.fault);
       }
       if (ctx.interrupt.requested && step < t.steps) {
@@ -402,9 +402,9 @@ async function checkpoint(
   ctx: AttemptContext,
   pool: ExecutorPool,
   ledger: Ledger,
-  step: number,
-  sampler: SamplerState,
+  at: { step: number; sampler: SamplerState },
 ): Promise<true | { report: string; fault: Fault }> {
+  const { step, sampler } = at;
   const t0 = performance.now();
   const name = checkpointName(step);
   const dir = await ctx.store.prepare(step);
