@@ -80,7 +80,7 @@ async function main(): Promise<void> {
       for (const strategy of STRATEGIES) strategies[strategy] = await worker.plan(lengths, { strategy });
       out.push({ step, strategies });
       if (!values.json) {
-        console.log(formatPlanText(step, lengths, strategies, setup, Boolean(values.verbose)));
+        console.log(formatPlanText(step, lengths, strategies, setup, { verbose: Boolean(values.verbose) }));
       }
     }
   } finally {

@@ -50,13 +50,15 @@ export function compareClusterKeys(profiled: ClusterKey, now: ClusterKey): strin
 }
 
 /** A node's hardware fingerprint from its inventory, resolved executor kind and executor device strings. */
-export function nodeFingerprintOf(
-  index: number,
-  host: string,
-  inv: Inventory,
-  executorKind: string,
-  devices: string[],
-): NodeFingerprint {
+export function nodeFingerprintOf(n: {
+  index: number;
+  host: string;
+  inventory: Inventory;
+  executorKind: string;
+  /** Each device's name as its executor reported it. */
+  devices: string[];
+}): NodeFingerprint {
+  const { index, host, inventory: inv, executorKind, devices } = n;
   return {
     index,
     host,

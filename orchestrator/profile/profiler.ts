@@ -187,14 +187,13 @@ async function measureCompute(ctx: RunContext) {
       );
     }
   }
-  const memory = fitMemory(
-    config,
-    memSamples,
-    modelStates,
-    pool.places.map((r) => r.node.config.index),
-    (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
-    memorySource,
-  );
+  const memory = fitMemory(config, {
+    samples: memSamples,
+    modelStateBytes: modelStates,
+    rankNode: pool.places.map((r) => r.node.config.index),
+    nodeMemoryGb: (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
+    source: memorySource,
+  });
   warnings.push(...memory.warnings);
   return { compute, memory: memory.section };
 }
@@ -218,7 +217,14 @@ async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllT
       what: `all-to-all benchmark at degree ${d}`,
     });
     const results = new Map<number, ProfileAllToAllResult>([...res].map(([r, ev]) => [r, ev.result]));
-    const agg = aggregateAllToAll(d, groups, spans, results, config.model, config.model.maxSeq);
+    const agg = aggregateAllToAll({
+      degree: d,
+      groups,
+      spans,
+      results,
+      shape: config.model,
+      tokens: config.model.maxSeq,
+    });
     out.push(...agg);
     say(
       `network: degree ${d}: ` +
@@ -491,13 +497,13 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     const replay = opts.fidelitySteps ? await replaySteps(ctx, setup, opts.fidelitySteps, solo) : { ledger: [] };
 
     const nodes = cluster.nodes.map((n) =>
-      nodeFingerprintOf(
-        n.config.index,
-        n.config.host,
-        n.inventory!,
-        n.executorKind!,
-        pool!.places.filter((r) => r.node === n).map((r) => r.deviceName ?? ""),
-      )
+      nodeFingerprintOf({
+        index: n.config.index,
+        host: n.config.host,
+        inventory: n.inventory!,
+        executorKind: n.executorKind!,
+        devices: pool!.places.filter((r) => r.node === n).map((r) => r.deviceName ?? ""),
+      })
     );
     const doc: ProfileDoc = {
       schema: PROFILE_SCHEMA_VERSION,

@@ -244,13 +244,13 @@ class Attempt {
     }
     if (ctx.checkHardware) {
       const fingerprints = cluster.ready.map((n) =>
-        nodeFingerprintOf(
-          n.config.index,
-          n.config.host,
-          n.inventory!,
-          n.executorKind!,
-          pool.places.filter((p) => p.node === n).map((p) => p.deviceName ?? p.kind),
-        )
+        nodeFingerprintOf({
+          index: n.config.index,
+          host: n.config.host,
+          inventory: n.inventory!,
+          executorKind: n.executorKind!,
+          devices: pool.places.filter((p) => p.node === n).map((p) => p.deviceName ?? p.kind),
+        })
       );
       for (const w of ctx.checkHardware(fingerprints)) log(`warning: ${w}`);
     }
