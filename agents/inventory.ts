@@ -2,7 +2,7 @@
 // CPU model and memory, and the node's Python with its torch, CUDA and NCCL versions (kernels/torch/probe.py). Every
 // probe is bounded in time and a failing probe is a warning, never a crash.
 
-import type { Inventory, PythonInfo } from "./protocol.ts";
+import type { Inventory, PythonInfo } from "../core/protocol.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 
 /** The WebGPU part of an inventory. */

@@ -12,12 +12,13 @@
 
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
-import { MODEL_PRESETS, type ModelShape } from "../orchestrator/config/presets.ts";
+import { MODEL_PRESETS, type ModelShape } from "../core/model_shape.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
-import { ClusterSession } from "../orchestrator/run/cluster_session.ts";
-import { ExecutorPool } from "../orchestrator/profile/executor_pool.ts";
+import { ClusterSession } from "../orchestrator/cluster/cluster_session.ts";
+import { ADAMW_DEFAULTS, ExecutorPool } from "../orchestrator/cluster/executor_pool.ts";
+import { onAll, profileError } from "../orchestrator/profile/pool_calls.ts";
 import { runCli, UserError } from "../orchestrator/errors.ts";
-import type { ProfileComputeRequest } from "../agents/protocol.ts";
+import type { ProfileComputeRequest } from "../core/protocol.ts";
 
 /** Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by GPU model, the first match of the name wins. */
 export const BF16_PEAK_TFLOPS: [RegExp, number][] = [
@@ -194,19 +195,30 @@ async function main(): Promise<number> {
   let memorySource = "";
   try {
     if (cluster.failures.length) throw new UserError(cluster.failures.map((f) => f.error).join("\n"));
-    const pool = await ExecutorPool.start(cluster, config, { timeoutMs: 300_000, say });
-    device = pool.ranks[0].deviceName;
+    // Only profile_compute runs: a zero learning rate keeps the parameters as initialised (as the profiler does).
+    const pool = ExecutorPool.create(cluster, {
+      config,
+      startTimeoutMs: 300_000,
+      log: say,
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
+    });
+    await pool.start().catch(async (e) => {
+      const err = await profileError(pool, "executor start", e);
+      pool.stop();
+      throw err;
+    });
+    device = pool.places[0].deviceName ?? "";
     const peak = peakArg ?? (values.kind === "cuda" ? bf16PeakTflops(device) : undefined);
     try {
       for (const req of requests) {
         const tokens = req.points[0].length;
         try {
-          const done = await pool.all(
-            () => ({ type: "profile_compute", request: req }),
-            "profile_compute_done",
-            600_000,
-            `a ${tokens}-token slice`,
-          );
+          const done = await onAll(pool, {
+            cmd: { type: "profile_compute", request: req },
+            type: "profile_compute_done",
+            timeoutMs: 600_000,
+            what: `a ${tokens}-token slice`,
+          });
           const res = done.get(0)!.result;
           modelStateBytes = res.modelStateBytes;
           memorySource = res.memorySource;
@@ -230,7 +242,7 @@ async function main(): Promise<number> {
         }
       }
     } finally {
-      pool.close();
+      pool.stop();
     }
     console.log(`\n## ${values.preset} slice (${layers} layer(s)) on ${device} (${values.kind})\n`);
     console.log(table(rows));

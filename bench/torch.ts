@@ -11,11 +11,11 @@
 // Runnable alone: `deno run -A bench/torch.ts [--quick]`.
 
 import { launchRun } from "../orchestrator/run/launch_run.ts";
-import type { LedgerRecord } from "../orchestrator/run/ledger.ts";
+import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
-import { ClusterSession } from "../orchestrator/run/cluster_session.ts";
-import { ExecutorPool } from "../orchestrator/run/executor_pool.ts";
-import type { AgentEvent } from "../agents/protocol.ts";
+import { ClusterSession } from "../orchestrator/cluster/cluster_session.ts";
+import { ExecutorPool } from "../orchestrator/cluster/executor_pool.ts";
+import type { AgentEvent } from "../core/protocol.ts";
 
 const CONFIG = new URL("../configs/local.yaml", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");

@@ -1,5 +1,5 @@
 # The torch executor process: `python3 kernels/torch/executor_main.py --kind cuda|torch-cpu --device N`. Reads
-# executor command lines on stdin, writes event lines on stdout (agents/protocol.ts), logs to stderr. Exits 0
+# executor command lines on stdin, writes event lines on stdout (core/protocol.ts), logs to stderr. Exits 0
 # after `shutdown` or when stdin closes (the agent went away), 1 after a fatal error, 2 on bad arguments.
 #
 # stdout is the protocol channel: the process keeps a private copy of it and points file descriptor 1 at stderr,

@@ -23,7 +23,7 @@ _SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
 
 @dataclass(frozen=True)
 class ModelShape:
-    """Shape of a GPT model (orchestrator/config/presets.ts ModelShape)."""
+    """Shape of a GPT model (core/model_shape.ts ModelShape)."""
 
     layers: int
     hidden: int

@@ -1,4 +1,4 @@
-# The executor side of agents/protocol.ts: newline-delimited JSON, version-stamped, validated on receipt with the
+# The executor side of core/protocol.ts: newline-delimited JSON, version-stamped, validated on receipt with the
 # same schemas and messages as `checkMessage` (only the executor-command channel is read here). A malformed line
 # becomes an error string for the caller to report; it never raises.
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-#: Bumped on any incompatible change (agents/protocol.ts PROTOCOL_VERSION).
+#: Bumped on any incompatible change (core/protocol.ts PROTOCOL_VERSION).
 PROTOCOL_VERSION = 1
 
 _COMMANDS: dict[str, dict[str, str]] = {

@@ -2,14 +2,14 @@
 // one clear error a node without torch (or without CUDA for `executor: cuda`) gets at the `nodes` preflight, the
 // torch package bundle named by content hash, and each torch-cpu process's share of the node's cores.
 
-import type { AgentEvent, Inventory, PythonInfo } from "../../agents/protocol.ts";
+import type { AgentEvent, Inventory, PythonInfo } from "../../core/protocol.ts";
 import { parsePythonProbe } from "../../agents/inventory.ts";
 import { threadsPerExecutor } from "../../agents/executor_supervisor.ts";
-import { AgentSession } from "../../orchestrator/run/agent_session.ts";
-import { spawnLocalAgent } from "../../orchestrator/run/local_transport.ts";
-import { dirBundle, REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
-import { resolveExecutorKind, TORCH_PACKAGE } from "../../orchestrator/run/cluster_session.ts";
-import { torchProblem } from "../../orchestrator/run/torch_requirement.ts";
+import { AgentSession } from "../../orchestrator/cluster/agent_session.ts";
+import { spawnLocalAgent } from "../../orchestrator/cluster/local_transport.ts";
+import { dirBundle, REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
+import { resolveExecutorKind, TORCH_PACKAGE } from "../../orchestrator/cluster/cluster_session.ts";
+import { torchProblem } from "../../orchestrator/cluster/torch_requirement.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { pythonWithoutTorch, torchPython } from "./torch_fixtures.ts";

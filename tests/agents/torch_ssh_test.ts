@@ -3,7 +3,7 @@
 // uploaded probe sees it, and a node whose Python has no torch is one clear problem before any executor starts.
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 
 const can = canCreateTestHosts();

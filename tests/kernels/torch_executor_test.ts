@@ -4,7 +4,7 @@
 // steps with bit-identical state on every rank and exact save/load, bad plans refused by every rank, a killed peer
 // failing the others fast, and a wrong secret refused at the rendezvous. Skipped, with the reason, without torch.
 
-import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../agents/protocol.ts";
+import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../core/protocol.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { CpuBackend } from "../../kernels/cpu/backend.ts";
 import { SOLO_GROUP } from "../../kernels/group_comm.ts";
@@ -12,7 +12,7 @@ import { initParams, paramLayout, Prng } from "../../kernels/model.ts";
 import { packGroup, rankSlice } from "../../kernels/packing.ts";
 import { fileSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals } from "../assert.ts";
 import { ExecutorProc, isType, startRun, stopAll, testInit } from "./executor_harness.ts";

@@ -3,7 +3,7 @@
 // MFU, and the slice driver's real `profile_compute` path on torch-cpu.
 
 import { bf16PeakTflops, sliceConfig, stepFlops } from "../../bench/cuda_slice.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { assert, assertClose, assertEquals, assertIncludes } from "../assert.ts";
 import { REPO_ROOT } from "./launch_harness.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";

@@ -3,9 +3,9 @@
 // and a bad plan (a rank in no group, a degree that does not divide the heads) is refused with the reason.
 
 import { loadConfig } from "../../orchestrator/config/load.ts";
-import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
-import { ExecutorPool } from "../../orchestrator/run/executor_pool.ts";
-import type { ExecutorStepPlan } from "../../agents/protocol.ts";
+import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
+import { ExecutorPool } from "../../orchestrator/cluster/executor_pool.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
 import { allExecutorPids, executorPid, launchCli, leftAlive, REPO_ROOT, startLaunch } from "./launch_harness.ts";
 import { pythonWithoutTorch, torchPython } from "../agents/torch_fixtures.ts";

@@ -1,8 +1,9 @@
-// Bootstrap of a node over SSH: finds a usable Deno there (or uploads this orchestrator's own binary over SFTP into
+// Bootstrap of a node over SSH: finds a usable Deno there (or uploads this orchestrator's own binary (SFTP or exec) into
 // a per-user cache), and uploads the agent (and executor) as single bundled files (`deno bundle`) and the PyTorch
 // executor package as a directory, each named by content hash, so that a second launch uploads nothing.
 
-import { createHash } from "node:crypto";
+import { sha256Hasher, sha256Hex } from "../../core/hash.ts";
+import { flexspCacheDir } from "../../core/xdg.ts";
 import { UserError } from "../errors.ts";
 import { shQuote, type SshConnection } from "./ssh_transport.ts";
 
@@ -42,7 +43,7 @@ export async function dirBundle(name: string, dir: string): Promise<Bundle> {
     }
   };
   await walk("");
-  const h = createHash("sha256");
+  const h = sha256Hasher();
   let bytes = 0;
   for (const f of files) {
     const data = await Deno.readFile(f.path);
@@ -50,10 +51,6 @@ export async function dirBundle(name: string, dir: string): Promise<Bundle> {
     h.update(f.rel).update("\0").update(data).update("\0");
   }
   return { name, path: dir, fileName: `${name}-${h.digest("hex").slice(0, 16)}/.complete`, bytes, files };
-}
-
-function sha256Hex(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 /** Parses `deno 2.9.6 (stable, ...)` into [2, 9, 6]; undefined when it is not a Deno version line. */
@@ -79,7 +76,7 @@ const IMPORT_RE =
  * deno.json, deno.lock (for npm packages) and the Deno version.
  */
 export async function sourceHash(entry: string): Promise<string> {
-  const h = createHash("sha256");
+  const h = sha256Hasher();
   h.update(Deno.version.deno);
   for (const f of ["deno.json", "deno.lock"]) {
     try {
@@ -109,8 +106,7 @@ export async function sourceHash(entry: string): Promise<string> {
 }
 
 function localCacheDir(): string {
-  const base = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-  return `${base}/flexsp/local-bundles`;
+  return flexspCacheDir("local-bundles");
 }
 
 /** Bundles `entry` with `deno bundle --platform=deno`, reusing an earlier bundle of the same sources. */
