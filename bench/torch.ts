@@ -15,7 +15,7 @@ import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
 import { ClusterSession } from "../orchestrator/cluster/cluster_session.ts";
 import { ExecutorPool } from "../orchestrator/cluster/executor_pool.ts";
-import type { AgentEvent } from "../core/protocol.ts";
+import type { AgentEvent, PoolDegreeTiming } from "../core/protocol.ts";
 
 const CONFIG = new URL("../configs/local.yaml", import.meta.url).pathname;
 const QUICK = Deno.args.includes("--quick");
@@ -61,10 +61,10 @@ function throughput(records: LedgerRecord[], warmup: number) {
 /** Standard fields of `ready` / `connected`; anything else an executor adds (group pool timings) is reported. */
 const STANDARD = new Set(["v", "type", "rank", "kind", "device", "endpoint"]);
 
-/** The SP-group pool's creation time per degree as rank 0 reports it in `connected` (`pool: [{degree, ms}]`). */
+/** The SP-group pool's creation time per degree as rank 0 reports it in `connected` (`pool`, core/protocol.ts). */
 function groupTimes(reported: Record<string, unknown>[]): string {
   const r0 = reported.find((r) => r.event === "connected" && r.rank === 0);
-  const pool = Array.isArray(r0?.pool) ? r0.pool as { degree: number; groups?: number; ms: number }[] : [];
+  const pool = Array.isArray(r0?.pool) ? r0.pool as PoolDegreeTiming[] : [];
   return pool.length ? `; SP groups: ${pool.map((p) => `d${p.degree} ${r1(p.ms)} ms`).join(", ")}` : "";
 }
 

@@ -127,9 +127,23 @@ export interface ProfileAllToAllResult {
 
 // ---------- executor -> orchestrator ----------
 
+/** How long creating the SP-group pool's groups of one degree took on a rank (`connected.pool`). */
+export interface PoolDegreeTiming {
+  /** The groups' size. */
+  degree: number;
+  /** How many groups of that degree (N / degree for N ranks). */
+  groups: number;
+  ms: number;
+}
+
 export type ExecutorEvent =
   | { type: "ready"; rank: number; kind: "cpu" | "webgpu" | "cuda" | "torch-cpu"; device: string; endpoint: Endpoint }
-  | { type: "connected"; rank: number }
+  | {
+    type: "connected";
+    rank: number;
+    /** SP-group pool creation per degree (the PyTorch executors; the TypeScript ones build no pool and omit it). */
+    pool?: PoolDegreeTiming[];
+  }
   | {
     type: "step_done";
     rank: number;
@@ -263,7 +277,9 @@ export type Message = (AgentCommand | AgentEvent | ExecutorCommand | ExecutorEve
 /** A direction of one channel; a receiver accepts only the messages its peer may send. */
 export type Channel = "agent_command" | "agent_event" | "executor_command" | "executor_event";
 
-type FieldType = "string" | "number" | "boolean" | "object" | "array" | "any";
+type BaseFieldType = "string" | "number" | "boolean" | "object" | "array" | "any";
+/** A field's JSON type; with a trailing `?` the field may also be absent. */
+type FieldType = BaseFieldType | `${BaseFieldType}?`;
 type Schema = Record<string, FieldType>;
 /**
  * The validation rows of a message union: exactly one row per message type, naming only fields that type has. The
@@ -285,7 +301,7 @@ const EXECUTOR_COMMANDS: Rows<ExecutorCommand> = {
 };
 const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   ready: { rank: "number", kind: "string", device: "string", endpoint: "object" },
-  connected: { rank: "number" },
+  connected: { rank: "number", pool: "array?" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number" },
   loaded: { rank: "number", path: "string" },
@@ -346,14 +362,19 @@ export function parseMessage<T = Message>(line: string, source: string, channel?
   return { ok: true, msg: value as T };
 }
 
-function typeOf(v: unknown): FieldType | "null" | "undefined" {
+function typeOf(v: unknown): BaseFieldType | "null" | "undefined" {
   if (Array.isArray(v)) return "array";
-  return (v === null ? "null" : typeof v) as FieldType;
+  return (v === null ? "null" : typeof v) as BaseFieldType;
 }
 
 function checkFields(m: Record<string, unknown>, schema: Schema, what: string): string | undefined {
   for (const [k, t] of Object.entries(schema)) {
-    if (t !== "any" && typeOf(m[k]) !== t) return `"${what}" needs ${k}: ${t}`;
+    const optional = t.endsWith("?");
+    const base = (optional ? t.slice(0, -1) : t) as BaseFieldType;
+    if (optional && m[k] === undefined) continue;
+    if (base !== "any" && typeOf(m[k]) !== base) {
+      return `"${what}" needs ${k}: ${base}${optional ? ` (or no ${k})` : ""}`;
+    }
   }
   return undefined;
 }

@@ -92,3 +92,17 @@ Deno.test("a final line without a newline is still read", async () => {
   for await (const m of readMessages(stream, "s", () => {}, "agent_command")) got.push(m);
   assertEquals(got.length, 1);
 });
+
+Deno.test("connected: the SP-group pool timings are optional, but a list when present", () => {
+  // The TypeScript executors build no SP-group pool and send none; the PyTorch ones send one entry per degree.
+  assertEquals(checkMessage({ type: "connected", rank: 0 }, "executor_event"), undefined);
+  assertEquals(
+    checkMessage({ type: "connected", rank: 1, pool: [{ degree: 2, groups: 2, ms: 1.5 }] }, "executor_event"),
+    undefined,
+  );
+  assertIncludes(
+    checkMessage({ type: "connected", rank: 0, pool: { degree: 2 } }, "executor_event")!,
+    '"connected" needs pool: array (or no pool)',
+  );
+  assertIncludes(checkMessage({ type: "connected", pool: [] }, "executor_event")!, '"connected" needs rank: number');
+});
