@@ -28,6 +28,7 @@ import torch
 
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from comm import DataPlane, GradReducer, StoreListener, interface_of
+from fault_injection import injected_fault
 from gpt import Gpt
 from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
 from optim import AdamWConfig, adamw, clip_factor, sum_squares
@@ -293,6 +294,8 @@ class Executor:
             try:
                 tok, pos, tgt = (x[a:b].to(dev) for x in (packed.tokens, packed.positions, packed.targets))
                 group = s.dp.group(mg.ranks) if mg.degree > 1 and s.dp is not None else None
+                if i == 0:
+                    self._step_fault(s.rank, plan["step"])
                 if s.reducer is not None and i == len(mine) - 1:
                     s.reducer.arm()
                 with self._autocast():
@@ -334,6 +337,17 @@ class Executor:
             torch.cuda.synchronize(dev)
         self.emit({"type": "step_done", "rank": s.rank, "step": plan["step"], "microBatches": reports,
                    "ms": (time.perf_counter() - t0) * 1000})
+
+    @staticmethod
+    def _step_fault(rank: int, step: int) -> None:
+        """Tests only: FLEXSP_STEP_FAULT="RANK:exit" makes that rank exit (code 3) inside its first micro-batch, while
+        its group's peers are in their first collective; "RANK:error" makes it raise there (a fatal step error)."""
+        fault = injected_fault("FLEXSP_STEP_FAULT", rank)
+        if fault == "exit":
+            print(f"rank {rank}: injected fault (FLEXSP_STEP_FAULT) in step {step}: exiting", file=sys.stderr, flush=True)
+            os._exit(3)
+        if fault == "error":
+            raise RuntimeError(f"injected fault (FLEXSP_STEP_FAULT) in step {step}")
 
     @staticmethod
     def _peer_hint(e: BaseException) -> str:

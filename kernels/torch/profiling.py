@@ -6,8 +6,8 @@
 # statistics, so the executor counts the bytes of the distinct tensors autograd saves for the backward (parameters
 # excluded) plus the largest transient of the run, the logits: the activation memory of that batch ("buffers").
 #
-# Fault injection (tests only): FLEXSP_PROFILE_FAULT="RANK:error" makes that rank's compute benchmark throw, and
-# "RANK:exit" makes the process exit, at the first timed run.
+# Fault injection (tests only, fault_injection.py): FLEXSP_PROFILE_FAULT="RANK:error" makes that rank's compute
+# benchmark throw, and "RANK:exit" makes the process exit, at the first timed run.
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from comm import DataPlane
+from fault_injection import injected_fault
 from gpt import Gpt
 from model import ModelShape
 from packing import TokenSource, pack_group
@@ -69,16 +70,6 @@ def check_alltoall_request(req: Any, world_size: int, in_pool: Callable[[list[in
     it, w = req.get("iters"), req.get("warmup")
     if not isinstance(it, int) or it < 1 or not isinstance(w, int) or w < 0:
         raise ValueError("profile_alltoall: bad iters or warmup")
-
-
-def _injected_fault(rank: int) -> str | None:
-    spec = os.environ.get("FLEXSP_PROFILE_FAULT")
-    if not spec:
-        return None
-    r, _, mode = spec.partition(":")
-    if not r.strip().lstrip("-").isdigit() or int(r) != rank:
-        return None
-    return "exit" if mode == "exit" else "error"
 
 
 class _Timer:
@@ -140,7 +131,7 @@ def profile_compute(
     sync = bool(req.get("barrier")) and world_size > 1
     if sync and dp is None:
         raise RuntimeError("profile_compute: data plane not connected (send peers first)")
-    fault = _injected_fault(rank)
+    fault = injected_fault("FLEXSP_PROFILE_FAULT", rank)
     timer = _Timer(device)
     cuda = device.type == "cuda"
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.params}

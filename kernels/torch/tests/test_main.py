@@ -1,21 +1,26 @@
 # The executor process's edges (executor_main.py): bad arguments, a Python without torch, malformed and
-# out-of-order commands answered with non-fatal errors, and the exit statuses of shutdown and a closed stdin.
+# out-of-order commands answered with non-fatal errors, the exit statuses of shutdown and a closed stdin, and the
+# injected step faults (fault_injection.py).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import unittest
+import unittest.mock
 from typing import Any
 
-from tests.harness import MAIN, TINY, test_init
+from fault_injection import injected_fault
+from tests.harness import MAIN, TINY, group, plan, seqs, test_init
 
 
-def run(lines: list[str], args: list[str] | None = None, python: list[str] | None = None) -> tuple[int, list[Any], str]:
+def run(lines: list[str], args: list[str] | None = None, python: list[str] | None = None,
+        env: dict[str, str] | None = None) -> tuple[int, list[Any], str]:
     """Runs one executor on `lines`; returns (exit status, events, stderr)."""
     p = subprocess.run([*(python or [sys.executable]), MAIN, *(args or ["--kind", "torch-cpu", "--device", "0"])],
                        input="".join(x + "\n" for x in lines).encode(), capture_output=True, timeout=300,
-                       env={"FLEXSP_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                       env={"FLEXSP_THREADS": "1", "PATH": "/usr/bin:/bin", **(env or {})})
     events = [json.loads(x) for x in p.stdout.decode().splitlines() if x.strip()]
     return p.returncode, events, p.stderr.decode()
 
@@ -69,6 +74,35 @@ class ExecutorMain(unittest.TestCase):
         code, events, err = run([init])
         self.assertEqual((code, [e["type"] for e in events]), (0, ["ready"]))
         self.assertIn("stdin closed; shutting down", err)
+
+
+    def test_an_injected_step_fault_is_a_fatal_error_naming_the_micro_batch(self) -> None:
+        init = json.dumps({"type": "init", "init": test_init(0, 1, TINY)})
+        step = json.dumps({"type": "step", "plan": plan(0, [[group([0], seqs([64]))]])})
+        code, events, _ = run([init, step], env={"FLEXSP_STEP_FAULT": "0:error"})
+        self.assertEqual([e["type"] for e in events], ["ready", "error"])
+        self.assertTrue(events[1]["fatal"])
+        self.assertRegex(events[1]["message"],
+                         r"^step 0, micro-batch 0, SP group of degree 1 ranks \[0\] .*: injected fault "
+                         r"\(FLEXSP_STEP_FAULT\) in step 0$")
+        self.assertEqual(code, 1)
+        # Another rank's fault leaves this one alone; "exit" ends the process with status 3 and no event.
+        code, events, _ = run([init, step, json.dumps({"type": "shutdown"})], env={"FLEXSP_STEP_FAULT": "1:exit"})
+        self.assertEqual(([e["type"] for e in events], code), (["ready", "step_done"], 0))
+        code, events, err = run([init, step], env={"FLEXSP_STEP_FAULT": "0:exit"})
+        self.assertEqual(([e["type"] for e in events], code), (["ready"], 3))
+        self.assertIn("rank 0: injected fault (FLEXSP_STEP_FAULT) in step 0: exiting", err)
+
+
+class FaultInjection(unittest.TestCase):
+    def test_the_variable_names_one_rank_and_a_mode(self) -> None:
+        cases = [(None, 0, None), ("", 0, None), ("1:exit", 1, "exit"), ("1:exit", 0, None), ("2", 2, "error"),
+                 ("2:error", 2, "error"), ("2:other", 2, "error"), ("x:exit", 0, None)]
+        for spec, rank, want in cases:
+            with unittest.mock.patch.dict("os.environ", {} if spec is None else {"FLEXSP_TEST_FAULT": spec}):
+                if spec is None:
+                    os.environ.pop("FLEXSP_TEST_FAULT", None)
+                self.assertEqual(injected_fault("FLEXSP_TEST_FAULT", rank), want, f"{spec!r} for rank {rank}")
 
 
 if __name__ == "__main__":
