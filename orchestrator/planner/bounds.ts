@@ -14,7 +14,9 @@ export function minMicroBatches(ctx: PlanContext, lengths: readonly number[], se
  * A lower bound on Σ_mb max_g time: every micro-batch pays β1; a micro-batch's makespan is at least its work
  * (device-ms at each sequence's cheapest degree) over the devices; and the micro-batch holding the longest
  * sequence lasts at least that sequence's time at the degree it runs on, while its other devices absorb at
- * most the rest of the work. Minimised over the degrees the longest sequence may use.
+ * most the rest of the work. Minimised over the degrees the longest sequence may use. Capacities are per device
+ * (a group holds d times its smallest device's), speeds optimistic (the fastest device's) except in the
+ * speed-weighted work term, which holds for any mix of speeds.
  */
 export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seqs: readonly number[]): number {
   if (seqs.length === 0) return 0;
@@ -23,8 +25,10 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
   const m = minMicroBatches(ctx, lengths, seqs);
   let longest = seqs[0];
   let work = 0;
+  let speedWork = 0;
   for (const k of seqs) {
     work += ctx.minWork(lengths[k]);
+    speedWork += ctx.speedWork(lengths[k]);
     if (lengths[k] > lengths[longest]) longest = k;
   }
   const s = lengths[longest];
@@ -46,5 +50,7 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
     for (const k of huge) taus += ctx.bestSeqMs(lengths[k]);
     hugeBound = Math.max(m, huge.length) * beta + taus + Math.max(0, work - n * taus) / n;
   }
-  return Math.max(m * beta + best, hugeBound);
+  // On devices of different speeds, the speed-weighted work over the cluster's total speed (see speedWork).
+  const weighted = m * beta + speedWork / ctx.speedSum;
+  return Math.max(m * beta + best, hugeBound, weighted);
 }

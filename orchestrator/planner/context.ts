@@ -40,11 +40,17 @@ export const DEFAULT_PLANNER_OPTIONS: PlannerOptions = {
 export class PlanContext {
   /** Allowed degrees, ascending: powers of two dividing the head count, up to the largest block. */
   readonly degrees: number[];
-  /** Token capacity per rank. */
+  /** Token capacity per rank (its own memory budget; a group's capacity is its smallest device's). */
   readonly capacity: number[];
   /** Smallest per-rank capacity (used for bounds). */
   readonly minCapacity: number;
   readonly maxDegree: number;
+  /** Fastest device speed (for optimistic bounds). */
+  readonly maxSpeed: number;
+  /** Slowest device speed. */
+  readonly minSpeed: number;
+  /** Sum of device speeds: the cluster's compute per ms in units of a speed-1 device. */
+  readonly speedSum: number;
 
   constructor(
     readonly cost: CostModel,
@@ -54,6 +60,9 @@ export class PlanContext {
   ) {
     if (topo.devices < 1) throw new UserError("the cluster has no devices");
     this.maxDegree = floorPow2(topo.devices);
+    this.maxSpeed = topo.speed.reduce((a, b) => Math.max(a, b), 0);
+    this.minSpeed = topo.speed.reduce((a, b) => Math.min(a, b), Infinity);
+    this.speedSum = topo.speed.reduce((a, b) => a + b, 0);
     this.degrees = [];
     for (let d = 1; d <= this.maxDegree; d *= 2) {
       if (d >= options.minDegree && heads % d === 0) this.degrees.push(d);
@@ -63,7 +72,7 @@ export class PlanContext {
         `no SP degree is allowed: min_degree ${options.minDegree}, ${heads} heads, ${topo.devices} devices`,
       );
     }
-    this.capacity = topo.memoryGb.map((m) => cost.tokenCapacity(m));
+    this.capacity = topo.memoryGb.map((m, r) => cost.tokenCapacity(m, topo.budgetGb?.[r]));
     this.minCapacity = Math.min(...this.capacity);
     this.blocks = new BlockTable(topo, (r) => this.capacity[r]);
   }
@@ -91,6 +100,29 @@ export class PlanContext {
     }
     this.blockCapCache.set(d, best);
     return best;
+  }
+
+  private readonly speedWorkCache = new Map<number, number>();
+  private readonly minBlockCapCache = new Map<number, number>();
+
+  /** Smallest token capacity of any aligned block of degree d (what a homogeneous plan can count on). */
+  minBlockCapacity(d: number): number {
+    const hit = this.minBlockCapCache.get(d);
+    if (hit !== undefined) return hit;
+    let worst = Infinity;
+    for (let s = 0; s + d <= this.topo.devices; s += d) {
+      let c = Infinity;
+      for (let r = s; r < s + d; r++) c = Math.min(c, this.capacity[r]);
+      worst = Math.min(worst, c);
+    }
+    this.minBlockCapCache.set(d, worst);
+    return worst;
+  }
+
+  /** Smallest allowed degree every block of which can hold s tokens (a static degree), or Infinity. */
+  uniformDegreeOf(s: number): number {
+    for (const d of this.degrees) if (s <= d * this.minBlockCapacity(d)) return d;
+    return Infinity;
   }
 
   /** Smallest allowed degree whose best block can hold s tokens, or Infinity. */
@@ -138,8 +170,23 @@ export class PlanContext {
     return spans;
   }
 
-  /** Fastest device speed (for optimistic bounds). */
-  get maxSpeed(): number {
-    return this.topo.speed.reduce((a, b) => Math.max(a, b), 0);
+  /**
+   * Speed-weighted work of a sequence: its compute at speed 1 plus the slowest speed times the device-ms of
+   * its all-to-all, at the cheapest degree that can hold it. A device of speed v does at most v of this per
+   * ms (it runs at its group's speed, never above its own), so a micro-batch lasts at least its total over
+   * `speedSum`: tighter than `minWork / devices` when speeds differ, equal when they do not.
+   */
+  speedWork(s: number): number {
+    const hit = this.speedWorkCache.get(s);
+    if (hit !== undefined) return hit;
+    const comp = this.cost.computeMs(s, 1, 1);
+    const v = this.minSpeed;
+    let best = Infinity;
+    for (const d of this.degrees) {
+      if (s > d * this.blockCapacity(d)) continue;
+      best = Math.min(best, comp + v * d * this.cost.commMs(s, d, this.degreeSpans(d)));
+    }
+    this.speedWorkCache.set(s, best);
+    return best;
   }
 }

@@ -19,7 +19,13 @@ scope.onmessage = async (e: MessageEvent<PlannerWorkerInit | PlannerWorkerReques
   }
   let reply: PlannerWorkerResponse;
   try {
-    const plan = await planStep(msg.lengths, init!.topology, cost!, { ...init!.options, ...msg.options });
+    const id = msg.id;
+    const plan = await planStep(msg.lengths, init!.topology, cost!, {
+      ...init!.options,
+      ...msg.options,
+      startedAt: msg.sentAt,
+      onIncumbent: (p) => scope.postMessage({ id, ok: true, plan: p, incumbent: true } satisfies PlannerWorkerResponse),
+    });
     reply = { id: msg.id, ok: true, plan };
   } catch (err) {
     reply = { id: msg.id, ok: false, message: (err as Error).message, user: err instanceof UserError };
