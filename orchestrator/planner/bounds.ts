@@ -51,6 +51,8 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
     hugeBound = Math.max(m, huge.length) * beta + taus + Math.max(0, work - n * taus) / n;
   }
   // On devices of different speeds, the speed-weighted work over the cluster's total speed (see speedWork).
-  const weighted = m * beta + speedWork / ctx.speedSum;
+  let tokens = 0;
+  for (const k of seqs) tokens += lengths[k];
+  const weighted = ctx.weightedBound(tokens, speedWork, m);
   return Math.max(m * beta + best, hugeBound, weighted);
 }

@@ -51,6 +51,15 @@ export class PlanContext {
   readonly minSpeed: number;
   /** Sum of device speeds: the cluster's compute per ms in units of a speed-1 device. */
   readonly speedSum: number;
+  /** Sum of the fastest devices' speeds, and their token capacity (for micro-batches on them alone). */
+  readonly fastSpeedSum: number;
+  readonly fastCapacity: number;
+  /**
+   * β1 weighted by speed over a micro-batch that uses some slower device: Σ_r speed_r · (β1 at the speed r's
+   * groups can at best have), i.e. β1·(slow speeds / fastest slow speed + fast speeds / fastest speed). Equal
+   * to β1·speedSum/maxSpeed on a cluster of one speed.
+   */
+  readonly slowBetaWork: number;
 
   constructor(
     readonly cost: CostModel,
@@ -63,6 +72,11 @@ export class PlanContext {
     this.maxSpeed = topo.speed.reduce((a, b) => Math.max(a, b), 0);
     this.minSpeed = topo.speed.reduce((a, b) => Math.min(a, b), Infinity);
     this.speedSum = topo.speed.reduce((a, b) => a + b, 0);
+    const slow = topo.speed.filter((v) => v < this.maxSpeed);
+    const v2 = slow.reduce((a, b) => Math.max(a, b), 0);
+    const slowSum = slow.reduce((a, b) => a + b, 0);
+    this.fastSpeedSum = this.speedSum - slowSum;
+    this.slowBetaWork = cost.beta1 * (slow.length ? slowSum / v2 : 0) + cost.beta1 * this.fastSpeedSum / this.maxSpeed;
     this.degrees = [];
     for (let d = 1; d <= this.maxDegree; d *= 2) {
       if (d >= options.minDegree && heads % d === 0) this.degrees.push(d);
@@ -74,6 +88,7 @@ export class PlanContext {
     }
     this.capacity = topo.memoryGb.map((m, r) => cost.tokenCapacity(m, topo.budgetGb?.[r]));
     this.minCapacity = Math.min(...this.capacity);
+    this.fastCapacity = this.capacity.reduce((t, c, r) => t + (topo.speed[r] === this.maxSpeed ? c : 0), 0);
     this.blocks = new BlockTable(topo, (r) => this.capacity[r]);
   }
 
@@ -168,6 +183,32 @@ export class PlanContext {
       this.spansCache.set(d, spans);
     }
     return spans;
+  }
+
+  /**
+   * Lower bound on `count` micro-batches holding `tokens` tokens and speed-weighted work `work` in all (see
+   * speedWork). A micro-batch that uses a slower device lasts at least (its work + slowBetaWork) / speedSum
+   * (every device of speed v does at most v work per ms after its own β1); one on the fastest devices alone
+   * holds at most fastCapacity tokens and lasts at least β1/maxSpeed + its work / fastSpeedSum. Minimised
+   * over how many micro-batches run on the fast devices alone; on one speed this is count·β1/v + work/speedSum.
+   */
+  weightedBound(tokens: number, work: number, count: number): number {
+    const total = this.capacity.reduce((a, b) => a + b, 0);
+    const betaFast = this.cost.beta1 / this.maxSpeed;
+    if (this.fastSpeedSum === this.speedSum) return count * betaFast + work / this.speedSum;
+    let best = Infinity;
+    const maxFast = this.fastCapacity > 0 ? Math.ceil(tokens / this.fastCapacity) : 0;
+    for (let mf = 0; mf <= maxFast; mf++) {
+      const ms = Math.max(0, Math.ceil((tokens - mf * this.fastCapacity) / total - 1e-12));
+      const mb = Math.max(count, ms + mf);
+      // Micro-batches beyond the token minimum are charged as fast ones (the cheaper β).
+      const extraFast = mb - ms - mf;
+      const t = ms > 0
+        ? ms * this.slowBetaWork / this.speedSum + (mf + extraFast) * betaFast + work / this.speedSum
+        : (mf + extraFast) * betaFast + work / this.fastSpeedSum;
+      best = Math.min(best, t);
+    }
+    return best;
   }
 
   /**

@@ -104,13 +104,15 @@ export function microBatchLowerBound(ctx: PlanContext, lengths: readonly number[
   let longest = 0;
   let work = 0;
   let speedWork = 0;
+  let tokens = 0;
   for (const k of seqs) {
     longest = Math.max(longest, ctx.bestSeqMs(lengths[k]));
     work += ctx.minWork(lengths[k]);
     speedWork += ctx.speedWork(lengths[k]);
+    tokens += lengths[k];
   }
   const beta = ctx.cost.beta1 / ctx.maxSpeed;
-  return beta + Math.max(longest, work / ctx.topo.devices, speedWork / ctx.speedSum);
+  return Math.max(beta + Math.max(longest, work / ctx.topo.devices), ctx.weightedBound(tokens, speedWork, 1));
 }
 
 /** Turns open groups into a micro-batch plan, covering idle ranks with empty groups. */

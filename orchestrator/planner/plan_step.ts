@@ -116,11 +116,14 @@ export async function planStep(
 
   // Stop improving a little before the budget, so the finished plan is returned within it.
   const deadline = opts.deterministic ? Infinity : t0 + 0.9 * opts.timeLimitMs;
-  const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline);
+  // Every better split is offered at once: under load the search alone can take most of the budget.
+  const offer = onIncumbent &&
+    ((mbs: MicroBatchPlan[], how: string) =>
+      onIncumbent(finish({ ...base, microBatches: mbs, details: { chunking: how, incumbent: "search" } }, t0)));
+  const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline, offer);
   if (!search) throw new UserError("no plan fits this batch in memory (even one sequence per micro-batch)");
   let { microBatches } = search;
   const details: Record<string, string | number | boolean> = { chunking: search.how };
-  onIncumbent?.(finish({ ...base, microBatches, details: { ...details, incumbent: "search" } }, t0));
   const before = totalMs(microBatches);
   microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, deadline);
   details.rebalanceGainMs = round(before - totalMs(microBatches));
@@ -141,6 +144,7 @@ export function searchMicroBatchSplits(
   lengths: readonly number[],
   seqs: readonly number[],
   deadline = Infinity,
+  onBetter?: (microBatches: MicroBatchPlan[], how: string) => void,
 ): { microBatches: MicroBatchPlan[]; how: string } | undefined {
   if (seqs.length === 0) return { microBatches: [], how: "empty" };
   const weights: [string, (s: number) => number][] = [
@@ -175,7 +179,10 @@ export function searchMicroBatchSplits(
       }
       if (mbs.length !== chunks.length) continue;
       feasibleAny = true;
-      if (!best || totalMs(mbs) < totalMs(best.microBatches)) best = { microBatches: mbs, how: `${name}/M=${m}` };
+      if (!best || totalMs(mbs) < totalMs(best.microBatches)) {
+        best = { microBatches: mbs, how: `${name}/M=${m}` };
+        onBetter?.(best.microBatches, best.how);
+      }
     }
     // Infeasible counts (a chunk over memory) do not use up a trial, as in the reference.
     if (feasibleAny || best) tried++;

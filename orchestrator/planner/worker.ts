@@ -5,7 +5,7 @@ import type { CostConstants, ModelConfig } from "../config/types.ts";
 import type { CostModelOptions } from "./cost_model.ts";
 import type { PlannerOptions } from "./context.ts";
 import type { Plan } from "./plan_types.ts";
-import { epochNow, type PlanStepOptions } from "./plan_step.ts";
+import { epochNow, planStep, type PlanStepOptions } from "./plan_step.ts";
 import type { Topology } from "./topology.ts";
 import type { PlannerSetup } from "./from_config.ts";
 
@@ -33,12 +33,17 @@ export type PlannerWorkerResponse =
   | { id: number; ok: true; plan: Plan; incumbent?: boolean }
   | { id: number; ok: false; message: string; user: boolean };
 
+/** Sent once the worker has built its cost model and loaded its MILP backend (starting is not solving). */
+export interface PlannerWorkerReady {
+  ready: true;
+}
+
 /**
  * Time kept back before `time_limit_ms` (ms): when the final plan has not arrived by then, the latest incumbent
  * is taken, so the main thread's timer may fire this late (a busy event loop) and still meet the limit.
  */
 export function deadlineReserveMs(limitMs: number): number {
-  return Math.min(50, Math.max(2, 0.04 * limitMs));
+  return Math.min(100, Math.max(2, 0.05 * limitMs));
 }
 
 /** A planner in its own thread; requests are answered in order. */
@@ -48,13 +53,16 @@ export class PlannerWorker {
   private readonly pending = new Map<number, Pending>();
   private readonly options: PlannerOptions;
   /** Settles when the previous request has. */
-  private tail: Promise<void> = Promise.resolve();
+  private tail: Promise<void>;
   private closed = false;
 
-  constructor(setup: PlannerSetup) {
+  constructor(private readonly setup: PlannerSetup) {
     this.options = setup.options;
     this.worker = new Worker(new URL("./worker_main.ts", import.meta.url).href, { type: "module" });
-    this.worker.onmessage = (e: MessageEvent<PlannerWorkerResponse>) => {
+    let ready = () => {};
+    this.tail = new Promise<void>((resolve) => ready = resolve);
+    this.worker.onmessage = (e: MessageEvent<PlannerWorkerResponse | PlannerWorkerReady>) => {
+      if ("ready" in e.data) return ready();
       const r = e.data;
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -71,6 +79,7 @@ export class PlannerWorker {
         if (p.timer !== undefined) clearTimeout(p.timer);
         p.reject(new Error(`planner worker failed: ${e.message}`));
       }
+      ready();
       this.pending.clear();
     };
     const init: PlannerWorkerInit = {
@@ -85,9 +94,9 @@ export class PlannerWorker {
   }
 
   /**
-   * Plans one step in the worker. Outside deterministic mode `time_limit_ms` bounds the whole call: the
+   * Plans one step in the worker (requests wait for the worker to start, then run one at a time). Outside deterministic mode `time_limit_ms` bounds the whole call: the
    * worker stops improving in time, and should its final plan be late, the best complete plan it sent before
-   * is taken (`details.deadline: "incumbent"`). `solveMs` is this call's wall time, round trip included.
+   * is taken (`details.deadline: "incumbent"`), or with none yet the static-SP plan (`"static fallback"`). `solveMs` is this call's wall time, round trip included.
    */
   plan(lengths: readonly number[], options: Omit<PlanStepOptions, "onIncumbent"> = {}): Promise<Plan> {
     // One request in the worker at a time: a request's budget starts when it is sent, not behind another.
@@ -107,10 +116,22 @@ export class PlannerWorker {
       this.pending.set(id, p);
       if (!opts.deterministic && (options.strategy ?? "flexsp") === "flexsp") {
         const wait = opts.timeLimitMs - deadlineReserveMs(opts.timeLimitMs);
-        p.timer = setTimeout(() => {
-          // The final plan is late: take the best one so far (or keep waiting when there is none yet).
+        p.timer = setTimeout(async () => {
+          // The final plan is late: take the best one so far; with none yet (a starved or cold worker), the
+          // static-SP plan, which this thread packs in milliseconds; else keep waiting for the worker.
           if (p.incumbent) {
-            this.settle(id, p, { ...p.incumbent, details: { ...p.incumbent.details, deadline: "incumbent" } });
+            return this.settle(id, p, { ...p.incumbent, details: { ...p.incumbent.details, deadline: "incumbent" } });
+          }
+          try {
+            const st = await planStep(lengths, this.setup.topology, this.setup.cost, { ...opts, strategy: "static" });
+            if (this.pending.get(id) !== p) return;
+            this.settle(id, p, {
+              ...st,
+              strategy: "flexsp",
+              details: { ...st.details, deadline: "static fallback" },
+            });
+          } catch {
+            // No static plan holds this batch: the worker's answer decides.
           }
         }, Math.max(0, wait));
       }
