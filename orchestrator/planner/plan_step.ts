@@ -60,8 +60,10 @@ export async function planStep(
 ): Promise<Plan> {
   const t0 = options.startedAt === undefined ? performance.now() : options.startedAt - performance.timeOrigin;
   const { DEFAULT_PLANNER_OPTIONS } = await import("./context.ts");
-  const { startedAt: _s, onIncumbent, ...rest } = options;
+  const { startedAt: _s, onIncumbent: offered, ...rest } = options;
   const opts: PlannerOptions = { ...DEFAULT_PLANNER_OPTIONS, ...rest };
+  // Incumbents serve a wall-clock deadline; deterministic mode has none.
+  const onIncumbent = opts.deterministic ? undefined : offered;
   const strategy = options.strategy ?? "flexsp";
   const ctx = new PlanContext(cost, topo, cost.model.heads, opts);
   const { seqs, dropped } = admit(ctx, lengths);
@@ -125,13 +127,29 @@ export async function planStep(
   let { microBatches } = search;
   const details: Record<string, string | number | boolean> = { chunking: search.how };
   const before = totalMs(microBatches);
-  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, deadline);
+  // Incumbents for a deadline fallback: each improving move, then each micro-batch the MILP improves.
+  const post = (mbs: MicroBatchPlan[], phase: string) =>
+    onIncumbent?.(finish({ ...base, microBatches: mbs, details: { ...details, incumbent: phase } }, t0));
+  microBatches = improveAcrossMicroBatches(
+    ctx,
+    lengths,
+    microBatches,
+    deadline,
+    undefined,
+    undefined,
+    undefined,
+    onIncumbent && ((mbs) => post(mbs, "rebalance")),
+  );
   details.rebalanceGainMs = round(before - totalMs(microBatches));
   if (opts.milp !== "none") {
-    if (before > totalMs(microBatches)) {
-      onIncumbent?.(finish({ ...base, microBatches, details: { ...details, incumbent: "rebalance" } }, t0));
-    }
-    const r = await improveWithMilp(ctx, lengths, microBatches, deadline);
+    const current = [...microBatches];
+    const onSolve = onIncumbent && ((i: number, _before: MicroBatchPlan, r: { plan?: MicroBatchPlan }) => {
+      if (r.plan && r.plan.predictedMs < current[i].predictedMs * (1 - 1e-12)) {
+        current[i] = r.plan;
+        post([...current], "milp");
+      }
+    });
+    const r = await improveWithMilp(ctx, lengths, microBatches, deadline, onSolve);
     microBatches = r.microBatches;
     Object.assign(details, r.details);
   }

@@ -30,6 +30,7 @@ export function improveAcrossMicroBatches(
   maxRounds = 200,
   movesPerSource = 6,
   swaps = false,
+  onMove?: (microBatches: MicroBatchPlan[]) => void,
 ): MicroBatchPlan[] {
   const mbs = microBatches.map((mb) => ({ plan: mb, seqs: members(mb) }));
   if (mbs.length < 2) return microBatches;
@@ -70,6 +71,7 @@ export function improveAcrossMicroBatches(
     }
     if (!moved && swaps && performance.now() < deadline) moved = trySwap(ctx, lengths, mbs, deadline, movesPerSource);
     if (!moved) break;
+    onMove?.(mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan));
   }
   return mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan);
 }
