@@ -55,6 +55,8 @@ export class PlannerWorker {
   /** Settles when the previous request has. */
   private tail: Promise<void>;
   private closed = false;
+  /** Why the worker thread died, if it did. */
+  private failure?: string;
 
   constructor(private readonly setup: PlannerSetup) {
     this.options = setup.options;
@@ -75,10 +77,12 @@ export class PlannerWorker {
     };
     this.worker.onerror = (e) => {
       e.preventDefault();
+      this.failure = `planner worker failed: ${e.message}`;
       for (const p of this.pending.values()) {
         if (p.timer !== undefined) clearTimeout(p.timer);
-        p.reject(new Error(`planner worker failed: ${e.message}`));
+        p.reject(new Error(this.failure));
       }
+      this.pending.clear();
       ready();
       this.pending.clear();
     };
@@ -111,7 +115,7 @@ export class PlannerWorker {
     const opts = { ...this.options, ...options };
     const sentAt = epochNow();
     return new Promise((resolve, reject) => {
-      if (this.closed) return reject(new Error("planner worker closed"));
+      if (this.closed || this.failure) return reject(new Error(this.failure ?? "planner worker closed"));
       const p: Pending = { resolve, reject, sentAt };
       this.pending.set(id, p);
       if (!opts.deterministic && (options.strategy ?? "flexsp") === "flexsp") {
