@@ -188,3 +188,14 @@ Deno.test("static SP on a mixed cluster uses a degree every group of which holds
   const plan = await planStep(randomLengths(3, 20, 4096), topo, cost, { ...ctx.options, strategy: "static" });
   assertEquals(plan.degree, 8);
 });
+
+Deno.test("placement prefers a block of one device type over a mixed one of the same speed", () => {
+  // H on node 0, A on nodes 1-3: [0-3] mixes H and A (runs at A's speed), [4-7] is all A.
+  const { ctx } = mixedContext([H(1, 2), A(3, 2)]);
+  const alloc = ctx.newAllocator();
+  const b = alloc.peek(4)!;
+  assertEquals([b.start, b.speed], [4, 1]);
+  alloc.take(b);
+  // The H devices stay free for a group of their own.
+  assertEquals(alloc.peek(2)!.start, 0);
+});
