@@ -48,7 +48,7 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
   let best = Infinity;
   for (const d of ctx.degrees) {
     if (s > d * ctx.blockCapacity(d)) continue;
-    const tau = ctx.cost.seqMs(s, d, ctx.degreeSpans(d), ctx.maxSpeed);
+    const tau = ctx.cost.seqMs(s, d, ctx.degreeSpans(d), ctx.degreeSpeed(d));
     best = Math.min(best, Math.max(tau + outside, (d * tau + rest) / n));
   }
   // Sequences over half the cluster's memory can share neither a group nor a micro-batch with each other:

@@ -152,12 +152,28 @@ export class PlanContext {
     return d * this.blockCapacity(d);
   }
 
-  /** Fastest time of a sequence on any allowed degree that can hold it (β1 excluded; homogeneous speed 1). */
+  private readonly degreeSpeedCache = new Map<number, number>();
+
+  /**
+   * Fastest speed any group of degree d can run at: the best aligned block's slowest device (on a mixed
+   * cluster a degree-64 group of 64 devices runs at the slow ones' speed). Optimistic, so bounds stay valid.
+   */
+  degreeSpeed(d: number): number {
+    let v = this.degreeSpeedCache.get(d);
+    if (v === undefined) {
+      v = 0;
+      for (let s = 0; s + d <= this.topo.devices; s += d) v = Math.max(v, this.blocks.get(s, d).speed);
+      this.degreeSpeedCache.set(d, v);
+    }
+    return v;
+  }
+
+  /** Fastest time of a sequence on any allowed degree that can hold it (β1 excluded; at the degree's best speed). */
   bestSeqMs(s: number): number {
     let best = Infinity;
     for (const d of this.degrees) {
       if (s > d * this.blockCapacity(d)) continue;
-      best = Math.min(best, this.cost.seqMs(s, d, this.degreeSpans(d), this.maxSpeed));
+      best = Math.min(best, this.cost.seqMs(s, d, this.degreeSpans(d), this.degreeSpeed(d)));
     }
     return best;
   }
@@ -167,7 +183,7 @@ export class PlanContext {
     let best = Infinity;
     for (const d of this.degrees) {
       if (s > d * this.blockCapacity(d)) continue;
-      best = Math.min(best, d * this.cost.seqMs(s, d, this.degreeSpans(d), this.maxSpeed));
+      best = Math.min(best, d * this.cost.seqMs(s, d, this.degreeSpans(d), this.degreeSpeed(d)));
     }
     return best;
   }
