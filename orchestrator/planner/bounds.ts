@@ -34,6 +34,7 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
   }
   const s = lengths[longest];
   const rest = work - ctx.minWork(s);
+  const speedRest = speedWork - ctx.speedWork(s);
   // The longest sequence's micro-batch holds at most the cluster's memory, so the others hold at least the
   // remaining tokens, and take at least the least work that many tokens can carry (fractional, cheapest
   // work per token first), over the devices (or speed-weighted, over the total speed).
@@ -49,7 +50,10 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
   for (const d of ctx.degrees) {
     if (s > d * ctx.blockCapacity(d)) continue;
     const tau = ctx.cost.seqMs(s, d, ctx.degreeSpans(d), ctx.degreeSpeed(d));
-    best = Math.min(best, Math.max(tau + outside, (d * tau + rest) / n));
+    // Speed-weighted: the longest sequence's group ties up at least its block's speeds for tau; the rest of
+    // the speed-weighted work fits in what the other devices of its micro-batch and the other micro-batches do.
+    const weightedRest = (ctx.minBlockSpeedSum(d) * tau + speedRest) / ctx.speedSum;
+    best = Math.min(best, Math.max(tau + outside, (d * tau + rest) / n, weightedRest));
   }
   // Sequences over half the cluster's memory can share neither a group nor a micro-batch with each other:
   // each has a micro-batch of its own lasting at least its best time; other work fills their idle devices

@@ -168,6 +168,23 @@ export class PlanContext {
     return v;
   }
 
+  private readonly blockSpeedSumCache = new Map<number, number>();
+
+  /** Smallest sum of device speeds of any aligned block of degree d (what a degree-d group ties up at least). */
+  minBlockSpeedSum(d: number): number {
+    let v = this.blockSpeedSumCache.get(d);
+    if (v === undefined) {
+      v = Infinity;
+      for (let s = 0; s + d <= this.topo.devices; s += d) {
+        let sum = 0;
+        for (let r = s; r < s + d; r++) sum += this.topo.speed[r];
+        v = Math.min(v, sum);
+      }
+      this.blockSpeedSumCache.set(d, v);
+    }
+    return v;
+  }
+
   /** Fastest time of a sequence on any allowed degree that can hold it (β1 excluded; at the degree's best speed). */
   bestSeqMs(s: number): number {
     let best = Infinity;
