@@ -77,23 +77,19 @@ Deno.test("per-node budgets: each device's capacity is its own, and no group exc
 Deno.test("planViolations catches a group over its smallest device's capacity on a mixed block", async () => {
   const kinds = [A(1, 2), H(1, 2)];
   const { ctx, topo, cost } = mixedContext(kinds, { milp: "none" });
-  // 4,500 tokens fit 4 devices only at the large devices' 2,500 each; the block's smallest holds 1,000.
+  // 4,500 tokens on the 4-device block would need 1,125 per device; its smallest device holds 1,000.
   const lengths = [3000];
   const plan = await planStep(lengths, topo, cost, ctx.options);
   assertEquals(planViolations(plan, ctx, lengths), []);
-  const forged = structuredClone(plan);
-  const g = forged.microBatches[0].groups.find((x) => x.sequences.length > 0)!;
+  const g = plan.microBatches[0].groups.find((x) => x.sequences.length > 0)!;
   assertEquals(g.ranks, [2, 3], "3,000 tokens go to the two large devices, not a degree-4 group");
-  g.lengths = [4500];
-  const errors = planViolations(forged, ctx, [4500]);
-  assert(errors.some((e) => e.includes("exceed the group's memory")) || errors.length > 0, errors.join("; "));
   const wide = { ...structuredClone(plan) };
   wide.microBatches[0].groups = [{
     degree: 4,
     ranks: [0, 1, 2, 3],
     sequences: [0],
     lengths: [4500],
-    predictedMs: cost.groupMs([4500], 4, false, 1),
+    predictedMs: cost.groupMs([4500], 4, true, 1),
     spansNodes: true,
   }];
   const memErrors = planViolations(wide, ctx, [4500]);
