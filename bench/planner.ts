@@ -89,6 +89,7 @@ async function runRow(spec: RowSpec, backend: "highs" | "glpk" | "none") {
   let dropped = 0;
   let pastLimit = 0;
   let incumbents = 0;
+  let fallbacks = 0;
   try {
     for (let step = 0; step < spec.steps; step++) {
       const lengths = sampleLengths(spec.dist, spec.batch, spec.maxSeq, rng);
@@ -106,6 +107,7 @@ async function runRow(spec: RowSpec, backend: "highs" | "glpk" | "none") {
       solve.push(f.solveMs);
       if (f.solveMs > spec.timeLimitMs) pastLimit++;
       if (f.details.deadline === "incumbent") incumbents++;
+      if (f.details.deadline === "static fallback") fallbacks++;
     }
   } finally {
     worker.close();
@@ -140,6 +142,7 @@ async function runRow(spec: RowSpec, backend: "highs" | "glpk" | "none") {
     solveMaxMs: Math.max(...solve),
     solvesPastLimit: pastLimit,
     incumbentPlans: incumbents,
+    staticFallbackPlans: fallbacks,
     droppedSequences: dropped,
     invalidPlans: invalid,
   };

@@ -43,7 +43,7 @@ export interface PlannerWorkerReady {
  * is taken, so the main thread's timer may fire this late (a busy event loop) and still meet the limit.
  */
 export function deadlineReserveMs(limitMs: number): number {
-  return Math.min(100, Math.max(2, 0.05 * limitMs));
+  return Math.min(150, Math.max(2, 0.08 * limitMs));
 }
 
 /** A planner in its own thread; requests are answered in order. */
@@ -80,6 +80,7 @@ export class PlannerWorker {
       this.failure = `planner worker failed: ${e.message}`;
       for (const p of this.pending.values()) {
         if (p.timer !== undefined) clearTimeout(p.timer);
+        if (p.fallbackTimer !== undefined) clearTimeout(p.fallbackTimer);
         p.reject(new Error(this.failure));
       }
       this.pending.clear();
@@ -120,23 +121,23 @@ export class PlannerWorker {
       this.pending.set(id, p);
       if (!opts.deterministic && (options.strategy ?? "flexsp") === "flexsp") {
         const wait = opts.timeLimitMs - deadlineReserveMs(opts.timeLimitMs);
-        p.timer = setTimeout(async () => {
-          // The final plan is late: take the best one so far; with none yet (a starved or cold worker), the
-          // static-SP plan, which this thread packs in milliseconds; else keep waiting for the worker.
-          if (p.incumbent) {
-            return this.settle(id, p, { ...p.incumbent, details: { ...p.incumbent.details, deadline: "incumbent" } });
-          }
+        // At 3/4 of the budget with no incumbent yet (a starved or cold worker), this thread packs the
+        // static-SP plan as a fallback, so that settling at the deadline costs nothing.
+        p.fallbackTimer = setTimeout(async () => {
+          if (p.incumbent) return;
           try {
             const st = await planStep(lengths, this.setup.topology, this.setup.cost, { ...opts, strategy: "static" });
-            if (this.pending.get(id) !== p) return;
-            this.settle(id, p, {
-              ...st,
-              strategy: "flexsp",
-              details: { ...st.details, deadline: "static fallback" },
-            });
+            p.fallback = { ...st, strategy: "flexsp", details: { ...st.details, deadline: "static fallback" } };
           } catch {
             // No static plan holds this batch: the worker's answer decides.
           }
+        }, Math.max(0, 0.75 * wait));
+        p.timer = setTimeout(() => {
+          // The final plan is late: take the best one so far, else the fallback, else keep waiting.
+          if (p.incumbent) {
+            return this.settle(id, p, { ...p.incumbent, details: { ...p.incumbent.details, deadline: "incumbent" } });
+          }
+          if (p.fallback) this.settle(id, p, p.fallback);
         }, Math.max(0, wait));
       }
       const req: PlannerWorkerRequest = { type: "plan", id, lengths, options, sentAt };
@@ -148,6 +149,7 @@ export class PlannerWorker {
   private settle(id: number, p: Pending, plan: Plan | undefined): void {
     this.pending.delete(id);
     if (p.timer !== undefined) clearTimeout(p.timer);
+    if (p.fallbackTimer !== undefined) clearTimeout(p.fallbackTimer);
     if (plan) p.resolve({ ...plan, solveMs: Math.round((epochNow() - p.sentAt) * 1000) / 1000 });
   }
 
@@ -156,6 +158,7 @@ export class PlannerWorker {
     this.closed = true;
     for (const p of this.pending.values()) {
       if (p.timer !== undefined) clearTimeout(p.timer);
+      if (p.fallbackTimer !== undefined) clearTimeout(p.fallbackTimer);
       p.reject(new Error("planner worker closed"));
     }
     this.pending.clear();
@@ -169,6 +172,9 @@ interface Pending {
   reject: (e: Error) => void;
   sentAt: number;
   timer?: ReturnType<typeof setTimeout>;
+  fallbackTimer?: ReturnType<typeof setTimeout>;
   /** The latest complete plan the worker sent before its final one. */
   incumbent?: Plan;
+  /** The static-SP plan packed here when no incumbent came by 3/4 of the budget. */
+  fallback?: Plan;
 }
