@@ -38,7 +38,7 @@ export { UserError } from "./orchestrator/errors.ts";
 /** The FlexSP cost model: time and memory of sequences on SP groups. */
 export { buildCostModel, CostModel, type CostModelOptions } from "./orchestrator/planner/cost_model.ts";
 /** The devices a plan is placed on. */
-export { type Topology, topologyOf, uniformTopology } from "./orchestrator/planner/topology.ts";
+export { mixedTopology, type Topology, topologyOf, uniformTopology } from "./orchestrator/planner/topology.ts";
 /** Plans one training step: micro-batches of SP groups on concrete ranks. */
 export { planStep, type PlanStepOptions } from "./orchestrator/planner/plan_step.ts";
 /** Planner settings and the per-call context. */
