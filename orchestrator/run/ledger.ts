@@ -10,6 +10,7 @@
 // `overheadMs = wallMs - measuredMs` (dispatch and collect: serialising, pipes through the agents, parsing).
 
 import { writeAtomic } from "../atomic_write.ts";
+import type { LedgerSequence } from "../data/data_ledger.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {
@@ -45,7 +46,8 @@ export interface LedgerRecord {
   tokens: number;
   /** Tokens with a target (sum of length - 1); the loss is averaged over these. */
   targetTokens: number;
-  sequences: number;
+  /** The sequences trained, in batch order: id, document, token range of that document (data/data_ledger.ts). */
+  sequences: LedgerSequence[];
   epoch: number;
   lr: number;
   predictedMs: number;

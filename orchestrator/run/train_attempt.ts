@@ -201,6 +201,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     pool = ExecutorPool.create(cluster, {
       config,
       datasetPath: paths ? (n) => paths.get(n) : undefined,
+      datasetTokenBytes: ctx.data.dataset?.manifest.tokenBytes,
       env: ctx.executorEnv,
       log: (l) => ctx.log(l),
     });
