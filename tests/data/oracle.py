@@ -102,32 +102,35 @@ def write_parquet(req: dict) -> dict:
 
 
 def megatron_build(req: dict) -> dict:
-    """Writes documents with megatron-core's own IndexedDatasetBuilder."""
+    """Writes datasets (`jobs`: prefix, dtype, documents) with megatron-core's own IndexedDatasetBuilder."""
     import numpy
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    dtype = getattr(numpy, req["dtype"])
-    b = IndexedDatasetBuilder(req["prefix"] + ".bin", dtype=dtype)
-    for doc in req["documents"]:
-        # A document of one or more sequences (Megatron's sentence split), added item by item.
-        for seq in doc:
-            b.add_item(torch.tensor(seq, dtype=torch.int64))
-        b.end_document()
-    b.finalize(req["prefix"] + ".idx")
+    for job in req["jobs"]:
+        b = IndexedDatasetBuilder(job["prefix"] + ".bin", dtype=getattr(numpy, job["dtype"]))
+        for doc in job["documents"]:
+            # A document of one or more sequences (as Megatron's sentence split makes), added item by item.
+            for seq in doc:
+                b.add_item(torch.tensor(seq, dtype=torch.int64))
+            b.end_document()
+        b.finalize(job["prefix"] + ".idx")
     return {}
 
 
 def megatron_read(req: dict) -> dict:
-    """Reads a dataset with megatron-core's IndexedDataset: every sequence's tokens and the document indices."""
+    """Reads datasets (`prefixes`) with megatron-core's IndexedDataset: sequences, dtype, document indices."""
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    ds = IndexedDataset(req["prefix"], mmap=True)
-    return {
-        "sequences": [ds[i].tolist() for i in range(len(ds))],
-        "dtype": str(ds.index.dtype.__name__),
-        "document_indices": ds.document_indices.tolist(),
-    }
+    out = []
+    for prefix in req["prefixes"]:
+        ds = IndexedDataset(prefix, mmap=True)
+        out.append({
+            "sequences": [ds[i].tolist() for i in range(len(ds))],
+            "dtype": str(ds.index.dtype.__name__),
+            "document_indices": ds.document_indices.tolist(),
+        })
+    return {"datasets": out}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 // Runs tests/data/oracle.py (the Rust `tokenizers` package, pyarrow, megatron-core as independent oracles) and tells
-// whether Python and those packages are installed (tests skip with the reason when they are not).
+// whether Python and those packages are installed (tests skip with the reason when they are not); reads datasets.
+
+import { readDatasetIndex } from "../../orchestrator/data/dataset_format.ts";
 
 const SCRIPT = new URL("./oracle.py", import.meta.url).pathname;
 
@@ -29,4 +31,12 @@ export async function oracle<T = Record<string, unknown>>(cmd: string, req: unkn
   const out = await p.output();
   if (!out.success) throw new Error(`oracle ${cmd} failed:\n${new TextDecoder().decode(out.stderr)}`);
   return JSON.parse(new TextDecoder().decode(out.stdout)) as T;
+}
+
+/** Every document's token ids of a dataset, in index order. */
+export async function datasetTokens(dir: string): Promise<number[][]> {
+  const ds = await readDatasetIndex(dir);
+  const bytes = await Deno.readFile(ds.tokensPath);
+  const all = ds.manifest.tokenBytes === 2 ? new Uint16Array(bytes.buffer) : new Uint32Array(bytes.buffer);
+  return Array.from(ds.lengths, (len, d) => Array.from(all.subarray(ds.offsets[d], ds.offsets[d] + len)));
 }

@@ -4,20 +4,11 @@
 // config), and one whose ids pass 65,535 (uint32 token file). The manifest records hash, vocabulary and specials.
 
 import { prepareDataset } from "../../orchestrator/data/prepare.ts";
-import { readDatasetIndex } from "../../orchestrator/data/dataset_format.ts";
 import { loadTokenizer, tokenizerIdentity } from "../../orchestrator/data/tokenizer.ts";
 import { denoTypesText } from "../../orchestrator/data/builtin_corpus.ts";
 import { assert, assertEquals } from "../assert.ts";
-import { oracle, oracleMissing } from "./oracle.ts";
+import { datasetTokens, oracle, oracleMissing } from "./oracle.ts";
 import { mixedDocuments } from "./mixed_documents.ts";
-
-/** Every document's token ids of a dataset, in index order. */
-export async function datasetTokens(dir: string): Promise<number[][]> {
-  const ds = await readDatasetIndex(dir);
-  const bytes = await Deno.readFile(ds.tokensPath);
-  const all = ds.manifest.tokenBytes === 2 ? new Uint16Array(bytes.buffer) : new Uint32Array(bytes.buffer);
-  return Array.from(ds.lengths, (len, d) => Array.from(all.subarray(ds.offsets[d], ds.offsets[d] + len)));
-}
 
 Deno.test({
   name: "tokenizer: ids equal the Python tokenizers package's on 240 mixed documents (3 tokenizers, uint16 and uint32)",
