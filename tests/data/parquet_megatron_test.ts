@@ -195,3 +195,44 @@ Deno.test({
       assert((await readDatasetIndex(`${tmp}/ds-uint16`)).manifest.documents === 120);
     }),
 });
+
+Deno.test("deno task data prepare --field --limit / export --format megatron / a Megatron import without --tokenizer", () =>
+  withTemp(async (tmp) => {
+    const cli = async (...args: string[]) => {
+      const o = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL("../../orchestrator/cli/data.ts", import.meta.url).pathname, ...args],
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).output();
+      return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+    };
+    await Deno.writeTextFile(
+      `${tmp}/a.jsonl`,
+      Array.from({ length: 50 }, (_, i) => JSON.stringify({ content: `document number ${i}` })).join("\n"),
+    );
+    let r = await cli(
+      "prepare",
+      "--input",
+      `${tmp}/a.jsonl`,
+      "--field",
+      "content",
+      "--limit",
+      "20",
+      "--out",
+      `${tmp}/ds`,
+    );
+    assertEquals(r.code, 0, r.err);
+    assertIncludes(r.out, "20 documents");
+    assertIncludes(r.err, "read ", "(100.0%)", "20 documents");
+    r = await cli("export", `${tmp}/ds`, "--format", "megatron", "--out", `${tmp}/mg/corpus`);
+    assertEquals(r.code, 0, r.err);
+    assertIncludes(r.out, "corpus.bin", "corpus.idx", "20 documents", "uint16");
+    r = await cli("prepare", "--input", `${tmp}/mg/corpus`, "--format", "megatron", "--out", `${tmp}/back`);
+    assertEquals(r.code, 1);
+    assertIncludes(r.err, "--format megatron needs --tokenizer");
+    assert(!r.err.includes("    at "), r.err);
+    r = await cli("export", `${tmp}/ds`, "--format", "megatron", "--out", `${tmp}/mg/corpus`);
+    assertEquals(r.code, 1);
+    assertIncludes(r.err, "exists; pass --overwrite");
+  }));
