@@ -9,6 +9,7 @@ import type { DatasetManifest } from "./dataset_format.ts";
 import { DatasetOutput, DatasetWriter, LimitReached } from "./dataset_writer.ts";
 import { importMegatron } from "./megatron_format.ts";
 import { parquetFiles, readParquetColumn } from "./parquet_reader.ts";
+import { type EncodedBatch, EncodePool } from "./encode_pool.ts";
 import { byteLines, type DocumentSink, LineSplitter, type SplitMode } from "./text_splitter.ts";
 import { bytesTokenizer, type DocumentTokenizer, loadTokenizer, tokenBytesFor } from "./tokenizer.ts";
 
@@ -53,6 +54,11 @@ export interface PrepareOptions {
   limit?: number;
   /** Write the index in a seeded random order of the documents. */
   shuffleSeed?: number;
+  /**
+   * Worker threads that run a Hugging Face tokenizer given by path (default: the cores, at most 8; 1 or 0 encode in
+   * this thread). The dataset is the same for any count.
+   */
+  workers?: number;
   /** Recorded as the manifest's source (default: derived from the input). */
   source?: DatasetManifest["source"];
   /** Called about every `progressMs` (default 500) and once at the end. */
@@ -103,15 +109,24 @@ export interface PrepareResult {
   ms: number;
 }
 
-/** Turns documents into tokens: bytes go straight to the writer; a Hugging Face tokenizer encodes whole texts. */
+/** Documents per batch sent to a tokenizer worker, and characters. */
+const BATCH_DOCS = 256, BATCH_CHARS = 1 << 18;
+
+/**
+ * Turns documents into tokens: bytes go straight to the writer; a Hugging Face tokenizer encodes whole texts, in
+ * this thread or, with a pool, on worker threads (results written in document order).
+ */
 class Encoder implements DocumentSink {
   #buf = new Uint8Array(1 << 16);
   #len = 0;
   readonly #bytes: boolean;
   readonly #enc = new TextEncoder();
   readonly #dec = new TextDecoder();
+  #batch: string[] = [];
+  #batchChars = 0;
+  readonly #pending: Promise<EncodedBatch>[] = [];
 
-  constructor(readonly tokenizer: DocumentTokenizer, readonly w: DatasetWriter) {
+  constructor(readonly tokenizer: DocumentTokenizer, readonly w: DatasetWriter, readonly pool?: EncodePool) {
     this.#bytes = tokenizer.info.kind === "bytes";
   }
 
@@ -128,18 +143,59 @@ class Encoder implements DocumentSink {
   }
 
   endDocument(): void {
-    if (!this.#bytes) {
-      const text = this.#dec.decode(this.#buf.subarray(0, this.#len));
-      this.#len = 0;
-      if (text.length) this.w.write(this.tokenizer.encode(text));
-    }
-    this.w.endDocument();
+    if (this.#bytes) return this.w.endDocument();
+    const text = this.#dec.decode(this.#buf.subarray(0, this.#len));
+    this.#len = 0;
+    this.text(text);
   }
 
   /** A whole document as a string (JSONL, Parquet). */
   text(t: string): void {
+    if (this.pool) {
+      this.#batch.push(t);
+      this.#batchChars += t.length;
+      if (this.#batch.length >= BATCH_DOCS || this.#batchChars >= BATCH_CHARS) this.#dispatch();
+      return;
+    }
     if (t.length) this.w.write(this.#bytes ? this.#enc.encode(t) : this.tokenizer.encode(t));
     this.w.endDocument();
+  }
+
+  #dispatch(): void {
+    if (!this.#batch.length) return;
+    this.#pending.push(this.pool!.encode(this.#batch));
+    this.#batch = [];
+    this.#batchChars = 0;
+  }
+
+  async #take(): Promise<void> {
+    const r = await this.#pending.shift()!;
+    let o = 0;
+    for (const len of r.lengths) {
+      this.w.write(r.ids.subarray(o, o + len));
+      o += len;
+      this.w.endDocument();
+    }
+  }
+
+  /** Writes finished batches (waiting while too many are in flight) and flushes the writer. */
+  async flush(): Promise<void> {
+    while (this.#pending.length > 2 * (this.pool?.size ?? 0)) await this.#take();
+    await this.w.flush();
+  }
+
+  /** Encodes and writes everything still buffered. */
+  async finish(): Promise<void> {
+    this.#dispatch();
+    while (this.#pending.length) {
+      await this.#take();
+      await this.w.flush();
+    }
+  }
+
+  /** Lets batches still in flight settle (after a failure or the document limit). */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(this.#pending.splice(0));
   }
 }
 
@@ -190,7 +246,16 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
   const out = await DatasetOutput.open(opts.out, Boolean(opts.overwrite));
   const tokenBytes = tokenBytesFor(tokenizer.info.vocab);
   const w = await DatasetWriter.open(out, { tokenBytes, minLength, limit: opts.limit, shuffleSeed: opts.shuffleSeed });
-  const enc = new Encoder(tokenizer, w);
+  const workers = opts.workers ?? Math.min(8, navigator.hardwareConcurrency ?? 1);
+  let pool: EncodePool | undefined;
+  if (tokenizer.info.kind === "huggingface" && typeof opts.tokenizer === "string" && workers > 1) {
+    pool = await EncodePool.start(opts.tokenizer, workers).catch(async (e) => {
+      w.close();
+      await out.abort();
+      throw e;
+    });
+  }
+  const enc = new Encoder(tokenizer, w, pool);
   let bytesRead = 0;
   let binaryFiles = 0;
   let current = files[0];
@@ -214,23 +279,28 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
         else if (format === "parquet") {
           await readParquetColumn(file, field, (t) => enc.text(t), async (n) => {
             onChunk(n);
-            await w.flush();
+            await enc.flush();
           });
         } else if (split === "file") {
           if (await readWholeFile(file, enc, onChunk, format === "directory")) binaryFiles++;
         } else {
           if (await readLines(file, split, enc, onChunk, format === "directory")) binaryFiles++;
         }
-        await w.flush();
+        await enc.flush();
       }
+      await enc.finish();
     } catch (e) {
       if (!(e instanceof LimitReached)) throw e;
     }
+    await enc.abandon();
+    pool?.close();
     await w.finish();
     if (w.documents === 0) {
       throw new UserError(`--input ${opts.input}: no document of at least ${minLength} tokens in it`);
     }
   } catch (e) {
+    await enc.abandon();
+    pool?.close();
     w.close();
     await out.abort();
     throw e;
@@ -268,7 +338,7 @@ async function readWholeFile(
     }
     first = false;
     w.write(chunk);
-    await w.w.flush();
+    await w.flush();
   }
   w.endDocument();
   return false;
@@ -290,7 +360,7 @@ async function readLines(
       return true;
     }
     splitter.line(line);
-    if (++n % 4096 === 0) await w.w.flush();
+    if (++n % 4096 === 0) await w.flush();
   }
   splitter.end();
   return false;
@@ -321,7 +391,7 @@ async function readJsonl(path: string, field: string, w: Encoder, onChunk: (n: n
       );
     }
     w.text(t);
-    if (lineNo % 1024 === 0) await w.w.flush();
+    if (lineNo % 1024 === 0) await w.flush();
   }
 }
 

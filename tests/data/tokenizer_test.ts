@@ -51,6 +51,20 @@ Deno.test({
           assertEquals([sp.eos?.token, sp.addBos, sp.addEos], ["<|endoftext|>", false, true]);
         }
         if (name === "wide") assert(Math.max(...got.flat()) > 65535, "ids past uint16");
+        if (name === "gpt") {
+          // Worker threads (the default uses the cores) and this thread give the same dataset, byte for byte.
+          for (const workers of [1, 3]) {
+            const r = await prepareDataset({
+              input: `${tmp}/docs.jsonl`,
+              out: `${tmp}/ds-${name}-${workers}`,
+              field: "body",
+              tokenizer: tk,
+              minLength: 1,
+              workers,
+            });
+            assertEquals(r.manifest.contentHash, m.contentHash, `${workers} worker(s)`);
+          }
+        }
       }
       // The same tokenizer.json with another config is another tokenizer.
       const a = await loadTokenizer(`${tmp}/gpt/tokenizer.json`);
