@@ -219,6 +219,11 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
           `records which vocabulary its token ids belong to`,
       );
     }
+    if (opts.limit !== undefined || opts.shuffleSeed !== undefined || opts.field !== undefined) {
+      throw new UserError(
+        `--limit, --shuffle-seed and --field do not apply to --format megatron (it imports the dataset as it is)`,
+      );
+    }
     const manifest = await importMegatron({
       prefix: opts.input,
       out: opts.out,
