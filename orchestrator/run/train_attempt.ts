@@ -30,6 +30,7 @@ import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
 import { replayPlan, stepRecord, toExecutorPlan } from "./step_record.ts";
+import type { RunObserver } from "./observe/observer.ts";
 
 /** Shared between the signal handler and the loop. */
 export interface InterruptFlag {
@@ -56,6 +57,8 @@ export interface AttemptContext {
   checkpoints: VerifiedCheckpoint[];
   /** Checks the profile against the nodes' hardware (throws UserError on a mismatch); returns warnings. */
   checkHardware?: (nodes: NodeFingerprint[]) => string[];
+  /** Watches the run (dashboard, metrics, TensorBoard, stragglers): told when executors are up and about each step. */
+  observer?: RunObserver;
 }
 
 /** How an attempt ended. */
@@ -235,6 +238,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
         `(${[...kinds].map(([k, n]) => `${n}x ${k}`).join(", ")}) in ` +
         `${((performance.now() - tLaunch) / 1000).toFixed(1)} s`,
     );
+    await ctx.observer?.attach(cluster, pool.places, ctx.log);
 
     // Load the newest checkpoint the executors accept.
     let loaded: VerifiedCheckpoint | undefined;
@@ -299,6 +303,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
       // Solve the next plan while this step runs.
       pending = step < t.steps ? request(step + 1, pool.worldSize) : undefined;
       let result;
+      ctx.observer?.stepStarted(xplan, plan);
       try {
         result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
       } catch (e) {
@@ -322,6 +327,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
         solveHidden,
         planSource: cur.source,
       });
+      await ctx.observer?.stepDone(rec, result.done);
       currentPlan = undefined;
       records.push(rec);
       lastStep = step;
@@ -343,6 +349,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     throw e;
   } finally {
     ctx.progress.clear();
+    ctx.observer?.detach();
     pool?.stop();
     worker.close();
     ledger?.close();
