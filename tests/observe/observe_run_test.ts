@@ -184,17 +184,22 @@ Deno.test({
   fn: async () => {
     const dir = `${tmp}/hang`;
     const r = await launchCli(
-      [CONFIG, ...sets(2, ["observe.hang_factor=3", "observe.hang_min_s=1"]), "--run-dir", dir],
-      { FLEXSP_TEST_STEP_DELAY: "1:6000:2" },
+      [CONFIG, ...sets(2, ["observe.hang_factor=3", "observe.hang_min_s=3.5"]), "--run-dir", dir],
+      { FLEXSP_TEST_STEP_DELAY: "1:8000:2" },
     );
     assertEquals(r.code, 0, r.out + r.err);
     const lines = (r.err + r.out).split("\n");
     const hang = lines.find((l) => l.includes("step 2 has run"));
     assert(hang, `a hang report for step 2:\n${r.err}`);
     assertIncludes(hang, "still computing: ", "rank 1 on localhost (device 1");
+    // Step 2's plan pairs ranks 0 and 1 and ranks 2 and 3: rank 1's partner waits for it, the other pair is done.
+    const plan = (await ledger(dir))[1].plan.microBatches.map((mb) => mb.groups.map((g) => g.ranks));
+    assertEquals(plan, [[[0, 1], [2, 3]]]);
+    assert(!/still computing: [^;]*rank [23] /.test(hang), `ranks 2 and 3 finished their micro-batches: ${hang}`);
+    assertIncludes(hang, "waiting for the others: ranks 2, 3");
     // The report came while the step was running: before step 2's line (stdout) and within the delay.
     const s = Number(/has run ([\d.]+) s/.exec(hang)![1]);
-    assert(s < 6, `reported after ${s} s, before rank 1 finished`);
+    assert(s < 8, `reported after ${s} s, before rank 1 finished`);
     const events = (await Deno.readTextFile(`${dir}/observe.jsonl`)).split("\n").filter(Boolean).map((l) =>
       JSON.parse(l)
     );
