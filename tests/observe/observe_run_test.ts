@@ -2,7 +2,8 @@
 // (charts, the plan timeline, live updates, no console errors; screenshots kept), /metrics through
 // prometheus_client's parser against the ledger, 401 without the token, a rank slowed on purpose reported as a
 // straggler with its host, TensorBoard's own reader against the ledger across a SIGKILL and --resume, `deno task
-// status`, and a hung rank named while its step is still running.
+// status` while running and after, `deno task dashboard` from the files, and a hung rank named while its step is
+// still running (the dashboard on --dashboard-port).
 
 import { chromium } from "playwright-core";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
@@ -31,6 +32,28 @@ const sets = (steps: number, extra: string[] = []) =>
     "observe.peak_tflops={cpu: 0.05}",
     ...extra,
   ].flatMap((s) => ["--set", s]);
+
+/** A port nothing listens on right now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** `deno task status DIR`'s output. */
+async function status(dir: string): Promise<string> {
+  const st = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "status", dir],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(st.stdout) + new TextDecoder().decode(st.stderr);
+  assert(st.success, text);
+  return text;
+}
 
 async function pageCheck(url: URL, shots: string): Promise<{ errors: string[]; alerts: string }> {
   const browser = await chromium.launch({
@@ -100,6 +123,11 @@ Deno.test({
       const line = p.err().split("\n").find((l) => l.startsWith("straggler: rank 3"))!;
       assertIncludes(line, "device 3", "the same device type (cpu");
 
+      await t.step("status while it runs", async () => {
+        const text = await status(dir);
+        assertIncludes(text, "state: running", "ETA", "/12", "slowest ranks", "resume: deno task launch");
+      });
+
       await t.step("metrics agree with the ledger", async () => {
         const text = await (await get(url, "/metrics")).text();
         const samples = await parsePrometheus(text);
@@ -164,16 +192,45 @@ Deno.test({
     assert(Object.keys(tb).some((k) => k.startsWith("plan/busy_ms/sp")), "per-degree busy time");
     assertEquals(recs[11].consumedTokens, recs.reduce((s, x) => s + x.tokens, 0), "consumed tokens");
 
-    const st = await new Deno.Command(Deno.execPath(), {
-      args: ["task", "-q", "status", dir],
+    assertIncludes(
+      await status(dir),
+      "12/12",
+      "finished",
+      `loss ${recs[11].loss.toFixed(4)}`,
+      "step-00000012",
+      "rank 3",
+    );
+
+    // `deno task dashboard` serves the finished run from its files: the same state and metrics.
+    const port = freePort();
+    const dash = new Deno.Command(Deno.execPath(), {
+      args: ["task", "-q", "dashboard", dir, "--port", String(port)],
       cwd: REPO_ROOT,
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const text = new TextDecoder().decode(st.stdout) + new TextDecoder().decode(st.stderr);
-    assert(st.success, text);
-    assertIncludes(text, "12/12", "finished", `loss ${recs[11].loss.toFixed(4)}`, "step-00000012", "rank 3");
+    }).spawn();
+    try {
+      let printed = "";
+      const reader = dash.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      while (!printed.includes("\n")) printed += (await reader.read()).value ?? "";
+      const url = new URL(/http:\S+/.exec(printed)![0]);
+      assertEquals(Number(url.port), port);
+      const no = await get(url, "/api/state", false);
+      await no.body?.cancel();
+      assertEquals(no.status, 401);
+      const snap = await (await get(url, "/api/state")).json();
+      assertEquals(snap.steps.map((x: { loss: number }) => x.loss), recs.map((x) => x.loss));
+      assertEquals(snap.stragglers[0].rank, 3);
+      const samples = await parsePrometheus(await (await get(url, "/metrics")).text());
+      assertEquals(samples.find((x) => x.name === "flexsp_loss")?.value, recs[11].loss);
+      assertEquals(samples.find((x) => x.name === "flexsp_step_seconds_count")?.value, 12);
+      reader.releaseLock();
+    } finally {
+      dash.kill("SIGTERM");
+      await dash.status;
+      await dash.stderr.cancel().catch(() => {});
+      await dash.stdout.cancel().catch(() => {});
+    }
   },
 });
 
@@ -183,8 +240,16 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const dir = `${tmp}/hang`;
+    const port = freePort();
     const r = await launchCli(
-      [CONFIG, ...sets(2, ["observe.hang_factor=3", "observe.hang_min_s=3.5"]), "--run-dir", dir],
+      [
+        CONFIG,
+        ...sets(2, ["observe.hang_factor=3", "observe.hang_min_s=3.5"]),
+        "--run-dir",
+        dir,
+        "--dashboard-port",
+        String(port),
+      ],
       { FLEXSP_TEST_STEP_DELAY: "1:8000:2" },
     );
     assertEquals(r.code, 0, r.out + r.err);
@@ -200,6 +265,7 @@ Deno.test({
     // The report came while the step was running: before step 2's line (stdout) and within the delay.
     const s = Number(/has run ([\d.]+) s/.exec(hang)![1]);
     assert(s < 8, `reported after ${s} s, before rank 1 finished`);
+    assertIncludes(await Deno.readTextFile(`${dir}/dashboard.url`), `http://127.0.0.1:${port}/?token=`);
     const events = (await Deno.readTextFile(`${dir}/observe.jsonl`)).split("\n").filter(Boolean).map((l) =>
       JSON.parse(l)
     );

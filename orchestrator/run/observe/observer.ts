@@ -128,6 +128,11 @@ export class RunObserver {
       o.dashboard = serveDashboard(state, o.metrics, { listen: s.listen, port: opts.dashboardPort ?? s.port });
       await writeAtomic(`${opts.runDir}/dashboard.url`, o.dashboard.url + "\n");
       opts.log(`dashboard ${o.dashboard.url} (metrics at /metrics; also in ${opts.runDir}/dashboard.url)`);
+      if (!/^(127\.|::1$|localhost$)/.test(s.listen)) {
+        opts.log(
+          `warning: the dashboard listens on ${s.listen} (observe.listen): reachable from the network, token only`,
+        );
+      }
     }
     o.#tick = setInterval(async () => {
       const ck = await readLatestCheckpoint(opts.checkpointRoot).catch(() => null);
