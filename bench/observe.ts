@@ -2,7 +2,7 @@
 // of 16 SP groups, 512 sequences): straggler detection, the TensorBoard write (to a real file), the state update,
 // a /metrics exposition and a dashboard snapshot (its JSON size), over 2,000 steps of history.
 
-import type { LedgerRecord } from "../orchestrator/run/ledger.ts";
+import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
 import { RunMetrics } from "../orchestrator/run/observe/metrics.ts";
 import { tensorboardScalars } from "../orchestrator/run/observe/observer.ts";
 import { RunState } from "../orchestrator/run/observe/run_state.ts";

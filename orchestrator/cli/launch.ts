@@ -4,6 +4,7 @@
 import { runCli, UserError } from "../errors.ts";
 import { parseCommand } from "./args.ts";
 import { launchRun } from "../run/launch_run.ts";
+import { withProfileOffer } from "./profile_offer.ts";
 
 const USAGE =
   `usage: deno task launch <config.yaml> [--resume [RUN_DIR]] [--run-dir DIR] [--force] [--set PATH=VALUE]...
@@ -54,14 +55,16 @@ async function main(): Promise<number> {
   ) {
     throw new UserError(`--dashboard-port: expected a port number 0-65535, got "${portText}"`);
   }
-  const r = await launchRun({
-    configPath: positionals[0],
-    sets,
-    runDir,
-    resume,
-    force: Boolean(values.force),
-    dashboardPort,
-  });
+  const r = await withProfileOffer(() =>
+    launchRun({
+      configPath: positionals[0],
+      sets,
+      runDir,
+      resume,
+      force: Boolean(values.force),
+      dashboardPort,
+    })
+  );
   return r.code;
 }
 

@@ -4,7 +4,7 @@ import { isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument 
 import type { Node as YamlNode } from "yaml";
 import { UserError } from "../errors.ts";
 import { clusterConfigSpec } from "./cluster_schema.ts";
-import { MODEL_PRESETS } from "./presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";

@@ -7,11 +7,13 @@ import { loadConfig } from "../config/load.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
-import { checkProfileHardware, resolveProfile } from "../profile/profile_file.ts";
+import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
-import type { Fault } from "./executor_pool.ts";
-import { canonicalJson, configFingerprint, diffFingerprints, profileHash, sha256Text } from "./fingerprint.ts";
-import type { LedgerRecord } from "./ledger.ts";
+import type { Fault } from "../cluster/executor_pool.ts";
+import { configFingerprint, diffFingerprints, profileHash } from "./fingerprint.ts";
+import { canonicalJson } from "../../core/canonical_json.ts";
+import { sha256Hex } from "../../core/hash.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
 import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
@@ -79,7 +81,7 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const data = await openTrainingData(config, log);
   const fingerprint = configFingerprint(config);
   const hashes = {
-    fingerprintHash: sha256Text(canonicalJson(fingerprint)),
+    fingerprintHash: sha256Hex(canonicalJson(fingerprint)),
     datasetHash: data.hash,
     profileHash: profileHash(constants),
   };

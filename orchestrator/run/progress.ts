@@ -3,7 +3,7 @@
 // whether execution hid it), and on a terminal a live
 // bar on stderr (progress, mean tokens/s, time left), redrawn under the step lines.
 
-import type { LedgerRecord } from "./ledger.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
 
 function fmtS(ms: number): string {
   return ms >= 10_000

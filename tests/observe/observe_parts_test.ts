@@ -12,8 +12,8 @@ import { RunMetrics } from "../../orchestrator/run/observe/metrics.ts";
 import { serveDashboard } from "../../orchestrator/run/observe/dashboard_server.ts";
 import { parseConfig } from "../../orchestrator/config/load.ts";
 import { observeConfig } from "../../orchestrator/run/observe/observe_config.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
-import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
+import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import { readTensorBoard } from "./observe_harness.ts";
 
 Deno.test("observe: CRC32C check value", () => {

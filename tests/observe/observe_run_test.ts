@@ -7,7 +7,7 @@
 
 import { chromium } from "playwright-core";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
+import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import { launchCli, ledger, REPO_ROOT, startLaunch } from "../run/launch_harness.ts";
 import { dashboardUrl, get, parsePrometheus, readTensorBoard } from "./observe_harness.ts";
 

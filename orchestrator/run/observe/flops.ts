@@ -7,7 +7,7 @@
 // the LM head adds 2·h·V per token. Backward costs twice the forward: per sequence of s tokens,
 // 72·L·h²·s + 12·L·h·s² + 6·h·V·s.
 
-import type { ModelShape } from "../../config/presets.ts";
+import type { ModelShape } from "../../../core/model_shape.ts";
 
 /** Training FLOPs (forward + backward) of one sequence of `s` tokens. */
 export function sequenceFlops(m: ModelShape, s: number): number {

@@ -4,7 +4,7 @@
 // group's partners, which wait for it) against ranks that finished theirs and wait in the gradient all-reduce.
 // The report comes before the step's timeout, so the failure policy acts on a step the operator already saw named.
 
-import type { ExecutorStepPlan } from "../../../agents/protocol.ts";
+import type { ExecutorStepPlan } from "../../../core/protocol.ts";
 import type { HangReport, RankView } from "./run_state.ts";
 
 /** Hang thresholds (config `observe.hang_factor`, `observe.hang_min_s`). */

@@ -5,8 +5,8 @@
 import { Gauge, Histogram, Registry } from "prom-client";
 import type { RunState } from "./run_state.ts";
 import { rankGroupTimes } from "./stragglers.ts";
-import type { LedgerRecord } from "../ledger.ts";
-import type { StepDone } from "../step_record.ts";
+import type { LedgerRecord } from "../../ledger/ledger.ts";
+import type { StepDone } from "../../ledger/step_record.ts";
 
 /** The registry of one run (see the file header). */
 export class RunMetrics {

@@ -6,12 +6,12 @@
 
 import type { Config } from "../../config/types.ts";
 import type { Plan } from "../../planner/plan_types.ts";
-import type { ExecutorStepPlan } from "../../../agents/protocol.ts";
-import { writeAtomic } from "../../atomic_write.ts";
-import type { ClusterSession } from "../cluster_session.ts";
-import type { RankPlace } from "../executor_pool.ts";
-import { type LedgerRecord, readLedger } from "../ledger.ts";
-import type { StepDone } from "../step_record.ts";
+import type { ExecutorStepPlan } from "../../../core/protocol.ts";
+import { writeAtomic } from "../../../core/atomic_write.ts";
+import type { ClusterSession } from "../../cluster/cluster_session.ts";
+import type { RankPlace } from "../../cluster/executor_pool.ts";
+import { type LedgerRecord, readLedger } from "../../ledger/ledger.ts";
+import type { StepDone } from "../../ledger/step_record.ts";
 import { type Dashboard, serveDashboard } from "./dashboard_server.ts";
 import { devicePeakTflops } from "./device_peaks.ts";
 import { stepFlops, stepThroughput } from "./flops.ts";

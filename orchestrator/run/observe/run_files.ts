@@ -3,7 +3,7 @@
 // `latest`. Heartbeats are not in the files: node state is unknown there.
 
 import { UserError } from "../../errors.ts";
-import { readLedger } from "../ledger.ts";
+import { readLedger } from "../../ledger/ledger.ts";
 import { readRunInfo } from "../run_dir.ts";
 import type { ObserveEvent } from "./observer.ts";
 import { type RunInfoView, RunState } from "./run_state.ts";

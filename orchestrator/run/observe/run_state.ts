@@ -3,7 +3,7 @@
 // checkpoint. The live observer and `deno task dashboard` both fill one of these; the page, /metrics and
 // `deno task status` read its snapshot.
 
-import type { LedgerGroup, LedgerRecord } from "../ledger.ts";
+import type { LedgerGroup, LedgerRecord } from "../../ledger/ledger.ts";
 
 /** Where a rank runs, as the dashboard shows it. */
 export interface RankView {

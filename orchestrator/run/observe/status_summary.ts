@@ -2,7 +2,7 @@
 // ETA, the last step's loss, tokens/s, TFLOP/s and MFU, the slowest ranks (measured over predicted group time over
 // the last steps), straggler and hang reports, the last checkpoint and the command that resumes the run.
 
-import { readLedger } from "../ledger.ts";
+import { readLedger } from "../../ledger/ledger.ts";
 import type { RunState } from "./run_state.ts";
 import { rankGroupTimes } from "./stragglers.ts";
 

@@ -4,8 +4,8 @@
 // group every member waits for the slowest one, so a slow rank's partners look slow in the steps they share it;
 // the slow rank is the one that stays slow as the plans regroup it.
 
-import type { LedgerRecord } from "../ledger.ts";
-import type { StepDone } from "../step_record.ts";
+import type { LedgerRecord } from "../../ledger/ledger.ts";
+import type { StepDone } from "../../ledger/step_record.ts";
 import type { RankView, StragglerReport } from "./run_state.ts";
 
 /** Straggler thresholds (config `observe.straggler_*`). */

@@ -5,7 +5,7 @@
 // run re-executes the steps after its checkpoint) first cuts every event of that step and later ones out of the
 // existing files (each rewritten atomically), so the directory never holds a step twice.
 
-import { writeAtomic } from "../../atomic_write.ts";
+import { writeAtomic } from "../../../core/atomic_write.ts";
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);

@@ -3,7 +3,7 @@
 
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import type { AgentCommand, Inventory } from "../../agents/protocol.ts";
+import type { AgentCommand, Inventory } from "../../core/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
