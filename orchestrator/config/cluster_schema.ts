@@ -133,5 +133,28 @@ export const clusterConfigSpec: Spec = {
         models: f({ kind: "object", fields: {}, openKeys: costConstantsSpec }),
       },
     }, { default: {} }),
+    /** Watching a run: dashboard, metrics, MFU peaks, straggler and hang reports (orchestrator/run/observe/). */
+    observe: f({
+      kind: "object",
+      fields: {
+        dashboard: f({ kind: "bool" }, { default: true }),
+        /** Listen address of the dashboard; anything but loopback exposes it (token-protected) to the network. */
+        listen: f(str, { default: "127.0.0.1" }),
+        /** 0: a free port. */
+        port: f({ kind: "int", min: 0, max: 65535 }, { default: 0 }),
+        /** bf16 dense peak TFLOP/s per device, by a substring of the device name (overrides the built-in table). */
+        peak_tflops: f({ kind: "object", fields: {}, openKeys: posNum }, { default: {} }),
+        /** A rank is a straggler when its group times exceed their prediction by this factor ... */
+        straggler_factor: f(posNum, { default: 2 }),
+        /** ... for this many steps in a row ... */
+        straggler_steps: f(posInt, { default: 3 }),
+        /** ... and by at least this many ms per step (noise on tiny groups is not a straggler). */
+        straggler_min_ms: f({ kind: "number", min: 0 }, { default: 50 }),
+        /** A step running longer than this multiple of its prediction is reported with the ranks it waits for ... */
+        hang_factor: f(posNum, { default: 10 }),
+        /** ... but not before this many seconds. */
+        hang_min_s: f({ kind: "number", min: 0 }, { default: 30 }),
+      },
+    }, { default: {} }),
   },
 };

@@ -72,6 +72,14 @@ export interface LedgerRecord {
   /** Sequence ids the plan dropped (planner.overflow: drop). */
   dropped: number[];
   plan: { strategy: string; microBatches: LedgerMicroBatch[] };
+  /** Tokens of every step of the run up to and including this one (orchestrator/run/observe/). */
+  consumedTokens?: number;
+  /** L2 norm of the gradient before clipping (null when the executors do not report it). */
+  gradNorm?: number | null;
+  /** Model TFLOP/s per device over the step's wall time (observe/flops.ts). */
+  tflopsPerDevice?: number;
+  /** Model FLOPs utilisation against the devices' peaks; null where a peak is unknown (CPUs). */
+  mfu?: number | null;
 }
 
 /** Appends records to a run's ledger. */
