@@ -151,7 +151,11 @@ export type ExecutorEvent =
     /** Per micro-batch: measured ms, summed token loss, tokens this rank's group handled (counted once per group). */
     microBatches: { ms: number; lossSum: number; tokens: number }[];
     ms: number;
+    /** L2 norm of the summed gradient before clipping (absent from executors that do not report it). */
+    gradNorm?: number;
   }
+  /** Sent after each micro-batch of a step (lets the orchestrator name the ranks a slow step waits for). */
+  | { type: "step_progress"; rank: number; step: number; microBatch: number; ms: number }
   | { type: "saved"; rank: number; path: string; sha256: string; bytes: number }
   | { type: "loaded"; rank: number; path: string }
   | { type: "error"; rank: number; message: string; fatal: boolean }
@@ -303,6 +307,7 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   ready: { rank: "number", kind: "string", device: "string", endpoint: "object" },
   connected: { rank: "number", pool: "array?" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
+  step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number" },
   loaded: { rank: "number", path: "string" },
   error: { message: "string" },

@@ -46,6 +46,16 @@ export interface ExecutorOptions {
   opTimeoutMs?: number;
   /** Diagnostics (stderr in the executor process). */
   log?: (line: string) => void;
+  /** Test hook: sleep this long before each busy micro-batch of the given rank (in steps first..last). */
+  testDelay?: StepDelay;
+}
+
+/** A deliberate slowdown of one rank (FLEXSP_TEST_STEP_DELAY, for straggler and hang tests). */
+export interface StepDelay {
+  rank: number;
+  ms: number;
+  firstStep: number;
+  lastStep: number;
 }
 
 interface Ready {
@@ -223,6 +233,10 @@ export class Executor {
     for (let i = 0; i < mine.length; i++) {
       const tm = performance.now();
       const { group, spRank } = mine[i];
+      const d = this.#o.testDelay;
+      if (d && d.rank === rank && group.sequences.length && plan.step >= d.firstStep && plan.step <= d.lastStep) {
+        await new Promise((r) => setTimeout(r, d.ms));
+      }
       const seqs = await Promise.all(group.sequences.map((q) => s.source.read(q)));
       const packed = packGroup(seqs, group.degree, shape.maxSeq, shape.vocab);
       const prefix = `s${plan.step}.m${i}.`;
@@ -242,6 +256,7 @@ export class Executor {
         lossSum: spRank === 0 ? groupLoss : 0,
         tokens: spRank === 0 ? packed.targetCount : 0,
       });
+      this.#emit({ type: "step_progress", rank, step: plan.step, microBatch: i, ms: performance.now() - tm });
     }
     if (worldSize > 1) {
       const host = await b.download(s.grads);
@@ -264,7 +279,8 @@ export class Executor {
       });
     }
     await b.sync();
-    this.#emit({ type: "step_done", rank, step: plan.step, microBatches: reports, ms: performance.now() - t0 });
+    const ms = performance.now() - t0;
+    this.#emit({ type: "step_done", rank, step: plan.step, microBatches: reports, ms, gradNorm: norm });
   }
 
   /** Profiling commands (kernels/profiling.ts): validated first, then run like a step (failures are fatal). */

@@ -3,13 +3,14 @@
 // Exits 0 after `shutdown` or when stdin closes (the agent went away), 1 after a fatal error.
 //
 // Environment: FLEXSP_DP_CONNECT_TIMEOUT_MS (default 60000) and FLEXSP_DP_OP_TIMEOUT_MS (default 600000) bound the
-// data plane's waits for peers.
+// data plane's waits for peers. FLEXSP_TEST_STEP_DELAY=RANK:MS[:FIRST[-LAST]] (a test hook) makes that rank sleep MS
+// before each of its busy micro-batches (in steps FIRST..LAST), to test straggler and hang reports.
 
 import { parseArgs } from "node:util";
 import { encodeMessage, type ExecutorCommand, type ExecutorEvent, readMessages } from "../core/protocol.ts";
 import type { Backend } from "./backend.ts";
 import { createCpuBackend } from "./cpu/backend.ts";
-import { Executor } from "./executor.ts";
+import { Executor, type StepDelay } from "./executor.ts";
 
 /** Loads the WebGPU backend of `kernels/webgpu/backend.ts`, with a clear error when it or an adapter is missing. */
 export async function loadWebGpuBackend(): Promise<Backend> {
@@ -36,6 +37,20 @@ function envMs(name: string, fallback: number): number {
   const n = v === undefined ? fallback : Number(v);
   if (!(n > 0)) throw new Error(`${name} must be a positive number of milliseconds, got "${v}"`);
   return n;
+}
+
+/** Parses FLEXSP_TEST_STEP_DELAY (see the header); undefined when unset. */
+export function parseStepDelay(text: string | undefined): StepDelay | undefined {
+  if (!text) return undefined;
+  const m = /^(\d+):(\d+(?:\.\d+)?)(?::(\d+)(?:-(\d+))?)?$/.exec(text.trim());
+  if (!m) throw new Error(`FLEXSP_TEST_STEP_DELAY must look like RANK:MS[:FIRST[-LAST]], got "${text}"`);
+  const first = m[3] === undefined ? 1 : Number(m[3]);
+  return {
+    rank: Number(m[1]),
+    ms: Number(m[2]),
+    firstStep: first,
+    lastStep: m[4] !== undefined ? Number(m[4]) : m[3] !== undefined ? first : Infinity,
+  };
 }
 
 async function main(): Promise<number> {
@@ -69,6 +84,7 @@ async function main(): Promise<number> {
     createBackend: kind === "cpu" ? () => Promise.resolve(createCpuBackend()) : loadWebGpuBackend,
     connectTimeoutMs: envMs("FLEXSP_DP_CONNECT_TIMEOUT_MS", 60_000),
     opTimeoutMs: envMs("FLEXSP_DP_OP_TIMEOUT_MS", 600_000),
+    testDelay: parseStepDelay(Deno.env.get("FLEXSP_TEST_STEP_DELAY")),
     log,
   }, emit);
   const onBadLine = (error: string) => {

@@ -17,6 +17,7 @@ RUN_DIR/ledger.jsonl and checkpoints (every training.checkpoint_interval steps, 
   --force           resume even though the config, dataset or profile changed since the run started; use a
                     profile measured on other hardware
   --set P=V         override a config field, e.g. --set training.steps=200 (repeat the same ones on --resume)
+  --dashboard-port N  port of the run's dashboard and /metrics (default observe.port; 0: a free port)
 Exit status: 0 done, 1 bad input, 2 the run failed (the message says how to resume), 130 interrupted.`;
 
 async function main(): Promise<number> {
@@ -40,11 +41,19 @@ async function main(): Promise<number> {
   const { values, positionals, sets } = parseCommand(argv, USAGE, {
     "run-dir": { type: "string" },
     force: { type: "boolean" },
+    "dashboard-port": { type: "string" },
   });
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${USAGE}`);
   const runDir = resumeDir ?? (values["run-dir"] as string | undefined);
   if (resumeDir && values["run-dir"] && values["run-dir"] !== resumeDir) {
     throw new UserError("--resume DIR and --run-dir DIR name different directories; give one");
+  }
+  const portText = values["dashboard-port"] as string | undefined;
+  const dashboardPort = portText === undefined ? undefined : Number(portText);
+  if (
+    dashboardPort !== undefined && !(Number.isInteger(dashboardPort) && dashboardPort >= 0 && dashboardPort < 65536)
+  ) {
+    throw new UserError(`--dashboard-port: expected a port number 0-65535, got "${portText}"`);
   }
   const r = await withProfileOffer(() =>
     launchRun({
@@ -53,6 +62,7 @@ async function main(): Promise<number> {
       runDir,
       resume,
       force: Boolean(values.force),
+      dashboardPort,
     })
   );
   return r.code;

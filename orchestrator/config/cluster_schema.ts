@@ -22,6 +22,8 @@ export const costConstantsSpec: Spec = {
     act_mb_per_token: f(posNum, { required: true }),
     act_mb_per_token_full: f(posNum),
     params: f(posNum),
+    /** Parameter counts by context length (`{196608: 7.64e9}`), linearly interpolated at `model.max_seq`. */
+    params_by_max_seq: f({ kind: "object", fields: {}, openKeys: posNum }),
     bandwidth_gbps: f({
       kind: "object",
       fields: { intra: f(bandwidthTable, { default: {} }), inter: f(bandwidthTable, { default: {} }) },
@@ -44,6 +46,8 @@ const nodeSpec: Spec = {
     devices: f(posInt, { required: true }),
     executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }, { default: "auto" }),
     device_memory_gb: f(posNum),
+    /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
+    memory_budget_gb: f(posNum),
     speed: f(posNum, { default: 1 }),
     deno: f(str),
     python: f(str, { default: "python3" }),
@@ -73,6 +77,8 @@ export const clusterConfigSpec: Spec = {
         heads: f(posInt),
         vocab: f(posInt),
         max_seq: f(posInt),
+        /** Parameter count (overrides the profile's and the GPT-2 formula's). */
+        params: f(posNum),
         checkpointing: f({ kind: "enum", values: ["none", "selective", "full"] }, { default: "selective" }),
       },
     }, { required: true }),
@@ -126,6 +132,29 @@ export const clusterConfigSpec: Spec = {
         path: f(str),
         constants: f(costConstantsSpec),
         models: f({ kind: "object", fields: {}, openKeys: costConstantsSpec }),
+      },
+    }, { default: {} }),
+    /** Watching a run: dashboard, metrics, MFU peaks, straggler and hang reports (orchestrator/run/observe/). */
+    observe: f({
+      kind: "object",
+      fields: {
+        dashboard: f({ kind: "bool" }, { default: true }),
+        /** Listen address of the dashboard; anything but loopback exposes it (token-protected) to the network. */
+        listen: f(str, { default: "127.0.0.1" }),
+        /** 0: a free port. */
+        port: f({ kind: "int", min: 0, max: 65535 }, { default: 0 }),
+        /** bf16 dense peak TFLOP/s per device, by a substring of the device name (overrides the built-in table). */
+        peak_tflops: f({ kind: "object", fields: {}, openKeys: posNum }, { default: {} }),
+        /** A rank is a straggler when its group times exceed their prediction by this factor ... */
+        straggler_factor: f(posNum, { default: 2 }),
+        /** ... for this many steps in a row ... */
+        straggler_steps: f(posInt, { default: 3 }),
+        /** ... and by at least this many ms per step (noise on tiny groups is not a straggler). */
+        straggler_min_ms: f({ kind: "number", min: 0 }, { default: 50 }),
+        /** A step running longer than this multiple of its prediction is reported with the ranks it waits for ... */
+        hang_factor: f(posNum, { default: 10 }),
+        /** ... but not before this many seconds. */
+        hang_min_s: f({ kind: "number", min: 0 }, { default: 30 }),
       },
     }, { default: {} }),
   },

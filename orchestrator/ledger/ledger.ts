@@ -11,6 +11,7 @@
 
 import { writeAtomic } from "../../core/atomic_write.ts";
 import { UserError } from "../errors.ts";
+import type { LedgerSequence } from "../data/data_ledger.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {
@@ -46,7 +47,8 @@ export interface LedgerRecord {
   tokens: number;
   /** Tokens with a target (sum of length - 1); the loss is averaged over these. */
   targetTokens: number;
-  sequences: number;
+  /** The sequences trained, in batch order: id, document, token range of that document (data/data_ledger.ts). */
+  sequences: LedgerSequence[];
   epoch: number;
   lr: number;
   predictedMs: number;
@@ -70,6 +72,14 @@ export interface LedgerRecord {
   /** Sequence ids the plan dropped (planner.overflow: drop). */
   dropped: number[];
   plan: { strategy: string; microBatches: LedgerMicroBatch[] };
+  /** Tokens of every step of the run up to and including this one (orchestrator/run/observe/). */
+  consumedTokens?: number;
+  /** L2 norm of the gradient before clipping (null when the executors do not report it). */
+  gradNorm?: number | null;
+  /** Model TFLOP/s per device over the step's wall time (observe/flops.ts). */
+  tflopsPerDevice?: number;
+  /** Model FLOPs utilisation against the devices' peaks; null where a peak is unknown (CPUs). */
+  mfu?: number | null;
 }
 
 /** Appends records to a run's ledger. */

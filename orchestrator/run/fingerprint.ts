@@ -8,7 +8,7 @@ import type { Config, CostConstants } from "../config/types.ts";
 
 /** Keys left out of the fingerprint: they change how the run is operated, not what it computes. */
 const OPERATIONAL: Record<string, string[]> = {
-  "": ["name", "profile"],
+  "": ["name", "profile", "observe"],
   cluster: ["connect_timeout_s", "heartbeat_timeout_s"],
   "cluster.nodes[]": [
     "user",

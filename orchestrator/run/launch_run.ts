@@ -17,6 +17,7 @@ import type { LedgerRecord } from "../ledger/ledger.ts";
 import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
+import { RunObserver } from "./observe/observer.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -36,6 +37,8 @@ export interface LaunchOptions {
   log?: (line: string) => void;
   /** Per-step progress lines (default stdout). */
   print?: (line: string) => void;
+  /** Port of the dashboard (`--dashboard-port`; default observe.port, 0: a free one). */
+  dashboardPort?: number;
 }
 
 /** How a run ended. */
@@ -157,7 +160,18 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   log(`data: ${data.description}`);
   for (const n of data.notes) log(`data: ${n}`);
   log(`cost model: ${resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config"}`);
-  log(`run directory ${runDir} (ledger.jsonl, checkpoints/, logs/)`);
+  log(`run directory ${runDir} (ledger.jsonl, checkpoints/, logs/, tensorboard/)`);
+  const observer = await RunObserver.start({
+    config,
+    runDir,
+    runId,
+    hashes,
+    profileSource: resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config",
+    checkpointRoot: store.root,
+    resumeCommand,
+    dashboardPort: opts.dashboardPort,
+    log,
+  });
 
   const interrupt: InterruptFlag = { requested: false };
   let removeSignals = () => {};
@@ -213,6 +227,7 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
         executorEnv: opts.executorEnv,
         checkpoints: usable,
         checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
+        observer,
       });
       progress.finish();
       records.push(...r.records);
@@ -260,6 +275,7 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     }
   } finally {
     removeSignals();
+    await observer.close();
   }
 }
 

@@ -1,5 +1,6 @@
-// What the user sees while a run trains: one line per step on stdout (step, loss, tokens/s, measured vs predicted
-// step time, the SP groups of each micro-batch, solve time and whether execution hid it), and on a terminal a live
+// What the user sees while a run trains: one line per step on stdout (step, loss, consumed tokens, tokens/s, measured
+// vs predicted step time, TFLOP/s per device, MFU, grad norm, lr, the SP groups of each micro-batch, solve time and
+// whether execution hid it), and on a terminal a live
 // bar on stderr (progress, mean tokens/s, time left), redrawn under the step lines.
 
 import type { LedgerRecord } from "../ledger/ledger.ts";
@@ -10,6 +11,10 @@ function fmtS(ms: number): string {
     : ms >= 1000
     ? `${(ms / 1000).toFixed(2)} s`
     : `${ms.toFixed(0)} ms`;
+}
+
+function fmtTflops(t: number): string {
+  return t >= 100 ? t.toFixed(0) : t >= 1 ? t.toFixed(1) : t.toPrecision(2);
 }
 
 /** The SP groups of a step: per micro-batch, the degrees of its busy groups, e.g. `[4] [1 1 2]`. */
@@ -25,11 +30,19 @@ export function stepLine(r: LedgerRecord, totalSteps: number): string {
   const solve = r.planSource === "replayed"
     ? "plan replayed"
     : `solve ${fmtS(r.solveMs)} ${r.solveHidden ? "hidden" : `NOT hidden (waited ${fmtS(r.planWaitMs)})`}`;
+  const observed = r.tflopsPerDevice === undefined ? [] : [
+    `${fmtTflops(r.tflopsPerDevice)} TFLOP/s/dev`,
+    `MFU ${typeof r.mfu === "number" ? `${(100 * r.mfu).toFixed(1)}%` : "n/a"}`,
+    `grad ${typeof r.gradNorm === "number" ? r.gradNorm.toFixed(3) : "n/a"}`,
+    `lr ${r.lr.toExponential(2)}`,
+  ];
   return [
     `step ${String(r.step).padStart(w)}/${totalSteps}`,
     `loss ${r.loss.toFixed(4)}`,
+    ...(r.consumedTokens !== undefined ? [`tokens ${r.consumedTokens.toLocaleString("en-US")}`] : []),
     `${Math.round(r.tokensPerS).toLocaleString("en-US")} tok/s`,
     `step ${fmtS(r.measuredMs)} (pred ${fmtS(r.predictedMs)})`,
+    ...observed,
     `groups ${groupsText(r)}`,
     solve,
   ].join("  ");

@@ -31,6 +31,7 @@ import { Ledger, type LedgerRecord, truncateLedger } from "../ledger/ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
 import { replayPlan, stepRecord, toExecutorPlan } from "../ledger/step_record.ts";
+import type { RunObserver } from "./observe/observer.ts";
 
 /** Shared between the signal handler and the loop. */
 export interface InterruptFlag {
@@ -57,6 +58,8 @@ export interface AttemptContext {
   checkpoints: VerifiedCheckpoint[];
   /** Checks the profile against the nodes' hardware (throws UserError on a mismatch); returns warnings. */
   checkHardware?: (nodes: NodeFingerprint[]) => string[];
+  /** Watches the run (dashboard, metrics, TensorBoard, stragglers): told when executors are up and about each step. */
+  observer?: RunObserver;
 }
 
 /** How an attempt ended. */
@@ -233,6 +236,7 @@ class Attempt {
     const pool = this.pool = ExecutorPool.create(cluster, {
       config: ctx.config,
       datasetPath: paths ? (n) => paths.get(n) : undefined,
+      datasetTokenBytes: ctx.data.dataset?.manifest.tokenBytes,
       env: ctx.executorEnv,
       log: (l) => ctx.log(l),
     });
@@ -264,6 +268,7 @@ class Attempt {
         `(${[...kinds].map(([k, n]) => `${n}x ${k}`).join(", ")}) in ` +
         `${((performance.now() - this.tLaunch) / 1000).toFixed(1)} s`,
     );
+    await ctx.observer?.attach(cluster, pool.places, ctx.log);
     return pool;
   }
 
@@ -334,6 +339,7 @@ class Attempt {
       // Solve the next plan while this step runs.
       this.pending = step < t.steps ? this.request(step + 1, pool.worldSize) : undefined;
       let result;
+      ctx.observer?.stepStarted(xplan, plan);
       try {
         result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
       } catch (e) {
@@ -354,6 +360,7 @@ class Attempt {
         solveHidden,
         planSource: cur.source,
       });
+      await ctx.observer?.stepDone(rec, result.done);
       this.currentPlan = undefined;
       this.records.push(rec);
       this.lastStep = step;
@@ -374,6 +381,7 @@ class Attempt {
   /** Stops everything this attempt started. */
   async close(): Promise<void> {
     this.ctx.progress.clear();
+    this.ctx.observer?.detach();
     this.pool?.stop();
     this.worker.close();
     this.ledger?.close();

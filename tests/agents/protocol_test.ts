@@ -55,6 +55,11 @@ Deno.test("a channel accepts only its own messages", () => {
     checkMessage({ type: "to_executor", rank: 0, msg: { type: "connected", rank: 0 } }, "agent_command")!,
     "inner msg",
   );
+  // step_progress (the hang watch's per-micro-batch report) travels from executors only, with all its fields.
+  const progress = { type: "step_progress", rank: 1, step: 3, microBatch: 0, ms: 12.5 };
+  assertEquals(checkMessage({ type: "from_executor", rank: 1, msg: progress }, "agent_event"), undefined);
+  assertIncludes(checkMessage({ ...progress, microBatch: "0" }, "executor_event")!, "microBatch: number");
+  assertIncludes(checkMessage(progress, "executor_command")!, "does not belong on the executor command channel");
 });
 
 Deno.test("readMessages reassembles lines split across chunks and skips bad ones", async () => {
