@@ -317,6 +317,9 @@ class Executor:
                 "lossSum": group_loss if mg.sp_rank == 0 else 0,
                 "tokens": packed.target_count if mg.sp_rank == 0 else 0,
             })
+            # The hang watch's per-micro-batch report (orchestrator/run/observe/hang_watch.ts).
+            self.emit({"type": "step_progress", "rank": s.rank, "step": plan["step"], "microBatch": i,
+                       "ms": (time.perf_counter() - tm) * 1000})
         if s.reducer is not None:
             try:
                 s.reducer.finish()

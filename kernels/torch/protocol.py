@@ -20,7 +20,8 @@ _COMMANDS: dict[str, dict[str, str]] = {
     "profile_alltoall": {"request": "object"},
 }
 _EVENTS = {
-    "ready", "connected", "step_done", "saved", "loaded", "error", "profile_compute_done", "profile_alltoall_done",
+    "ready", "connected", "step_progress", "step_done", "saved", "loaded", "error", "profile_compute_done",
+    "profile_alltoall_done",
 }
 
 

@@ -88,7 +88,9 @@ class ExecutorMain(unittest.TestCase):
         self.assertEqual(code, 1)
         # Another rank's fault leaves this one alone; "exit" ends the process with status 3 and no event.
         code, events, _ = run([init, step, json.dumps({"type": "shutdown"})], env={"FLEXSP_STEP_FAULT": "1:exit"})
-        self.assertEqual(([e["type"] for e in events], code), (["ready", "step_done"], 0))
+        self.assertEqual(([e["type"] for e in events], code), (["ready", "step_progress", "step_done"], 0))
+        self.assertEqual({k: events[1][k] for k in ("rank", "step", "microBatch")}, {"rank": 0, "step": 0, "microBatch": 0})
+        self.assertGreater(events[1]["ms"], 0)
         code, events, err = run([init, step], env={"FLEXSP_STEP_FAULT": "0:exit"})
         self.assertEqual(([e["type"] for e in events], code), (["ready"], 3))
         self.assertIn("rank 0: injected fault (FLEXSP_STEP_FAULT) in step 0: exiting", err)
