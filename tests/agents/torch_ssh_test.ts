@@ -45,7 +45,10 @@ Deno.test({
       const cfg = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${SYSTEM_PYTHON}` });
       const cold = await nodesCli([cfg, "--json", "--pings", "2", "--executors"]);
       const a: Report = JSON.parse(cold.out);
-      assert(a.nodes[0].uploads.some((u) => u.what === "torch"), `the torch package was uploaded: ${cold.out}`);
+      assert(
+        (a.nodes[0].uploads ?? []).some((u) => u.what === "torch"),
+        `the torch package was uploaded: ${cold.out}${cold.err}`,
+      );
       const py = a.nodes[0].python as { python: string | null; executable: string | null; torch: string | null };
       assert(/^3\.\d+/.test(py.python ?? ""), `the probe ran on the node from the uploaded package: ${cold.out}`);
       assertEquals(py.executable, SYSTEM_PYTHON);
