@@ -178,7 +178,7 @@ async function startExecutors(cluster: ClusterSession, config: Config, problems:
           eps: 1e-8,
         },
         secret,
-        bindHost: n.config.transport === "local" ? "127.0.0.1" : n.config.host,
+        bindHost: n.config.transport === "local" && !n.config.srun ? "127.0.0.1" : n.config.host,
       };
       s.send({ type: "to_executor", rank: r.rank, msg: { type: "init", init } });
     }

@@ -58,7 +58,18 @@ export const clusterConfigSpec: Spec = {
     cluster: f({
       kind: "object",
       fields: {
-        nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }, { required: true }),
+        /** Required unless `scheduler: slurm` (then the nodes come from the allocation). */
+        nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }),
+        /** `slurm`: run inside an allocation (sbatch/salloc); nodes from SLURM_JOB_NODELIST, agents via srun. */
+        scheduler: f({ kind: "enum", values: ["none", "slurm"] }, { default: "none" }),
+        /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
+        devices_per_node: f(posInt),
+        /** Slurm: node keys applied to every node of the allocation. */
+        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, { default: "auto" }),
+        device_memory_gb: f(posNum),
+        speed: f(posNum, { default: 1 }),
+        deno: f(str),
+        workdir: f(str),
         connect_timeout_s: f(posNum, { default: 10 }),
         heartbeat_timeout_s: f(posNum, { default: 10 }),
       },
@@ -97,6 +108,8 @@ export const clusterConfigSpec: Spec = {
         keep_checkpoints: f(posInt, { default: 3 }),
         /** Automatic relaunches (on_failure: restart or elastic) before the run gives up. */
         max_restarts: f(nonNegInt, { default: 3 }),
+        /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
+        resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
       },
     }, { default: {} }),
     planner: f({

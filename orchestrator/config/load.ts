@@ -8,6 +8,7 @@ import { MODEL_PRESETS } from "./presets.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";
+import { slurmNodes } from "../cluster/slurm_allocation.ts";
 
 type Path = (string | number)[];
 
@@ -92,7 +93,11 @@ function positions(node: YamlNode | null | undefined, path: Path, lc: LineCounte
 }
 
 /** Loads and validates a config file; `overrides` are `PATH=VALUE` strings from `--set`. */
-export async function loadConfig(path: string, overrides: string[] = []): Promise<Config> {
+export async function loadConfig(
+  path: string,
+  overrides: string[] = [],
+  opts: { allocation?: boolean } = {},
+): Promise<Config> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -102,7 +107,12 @@ export async function loadConfig(path: string, overrides: string[] = []): Promis
     }
     throw new UserError(`${path}: cannot read (${(e as Error).message})`);
   }
-  return parseConfig(text, path, overrides);
+  const config = parseConfig(text, path, overrides);
+  // `cluster.scheduler: slurm`: the nodes are those of the allocation this process runs in.
+  if (config.cluster.scheduler === "slurm" && opts.allocation !== false) {
+    config.cluster.nodes = await slurmNodes(config, path);
+  }
+  return config;
 }
 
 /** Validates config text (as if read from `source`). */
@@ -182,7 +192,13 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
   }
 
-  const nodes: NodeConfig[] = raw.cluster.nodes.map((n: Raw, index: number) => {
+  if (raw.cluster.scheduler === "slurm" && raw.cluster.nodes) {
+    fail(["cluster", "nodes"], "not used with cluster.scheduler: slurm (the nodes are the allocation's); remove it");
+  }
+  if (raw.cluster.scheduler !== "slurm" && !raw.cluster.nodes) {
+    fail(["cluster", "nodes"], "missing; list the nodes, or set cluster.scheduler: slurm inside a Slurm allocation");
+  }
+  const nodes: NodeConfig[] = (raw.cluster.nodes ?? []).map((n: Raw, index: number) => {
     return {
       index,
       host: n.host,
@@ -249,6 +265,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       nodes,
       connectTimeoutS: raw.cluster.connect_timeout_s,
       heartbeatTimeoutS: raw.cluster.heartbeat_timeout_s,
+      scheduler: raw.cluster.scheduler,
     },
     model,
     training: {
@@ -268,6 +285,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       onFailure: t.on_failure,
       keepCheckpoints: t.keep_checkpoints,
       maxRestarts: t.max_restarts,
+      resume: t.resume,
     },
     planner: {
       strategy: p.strategy,

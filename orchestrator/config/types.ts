@@ -21,6 +21,10 @@ export interface NodeConfig {
   /** Path of a Deno binary on the node (else found on PATH or bootstrapped). */
   deno?: string;
   workdir?: string;
+  /** Slurm node name: the agent starts with `srun -w NAME` (cluster.scheduler: slurm); `host` is its NodeAddr. */
+  srun?: string;
+  /** Slurm: the job's GPUs on the node as its steps see them (CUDA_VISIBLE_DEVICES of the probe step). */
+  slurmGpus?: string;
 }
 
 /** Activation checkpointing policy: decides activation memory per token and recompute overhead. */
@@ -88,6 +92,8 @@ export interface TrainingConfig {
   keepCheckpoints: number;
   /** Automatic relaunches before giving up. */
   maxRestarts: number;
+  /** `auto`: resume a run directory that already holds this run (a requeued job) by itself. */
+  resume: "never" | "auto";
 }
 
 /** A fully validated config. Paths inside are resolved relative to the config file. */
@@ -95,7 +101,13 @@ export interface Config {
   name: string;
   /** The file it was read from. */
   source: string;
-  cluster: { nodes: NodeConfig[]; connectTimeoutS: number; heartbeatTimeoutS: number };
+  cluster: {
+    nodes: NodeConfig[];
+    connectTimeoutS: number;
+    heartbeatTimeoutS: number;
+    /** `slurm`: nodes come from the allocation (see orchestrator/cluster/slurm_allocation.ts). */
+    scheduler?: "none" | "slurm";
+  };
   model: ModelConfig;
   training: TrainingConfig;
   planner: PlannerConfig;

@@ -8,6 +8,7 @@ import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
+import { spawnSrunAgent } from "../cluster/slurm_transport.ts";
 import { SshConnection, sshTargetOf } from "./ssh_transport.ts";
 
 /** Default executor entry of this checkout. */
@@ -95,7 +96,7 @@ export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
 }
 
 function nodeName(n: NodeConfig): string {
-  return `node ${n.index} (${n.host})`;
+  return n.srun ? `node ${n.index} (${n.srun}, ${n.host})` : `node ${n.index} (${n.host})`;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -214,7 +215,7 @@ export class ClusterSession {
       try {
         if (n.transport === "local") {
           const runDir = n.workdir ? `${n.workdir}/runs/${opts.runId}` : opts.runDir;
-          const channel = spawnLocalAgent();
+          const channel = n.srun ? spawnSrunAgent(n.srun, { gpus: n.slurmGpus }) : spawnLocalAgent();
           await startSession(node, channel, runDir, {
             executorEntry: executorSource,
             executorDenoFlags: ["--config", `${REPO_ROOT}/deno.json`],

@@ -64,7 +64,7 @@ export function executorInit(
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, beta1: 0.9, beta2: 0.95, eps: 1e-8 },
     secret,
-    bindHost: node.config.transport === "local" ? "127.0.0.1" : node.config.host,
+    bindHost: node.config.transport === "local" && !node.config.srun ? "127.0.0.1" : node.config.host,
     ...extra,
   };
 }

@@ -26,6 +26,18 @@ export function pickCause(faults: Fault[]): Fault {
     faults[0];
 }
 
+/**
+ * Waits (up to `ms`) while the only faults are data-plane disconnects, which are the consequence of a peer that went
+ * away: its node's loss (heartbeat timeout, the transport closing) arrives a little later and is then the cause.
+ */
+export async function settleCause(faults: Fault[], ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  const consequence = (f: Fault) => f.kind === "executor_error" && /data plane/i.test(f.reason);
+  while (performance.now() < end && faults.length > 0 && consequence(pickCause(faults))) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Multi-line report of faults during `phase` (cause first, see `pickCause`), with the step plan if a step ran. */
 export function failureReport(
   phase: string,

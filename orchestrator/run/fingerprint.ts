@@ -18,6 +18,7 @@ const OPERATIONAL: Record<string, string[]> = {
     "max_restarts",
     "dataset",
     "dataset_builtin",
+    "resume",
   ],
 };
 

@@ -15,6 +15,7 @@ import type { LedgerRecord } from "./ledger.ts";
 import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
+import { autoResume } from "../cluster/slurm_resume.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -80,6 +81,10 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     datasetHash: data.hash,
     profileHash: profileHash(constants),
   };
+
+  // Under Slurm the run directory defaults to one per job id (a requeued job keeps its id); `training.resume: auto`
+  // resumes a run directory that already holds this run without --resume (see orchestrator/cluster/slurm_resume.ts).
+  opts = { ...opts, ...await autoResume(config, opts, log) };
 
   // The run directory.
   let runDir: string;

@@ -25,7 +25,7 @@ import {
 import { ClusterSession, type ProgressEvent } from "./cluster_session.ts";
 import { stageDataset } from "./dataset_staging.ts";
 import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "./executor_pool.ts";
-import { failureReport, pickCause } from "./failure_report.ts";
+import { failureReport, pickCause, settleCause } from "./failure_report.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
@@ -305,6 +305,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
         if (e instanceof FaultError) {
           // Let the other reports arrive (an agent reports an exit once the executor's pipes drain, up to 0.5 s).
           await new Promise((r) => setTimeout(r, 800));
+          await settleCause(pool.faults, ctx.config.cluster.heartbeatTimeoutS * 1000);
           return fail(failureReport(`step ${step}`, pool.faults, pool.places, xplan), pickCause(pool.faults));
         }
         if (e instanceof RefusedError) {
