@@ -47,6 +47,10 @@ const nodeSpec: Spec = {
     speed: f(posNum, { default: 1 }),
     deno: f(str),
     workdir: f(str),
+    /** Bastions to go through, outermost first: `[user@]host[:port]` (overrides the ssh config's ProxyJump). */
+    jump: f({ kind: "oneOf", options: [str, { kind: "array", of: str }], expected: "a host or a list of hosts" }),
+    /** The ssh config whose Host entries apply (default ~/.ssh/config). */
+    ssh_config: f(str),
   },
 };
 

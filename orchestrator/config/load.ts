@@ -214,6 +214,8 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       speed: n.speed,
       deno: n.deno,
       workdir: n.workdir,
+      jump: n.jump === undefined ? undefined : [n.jump].flat(),
+      sshConfig: rel(n.ssh_config),
     };
   });
 

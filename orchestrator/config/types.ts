@@ -23,6 +23,10 @@ export interface NodeConfig {
   workdir?: string;
   /** Slurm node name: the agent starts with `srun -w NAME` (cluster.scheduler: slurm); `host` is its NodeAddr. */
   srun?: string;
+  /** Bastions, outermost first (`[user@]host[:port]`); undefined: the ssh config's ProxyJump, if any. */
+  jump?: string[];
+  /** ssh config file (default ~/.ssh/config). */
+  sshConfig?: string;
   /** Slurm: the job's GPUs on the node as its steps see them (CUDA_VISIBLE_DEVICES of the probe step). */
   slurmGpus?: string;
 }

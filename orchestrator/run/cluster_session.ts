@@ -9,7 +9,8 @@ import type { ChannelExit } from "./agent_channel.ts";
 import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
 import { spawnSrunAgent } from "../cluster/slurm_transport.ts";
-import { SshConnection, sshTargetOf } from "./ssh_transport.ts";
+import { SshConnection } from "./ssh_transport.ts";
+import { sshTargetFor } from "../cluster/ssh_route.ts";
 
 /** Default executor entry of this checkout. */
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
@@ -222,7 +223,11 @@ export class ClusterSession {
           });
         } else {
           progress(node, "connecting", `${n.user ?? Deno.env.get("USER") ?? "root"}@${n.host}:${n.port}`);
-          const target = sshTargetOf(n, config.cluster.connectTimeoutS, Math.min(15000, Math.max(1000, timeoutMs / 2)));
+          const target = sshTargetFor(
+            n,
+            config.cluster.connectTimeoutS,
+            Math.min(15000, Math.max(1000, timeoutMs / 2)),
+          );
           node.conn = await SshConnection.connect(target);
           node.timings.connectMs = node.conn.connectMs;
           progress(node, "connected", `${Math.round(node.conn.connectMs)} ms, host key ${node.conn.hostKey}`);

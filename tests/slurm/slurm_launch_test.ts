@@ -163,6 +163,9 @@ Deno.test({
         const { jobId } = await submit(sc, [cfg, "--nodes", "2", "--gpus-per-node", "1", "--run-dir", dir]);
         await waitLog(dir, jobId, "step 3/6", 120_000);
         await sc.client(["scontrol", "requeue", jobId]);
+        // Slurm holds a requeued batch job back for 120 s (BeginTime); let it start as soon as it is pending.
+        assertEquals(await sc.waitJob(jobId, 60_000, (s) => s === "PENDING"), "PENDING");
+        await sc.client(["scontrol", "update", `JobId=${jobId}`, "StartTime=now"]);
         const state = await sc.waitJob(jobId, 180_000, (s) => s === "COMPLETED" || s === "FAILED" || s === "CANCELLED");
         const log = await jobLog(dir, jobId);
         assertEquals(state, "COMPLETED", log);
@@ -193,8 +196,12 @@ Deno.test({
         const log = await jobLog(dir, jobId);
         assertEquals(state, "COMPLETED", log);
         assertIncludes(log, `node 1 (fxn2, ${sc.nodes[1].addr})`, "elastic restart 1/3: without", "done: steps");
-        const nodes = await sc.client(["sinfo", "-h", "-N", "-n", "fxn2", "-o", "%t"]);
-        assert(/down|unk/.test(nodes), `Slurm marks fxn2 down: ${nodes}`);
+        let nodes = "";
+        const down = await eventually(async () => {
+          nodes = await sc.client(["sinfo", "-h", "-N", "-n", "fxn2", "-o", "%t"]);
+          return /down/.test(nodes);
+        }, 30_000);
+        assert(down, `Slurm marks fxn2 down: ${nodes}`);
         assertEquals((await ledger(dir)).at(-1)!.step, 6);
       });
     } finally {
