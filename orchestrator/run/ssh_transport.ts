@@ -14,6 +14,7 @@ import type {
 } from "ssh2";
 import net from "node:net";
 import { Buffer } from "node:buffer";
+import { Duplex } from "node:stream";
 import { UserError } from "../errors.ts";
 import type { NodeConfig } from "../config/types.ts";
 import { type AgentChannel, type ChannelExit, pushStream } from "./agent_channel.ts";
@@ -37,6 +38,53 @@ const HOST_KEY_ALGOS: Record<string, string[]> = {
   "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
 };
 const DEFAULT_HOST_KEY_ORDER = Object.values(HOST_KEY_ALGOS).flat();
+
+/**
+ * A forwarded channel as the socket of an inner SSH connection. ssh2's ChaCha20-Poly1305 keeps its nonce in one
+ * module-wide buffer, and an inner connection's encrypt writes each piece of a packet synchronously: written straight
+ * into the outer channel, the outer connection's encrypt would overwrite that nonce in the middle of the inner
+ * packet (sshd then reports "incomplete message" after key exchange). So bytes cross between the two connections
+ * only from a microtask, copied, when the other side's crypto is not running.
+ */
+function copyingDuplex(ch: ClientChannel): Duplex {
+  let out: Buffer[] = [];
+  let inb: Buffer[] = [];
+  const d = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      if (out.length === 0) {
+        queueMicrotask(() => {
+          const data = Buffer.concat(out);
+          out = [];
+          ch.write(data);
+        });
+      }
+      out.push(Buffer.from(chunk));
+      cb();
+    },
+    final(cb) {
+      queueMicrotask(() => ch.end());
+      cb();
+    },
+    destroy(err, cb) {
+      ch.close();
+      cb(err);
+    },
+  });
+  ch.on("data", (b: Buffer) => {
+    if (inb.length === 0) {
+      queueMicrotask(() => {
+        const data = Buffer.concat(inb);
+        inb = [];
+        d.push(data);
+      });
+    }
+    inb.push(Buffer.from(b));
+  });
+  ch.on("end", () => queueMicrotask(() => queueMicrotask(() => d.push(null))));
+  ch.on("close", () => setTimeout(() => d.destroy(), 0));
+  return d;
+}
 
 /** Everything needed to open one SSH connection. */
 export interface SshTarget {
@@ -285,7 +333,7 @@ export class SshConnection {
             serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
           },
         };
-        if (viaStream) client.connect({ ...cfg, sock: viaStream });
+        if (viaStream) client.connect({ ...cfg, sock: copyingDuplex(viaStream) });
         else {
           sock = net.connect({ host: t.host, port: t.port, noDelay: true });
           sock.setNoDelay(true);
