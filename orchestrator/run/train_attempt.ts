@@ -26,6 +26,7 @@ import { ClusterSession, type ProgressEvent } from "./cluster_session.ts";
 import { stageDataset } from "./dataset_staging.ts";
 import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "./executor_pool.ts";
 import { failureReport, pickCause, settleCause } from "./failure_report.ts";
+import { waveReport } from "../cluster/failure_wave.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
@@ -108,7 +109,6 @@ function launchLine(e: ProgressEvent): string | undefined {
     connecting: `connecting to ${e.detail}`,
     uploading: `uploading ${e.detail}`,
     ready: `agent ready (${e.detail})`,
-    failed: `FAILED: ${e.detail.split("\n")[0]}`,
     lost: `LOST: ${e.detail}`,
   };
   const text = what[e.phase];
@@ -193,7 +193,11 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     });
     if (cluster.failures.length) {
       return fail(
-        `launch failed:\n${cluster.failures.map((n) => `  ${n.name}: ${n.error!.split("\n")[0]}`).join("\n")}`,
+        waveReport(
+          "launch failed",
+          cluster.failures.map((n) => ({ name: n.name, host: n.config.host, error: n.error! })),
+          cluster.nodes.length,
+        ),
         { kind: "node_lost", node: cluster.failures[0], reason: cluster.failures[0].error!, atMs: 0 },
       );
     }
