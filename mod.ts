@@ -80,3 +80,12 @@ export {
 } from "./orchestrator/run/checkpoint_store.ts";
 /** The learning rate of a step (warmup, then cosine decay to a tenth). */
 export { learningRate } from "./orchestrator/run/lr_schedule.ts";
+
+/** Slurm: the nodes, addresses and GPUs of the allocation this process runs in (`cluster.scheduler: slurm`). */
+export { readAllocation, type SlurmNode, slurmNodes } from "./orchestrator/cluster/slurm_allocation.ts";
+/** The sbatch script `deno task submit` writes (signal, requeue and resume wiring). */
+export { type SbatchOptions, sbatchScript } from "./orchestrator/cluster/sbatch_script.ts";
+/** ~/.ssh/config as OpenSSH reads it (Host aliases, HostName, User, Port, IdentityFile, ProxyJump). */
+export { resolveSshHost, type SshHostConfig } from "./orchestrator/cluster/ssh_config.ts";
+/** One report for a wave of node failures, grouped by reason. */
+export { waveReport } from "./orchestrator/cluster/failure_wave.ts";
