@@ -95,6 +95,7 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
             "planner:",
             "  strategy: static",
             "  static_degree: 1",
+            "  memory_budget_gb: 0.25",
             "  zero_stage: 0",
             "  milp: none",
             "  deterministic: true",

@@ -48,6 +48,7 @@ Deno.test({
           "planner:",
           "  strategy: static",
           "  static_degree: 1",
+          "  memory_budget_gb: 0.25",
           "  zero_stage: 0",
           "  milp: none",
           "  deterministic: true",
@@ -62,7 +63,11 @@ Deno.test({
       await t.step("launch on 32 hosts, steps, one host's sshd killed: one report naming it", async () => {
         const dir = `${th.dir}/run1`;
         const p = startLaunch([cfg, "--run-dir", dir]);
-        await p.waitFor("step 3/5", 240_000);
+        const ended = p.child.status.then(async () => {
+          throw new Error(`launch ended before step 3:\n${p.out()}\n${p.err()}`);
+        });
+        await Promise.race([p.waitFor("step 3/5", 240_000), ended]);
+        ended.catch(() => {});
         await killSshd(th, victim);
         const r = await p.finish();
         assertEquals(r.code, 2, r.out + r.err);
