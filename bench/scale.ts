@@ -93,8 +93,6 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
             `  steps: ${STEPS}`,
             "  checkpoint_interval: 0",
             "planner:",
-            "  strategy: static",
-            "  static_degree: 1",
             "  memory_budget_gb: 0.25",
             "  zero_stage: 0",
             "  milp: none",
