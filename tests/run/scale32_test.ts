@@ -61,7 +61,7 @@ Deno.test({
       await t.step("launch on 32 hosts, steps, one host's sshd killed: one report naming it", async () => {
         const dir = `${th.dir}/run1`;
         const p = startLaunch([cfg, "--run-dir", dir]);
-        const ended = p.child.status.then(async () => {
+        const ended = p.child.status.then(() => {
           throw new Error(`launch ended before step 2:\n${p.out()}\n${p.err()}`);
         });
         await Promise.race([p.waitFor("step 2/4", 240_000), ended]);
