@@ -65,13 +65,14 @@ export const clusterConfigSpec: Spec = {
         /** Required unless `scheduler: slurm` (then the nodes come from the allocation). */
         nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }),
         /** `slurm`: run inside an allocation (sbatch/salloc); nodes from SLURM_JOB_NODELIST, agents via srun. */
-        scheduler: f({ kind: "enum", values: ["none", "slurm"] }, { default: "none" }),
+        // No defaults on these keys: configs without them keep the document (and run fingerprint) they had before.
+        scheduler: f({ kind: "enum", values: ["none", "slurm"] }),
         /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
         devices_per_node: f(posInt),
         /** Slurm: node keys applied to every node of the allocation. */
-        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, { default: "auto" }),
+        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }),
         device_memory_gb: f(posNum),
-        speed: f(posNum, { default: 1 }),
+        speed: f(posNum),
         deno: f(str),
         workdir: f(str),
         connect_timeout_s: f(posNum, { default: 10 }),
