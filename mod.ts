@@ -1,4 +1,23 @@
-// flexsp public API: config loading, the FlexSP cost model and planner, and plan checking.
+/**
+ * flexsp: training long-context language models with heterogeneity-adaptive sequence parallelism (FlexSP,
+ * ASPLOS'25). This module is the public API: config loading, the FlexSP cost model and planner, plan checking, the
+ * profile, datasets, the cluster layer (agents, executors) and training runs. The commands (`deno task launch`,
+ * `plan`, `profile`, `nodes`, `data`) are thin wrappers around these functions; see docs/architecture.md for the
+ * tiers behind them.
+ *
+ * @example Plan one step of the paper's cluster
+ * ```ts
+ * import { loadConfig, planStep, plannerSetup, resolveCostConstants, Rng, sampleLengths } from "./mod.ts";
+ *
+ * const config = await loadConfig("configs/paper-a100-64.yaml");
+ * const { topology, cost, options } = plannerSetup(config, await resolveCostConstants(config));
+ * const lengths = sampleLengths("github", config.training.globalBatch, config.model.maxSeq, new Rng(1));
+ * const plan = await planStep(lengths, topology, cost, options);
+ * console.log(`${plan.microBatches.length} micro-batches, predicted ${plan.predictedMs.toFixed(0)} ms`);
+ * ```
+ *
+ * @module
+ */
 
 /** Loads and validates a cluster YAML file (with optional `PATH=VALUE` overrides). */
 export { loadConfig, parseConfig } from "./orchestrator/config/load.ts";
@@ -12,7 +31,7 @@ export type {
   TrainingConfig,
 } from "./orchestrator/config/types.ts";
 /** Model shapes of the presets (gpt-tiny ... gpt-30b) and their parameter count. */
-export { MODEL_PRESETS, type ModelShape, parameterCount } from "./orchestrator/config/presets.ts";
+export { MODEL_PRESETS, type ModelShape, parameterCount } from "./core/model_shape.ts";
 /** A user-caused error: its message is the whole report. */
 export { UserError } from "./orchestrator/errors.ts";
 
@@ -40,13 +59,13 @@ export {
   resolveCostConstants,
   resolveProfile,
   writeProfile,
-} from "./orchestrator/profile/profile_file.ts";
+} from "./orchestrator/config/profile_file.ts";
 /** The profile document `deno task profile` writes (schema, fingerprint, constants, fits, raw samples). */
-export type { ProfileDoc } from "./orchestrator/profile/profile_doc.ts";
+export type { ProfileDoc } from "./orchestrator/config/profile_doc.ts";
 /** Measures a cluster through its agents and executors and fits the cost model. */
 export { type ProfileRunOptions, runProfile } from "./orchestrator/profile/profiler.ts";
 /** Prediction error distribution and drift of a run's ledger (`deno task profile --check`). */
-export { checkLedger, readLedger } from "./orchestrator/profile/ledger_check.ts";
+export { checkLedger } from "./orchestrator/profile/ledger_check.ts";
 /** The paper's corpora as length distributions, and the seeded generator. */
 export { LENGTH_DISTRIBUTIONS, sampleLengths } from "./orchestrator/data/length_distributions.ts";
 export { Rng } from "./orchestrator/data/rng.ts";
@@ -71,7 +90,13 @@ export { openTrainingData, type TrainingData } from "./orchestrator/data/trainin
 /** A training run (`deno task launch`): step loop, ledger, checkpoints, resume and failure policies. */
 export { type LaunchOptions, type LaunchResult, launchRun } from "./orchestrator/run/launch_run.ts";
 /** One line of a run's `ledger.jsonl`. */
-export type { LedgerGroup, LedgerMicroBatch, LedgerRecord } from "./orchestrator/run/ledger.ts";
+export {
+  type LedgerGroup,
+  type LedgerMicroBatch,
+  type LedgerRecord,
+  readLedger,
+  type ReadLedgerOptions,
+} from "./orchestrator/ledger/ledger.ts";
 /** Checkpoints of a run: parts per rank, orchestrator state, manifest with checksums, `latest`. */
 export {
   type CheckpointManifest,
@@ -80,9 +105,20 @@ export {
 } from "./orchestrator/run/checkpoint_store.ts";
 /** The learning rate of a step (warmup, then cosine decay to a tenth). */
 export { learningRate } from "./orchestrator/run/lr_schedule.ts";
+/** The cluster layer: agents on every node, and one executor per device as a pool. */
+export { ClusterSession, type NodeLaunch } from "./orchestrator/cluster/cluster_session.ts";
+export { ExecutorPool, type PoolOptions } from "./orchestrator/cluster/executor_pool.ts";
+export { type Fault, rootCause } from "./orchestrator/cluster/fault.ts";
+/** The agent/executor wire protocol (one JSON object per line). */
+export { PROTOCOL_VERSION } from "./core/protocol.ts";
 
 /** Slurm: the nodes, addresses and GPUs of the allocation this process runs in (`cluster.scheduler: slurm`). */
-export { readAllocation, type SlurmNode, slurmNodes } from "./orchestrator/cluster/slurm_allocation.ts";
+export {
+  loadClusterConfig,
+  readAllocation,
+  type SlurmNode,
+  slurmNodes,
+} from "./orchestrator/cluster/slurm_allocation.ts";
 /** The sbatch script `deno task submit` writes (signal, requeue and resume wiring). */
 export { type SbatchOptions, sbatchScript } from "./orchestrator/cluster/sbatch_script.ts";
 /** ~/.ssh/config as OpenSSH reads it (Host aliases, HostName, User, Port, IdentityFile, ProxyJump). */

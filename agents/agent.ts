@@ -12,7 +12,7 @@ import {
   type Inventory,
   PROTOCOL_VERSION,
   readMessages,
-} from "./protocol.ts";
+} from "../core/protocol.ts";
 import { collectInventory, probeWebGpu } from "./inventory.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 import { ExecutorSupervisor } from "./executor_supervisor.ts";

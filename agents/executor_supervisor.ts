@@ -9,7 +9,7 @@ import {
   type ExecutorEvent,
   type ExecutorSpawn,
   parseMessage,
-} from "./protocol.ts";
+} from "../core/protocol.ts";
 import { killTree, TreeTracker } from "./process_tree.ts";
 
 /** How executors are started on this node. */

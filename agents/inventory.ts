@@ -1,7 +1,7 @@
 // What a node has: NVIDIA GPUs (nvidia-smi, model and memory), a WebGPU adapter (description and limits), CPU cores,
 // CPU model and memory. Every probe is bounded in time and a failing probe is a warning, never a crash.
 
-import type { Inventory } from "./protocol.ts";
+import type { Inventory } from "../core/protocol.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 
 /** The WebGPU part of an inventory. */

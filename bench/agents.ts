@@ -5,9 +5,9 @@
 
 import { canCreateTestHosts, startTestHosts } from "../tests/hosts/test_hosts.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
-import { ClusterSession } from "../orchestrator/run/cluster_session.ts";
-import { bundle, REPO_ROOT } from "../orchestrator/run/bootstrap.ts";
-import type { AgentEvent, ExecutorStepPlan } from "../agents/protocol.ts";
+import { ClusterSession } from "../orchestrator/cluster/cluster_session.ts";
+import { bundle, REPO_ROOT } from "../orchestrator/cluster/bootstrap.ts";
+import type { AgentEvent, ExecutorStepPlan } from "../core/protocol.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const TITLE = "agents: 3 SSH test hosts (network namespaces, real sshd)";

@@ -30,7 +30,7 @@ import { SOLO_GROUP } from "../kernels/group_comm.ts";
 import { initParams, type ModelShape, paramLayout, Prng } from "../kernels/model.ts";
 import { packGroup, rankSlice } from "../kernels/packing.ts";
 import { UlyssesGpt } from "../kernels/ulysses_model.ts";
-import { MODEL_PRESETS } from "../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../core/model_shape.ts";
 
 type Row = Record<string, string | number>;
 

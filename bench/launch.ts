@@ -10,7 +10,7 @@
 // Runnable alone: `deno run -A bench/launch.ts`.
 
 import { launchRun } from "../orchestrator/run/launch_run.ts";
-import type { LedgerRecord } from "../orchestrator/run/ledger.ts";
+import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
 
 const CONFIG = new URL("../configs/local.yaml", import.meta.url).pathname;
 const STEPS = 20;

@@ -8,7 +8,7 @@
 
 import { loadConfig } from "../orchestrator/config/load.ts";
 import { plannerSetup } from "../orchestrator/planner/from_config.ts";
-import { resolveCostConstants } from "../orchestrator/profile/profile_file.ts";
+import { resolveCostConstants } from "../orchestrator/config/profile_file.ts";
 import { planStep } from "../orchestrator/planner/plan_step.ts";
 import { uniformTopology } from "../orchestrator/planner/topology.ts";
 import { sampleLengths } from "../orchestrator/data/length_distributions.ts";

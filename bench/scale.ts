@@ -13,10 +13,10 @@
 
 import { canCreateTestHosts, startTestHosts } from "../tests/hosts/test_hosts.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
-import { ClusterSession, EXECUTOR_SOURCE } from "../orchestrator/run/cluster_session.ts";
+import { ClusterSession, EXECUTOR_SOURCE } from "../orchestrator/cluster/cluster_session.ts";
 import { launchRun } from "../orchestrator/run/launch_run.ts";
 import { buildBuiltinDataset } from "../orchestrator/data/builtin_corpus.ts";
-import { encodeMessage } from "../agents/protocol.ts";
+import { encodeMessage } from "../core/protocol.ts";
 
 const TITLE = "scale: SSH test hosts, one CPU device each (launch, heartbeats, per-step overhead)";
 const STEPS = 10;

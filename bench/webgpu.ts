@@ -13,7 +13,7 @@ import { packGroup, rankSlice } from "../kernels/packing.ts";
 import { UlyssesGpt } from "../kernels/ulysses_model.ts";
 import { createWebGpuBackend, type WebGpuBackend } from "../kernels/webgpu/backend.ts";
 import { requestGpuAdapter } from "../kernels/webgpu/device.ts";
-import { MODEL_PRESETS } from "../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../core/model_shape.ts";
 
 type Row = Record<string, string | number>;
 

@@ -4,9 +4,7 @@
 // Format: "FLEXSPCK" | u32 LE version | u32 LE header length | header JSON | zero padding to 4 bytes |
 // params, m, v as float32 little-endian, `total` values each.
 
-import { createHash } from "node:crypto";
 import type { ModelShape } from "./model.ts";
-import { writeAtomic as writeAtomicFile } from "../orchestrator/atomic_write.ts";
 
 const MAGIC = "FLEXSPCK";
 const VERSION = 1;
@@ -68,18 +66,4 @@ export function decodeState(bytes: Uint8Array, expect: ModelShape, path: string)
   }
   const arr = (i: number) => new Float32Array(bytes.slice(start + i * total * 4, start + (i + 1) * total * 4).buffer);
   return { shape: header.shape, step: header.step, params: arr(0), m: arr(1), v: arr(2) };
-}
-
-/** Hex sha256 of bytes. */
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** Writes `bytes` to `path` atomically (temporary file beside it, fsync, rename). */
-export async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  try {
-    await writeAtomicFile(path, bytes);
-  } catch (e) {
-    throw new Error(`checkpoint: writing ${path} failed: ${(e as Error).message}`);
-  }
 }

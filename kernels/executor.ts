@@ -12,9 +12,12 @@
 // Reporting: per micro-batch, the group's summed token loss and its number of target tokens are reported by the
 // group's SP rank 0 only (other members report 0 and 0), so summing over all ranks counts each group once.
 
-import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../agents/protocol.ts";
+import { injectedFault } from "./fault_injection.ts";
+import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
-import { decodeState, encodeState, sha256Hex, writeAtomic } from "./checkpoint.ts";
+import { decodeState, encodeState } from "./checkpoint.ts";
+import { writeAtomic } from "../core/atomic_write.ts";
+import { sha256Hex } from "../core/hash.ts";
 import { DataPlaneError, Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
 import { initParams, type ParamLayout, paramLayout, validateShape } from "./model.ts";
@@ -198,6 +201,19 @@ export class Executor {
     await this.#fatalOnError(() => this.#execute(s, plan, mine));
   }
 
+  /**
+   * Tests only: FLEXSP_STEP_FAULT="RANK:exit" makes that rank exit (code 3) inside its first micro-batch, while its
+   * group's peers are in their first collective; "RANK:error" makes it throw there (a fatal step error).
+   */
+  #stepFault(rank: number, step: number): void {
+    const fault = injectedFault("FLEXSP_STEP_FAULT", rank);
+    if (fault === "exit") {
+      console.error(`rank ${rank}: injected fault (FLEXSP_STEP_FAULT) in step ${step}: exiting`);
+      Deno.exit(3);
+    }
+    if (fault === "error") throw new Error(`injected fault (FLEXSP_STEP_FAULT) in step ${step}`);
+  }
+
   async #execute(s: Ready, plan: ExecutorStepPlan, mine: MyGroup[]): Promise<void> {
     const { rank, worldSize, model: shape, optimizer: opt } = s.init;
     const b = s.backend;
@@ -211,6 +227,7 @@ export class Executor {
       const packed = packGroup(seqs, group.degree, shape.maxSeq, shape.vocab);
       const prefix = `s${plan.step}.m${i}.`;
       const comm = group.degree === 1 ? SOLO_GROUP : s.mesh.group(group.ranks, prefix);
+      if (i === 0) this.#stepFault(rank, plan.step);
       const res = await s.model.run(rankSlice(packed, spRank), comm, { lossScale: 1 / plan.globalTokens });
       let groupLoss = res.lossSum;
       if (group.degree > 1) {
@@ -283,9 +300,10 @@ export class Executor {
     const s = this.#ready("save");
     const [params, m, v] = await Promise.all([s.params, s.m, s.v].map((t) => s.backend.download(t)));
     const bytes = encodeState({ shape: s.init.model, step: s.step, params, m, v });
-    const dir = path.slice(0, path.lastIndexOf("/"));
-    if (dir) await Deno.mkdir(dir, { recursive: true });
-    await writeAtomic(path, bytes);
+    await writeAtomic(path, bytes, {
+      mkdir: true,
+      error: (message) => new Error(`checkpoint: writing ${path} failed: ${message}`),
+    });
     this.#emit({ type: "saved", rank: s.init.rank, path, sha256: sha256Hex(bytes), bytes: bytes.length });
   }
 

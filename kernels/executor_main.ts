@@ -1,12 +1,12 @@
 // The executor process: `deno run -A kernels/executor_main.ts --kind cpu|webgpu --device N`. Reads
-// `ExecutorCommand` lines on stdin, writes `ExecutorEvent` lines on stdout (agents/protocol.ts), logs to stderr.
+// `ExecutorCommand` lines on stdin, writes `ExecutorEvent` lines on stdout (core/protocol.ts), logs to stderr.
 // Exits 0 after `shutdown` or when stdin closes (the agent went away), 1 after a fatal error.
 //
 // Environment: FLEXSP_DP_CONNECT_TIMEOUT_MS (default 60000) and FLEXSP_DP_OP_TIMEOUT_MS (default 600000) bound the
 // data plane's waits for peers.
 
 import { parseArgs } from "node:util";
-import { encodeMessage, type ExecutorCommand, type ExecutorEvent, readMessages } from "../agents/protocol.ts";
+import { encodeMessage, type ExecutorCommand, type ExecutorEvent, readMessages } from "../core/protocol.ts";
 import type { Backend } from "./backend.ts";
 import { createCpuBackend } from "./cpu/backend.ts";
 import { Executor } from "./executor.ts";

@@ -1,7 +1,7 @@
 // The GPT model definition shared by the TypeScript executors: the flat float32 parameter layout (named slices at
 // aligned offsets), a seeded PRNG of our own, and the GPT-2 style initialisation. Pure data, no device code.
 
-import type { ModelShape } from "../orchestrator/config/presets.ts";
+import type { ModelShape } from "../core/model_shape.ts";
 import { VIEW_ALIGN } from "./backend.ts";
 
 export type { ModelShape };

@@ -8,12 +8,13 @@
 // Fault injection (tests only): FLEXSP_PROFILE_FAULT="RANK:error" makes that rank's compute benchmark throw, and
 // "RANK:exit" makes the process exit, at the first timed run.
 
+import { injectedFault } from "./fault_injection.ts";
 import type {
   ProfileAllToAllRequest,
   ProfileAllToAllResult,
   ProfileComputeRequest,
   ProfileComputeResult,
-} from "../agents/protocol.ts";
+} from "../core/protocol.ts";
 import type { Backend, IntTensor, Tensor } from "./backend.ts";
 import type { Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
@@ -124,14 +125,6 @@ export function checkComputeRequest(req: ProfileComputeRequest, shape: ModelShap
   if (!Number.isInteger(req.warmup) || req.warmup < 0) throw new Error("profile_compute: bad warmup");
 }
 
-function injectedFault(rank: number): "error" | "exit" | undefined {
-  const spec = Deno.env.get("FLEXSP_PROFILE_FAULT");
-  if (!spec) return undefined;
-  const [r, mode] = spec.split(":");
-  if (Number(r) !== rank) return undefined;
-  return mode === "exit" ? "exit" : "error";
-}
-
 /** Runs the compute grid on this device (see the file header); collectives make every failure fatal to the caller. */
 export async function profileCompute(ctx: ProfileContext, req: ProfileComputeRequest): Promise<ProfileComputeResult> {
   const tracker = new MemoryTracker();
@@ -140,7 +133,7 @@ export async function profileCompute(ctx: ProfileContext, req: ProfileComputeReq
   const { maxSeq, vocab } = ctx.shape;
   const sync = req.barrier && ctx.worldSize > 1;
   if (sync && !ctx.connected) throw new Error("profile_compute: data plane not connected (send peers first)");
-  const fault = injectedFault(ctx.rank);
+  const fault = injectedFault("FLEXSP_PROFILE_FAULT", ctx.rank);
   const samples: ProfileComputeResult["samples"] = [];
   const runs = [...new Array(req.warmup).fill(req.order[0]), ...req.order];
   for (let i = 0; i < runs.length; i++) {

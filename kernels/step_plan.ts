@@ -2,7 +2,7 @@
 // that does not divide the head count, a rank missing from a micro-batch, a rank in two groups, an over-long
 // sequence) is refused by all ranks at once with the same clear message, before any collective could hang.
 
-import type { ExecutorStepPlan, GroupAssignment } from "../agents/protocol.ts";
+import type { ExecutorStepPlan, GroupAssignment } from "../core/protocol.ts";
 import type { ModelShape } from "./model.ts";
 
 /** This rank's part of one micro-batch. */

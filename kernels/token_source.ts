@@ -5,7 +5,7 @@
 // run, and every degree, sees the same data: token p of sequence `id` is (a + p·b) mod vocab with a, b drawn
 // from a PRNG seeded by the id (b in 1..7) — a learnable arithmetic progression.
 
-import type { SequenceRef } from "../agents/protocol.ts";
+import type { SequenceRef } from "../core/protocol.ts";
 import { Prng } from "./model.ts";
 
 /** Reads the tokens of sequences. */

@@ -5,11 +5,70 @@ export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
   if (!cond) throw new Error(msg);
 }
 
-/** Deep equality via JSON (plans and configs are plain data). */
+/**
+ * Structural deep equality: primitives by value (NaN equals NaN, 0 equals -0), arrays and typed arrays element by
+ * element, Maps by entries, Sets by members, Dates by time, other objects by own enumerable keys (a key holding
+ * `undefined` counts as absent). Returns the path of the first difference, or undefined when equal.
+ */
+export function difference(a: unknown, b: unknown, path = ""): string | undefined {
+  if (a === b || (Number.isNaN(a) && Number.isNaN(b))) return undefined;
+  const where = path || "(top)";
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return where;
+  if (Array.isArray(a) !== Array.isArray(b)) return where;
+  if (a instanceof Date || b instanceof Date) {
+    return a instanceof Date && b instanceof Date && a.getTime() === b.getTime() ? undefined : where;
+  }
+  if (a instanceof Map || b instanceof Map) {
+    if (!(a instanceof Map && b instanceof Map) || a.size !== b.size) return `${where} (Map size)`;
+    for (const [k, v] of a) {
+      if (!b.has(k)) return `${path}.get(${String(k)}) (missing)`;
+      const d = difference(v, b.get(k), `${path}.get(${String(k)})`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  if (a instanceof Set || b instanceof Set) {
+    if (!(a instanceof Set && b instanceof Set) || a.size !== b.size) return `${where} (Set size)`;
+    const rest = [...b];
+    for (const x of a) {
+      const i = rest.findIndex((y) => difference(x, y) === undefined);
+      if (i < 0) return `${where} (Set member ${String(x)})`;
+      rest.splice(i, 1);
+    }
+    return undefined;
+  }
+  if (ArrayBuffer.isView(a) || ArrayBuffer.isView(b)) {
+    if (!(ArrayBuffer.isView(a) && ArrayBuffer.isView(b)) || a.constructor !== b.constructor) return where;
+    const x = a as unknown as ArrayLike<unknown>;
+    const y = b as unknown as ArrayLike<unknown>;
+    if (x.length !== y.length) return `${where} (length ${x.length} vs ${y.length})`;
+    for (let i = 0; i < x.length; i++) if (difference(x[i], y[i]) !== undefined) return `${path}[${i}]`;
+    return undefined;
+  }
+  if (Array.isArray(a) && Array.isArray(b)) {
+    if (a.length !== b.length) return `${where} (length ${a.length} vs ${b.length})`;
+    for (let i = 0; i < a.length; i++) {
+      const d = difference(a[i], b[i], `${path}[${i}]`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)]);
+  for (const k of keys) {
+    const d = difference(ra[k], rb[k], path ? `${path}.${k}` : k);
+    if (d) return d;
+  }
+  return undefined;
+}
+
+/** Structural deep equality (see `difference`); the message names the first differing path. */
 export function assertEquals<T>(actual: T, expected: T, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg}\nexpected: ${e}\nactual:   ${a}`);
+  const d = difference(actual, expected);
+  if (d === undefined) return;
+  const show = (v: unknown) => Deno.inspect(v, { depth: 8, compact: true, breakLength: Infinity, iterableLimit: 200 });
+  throw new Error(`${msg}\nexpected: ${show(expected)}\nactual:   ${show(actual)}\nfirst difference at ${d}`);
 }
 
 /** |actual - expected| <= tol * max(1, |expected|). */

@@ -11,7 +11,7 @@
 // to float32, and sends the reduced shard back to everyone (reduce-scatter + all-gather). Each element is thus
 // reduced by exactly one rank in a fixed order, and every rank ends with the same bytes.
 
-import type { Endpoint } from "../../agents/protocol.ts";
+import type { Endpoint } from "../../core/protocol.ts";
 import type { GroupComm } from "../group_comm.ts";
 import { acceptHandshake, dialHandshake } from "./auth.ts";
 import { bytesF32, f32Bytes, type Frame, FRAME_ABORT, FRAME_DATA, readFrame, writeFrame } from "./frame.ts";

@@ -3,7 +3,7 @@
 //   prepare --builtin deno-corpus --out DIR
 //   info DIR [--verify]              manifest summary and length histogram; --verify re-hashes the token file
 
-import { createHash } from "node:crypto";
+import { fileSha256 } from "../../core/hash.ts";
 import { runCli, UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { buildBuiltinDataset, BUILTIN_DATASETS, type BuiltinDataset } from "../data/builtin_corpus.ts";
@@ -161,10 +161,7 @@ async function info(argv: string[]): Promise<number> {
     console.log(`  ${range} ${String(counts[b]).padStart(8)} ${"#".repeat(Math.round((40 * counts[b]) / top))}`);
   }
   if (values.verify) {
-    const h = createHash("sha256");
-    const f = await Deno.open(`${ds.dir}/${DATASET_FILES.tokens}`);
-    for await (const chunk of f.readable) h.update(chunk);
-    const sha = h.digest("hex");
+    const sha = await fileSha256(`${ds.dir}/${DATASET_FILES.tokens}`);
     if (sha !== m.files.tokens.sha256) {
       console.log(`verify: FAILED: tokens.bin sha256 ${sha} is not ${m.files.tokens.sha256}`);
       return 1;

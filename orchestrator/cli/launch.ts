@@ -4,6 +4,7 @@
 import { runCli, UserError } from "../errors.ts";
 import { parseCommand } from "./args.ts";
 import { launchRun } from "../run/launch_run.ts";
+import { withProfileOffer } from "./profile_offer.ts";
 
 const USAGE =
   `usage: deno task launch <config.yaml> [--resume [RUN_DIR]] [--run-dir DIR] [--force] [--set PATH=VALUE]...
@@ -45,13 +46,15 @@ async function main(): Promise<number> {
   if (resumeDir && values["run-dir"] && values["run-dir"] !== resumeDir) {
     throw new UserError("--resume DIR and --run-dir DIR name different directories; give one");
   }
-  const r = await launchRun({
-    configPath: positionals[0],
-    sets,
-    runDir,
-    resume,
-    force: Boolean(values.force),
-  });
+  const r = await withProfileOffer(() =>
+    launchRun({
+      configPath: positionals[0],
+      sets,
+      runDir,
+      resume,
+      force: Boolean(values.force),
+    })
+  );
   return r.code;
 }
 

@@ -4,10 +4,10 @@
 
 import { parseArgs } from "node:util";
 import { runCli, UserError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config } from "../config/types.ts";
-import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../run/cluster_session.ts";
-import type { AgentEvent, ExecutorInit } from "../../agents/protocol.ts";
+import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../cluster/cluster_session.ts";
+import { ExecutorPool, FaultError } from "../cluster/executor_pool.ts";
 
 const USAGE = `usage: deno task nodes <config.yaml> [options]
 
@@ -119,71 +119,35 @@ function progressLine(e: ProgressEvent): string | undefined {
 }
 
 async function startExecutors(cluster: ClusterSession, config: Config, problems: string[]): Promise<void> {
-  let rank = 0;
-  const world = cluster.ready.reduce((s, n) => s + n.config.devices, 0);
-  const secret = crypto.randomUUID();
-  const waits: Promise<void>[] = [];
-  for (const n of cluster.ready) {
-    const s = n.session!;
-    const ranks = Array.from({ length: n.config.devices }, (_, d) => ({ rank: rank + d, device: d }));
-    rank += n.config.devices;
-    const pending = new Map(ranks.map((r) => [r.rank, r.device]));
-    waits.push(
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          for (const [r] of pending) problems.push(`${n.name}: executor rank ${r} not ready within 120 s`);
-          off();
-          resolve();
-        }, 120_000);
-        const off = s.on((ev: AgentEvent) => {
-          if (ev.type === "from_executor" && ev.msg.type === "ready" && pending.has(ev.rank)) {
-            pending.delete(ev.rank);
-          } else if (ev.type === "from_executor" && ev.msg.type === "error" && pending.has(ev.rank)) {
-            problems.push(`${n.name}: executor rank ${ev.rank} failed: ${ev.msg.message}`);
-            pending.delete(ev.rank);
-          } else if (ev.type === "executor_exit" && pending.has(ev.rank)) {
-            const how = ev.signal ? `signal ${ev.signal}` : `code ${ev.code}`;
-            problems.push(
-              `${n.name}: executor rank ${ev.rank} exited (${how}) before it was ready; last log lines:\n` +
-                ev.logTail.split("\n").slice(-10).map((l) => `    ${l}`).join("\n"),
-            );
-            pending.delete(ev.rank);
-          }
-          if (pending.size === 0) {
-            clearTimeout(timer);
-            off();
-            resolve();
-          }
-        });
-        s.lost.then(() => {
-          clearTimeout(timer);
-          off();
-          resolve();
-        });
-      }),
-    );
-    s.send({ type: "spawn", executors: ranks.map((r) => ({ rank: r.rank, device: r.device, kind: n.executorKind! })) });
-    for (const r of ranks) {
-      const init: ExecutorInit = {
-        rank: r.rank,
-        worldSize: world,
-        model: config.model,
-        seed: config.training.seed,
-        optimizer: {
-          lr: config.training.lr,
-          weightDecay: config.training.weightDecay,
-          gradClip: config.training.gradClip,
-          beta1: 0.9,
-          beta2: 0.95,
-          eps: 1e-8,
-        },
-        secret,
-        bindHost: n.config.transport === "local" && !n.config.srun ? "127.0.0.1" : n.config.host,
-      };
-      s.send({ type: "to_executor", rank: r.rank, msg: { type: "init", init } });
-    }
+  let pool: ExecutorPool;
+  try {
+    pool = ExecutorPool.create(cluster, { config, connect: false, startTimeoutMs: 120_000 });
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    problems.push(e.message);
+    return;
   }
-  await Promise.all(waits);
+  try {
+    await pool.start();
+  } catch (e) {
+    if (!(e instanceof FaultError)) throw e;
+    // Every rank that failed, in the order they failed (a lost node is reported by the node check).
+    for (const f of await pool.settled()) {
+      if (f.kind === "timeout") {
+        for (const r of f.silent ?? []) problems.push(`${f.node.name}: executor rank ${r} not ready within 120 s`);
+      } else if (f.kind === "executor_error") {
+        problems.push(`${f.node.name}: executor rank ${f.rank} failed: ${f.detail}`);
+      } else if (f.kind === "executor_exit" && !pool.faults.some((g) => g.kind !== f.kind && g.rank === f.rank)) {
+        const how = f.reason.replace(/^executor (exited with |killed by )/, "");
+        problems.push(
+          `${f.node.name}: executor rank ${f.rank} exited (${how}) before it was ready; last log lines:\n` +
+            (f.logTail ?? "").split("\n").slice(-10).map((l) => `    ${l}`).join("\n"),
+        );
+      }
+    }
+  } finally {
+    pool.stop();
+  }
 }
 
 async function main(): Promise<number> {
@@ -211,7 +175,7 @@ async function main(): Promise<number> {
   }
   const hold = values.hold === undefined ? undefined : Number(values.hold);
   if (hold !== undefined && !(hold >= 0)) throw new UserError(`--hold ${values.hold}: expected seconds >= 0`);
-  const config = await loadConfig(positionals[0], values.set);
+  const config = await loadClusterConfig(positionals[0], values.set);
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
   const runId = `nodes-${stamp}-${crypto.randomUUID().slice(0, 4)}`;
   const say = (text: string) => console.error(text);

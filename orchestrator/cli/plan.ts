@@ -1,9 +1,10 @@
 // `deno task plan <config.yaml>`: dry run. Plans the next steps with FlexSP and the static-SP and BatchAda
 // baselines and prints groups and predicted times, without touching a device.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import { runCli, UserError } from "../errors.ts";
-import { resolveCostConstants } from "../profile/profile_file.ts";
+import { resolveCostConstants } from "../config/profile_file.ts";
+import { withProfileOffer } from "./profile_offer.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import { PlannerWorker } from "../planner/worker.ts";
 import type { Plan, Strategy } from "../planner/plan_types.ts";
@@ -36,8 +37,9 @@ async function main(): Promise<void> {
     force: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${USAGE}`);
-  const config = await loadConfig(positionals[0], sets);
-  const setup = plannerSetup(config, await resolveCostConstants(config, { force: Boolean(values.force) }));
+  const config = await loadClusterConfig(positionals[0], sets);
+  const constants = await withProfileOffer(() => resolveCostConstants(config, { force: Boolean(values.force) }));
+  const setup = plannerSetup(config, constants);
   const batch = config.training.globalBatch;
 
   // The batches to plan.
@@ -78,7 +80,7 @@ async function main(): Promise<void> {
       for (const strategy of STRATEGIES) strategies[strategy] = await worker.plan(lengths, { strategy });
       out.push({ step, strategies });
       if (!values.json) {
-        console.log(formatPlanText(step, lengths, strategies, setup, Boolean(values.verbose)));
+        console.log(formatPlanText(step, lengths, strategies, setup, { verbose: Boolean(values.verbose) }));
       }
     }
   } finally {

@@ -5,9 +5,9 @@
 import { runCli, UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { loadConfig } from "../config/load.ts";
-import { writeAtomic } from "../atomic_write.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
 import { newRunDirName, RUNS_DIR } from "../run/run_dir.ts";
-import { REPO_ROOT } from "../run/bootstrap.ts";
+import { REPO_ROOT } from "../cluster/bootstrap.ts";
 import { sbatchScript } from "../cluster/sbatch_script.ts";
 import { slurmCommand } from "../cluster/slurm_allocation.ts";
 
@@ -40,7 +40,7 @@ async function main(): Promise<number> {
   });
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${USAGE}`);
   const configPath = positionals[0];
-  const config = await loadConfig(configPath, sets, { allocation: false });
+  const config = await loadConfig(configPath, sets);
   if (config.cluster.scheduler !== "slurm") {
     throw new UserError(
       `${configPath}: cluster.scheduler is not slurm; set it (cluster: { scheduler: slurm }) so the job uses the ` +

@@ -5,6 +5,7 @@
 
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
+import { loadConfig } from "../config/load.ts";
 
 /** One node of the allocation. */
 export interface SlurmNode {
@@ -164,4 +165,15 @@ export async function slurmNodes(config: Config, source: string): Promise<NodeCo
       slurmGpus: n.visible,
     };
   });
+}
+
+/**
+ * `loadConfig`, and under `cluster.scheduler: slurm` the nodes of the allocation this process runs in (the commands
+ * that talk to nodes or plan for them load their config with this; `submit`, which runs outside the allocation, does
+ * not).
+ */
+export async function loadClusterConfig(path: string, overrides: string[] = []): Promise<Config> {
+  const config = await loadConfig(path, overrides);
+  if (config.cluster.scheduler === "slurm") config.cluster.nodes = await slurmNodes(config, path);
+  return config;
 }

@@ -3,8 +3,8 @@
 // clusters share home directories), so the agent runs from source like a local one; everything above the channel is
 // the same as for the local and SSH transports.
 
-import type { AgentChannel } from "../run/agent_channel.ts";
-import { spawnLocalAgent } from "../run/local_transport.ts";
+import type { AgentChannel } from "./agent_channel.ts";
+import { spawnLocalAgent } from "./local_transport.ts";
 
 /**
  * Environment of agents (and through them executors) in a Slurm step: Slurm signals every process of every step on

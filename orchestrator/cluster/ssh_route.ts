@@ -3,7 +3,7 @@
 // through (`cluster.nodes[].jump`, else ProxyJump), each resolved in the same ssh config.
 
 import type { NodeConfig } from "../config/types.ts";
-import { type SshTarget, sshTargetOf } from "../run/ssh_transport.ts";
+import { type SshTarget, sshTargetOf } from "./ssh_transport.ts";
 import { parseJumpSpec, readSshConfig, resolveSshHost } from "./ssh_config.ts";
 
 /** Default ssh config path. */

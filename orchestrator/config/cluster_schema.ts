@@ -1,7 +1,7 @@
 // The schema of cluster.yaml: every key a user may write, its type and its default.
 
 import type { Field, Spec } from "./schema_spec.ts";
-import { MODEL_PRESETS } from "./presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 
 const posInt: Spec = { kind: "int", min: 1 };
 const nonNegInt: Spec = { kind: "int", min: 0 };

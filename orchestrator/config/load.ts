@@ -4,11 +4,10 @@ import { isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument 
 import type { Node as YamlNode } from "yaml";
 import { UserError } from "../errors.ts";
 import { clusterConfigSpec } from "./cluster_schema.ts";
-import { MODEL_PRESETS } from "./presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";
-import { slurmNodes } from "../cluster/slurm_allocation.ts";
 
 type Path = (string | number)[];
 
@@ -93,11 +92,7 @@ function positions(node: YamlNode | null | undefined, path: Path, lc: LineCounte
 }
 
 /** Loads and validates a config file; `overrides` are `PATH=VALUE` strings from `--set`. */
-export async function loadConfig(
-  path: string,
-  overrides: string[] = [],
-  opts: { allocation?: boolean } = {},
-): Promise<Config> {
+export async function loadConfig(path: string, overrides: string[] = []): Promise<Config> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -107,12 +102,7 @@ export async function loadConfig(
     }
     throw new UserError(`${path}: cannot read (${(e as Error).message})`);
   }
-  const config = parseConfig(text, path, overrides);
-  // `cluster.scheduler: slurm`: the nodes are those of the allocation this process runs in.
-  if (config.cluster.scheduler === "slurm" && opts.allocation !== false) {
-    config.cluster.nodes = await slurmNodes(config, path);
-  }
-  return config;
+  return parseConfig(text, path, overrides);
 }
 
 /** Validates config text (as if read from `source`). */

@@ -1,6 +1,6 @@
 // The resolved, typed configuration every part of the orchestrator reads.
 
-import type { ModelShape } from "./presets.ts";
+import type { ModelShape } from "../../core/model_shape.ts";
 
 /** One node of the cluster as configured. */
 export interface NodeConfig {

@@ -13,6 +13,7 @@
 // manifest is an unfinished dataset and is never read. The orchestrator reads only the manifest and the index;
 // executors read their sequences' tokens from tokens.bin at the offsets the index gives.
 
+import { sha256Hex } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
 
 /** Format name stored in every manifest. */
@@ -172,8 +173,7 @@ export async function readDatasetIndex(dir: string): Promise<DatasetIndex> {
 
 /** Hex sha256 of bytes (Web Crypto). */
 export async function sha256HexOf(bytes: Uint8Array): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return await Promise.resolve(sha256Hex(bytes));
 }
 
 /** The dataset identity from its parts (see `DatasetManifest.contentHash`). */

@@ -2,7 +2,8 @@
 // dataset (see dataset_format.ts), streaming: inputs are read chunk by chunk and tokens written as they come, so
 // memory stays flat whatever the input size. Byte-level tokenizer: one token per UTF-8 byte (vocabulary 256).
 
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
+import { sha256Hasher } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
 import {
   contentHashOf,
@@ -14,7 +15,7 @@ import {
   lengthStats,
 } from "./dataset_format.ts";
 import { byteLines, type DocumentSink, LineSplitter, type SplitMode } from "./text_splitter.ts";
-import { fsyncDir, writeAtomic } from "../atomic_write.ts";
+import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 
 /** Input kinds `prepare` understands. */
 export type InputFormat = "directory" | "jsonl" | "text";
@@ -68,8 +69,8 @@ class DatasetWriter implements DocumentSink {
   documents = 0;
   skippedEmpty = 0;
   skippedShort = 0;
-  readonly #tokHash: Hash = createHash("sha256");
-  readonly #idxHash: Hash = createHash("sha256");
+  readonly #tokHash: Hash = sha256Hasher();
+  readonly #idxHash: Hash = sha256Hasher();
 
   constructor(
     readonly tokensFile: Deno.FsFile,

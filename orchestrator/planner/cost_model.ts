@@ -1,7 +1,7 @@
 // FlexSP cost model: time and memory of sequences on an SP group of degree d (paper §2, eq. 11-14).
 
 import { UserError } from "../errors.ts";
-import { parameterCount } from "../config/presets.ts";
+import { parameterCount } from "../../core/model_shape.ts";
 import type { Checkpointing, CostConstants, ModelConfig } from "../config/types.ts";
 
 /** Extra compute of full activation checkpointing: one more forward pass, about a third of forward+backward. */

@@ -38,8 +38,9 @@ export function formatPlanText(
   lengths: readonly number[],
   plans: Record<string, Plan>,
   setup: PlannerSetup,
-  verbose: boolean,
+  opts: { verbose?: boolean } = {},
 ): string {
+  const verbose = opts.verbose ?? false;
   const tokens = lengths.reduce((a, b) => a + b, 0);
   const lines = [
     `step ${step} · ${lengths.length} sequences · ${int(tokens)} tokens · longest ${int(Math.max(...lengths))}`,

@@ -80,7 +80,7 @@ export async function planStep(
   let { microBatches } = search;
   const details: Record<string, string | number | boolean> = { chunking: search.how };
   const before = totalMs(microBatches);
-  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, deadline);
+  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, { deadline });
   details.rebalanceGainMs = round(before - totalMs(microBatches));
   if (opts.milp !== "none") {
     const r = await improveWithMilp(ctx, lengths, microBatches, deadline);

@@ -17,6 +17,18 @@ function candidates(lengths: readonly number[], seqs: number[], limit: number): 
   return [...seqs].sort((a, b) => lengths[b] - lengths[a] || a - b).slice(0, limit);
 }
 
+/** Limits of {@link improveAcrossMicroBatches}. */
+export interface RebalanceOptions {
+  /** `performance.now()` time by which to stop. */
+  deadline: number;
+  /** Rounds of moves at most (default 200). */
+  maxRounds?: number;
+  /** Candidate sequences tried per source micro-batch (default 6). */
+  movesPerSource?: number;
+  /** Also try swapping two sequences when no single move helps (default false). */
+  swaps?: boolean;
+}
+
 /**
  * Improves a step plan by moving single sequences between micro-batches (first improvement, from the
  * micro-batch furthest above its own lower bound). Stops at a local optimum, after `maxRounds`, or at the
@@ -26,11 +38,9 @@ export function improveAcrossMicroBatches(
   ctx: PlanContext,
   lengths: readonly number[],
   microBatches: MicroBatchPlan[],
-  deadline: number,
-  maxRounds = 200,
-  movesPerSource = 6,
-  swaps = false,
+  opts: RebalanceOptions,
 ): MicroBatchPlan[] {
+  const { deadline, maxRounds = 200, movesPerSource = 6, swaps = false } = opts;
   const mbs = microBatches.map((mb) => ({ plan: mb, seqs: members(mb) }));
   if (mbs.length < 2) return microBatches;
   const excess = (i: number) => mbs[i].plan.predictedMs - microBatchLowerBound(ctx, lengths, mbs[i].seqs);

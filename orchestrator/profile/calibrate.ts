@@ -14,7 +14,7 @@ import type { CostModel } from "../planner/cost_model.ts";
 import { blockSpeed, type Topology } from "../planner/topology.ts";
 import { median } from "./fit.ts";
 import type { MeasuredPoint } from "./step_runs.ts";
-import type { Calibration } from "./profile_doc.ts";
+import type { Calibration } from "../config/profile_doc.ts";
 
 export type { Calibration };
 

@@ -3,7 +3,7 @@
 // held-out points, and derives per-device and per-executor-kind relative speeds.
 
 import { fitQuality, geomean, median, nnls, predict } from "./fit.ts";
-import type { ComputeFit, ComputeSection, GridPoint } from "./profile_doc.ts";
+import type { ComputeFit, ComputeSection, GridPoint } from "../config/profile_doc.ts";
 
 /** A rank's device type and place. */
 export interface RankInfo {

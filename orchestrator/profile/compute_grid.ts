@@ -1,7 +1,7 @@
 // The grids the profiler measures: packed batches (sequence count x length) for the compute fit, with held-out
 // points between the fitted lengths; message sizes for the all-to-all; lengths for the per-degree validation.
 
-import type { GridPoint } from "./profile_doc.ts";
+import type { GridPoint } from "../config/profile_doc.ts";
 
 /** Size presets of a profile run. */
 export type GridSize = "quick" | "default" | "large";

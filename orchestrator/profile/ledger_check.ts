@@ -3,9 +3,8 @@
 // flags drift: a rank or node whose measured/predicted ratio rose during the run (it got slower), or that runs
 // slower than the other ranks relative to the prediction.
 
-import { UserError } from "../errors.ts";
 import { median, quantile } from "./fit.ts";
-import type { LedgerEntry } from "./step_runs.ts";
+import type { LedgerEntry } from "../ledger/ledger.ts";
 
 /** Summary statistics of signed relative errors `(predicted - measured) / measured`. */
 export interface ErrorStats {
@@ -46,56 +45,6 @@ export interface LedgerCheck {
   /** Drift and outlier flags, one readable line each. */
   flags: string[];
   threshold: number;
-}
-
-const num = (v: unknown) => typeof v === "number" && Number.isFinite(v);
-
-/** Reads and validates a ledger (errors name the file, line and field). */
-export async function readLedger(path: string): Promise<LedgerEntry[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UserError(`${path}: no ledger here; pass the run directory of a launch (it holds ledger.jsonl)`);
-    }
-    throw new UserError(`${path}: cannot read (${(e as Error).message})`);
-  }
-  const out: LedgerEntry[] = [];
-  const lines = text.split("\n");
-  lines.forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${path}:${i + 1}`;
-    let v: Record<string, unknown>;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      // A torn last line is what a killed run leaves; anything else is damage.
-      if (i >= lines.length - 2) return;
-      throw new UserError(`${where}: not JSON`);
-    }
-    for (const k of ["step", "predictedMs", "measuredMs"]) {
-      if (!num(v[k])) throw new UserError(`${where}: ${k}: expected a number, got ${JSON.stringify(v[k] ?? null)}`);
-    }
-    const plan = v.plan as { microBatches?: unknown } | undefined;
-    if (!plan || !Array.isArray(plan.microBatches)) throw new UserError(`${where}: plan.microBatches: expected a list`);
-    plan.microBatches.forEach((mb: { groups?: unknown }, m: number) => {
-      if (!mb || !Array.isArray(mb.groups)) {
-        throw new UserError(`${where}: plan.microBatches[${m}].groups: expected a list`);
-      }
-      mb.groups.forEach((g: Record<string, unknown>, j: number) => {
-        const at = `${where}: plan.microBatches[${m}].groups[${j}]`;
-        if (!num(g.degree) || !Array.isArray(g.ranks)) throw new UserError(`${at}: needs degree and ranks`);
-        if (!num(g.predictedMs)) throw new UserError(`${at}.predictedMs: expected a number`);
-        if (g.measuredMs !== undefined && g.measuredMs !== null && !num(g.measuredMs)) {
-          throw new UserError(`${at}.measuredMs: expected a number`);
-        }
-      });
-    });
-    out.push(v as unknown as LedgerEntry);
-  });
-  if (out.length === 0) throw new UserError(`${path}: the ledger has no steps yet`);
-  return out;
 }
 
 /** Statistics of signed relative errors. */
@@ -203,8 +152,8 @@ export function checkLedger(
     steps: sorted.length,
     groups: groupRows.length,
     step: errorStats(stepErrs),
-    microBatches: sorted.every((e) => num((e as { microBatchMs?: unknown }).microBatchMs))
-      ? errorStats(sorted.map((e) => rel(e.predictedMs, (e as unknown as { microBatchMs: number }).microBatchMs)))
+    microBatches: sorted.every((e) => typeof e.microBatchMs === "number" && Number.isFinite(e.microBatchMs))
+      ? errorStats(sorted.map((e) => rel(e.predictedMs, e.microBatchMs!)))
       : undefined,
     group: errorStats(groupRows.map((g) => rel(g.p, g.m))),
     byDegree: degrees.map((degree) => ({

@@ -3,23 +3,30 @@
 // devices is kept, memory must never be underestimated), model states as the executors hold them, and the
 // resulting token capacity per device under the planner's budget.
 
-import { parameterCount } from "../config/presets.ts";
+import { parameterCount } from "../../core/model_shape.ts";
 import type { Config } from "../config/types.ts";
 import { zeroRatio } from "../planner/cost_model.ts";
 import { nnls } from "./fit.ts";
-import type { MemorySection } from "./profile_doc.ts";
+import type { MemorySection } from "../config/profile_doc.ts";
 
 const MB = 2 ** 20;
 
+/** The measurements {@link fitMemory} fits. */
+export interface MemoryMeasurements {
+  samples: { rank: number; tokens: number; peakBytes: number }[];
+  /** Per rank: bytes of parameters, gradients and optimizer moments. */
+  modelStateBytes: Map<number, number>;
+  /** Per rank: its node's index. */
+  rankNode: number[];
+  /** A node's memory (GB), when its inventory says. */
+  nodeMemoryGb: (node: number) => number | undefined;
+  /** Where the peaks come from (`buffers` or the allocator). */
+  source: string;
+}
+
 /** Memory section and warnings from the compute grid's memory samples. */
-export function fitMemory(
-  config: Config,
-  samples: { rank: number; tokens: number; peakBytes: number }[],
-  modelStateBytes: Map<number, number>,
-  rankNode: number[],
-  nodeMemoryGb: (node: number) => number | undefined,
-  source: string,
-): { section: MemorySection; warnings: string[] } {
+export function fitMemory(config: Config, m: MemoryMeasurements): { section: MemorySection; warnings: string[] } {
+  const { samples, modelStateBytes, rankNode, nodeMemoryGb, source } = m;
   const warnings: string[] = [];
   const ranks = [...new Set(samples.map((s) => s.rank))].sort((a, b) => a - b);
   let best = { slopeMb: 0, interceptMb: 0, r2: 1 };

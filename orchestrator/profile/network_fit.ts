@@ -13,9 +13,9 @@
 // (the model's context): so v[d] absorbs the float32 factor, the (d-1)/d share that stays local and the per-call
 // latency at that size. It is written in the cost model's units (MB of bf16 volume per ms, "GB/s").
 
-import type { ProfileAllToAllResult } from "../../agents/protocol.ts";
+import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import { median, nnls } from "./fit.ts";
-import type { AllToAllResult, P2PSection } from "./profile_doc.ts";
+import type { AllToAllResult, P2PSection } from "../config/profile_doc.ts";
 
 const MB = 2 ** 20;
 
@@ -51,14 +51,16 @@ export function effectiveGbps(fit: CallFit, shape: { layers: number; hidden: num
  * Aggregates one degree's run: per group, size and iteration the slowest member; per group and size the median
  * over iterations; per placement class (inside a node / spanning nodes) and size the median over its groups.
  */
-export function aggregateAllToAll(
-  degree: number,
-  groups: number[][],
-  spans: (g: number[]) => boolean,
-  results: Map<number, ProfileAllToAllResult>,
-  shape: { layers: number; hidden: number },
-  tokens: number,
-): AllToAllResult[] {
+export function aggregateAllToAll(a: {
+  degree: number;
+  groups: number[][];
+  /** Whether a group spans nodes. */
+  spans: (g: number[]) => boolean;
+  results: Map<number, ProfileAllToAllResult>;
+  shape: { layers: number; hidden: number };
+  tokens: number;
+}): AllToAllResult[] {
+  const { degree, groups, spans, results, shape, tokens } = a;
   const out: AllToAllResult[] = [];
   for (const cls of [false, true]) {
     const mine = groups.filter((g) => spans(g) === cls);

@@ -4,7 +4,8 @@
 // step plans; optionally replay planned training steps to prove the fit. Any node or device failure ends the run
 // with one message naming it; nothing is written then.
 
-import type { ProfileAllToAllResult } from "../../agents/protocol.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
+import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { plannerSetup } from "../planner/from_config.ts";
@@ -13,12 +14,13 @@ import { sampleLengths } from "../data/length_distributions.ts";
 import { Rng } from "../data/rng.ts";
 import { datasetExists } from "../data/dataset_format.ts";
 import { openTrainingData } from "../data/training_data.ts";
-import { sourceHash } from "../run/bootstrap.ts";
-import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../run/cluster_session.ts";
+import { sourceHash } from "../cluster/bootstrap.ts";
+import { ClusterSession, EXECUTOR_SOURCE, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { computeGrid, type GridOptions, shuffled } from "./compute_grid.ts";
 import { type ComputeSample, fitCompute, type RankInfo, roundFactors } from "./compute_fit.ts";
-import { describeRank, ExecutorPool } from "./executor_pool.ts";
-import { fingerprintOf, hashOf, nodeFingerprintOf } from "./fingerprint.ts";
+import { ADAMW_DEFAULTS, describeRank, ExecutorPool } from "../cluster/executor_pool.ts";
+import { onAll, profileError } from "./pool_calls.ts";
+import { fingerprintOf, hashOf, nodeFingerprintOf } from "../config/profile_fingerprint.ts";
 import { median } from "./fit.ts";
 import { fitMemory } from "./memory_fit.ts";
 import { aggregateAllToAll, bandwidthTables, p2pMatrix, type PairSample } from "./network_fit.ts";
@@ -29,17 +31,10 @@ import {
   type ProfileDoc,
   type StoredConstants,
   type ValidationSection,
-} from "./profile_doc.ts";
-import { storedToConstants } from "./profile_file.ts";
+} from "../config/profile_doc.ts";
+import { storedToConstants } from "../config/profile_file.ts";
 import type { PlannerSetup } from "../planner/from_config.ts";
-import {
-  alignedGroups,
-  type LedgerEntry,
-  type MeasuredPoint,
-  predictValidation,
-  runPlannedStep,
-  validateDegrees,
-} from "./step_runs.ts";
+import { alignedGroups, type MeasuredPoint, predictValidation, runPlannedStep, validateDegrees } from "./step_runs.ts";
 import { calibrateBandwidth, type Calibration } from "./calibrate.ts";
 
 /** Options of {@link runProfile}. */
@@ -68,7 +63,7 @@ export interface ProfileRunOptions {
 export interface ProfileRunResult {
   doc: ProfileDoc;
   /** Ledger entries of the replayed steps (launch's format), if any. */
-  ledger: LedgerEntry[];
+  ledger: LedgerRecord[];
   /** Device speed after the replay relative to the validation (1: the machine's load did not change). */
   speedAfterReplay?: number;
 }
@@ -135,12 +130,12 @@ async function measureCompute(ctx: RunContext) {
       warmup: r ? 0 : grid.warmup,
       barrier: true,
     };
-    const res = await pool.all(
-      () => ({ type: "profile_compute", request }),
-      "profile_compute_done",
-      opts.timeoutMs,
-      `compute benchmark (round ${r + 1} of ${rounds})`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_compute", request },
+      type: "profile_compute_done",
+      timeoutMs: opts.timeoutMs,
+      what: `compute benchmark (round ${r + 1} of ${rounds})`,
+    });
     for (const [rank, ev] of res) {
       for (const s of ev.result.samples) {
         samples.push({ rank, point: s.point, ms: s.ms, round: r });
@@ -159,8 +154,8 @@ async function measureCompute(ctx: RunContext) {
       }
     }
   }
-  const rankInfo: RankInfo[] = pool.ranks.map((r) => {
-    const dev = r.deviceName.replace(/^\S+:\d+ /, "");
+  const rankInfo: RankInfo[] = pool.places.map((r) => {
+    const dev = (r.deviceName ?? "").replace(/^\S+:\d+ /, "");
     const cpu = r.node.inventory?.cpuModel;
     return {
       rank: r.rank,
@@ -176,14 +171,14 @@ async function measureCompute(ctx: RunContext) {
     const typical = median(peers);
     if (peers.length > 1 && d.speed < 0.7 * typical) {
       warnings.push(
-        `${describeRank(pool.ranks[d.rank], d.rank)} runs at ${(d.speed / typical).toFixed(2)}x the speed of the ` +
+        `${describeRank(pool.places[d.rank], d.rank)} runs at ${(d.speed / typical).toFixed(2)}x the speed of the ` +
           `other devices of its type: it is throttled, shared or faulty`,
       );
     }
   }
   for (const node of config.cluster.nodes) {
     const mine = compute.section.perDevice.filter((d) => d.node === node.index);
-    const kind = pool.ranks.find((r) => r.node.config.index === node.index)!.kind;
+    const kind = pool.places.find((r) => r.node.config.index === node.index)!.kind;
     const measured = median(mine.map((d) => d.speed)) / (compute.deviceSpeed[kind] ?? 1);
     if (Math.abs(measured / node.speed - 1) > 0.15 && config.cluster.nodes.length > 1) {
       warnings.push(
@@ -192,14 +187,13 @@ async function measureCompute(ctx: RunContext) {
       );
     }
   }
-  const memory = fitMemory(
-    config,
-    memSamples,
-    modelStates,
-    pool.ranks.map((r) => r.node.config.index),
-    (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
-    memorySource,
-  );
+  const memory = fitMemory(config, {
+    samples: memSamples,
+    modelStateBytes: modelStates,
+    rankNode: pool.places.map((r) => r.node.config.index),
+    nodeMemoryGb: (i) => ctx.cluster.nodes[i].inventory?.memoryGb,
+    source: memorySource,
+  });
   warnings.push(...memory.warnings);
   return { compute, memory: memory.section };
 }
@@ -207,7 +201,7 @@ async function measureCompute(ctx: RunContext) {
 /** All-to-all at every degree, all aligned groups at once, split by placement. */
 async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllToAllResult[]> {
   const { config, pool, opts, say } = ctx;
-  const nodeOf = pool.ranks.map((r) => r.node.config.index);
+  const nodeOf = pool.places.map((r) => r.node.config.index);
   const spans = (g: number[]) => nodeOf[g[0]] !== nodeOf[g[g.length - 1]];
   const out: AllToAllResult[] = [];
   if (degrees.length) {
@@ -216,14 +210,21 @@ async function measureAllToAll(ctx: RunContext, degrees: number[]): Promise<AllT
   for (const d of degrees) {
     const groups = alignedGroups(ctx.devices, d);
     const request = { id: `pa${d}`, groups, sizes: opts.grid.alltoallSizes, warmup: 2, iters: opts.grid.alltoallIters };
-    const res = await pool.all(
-      () => ({ type: "profile_alltoall", request }),
-      "profile_alltoall_done",
-      opts.timeoutMs,
-      `all-to-all benchmark at degree ${d}`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_alltoall", request },
+      type: "profile_alltoall_done",
+      timeoutMs: opts.timeoutMs,
+      what: `all-to-all benchmark at degree ${d}`,
+    });
     const results = new Map<number, ProfileAllToAllResult>([...res].map(([r, ev]) => [r, ev.result]));
-    const agg = aggregateAllToAll(d, groups, spans, results, config.model, config.model.maxSeq);
+    const agg = aggregateAllToAll({
+      degree: d,
+      groups,
+      spans,
+      results,
+      shape: config.model,
+      tokens: config.model.maxSeq,
+    });
     out.push(...agg);
     say(
       `network: degree ${d}: ` +
@@ -242,7 +243,7 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   const { config, pool, opts, warnings } = ctx;
   const nodes = config.cluster.nodes;
   if (nodes.length < 2) return undefined;
-  const firstRank = nodes.map((n) => pool.ranks.find((r) => r.node.config.index === n.index)!.rank);
+  const firstRank = nodes.map((n) => pool.places.find((r) => r.node.config.index === n.index)!.rank);
   const pairs: [number, number][] = [];
   for (let i = 0; i < nodes.length; i++) {
     if (nodes[i].devices > 1) pairs.push([i, i]);
@@ -254,12 +255,12 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   for (const [i, j] of pairs) {
     const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
     const request = { id: `pp${i}-${j}`, groups: [[a, b]], sizes, warmup: 2, iters: opts.grid.p2pIters };
-    const res = await pool.all(
-      () => ({ type: "profile_alltoall", request }),
-      "profile_alltoall_done",
-      opts.timeoutMs,
-      `point-to-point benchmark between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name}`,
-    );
+    const res = await onAll(pool, {
+      cmd: { type: "profile_alltoall", request },
+      type: "profile_alltoall_done",
+      timeoutMs: opts.timeoutMs,
+      what: `point-to-point benchmark between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name}`,
+    });
     const ms = (si: number) => {
       const x = res.get(a)!.result.samples[si].ms, y = res.get(b)!.result.samples[si].ms;
       return median(x.map((v, k) => Math.max(v, y[k])));
@@ -294,15 +295,13 @@ async function validateAndCalibrate(
   const lengths = opts.grid.validateLengths.filter((l) => l <= config.model.maxSeq);
   if (lengths.length === 0) return { setup };
   await ctx.phase("validate", `validation: real steps, one sequence per group, at degree 1, ${degrees.join(", ")}`);
-  const { points: measured, stepOverheadMs } = await validateDegrees(
-    ctx.pool,
-    setup.topology,
-    [1, ...degrees],
+  const { points: measured, stepOverheadMs } = await validateDegrees(ctx.pool, setup.topology, {
+    degrees: [1, ...degrees],
     lengths,
-    opts.grid.validateRepeats,
-    opts.timeoutMs,
-    (d) => say(`validation: degree ${d}`),
-  );
+    repeats: opts.grid.validateRepeats,
+    timeoutMs: opts.timeoutMs,
+    onDegree: (d) => say(`validation: degree ${d}`),
+  });
   const overhead = median(stepOverheadMs);
   say(`validation: ${overhead.toFixed(1)} ms per step outside the micro-batches (gradient all-reduce, optimizer)`);
   const before = { ...predictValidation(measured, setup.topology, setup.cost), stepOverheadMs: overhead };
@@ -361,12 +360,12 @@ async function replaySteps(
   setup: PlannerSetup,
   steps: number,
   reference?: MeasuredPoint,
-): Promise<{ ledger: LedgerEntry[]; speedAfter?: number }> {
+): Promise<{ ledger: LedgerRecord[]; speedAfter?: number }> {
   const { config, say } = ctx;
   await ctx.phase("fidelity", `fidelity: planning and running ${steps} training step(s)`);
   const batches = await fidelityBatches(config, steps + 1);
   say(`fidelity: lengths from ${batches.source}; one warm-up step first (not recorded)`);
-  const ledger: LedgerEntry[] = [];
+  const ledger: LedgerRecord[] = [];
   for (let s = -1; s < steps; s++) {
     const lengths = batches.lengths[s + 1];
     const plan = await planStep(lengths, setup.topology, setup.cost, { ...setup.options, strategy: "flexsp" });
@@ -380,16 +379,13 @@ async function replaySteps(
     );
   }
   if (!reference) return { ledger };
-  const { points: [again] } = await validateDegrees(
-    ctx.pool,
-    setup.topology,
-    [1],
-    [reference.length],
-    1,
-    ctx.opts.timeoutMs,
-    () => {},
-    2_000_000,
-  );
+  const { points: [again] } = await validateDegrees(ctx.pool, setup.topology, {
+    degrees: [1],
+    lengths: [reference.length],
+    repeats: 1,
+    timeoutMs: ctx.opts.timeoutMs,
+    firstStep: 2_000_000,
+  });
   const speedAfter = reference.measuredMs / again.measuredMs;
   say(
     `fidelity: the devices ran at ${speedAfter.toFixed(2)}x their validation speed after the replay` +
@@ -439,8 +435,21 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     }
     say(`starting ${devices} executor(s)`);
     await opts.onPhase?.("executors", cluster);
-    pool = await ExecutorPool.start(cluster, config, { timeoutMs: opts.timeoutMs, env: opts.env });
-    say(`executors ready: ${[...new Set(pool.ranks.map((r) => r.deviceName.replace(/^\S+:\d+ /, "")))].join("; ")}`);
+    // Profiling only times steps: a zero learning rate keeps the parameters as initialised.
+    pool = ExecutorPool.create(cluster, {
+      config,
+      env: opts.env,
+      startTimeoutMs: opts.timeoutMs,
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
+    });
+    await pool.start().catch(async (e) => {
+      throw await profileError(pool!, "executor start", e);
+    });
+    say(
+      `executors ready: ${
+        [...new Set(pool.places.map((r) => (r.deviceName ?? "").replace(/^\S+:\d+ /, "")))].join("; ")
+      }`,
+    );
     const ctx: RunContext = {
       config,
       opts,
@@ -488,13 +497,13 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     const replay = opts.fidelitySteps ? await replaySteps(ctx, setup, opts.fidelitySteps, solo) : { ledger: [] };
 
     const nodes = cluster.nodes.map((n) =>
-      nodeFingerprintOf(
-        n.config.index,
-        n.config.host,
-        n.inventory!,
-        n.executorKind!,
-        pool!.ranks.filter((r) => r.node === n).map((r) => r.deviceName),
-      )
+      nodeFingerprintOf({
+        index: n.config.index,
+        host: n.config.host,
+        inventory: n.inventory!,
+        executorKind: n.executorKind!,
+        devices: pool!.places.filter((r) => r.node === n).map((r) => r.deviceName ?? ""),
+      })
     );
     const doc: ProfileDoc = {
       schema: PROFILE_SCHEMA_VERSION,
@@ -522,7 +531,7 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     };
     return { doc, ledger: replay.ledger, speedAfterReplay: replay.speedAfter };
   } finally {
-    pool?.close();
+    pool?.stop();
     await cluster.shutdown("profile done");
     removeHandlers();
   }

@@ -3,9 +3,9 @@
 // (measured points, the cost model's curve), activation memory vs tokens, all-to-all bandwidth vs degree and time vs
 // message size, the node-pair bandwidth and latency matrix with slow links marked, and predicted vs measured steps.
 
-import type { ProfileDoc } from "./profile_doc.ts";
+import type { ProfileDoc } from "../config/profile_doc.ts";
 import { fitMs } from "./compute_fit.ts";
-import type { LedgerEntry } from "./step_runs.ts";
+import type { LedgerEntry } from "../ledger/ledger.ts";
 import { formatProfileSummary } from "./report_text.ts";
 import { esc, heatmap, lineChart, type Series } from "./svg_plot.ts";
 

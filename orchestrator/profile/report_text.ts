@@ -1,7 +1,7 @@
 // The readable stdout summary of a profile: cluster, compute fit and its errors, memory and token capacity,
 // all-to-all bandwidth per degree, the node-pair matrix, the per-degree validation and the warnings.
 
-import type { ProfileDoc } from "./profile_doc.ts";
+import type { ProfileDoc } from "../config/profile_doc.ts";
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));

@@ -1,32 +1,19 @@
 // Real training steps for proving the fit: planner plans (or synthetic per-degree plans) turned into executor step
 // plans on synthetic tokens, run on the profiling executors with learning rate 0 (parameters stay as they are), and
 // measured the way `launch` measures them: a group's time is the slowest of its ranks' micro-batch times, a step's
-// the slowest rank's step time. Ledger entries use launch's `ledger.jsonl` format.
+// the slowest rank's step time. Plans are converted and recorded by launch's own code (orchestrator/ledger/).
 
-import type { ExecutorStepPlan, GroupAssignment } from "../../agents/protocol.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
+import type { Batch } from "../data/sampler.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
+import { type StepDone, stepRecord, toExecutorPlan } from "../ledger/step_record.ts";
 import type { Plan } from "../planner/plan_types.ts";
 import { blockSpeed, spansNodes, type Topology } from "../planner/topology.ts";
 import type { CostModel } from "../planner/cost_model.ts";
-import type { ExecutorPool } from "./executor_pool.ts";
+import type { ExecutorPool } from "../cluster/executor_pool.ts";
+import { onAll } from "./pool_calls.ts";
 import { median } from "./fit.ts";
-import type { ValidationSection } from "./profile_doc.ts";
-
-/** One line of `ledger.jsonl` (the fields `profile --check` reads). */
-export interface LedgerEntry {
-  step: number;
-  loss: number;
-  tokens: number;
-  predictedMs: number;
-  measuredMs: number;
-  /** Σ over micro-batches of their measured time (the part the plan models: no all-reduce, no optimizer). */
-  microBatchMs?: number;
-  plan: {
-    microBatches: {
-      predictedMs: number;
-      groups: { degree: number; ranks: number[]; sequences: number[]; predictedMs: number; measuredMs: number }[];
-    }[];
-  };
-}
+import type { ValidationSection } from "../config/profile_doc.ts";
 
 /** Measured ms per rank: per micro-batch and for the whole step. */
 export interface StepMeasurement {
@@ -34,6 +21,8 @@ export interface StepMeasurement {
   stepMs: Map<number, number>;
   lossSum: number;
   tokens: number;
+  /** Every rank's `step_done`, indexed by rank. */
+  done: StepDone[];
 }
 
 /** Sends one step plan to every rank and collects the measurements. */
@@ -43,7 +32,7 @@ export async function runStep(
   timeoutMs: number,
   what: string,
 ): Promise<StepMeasurement> {
-  const done = await pool.all(() => ({ type: "step", plan }), "step_done", timeoutMs, what);
+  const done = await onAll(pool, { cmd: { type: "step", plan }, type: "step_done", timeoutMs, what });
   const mb = new Map<number, number[]>();
   const stepMs = new Map<number, number>();
   let lossSum = 0, tokens = 0;
@@ -55,7 +44,7 @@ export async function runStep(
       tokens += m.tokens;
     }
   }
-  return { mb, stepMs, lossSum, tokens };
+  return { mb, stepMs, lossSum, tokens, done: [...done.values()] };
 }
 
 /** Slowest rank of `ranks` in micro-batch `i`. */
@@ -66,55 +55,34 @@ function groupMs(m: StepMeasurement, ranks: number[], i: number): number {
 /** Ids of synthetic sequences: unique per step and position, so every rank reads the same tokens. */
 const seqId = (step: number, k: number) => step * 100_000 + k;
 
-/** The executor plan of a planner plan; idle groups (no sequences) run as degree-1 groups of nothing. */
-export function executorPlanOf(step: number, plan: Plan, lengths: readonly number[]): ExecutorStepPlan {
-  let targets = 0;
-  const microBatches = plan.microBatches.map((mb) => ({
-    groups: mb.groups.flatMap((g): GroupAssignment[] => {
-      if (g.sequences.length === 0) return g.ranks.map((r) => ({ degree: 1, ranks: [r], sequences: [] }));
-      return [{
-        degree: g.degree,
-        ranks: g.ranks,
-        sequences: g.sequences.map((k) => {
-          targets += lengths[k] - 1;
-          return { id: seqId(step, k), offset: 0, length: lengths[k] };
-        }),
-      }];
-    }),
-  }));
-  return { step, microBatches, globalTokens: Math.max(1, targets), lr: 0 };
+/** A synthetic batch for a plan of `lengths`: ids unique per step and position, every sequence read from offset 0. */
+export function syntheticBatch(step: number, lengths: readonly number[]): Batch {
+  return { ids: lengths.map((_, k) => seqId(step, k)), offsets: lengths.map(() => 0), lengths: [...lengths], epoch: 0 };
 }
 
-/** Runs a planner plan and returns its ledger entry (predicted and measured per group, micro-batch and step). */
+/**
+ * Runs a planner plan the way `launch` does (its plan conversion, learning rate 0) and returns launch's ledger
+ * record of it (predicted and measured per group, micro-batch and step).
+ */
 export async function runPlannedStep(
   pool: ExecutorPool,
   step: number,
   plan: Plan,
   lengths: readonly number[],
   timeoutMs: number,
-): Promise<LedgerEntry> {
-  const m = await runStep(pool, executorPlanOf(step, plan, lengths), timeoutMs, `step ${step}`);
-  const mbMs = plan.microBatches.map((mb, i) => Math.max(0, ...mb.groups.map((g) => groupMs(m, g.ranks, i))));
-  return {
-    step,
-    loss: m.tokens > 0 ? m.lossSum / m.tokens : NaN,
-    tokens: lengths.reduce((a, b) => a + b, 0),
-    predictedMs: plan.predictedMs,
-    measuredMs: Math.max(...m.stepMs.values()),
-    microBatchMs: mbMs.reduce((a, b) => a + b, 0),
-    plan: {
-      microBatches: plan.microBatches.map((mb, i) => ({
-        predictedMs: mb.predictedMs,
-        groups: mb.groups.map((g) => ({
-          degree: g.degree,
-          ranks: g.ranks,
-          sequences: g.sequences,
-          predictedMs: g.predictedMs,
-          measuredMs: groupMs(m, g.ranks, i),
-        })),
-      })),
-    },
-  };
+): Promise<LedgerRecord> {
+  const batch = syntheticBatch(step, lengths);
+  const t0 = performance.now();
+  const m = await runStep(pool, toExecutorPlan(step, plan, batch, 0, pool.worldSize), timeoutMs, `step ${step}`);
+  const wallMs = performance.now() - t0;
+  return stepRecord(step, plan, batch, 0, m.done, {
+    wallMs,
+    dispatchMs: 0,
+    solveMs: plan.solveMs,
+    planWaitMs: 0,
+    solveHidden: false,
+    planSource: "solved",
+  });
 }
 
 /** Aligned blocks of `degree` ranks covering as many ranks as fit. */
@@ -135,6 +103,19 @@ export interface MeasuredPoint {
   starts: number[];
 }
 
+/** What {@link validateDegrees} measures. */
+export interface ValidateOptions {
+  degrees: number[];
+  /** Validation lengths (tokens); every aligned group gets one sequence of each per repeat. */
+  lengths: number[];
+  repeats: number;
+  timeoutMs: number;
+  /** Called as each degree starts. */
+  onDegree?: (d: number) => void;
+  /** Step number of the first validation step (default 1 000 000, apart from training steps). */
+  firstStep?: number;
+}
+
 /**
  * Per-degree validation: for each degree, one step whose micro-batches each give every aligned group one sequence
  * of a validation length (a first, untimed micro-batch warms up). Returns measured group times (the slowest rank of
@@ -143,13 +124,9 @@ export interface MeasuredPoint {
 export async function validateDegrees(
   pool: ExecutorPool,
   topo: Topology,
-  degrees: number[],
-  lengths: number[],
-  repeats: number,
-  timeoutMs: number,
-  onDegree: (d: number) => void,
-  firstStep = 1_000_000,
+  o: ValidateOptions,
 ): Promise<{ points: MeasuredPoint[]; stepOverheadMs: number[] }> {
+  const { degrees, lengths, repeats, timeoutMs, onDegree = () => {}, firstStep = 1_000_000 } = o;
   const points: MeasuredPoint[] = [];
   const stepOverheadMs: number[] = [];
   let step = firstStep;

@@ -8,8 +8,8 @@
 // orchestrator part and locally readable rank parts match their checksums is used (executors check the sha256 of
 // their own part again when they load it, which covers parts on remote nodes).
 
-import { createHash } from "node:crypto";
-import { fsyncDir, writeAtomic } from "../atomic_write.ts";
+import { fileSha256, sha256Hex } from "../../core/hash.ts";
+import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
 
 /** The orchestrator's own part of a checkpoint. */
@@ -63,18 +63,6 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(8, "0")}`;
 }
 
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** Hex sha256 of a file, streamed. */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash("sha256");
-  const f = await Deno.open(path, { read: true });
-  for await (const chunk of f.readable) h.update(chunk);
-  return h.digest("hex");
-}
-
 /** The checkpoints of one run. */
 export class CheckpointStore {
   constructor(readonly root: string) {}
@@ -99,7 +87,7 @@ export class CheckpointStore {
       step: state.step,
       complete: true,
       createdAt: new Date().toISOString(),
-      orchestrator: { file: "orchestrator.json", sha256: sha256(orchBytes), bytes: orchBytes.length },
+      orchestrator: { file: "orchestrator.json", sha256: sha256Hex(orchBytes), bytes: orchBytes.length },
       parts,
     };
     await writeAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
@@ -156,7 +144,7 @@ export class CheckpointStore {
     } catch (e) {
       return { ok: false, reason: `orchestrator part unreadable (${(e as Error).message})` };
     }
-    if (sha256(orchBytes) !== manifest.orchestrator.sha256) {
+    if (sha256Hex(orchBytes) !== manifest.orchestrator.sha256) {
       return { ok: false, reason: "orchestrator.json does not match its sha256 in the manifest" };
     }
     const state = JSON.parse(new TextDecoder().decode(orchBytes)) as OrchestratorState;

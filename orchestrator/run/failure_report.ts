@@ -1,8 +1,8 @@
-// The report of a failed step: the cause (first fault) with its host, devices and the SP groups and sequences it
+// The report of a failed step: the cause (the root cause of the faults) with its host, devices and the SP groups and sequences it
 // held in that step, the victims (faults that followed it), and the last log lines.
 
-import type { ExecutorStepPlan } from "../../agents/protocol.ts";
-import type { Fault, RankPlace } from "./executor_pool.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
+import { type Fault, type RankPlace, rootCause } from "../cluster/fault.ts";
 
 /** Ranks a fault concerns: its rank, or every rank of its node. */
 export function faultRanks(f: Fault, places: RankPlace[]): RankPlace[] {
@@ -13,39 +13,14 @@ function rankList(ps: RankPlace[]): string {
   return ps.map((p) => `rank ${p.rank} (device ${p.device}, ${p.deviceName ?? p.kind})`).join(", ");
 }
 
-/**
- * The fault that caused the others. Peers of a crashed executor often notice first (a data-plane error naming it),
- * so order of arrival is not enough: a lost node comes first, then an executor that died without reporting an
- * error (killed, crashed), then an error other than a data-plane one, then the first fault.
- */
-export function pickCause(faults: Fault[]): Fault {
-  const reported = new Set(faults.filter((f) => f.kind === "executor_error").map((f) => f.rank));
-  return faults.find((f) => f.kind === "node_lost") ??
-    faults.find((f) => f.kind === "executor_exit" && !reported.has(f.rank)) ??
-    faults.find((f) => f.kind === "executor_error" && !/data plane/i.test(f.reason)) ??
-    faults[0];
-}
-
-/**
- * Waits (up to `ms`) while the only faults are data-plane disconnects, which are the consequence of a peer that went
- * away: its node's loss (heartbeat timeout, the transport closing) arrives a little later and is then the cause.
- */
-export async function settleCause(faults: Fault[], ms: number): Promise<void> {
-  const end = performance.now() + ms;
-  const consequence = (f: Fault) => f.kind === "executor_error" && /data plane/i.test(f.reason);
-  while (performance.now() < end && faults.length > 0 && consequence(pickCause(faults))) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Multi-line report of faults during `phase` (cause first, see `pickCause`), with the step plan if a step ran. */
+/** Multi-line report of faults during `phase` (cause first, see `rootCause` in cluster/fault.ts), with the step plan if a step ran. */
 export function failureReport(
   phase: string,
   faults: Fault[],
   places: RankPlace[],
   plan?: ExecutorStepPlan,
 ): string {
-  const cause = pickCause(faults);
+  const cause = rootCause(faults);
   const ranks = faultRanks(cause, places);
   const host = cause.node.inventory?.hostname ?? cause.node.config.host;
   const lines = [

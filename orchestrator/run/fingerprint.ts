@@ -2,7 +2,8 @@
 // cadence, failure policy, connection details, paths), the dataset's content hash and the cost constants' hash. A
 // resume whose fingerprint differs is refused (unless forced) with the list of what changed.
 
-import { createHash } from "node:crypto";
+import { canonicalJson } from "../../core/canonical_json.ts";
+import { sha256Hex } from "../../core/hash.ts";
 import type { Config, CostConstants } from "../config/types.ts";
 
 /** Keys left out of the fingerprint: they change how the run is operated, not what it computes. */
@@ -47,27 +48,6 @@ function strip(value: unknown, path: string): unknown {
   return out;
 }
 
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value === null || typeof value !== "object") return value;
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(value as Record<string, unknown>).sort()) {
-    const v = (value as Record<string, unknown>)[k];
-    if (v !== undefined) out[k] = sortKeys(v);
-  }
-  return out;
-}
-
-/** Canonical JSON (sorted keys, undefined left out) of any plain value. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-/** Hex sha256 of a string. */
-export function sha256Text(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
 /** The part of a config that decides what a run computes (see the file header), as plain sorted data. */
 export function configFingerprint(config: Config): Record<string, unknown> {
   return strip(config.document, "") as Record<string, unknown>;
@@ -75,7 +55,7 @@ export function configFingerprint(config: Config): Record<string, unknown> {
 
 /** Hash of the cost constants the planner uses. */
 export function profileHash(constants: CostConstants): string {
-  return sha256Text(canonicalJson(constants));
+  return sha256Hex(canonicalJson(constants));
 }
 
 /** Lists the differences between two fingerprints as `path: old -> new` lines. */

@@ -3,19 +3,21 @@
 // relaunches the same cluster and resumes from the last checkpoint; `elastic` relaunches without the lost node (or
 // the crashed device) and re-plans every step for the devices left. Ctrl-C finishes the step, checkpoints and stops.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
-import { checkProfileHardware, resolveProfile } from "../profile/profile_file.ts";
+import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
-import type { Fault } from "./executor_pool.ts";
-import { canonicalJson, configFingerprint, diffFingerprints, profileHash, sha256Text } from "./fingerprint.ts";
-import type { LedgerRecord } from "./ledger.ts";
+import type { Fault } from "../cluster/executor_pool.ts";
+import { configFingerprint, diffFingerprints, profileHash } from "./fingerprint.ts";
+import { canonicalJson } from "../../core/canonical_json.ts";
+import { sha256Hex } from "../../core/hash.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
 import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
-import { autoResume } from "../cluster/slurm_resume.ts";
+import { autoResume } from "./slurm_resume.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -71,19 +73,19 @@ export function shrinkCluster(config: Config, fault: Fault): Config | undefined 
 /** Runs training (see the file header). User mistakes throw UserError; failures return a non-zero code. */
 export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
-  const config = await loadConfig(opts.configPath, opts.sets ?? []);
+  const config = await loadClusterConfig(opts.configPath, opts.sets ?? []);
   const resolved = await resolveProfile(config, { force: opts.force, warn: (l) => log(`warning: ${l}`) });
   const constants = resolved.constants;
   const data = await openTrainingData(config, log);
   const fingerprint = configFingerprint(config);
   const hashes = {
-    fingerprintHash: sha256Text(canonicalJson(fingerprint)),
+    fingerprintHash: sha256Hex(canonicalJson(fingerprint)),
     datasetHash: data.hash,
     profileHash: profileHash(constants),
   };
 
   // Under Slurm the run directory defaults to one per job id (a requeued job keeps its id); `training.resume: auto`
-  // resumes a run directory that already holds this run without --resume (see orchestrator/cluster/slurm_resume.ts).
+  // resumes a run directory that already holds this run without --resume (see orchestrator/run/slurm_resume.ts).
   opts = { ...opts, ...await autoResume(config, opts, log) };
 
   // The run directory.

@@ -2,7 +2,7 @@
 // step time, the SP groups of each micro-batch, solve time and whether execution hid it), and on a terminal a live
 // bar on stderr (progress, mean tokens/s, time left), redrawn under the step lines.
 
-import type { LedgerRecord } from "./ledger.ts";
+import type { LedgerRecord } from "../ledger/ledger.ts";
 
 function fmtS(ms: number): string {
   return ms >= 10_000

@@ -3,7 +3,7 @@
 // newest run of the same config name.
 
 import { UserError } from "../errors.ts";
-import { writeAtomic } from "../atomic_write.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
 
 /** `run.json`: what a run is, checked on every resume. */
 export interface RunInfo {

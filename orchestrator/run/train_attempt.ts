@@ -7,6 +7,7 @@
 // collect every rank's results, write the ledger record, print the progress line, and checkpoint every
 // `training.checkpoint_interval` steps, at the last step and after a Ctrl-C.
 
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import type { Config, CostConstants } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import type { Batch, SamplerState } from "../data/sampler.ts";
@@ -14,23 +15,23 @@ import type { TrainingData } from "../data/training_data.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import type { Plan } from "../planner/plan_types.ts";
 import { PlannerWorker } from "../planner/worker.ts";
-import { nodeFingerprintOf } from "../profile/fingerprint.ts";
-import type { NodeFingerprint } from "../profile/profile_doc.ts";
+import { nodeFingerprintOf } from "../config/profile_fingerprint.ts";
+import type { NodeFingerprint } from "../config/profile_doc.ts";
 import {
   checkpointName,
   type CheckpointStore,
   type ManifestPart,
   type VerifiedCheckpoint,
 } from "./checkpoint_store.ts";
-import { ClusterSession, type ProgressEvent } from "./cluster_session.ts";
-import { stageDataset } from "./dataset_staging.ts";
-import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "./executor_pool.ts";
-import { failureReport, pickCause, settleCause } from "./failure_report.ts";
+import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.ts";
+import { stageDataset } from "../cluster/dataset_staging.ts";
+import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
+import { failureReport } from "./failure_report.ts";
 import { waveReport } from "../cluster/failure_wave.ts";
-import { Ledger, type LedgerRecord, truncateLedger } from "./ledger.ts";
+import { Ledger, type LedgerRecord, truncateLedger } from "../ledger/ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
-import { replayPlan, stepRecord, toExecutorPlan } from "./step_record.ts";
+import { replayPlan, stepRecord, toExecutorPlan } from "../ledger/step_record.ts";
 
 /** Shared between the signal handler and the loop. */
 export interface InterruptFlag {
@@ -124,64 +125,94 @@ interface Pending {
   resolvedAt?: number;
 }
 
-/** Runs one attempt (see the file header). Never leaves a process running. */
-export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
-  const { config, log } = ctx;
-  const t = config.training;
-  const records: LedgerRecord[] = [];
-  let lastStep = 0;
-  const setup = plannerSetup(config, ctx.constants);
-  const worker = new PlannerWorker(setup);
-  const cluster = ClusterSession.create(config);
-  let pool: ExecutorPool | undefined;
-  let ledger: Ledger | undefined;
-  let currentPlan: ReturnType<typeof toExecutorPlan> | undefined;
-  const tLaunch = performance.now();
-  const worldGuess = config.cluster.nodes.reduce((s, n) => s + n.devices, 0);
+/** An attempt's early end: thrown by a phase, turned into the attempt's result by `runAttempt`. */
+class Stop {
+  constructor(readonly result: AttemptResult) {}
+}
 
-  const samplerAt = (state?: SamplerState) => {
+/**
+ * The state of one attempt, phase by phase: bring-up (agents, dataset, executors), choosing and loading a
+ * checkpoint, the step loop, and writing checkpoints (`checkpoint`).
+ */
+class Attempt {
+  readonly t: Config["training"];
+  readonly records: LedgerRecord[] = [];
+  lastStep = 0;
+  readonly worker: PlannerWorker;
+  readonly cluster: ClusterSession;
+  pool: ExecutorPool | undefined;
+  ledger: Ledger | undefined;
+  currentPlan: ReturnType<typeof toExecutorPlan> | undefined;
+  readonly tLaunch = performance.now();
+  readonly worldGuess: number;
+  sampler!: ReturnType<TrainingData["sampler"]>;
+  replays = new Map<number, LedgerRecord>();
+  startStep: number;
+  pending: Pending | undefined;
+
+  constructor(readonly ctx: AttemptContext) {
+    this.t = ctx.config.training;
+    this.worker = new PlannerWorker(plannerSetup(ctx.config, ctx.constants));
+    this.cluster = ClusterSession.create(ctx.config);
+    this.worldGuess = ctx.config.cluster.nodes.reduce((s, n) => s + n.devices, 0);
+    this.startStep = (ctx.checkpoints[0]?.state.step ?? 0) + 1;
+  }
+
+  samplerAt(state?: SamplerState): ReturnType<TrainingData["sampler"]> {
     try {
-      return ctx.data.sampler(state);
+      return this.ctx.data.sampler(state);
     } catch (e) {
       throw new UserError(
         `the checkpoint's data position does not fit this dataset (${(e as Error).message}); start a new run`,
       );
     }
-  };
-  let sampler!: ReturnType<typeof samplerAt>;
-  let replays = new Map<number, LedgerRecord>();
-  const request = (step: number, world: number): Pending => {
-    const batch = sampler.next(t.globalBatch);
-    const samplerAfter = sampler.state();
-    const replayed = replays.get(step);
+  }
+
+  /** Draws the batch of `step` and starts solving (or replaying) its plan. */
+  request(step: number, world: number): Pending {
+    const batch = this.sampler.next(this.t.globalBatch);
+    const samplerAfter = this.sampler.state();
+    const replayed = this.replays.get(step);
     const plan = replayed ? replayPlan(replayed, batch, world) : undefined;
     const p: Pending = {
       step,
       batch,
       samplerAfter,
-      plan: plan ? Promise.resolve(plan) : worker.plan(batch.lengths, { strategy: config.planner.strategy }),
+      plan: plan
+        ? Promise.resolve(plan)
+        : this.worker.plan(batch.lengths, { strategy: this.ctx.config.planner.strategy }),
       source: plan ? "replayed" : "solved",
     };
     p.plan.then(() => p.resolvedAt = performance.now(), () => {});
     return p;
-  };
-  let startStep = (ctx.checkpoints[0]?.state.step ?? 0) + 1;
-  let pending: Pending | undefined;
+  }
 
-  const fail = (report: string, fault?: Fault, retryable = true): AttemptResult => ({
-    kind: "failed",
-    report,
-    fault,
-    places: pool?.places,
-    retryable,
-    lastStep,
-    records,
-  });
+  fail(report: string, fault?: Fault, retryable = true): Stop {
+    return new Stop({
+      kind: "failed",
+      report,
+      fault,
+      places: this.pool?.places,
+      retryable,
+      lastStep: this.lastStep,
+      records: this.records,
+    });
+  }
 
-  try {
+  /** After a FaultError in `phase`: waits for the pool to settle and reports the root cause. */
+  async faulted(phase: string, plan?: ExecutorStepPlan): Promise<Stop> {
+    const pool = this.pool!;
+    await pool.settled();
+    return this.fail(failureReport(phase, pool.faults, pool.places, plan), pool.cause!);
+  }
+
+  /** Agents, the dataset where nodes cannot see it, and one executor per device. */
+  async bringUp(): Promise<ExecutorPool> {
+    const { ctx, cluster } = this;
+    const log = ctx.log;
     // The first plan is solved while the cluster launches (for the checkpoint most likely to load).
-    sampler = samplerAt(ctx.checkpoints[0]?.state.sampler);
-    pending = startStep <= t.steps ? request(startStep, worldGuess) : undefined;
+    this.sampler = this.samplerAt(ctx.checkpoints[0]?.state.sampler);
+    this.pending = this.startStep <= this.t.steps ? this.request(this.startStep, this.worldGuess) : undefined;
     await cluster.start({
       runId: ctx.runId,
       runDir: ctx.runDir,
@@ -192,18 +223,19 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
       onProtocolError: (source, message) => log(`protocol error from ${source}: ${message}`),
     });
     if (cluster.failures.length) {
-      return fail(
+      const first = cluster.failures[0];
+      throw this.fail(
         waveReport(
           "launch failed",
           cluster.failures.map((n) => ({ name: n.name, host: n.config.host, error: n.error! })),
           cluster.nodes.length,
         ),
-        { kind: "node_lost", node: cluster.failures[0], reason: cluster.failures[0].error!, atMs: 0 },
+        { kind: "node_lost", node: first, reason: first.error!, detail: first.error!, atMs: 0 },
       );
     }
     const paths = ctx.data.dataset ? await stageDataset(cluster, ctx.data.dataset, log) : undefined;
-    pool = ExecutorPool.create(cluster, {
-      config,
+    const pool = this.pool = ExecutorPool.create(cluster, {
+      config: ctx.config,
       datasetPath: paths ? (n) => paths.get(n) : undefined,
       env: ctx.executorEnv,
       log: (l) => ctx.log(l),
@@ -211,21 +243,18 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     try {
       await pool.start();
     } catch (e) {
-      if (e instanceof FaultError) {
-        await new Promise((r) => setTimeout(r, 800));
-        return fail(failureReport("starting the executors", pool.faults, pool.places), pickCause(pool.faults));
-      }
+      if (e instanceof FaultError) throw await this.faulted("starting the executors");
       throw e;
     }
     if (ctx.checkHardware) {
       const fingerprints = cluster.ready.map((n) =>
-        nodeFingerprintOf(
-          n.config.index,
-          n.config.host,
-          n.inventory!,
-          n.executorKind!,
-          pool!.places.filter((p) => p.node === n).map((p) => p.deviceName ?? p.kind),
-        )
+        nodeFingerprintOf({
+          index: n.config.index,
+          host: n.config.host,
+          inventory: n.inventory!,
+          executorKind: n.executorKind!,
+          devices: pool.places.filter((p) => p.node === n).map((p) => p.deviceName ?? p.kind),
+        })
       );
       for (const w of ctx.checkHardware(fingerprints)) log(`warning: ${w}`);
     }
@@ -237,10 +266,15 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
     log(
       `${pool.worldSize} executors ready on ${cluster.ready.length} node(s) ` +
         `(${[...kinds].map(([k, n]) => `${n}x ${k}`).join(", ")}) in ` +
-        `${((performance.now() - tLaunch) / 1000).toFixed(1)} s`,
+        `${((performance.now() - this.tLaunch) / 1000).toFixed(1)} s`,
     );
+    return pool;
+  }
 
-    // Load the newest checkpoint the executors accept.
+  /** Loads the newest checkpoint the executors accept, cuts the ledger there and lines up the first step. */
+  async loadCheckpoint(pool: ExecutorPool): Promise<void> {
+    const { ctx } = this;
+    const log = ctx.log;
     let loaded: VerifiedCheckpoint | undefined;
     for (const ck of ctx.checkpoints) {
       const parts = partsFor(pool.places, ck.manifest.parts);
@@ -257,10 +291,7 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
           log(`checkpoint ${ck.name} refused by rank ${e.rank}: ${e.detail}; trying the previous one`);
           continue;
         }
-        if (e instanceof FaultError) {
-          await new Promise((r) => setTimeout(r, 800));
-          return fail(failureReport(`loading checkpoint ${ck.name}`, pool.faults, pool.places), pickCause(pool.faults));
-        }
+        if (e instanceof FaultError) throw await this.faulted(`loading checkpoint ${ck.name}`);
         throw e;
       }
     }
@@ -273,24 +304,28 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
           loaded.state.step + 1
         }`,
       );
-    } else if (startStep > 1 || ctx.checkpoints.length) log("no checkpoint: starting at step 1");
+    } else if (this.startStep > 1 || ctx.checkpoints.length) log("no checkpoint: starting at step 1");
 
     const actualStart = (loaded?.state.step ?? 0) + 1;
     const discarded = await truncateLedger(ctx.runDir, actualStart - 1);
-    replays = new Map(discarded.map((r) => [r.step, r]));
-    if (actualStart !== startStep || pool.worldSize !== worldGuess || discarded.length) {
+    this.replays = new Map(discarded.map((r) => [r.step, r]));
+    if (actualStart !== this.startStep || pool.worldSize !== this.worldGuess || discarded.length) {
       // The prefetched plan was for another start, another world size, or a step with a plan to replay.
-      startStep = actualStart;
-      sampler = samplerAt(loaded?.state.sampler);
-      pending = startStep <= t.steps ? request(startStep, pool.worldSize) : undefined;
+      this.startStep = actualStart;
+      this.sampler = this.samplerAt(loaded?.state.sampler);
+      this.pending = this.startStep <= this.t.steps ? this.request(this.startStep, pool.worldSize) : undefined;
     }
-    lastStep = startStep - 1;
-    ledger = await Ledger.open(ctx.runDir);
-    const launchMs = performance.now() - tLaunch;
-    let readyAt = performance.now();
+    this.lastStep = this.startStep - 1;
+  }
 
-    while (pending) {
-      const cur: Pending = pending;
+  /** Runs the steps (solving step t+1 while step t runs), writing the ledger and checkpoints. */
+  async stepLoop(pool: ExecutorPool): Promise<AttemptResult> {
+    const { ctx, t } = this;
+    const ledger = this.ledger = await Ledger.open(ctx.runDir);
+    const launchMs = performance.now() - this.tLaunch;
+    let readyAt = performance.now();
+    while (this.pending) {
+      const cur: Pending = this.pending;
       const step = cur.step;
       const neededAt = performance.now();
       const plan = await cur.plan;
@@ -298,22 +333,18 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
       const solveHidden = cur.source === "replayed" || (cur.resolvedAt !== undefined && cur.resolvedAt <= readyAt);
       const lr = learningRate(t, step);
       const xplan = toExecutorPlan(step, plan, cur.batch, lr, pool.worldSize);
-      currentPlan = xplan;
+      this.currentPlan = xplan;
       const t0 = performance.now();
       // Solve the next plan while this step runs.
-      pending = step < t.steps ? request(step + 1, pool.worldSize) : undefined;
+      this.pending = step < t.steps ? this.request(step + 1, pool.worldSize) : undefined;
       let result;
       try {
         result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
       } catch (e) {
-        if (e instanceof FaultError) {
-          // Let the other reports arrive (an agent reports an exit once the executor's pipes drain, up to 0.5 s).
-          await new Promise((r) => setTimeout(r, 800));
-          await settleCause(pool.faults, ctx.config.cluster.heartbeatTimeoutS * 1000);
-          return fail(failureReport(`step ${step}`, pool.faults, pool.places, xplan), pickCause(pool.faults));
-        }
+        // Let the other reports arrive (an agent reports an exit once the executor's pipes drain).
+        if (e instanceof FaultError) throw await this.faulted(`step ${step}`, xplan);
         if (e instanceof RefusedError) {
-          return fail(`step ${step} was refused by rank ${e.rank}: ${e.detail}`, undefined, false);
+          throw this.fail(`step ${step} was refused by rank ${e.rank}: ${e.detail}`, undefined, false);
         }
         throw e;
       }
@@ -327,31 +358,46 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
         solveHidden,
         planSource: cur.source,
       });
-      currentPlan = undefined;
-      records.push(rec);
-      lastStep = step;
+      this.currentPlan = undefined;
+      this.records.push(rec);
+      this.lastStep = step;
       await ledger.append(rec);
       ctx.progress.step(rec);
       const interval = t.checkpointInterval;
       if ((interval > 0 && step % interval === 0) || step === t.steps || ctx.interrupt.requested) {
-        const ok = await checkpoint(ctx, pool, ledger, step, cur.samplerAfter);
-        if (ok !== true) return fail(ok.report, ok.fault);
+        const ok = await checkpoint(ctx, pool, ledger, { step, sampler: cur.samplerAfter });
+        if (ok !== true) throw this.fail(ok.report, ok.fault);
       }
-      if (ctx.interrupt.requested && step < t.steps) return { kind: "interrupted", lastStep, records };
+      if (ctx.interrupt.requested && step < t.steps) {
+        return { kind: "interrupted", lastStep: this.lastStep, records: this.records };
+      }
     }
-    return { kind: "done", lastStep, records, launchMs };
+    return { kind: "done", lastStep: this.lastStep, records: this.records, launchMs };
+  }
+
+  /** Stops everything this attempt started. */
+  async close(): Promise<void> {
+    this.ctx.progress.clear();
+    this.pool?.stop();
+    this.worker.close();
+    this.ledger?.close();
+    await this.cluster.shutdown(this.lastStep >= this.t.steps ? "training done" : "run stopped");
+  }
+}
+
+/** Runs one attempt (see the file header). Never leaves a process running. */
+export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
+  const a = new Attempt(ctx);
+  try {
+    const pool = await a.bringUp();
+    await a.loadCheckpoint(pool);
+    return await a.stepLoop(pool);
   } catch (e) {
-    if (e instanceof FaultError && pool) {
-      await new Promise((r) => setTimeout(r, 800));
-      return fail(failureReport("the run", pool.faults, pool.places, currentPlan), pickCause(pool.faults));
-    }
+    if (e instanceof Stop) return e.result;
+    if (e instanceof FaultError && a.pool) return (await a.faulted("the run", a.currentPlan)).result;
     throw e;
   } finally {
-    ctx.progress.clear();
-    pool?.stop();
-    worker.close();
-    ledger?.close();
-    await cluster.shutdown(lastStep >= t.steps ? "training done" : "run stopped");
+    await a.close();
   }
 }
 
@@ -360,9 +406,9 @@ async function checkpoint(
   ctx: AttemptContext,
   pool: ExecutorPool,
   ledger: Ledger,
-  step: number,
-  sampler: SamplerState,
+  at: { step: number; sampler: SamplerState },
 ): Promise<true | { report: string; fault: Fault }> {
+  const { step, sampler } = at;
   const t0 = performance.now();
   const name = checkpointName(step);
   const dir = await ctx.store.prepare(step);
@@ -375,8 +421,8 @@ async function checkpoint(
     parts = await pool.save(pathOf);
   } catch (e) {
     if (e instanceof FaultError) {
-      await new Promise((r) => setTimeout(r, 800));
-      return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pickCause(pool.faults) };
+      await pool.settled();
+      return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pool.cause! };
     }
     throw e;
   }

@@ -1,7 +1,13 @@
 // Bootstrap pieces that need no SSH: Deno version rules, the node probe script (run here with sh against a fake
 // home), source hashing of the bundle inputs, and nvidia-smi parsing.
 
-import { denoUsable, parseDenoVersion, parseProbe, probeScript, sourceHash } from "../../orchestrator/run/bootstrap.ts";
+import {
+  denoUsable,
+  parseDenoVersion,
+  parseProbe,
+  probeScript,
+  sourceHash,
+} from "../../orchestrator/cluster/bootstrap.ts";
 import { parseNvidiaSmi } from "../../agents/inventory.ts";
 import { assert, assertEquals } from "../assert.ts";
 

@@ -8,7 +8,7 @@ import {
   keyType,
   knownHostsLine,
   knownKeyTypes,
-} from "../../orchestrator/run/known_hosts.ts";
+} from "../../orchestrator/cluster/known_hosts.ts";
 import { assert, assertEquals } from "../assert.ts";
 
 const hasKeygen = (() => {

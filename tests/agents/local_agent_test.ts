@@ -1,12 +1,12 @@
 // The agent as a local subprocess (transport: local): hello and inventory, pings, bad input, executor supervision
 // (spawn, forward, crash reports with log tails, tree kill), stdin close, orphan watchdog, heartbeat loss.
 
-import type { AgentEvent, ExecutorInit } from "../../agents/protocol.ts";
-import { encodeMessage, PROTOCOL_VERSION } from "../../agents/protocol.ts";
+import type { AgentEvent, ExecutorInit } from "../../core/protocol.ts";
+import { encodeMessage, PROTOCOL_VERSION } from "../../core/protocol.ts";
 import { descendants, isAlive } from "../../agents/process_tree.ts";
-import { AgentSession } from "../../orchestrator/run/agent_session.ts";
-import { spawnLocalAgent } from "../../orchestrator/run/local_transport.ts";
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
+import { AgentSession } from "../../orchestrator/cluster/agent_session.ts";
+import { spawnLocalAgent } from "../../orchestrator/cluster/local_transport.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;

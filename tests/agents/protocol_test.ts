@@ -1,8 +1,8 @@
 // Protocol validation: malformed, unknown, wrong-channel and wrong-version lines are reported with their source and
 // dropped; a byte stream split anywhere still yields every valid message.
 
-import { checkMessage, encodeMessage, parseMessage, PROTOCOL_VERSION, readMessages } from "../../agents/protocol.ts";
-import type { AgentCommand, AgentEvent } from "../../agents/protocol.ts";
+import { checkMessage, encodeMessage, parseMessage, PROTOCOL_VERSION, readMessages } from "../../core/protocol.ts";
+import type { AgentCommand, AgentEvent } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 
 Deno.test("encodeMessage stamps the version and round-trips through parseMessage", () => {

@@ -4,10 +4,10 @@
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
-import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
-import type { LostInfo } from "../../orchestrator/run/agent_session.ts";
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
-import type { AgentEvent } from "../../agents/protocol.ts";
+import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
+import type { LostInfo } from "../../orchestrator/cluster/agent_session.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
+import type { AgentEvent } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;

@@ -5,8 +5,8 @@
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
-import { ClusterSession } from "../../orchestrator/run/cluster_session.ts";
-import { SshConnection } from "../../orchestrator/run/ssh_transport.ts";
+import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
+import { SshConnection } from "../../orchestrator/cluster/ssh_transport.ts";
 import { sshTargetFor } from "../../orchestrator/cluster/ssh_route.ts";
 import { hostMatches, parseJumpSpec, resolveSshHost } from "../../orchestrator/cluster/ssh_config.ts";
 import { assertEquals, assertIncludes, assertThrows } from "../assert.ts";

@@ -21,6 +21,8 @@ export interface TestHostOptions {
   deno?: Record<number, DenoOnHost>;
   /** Shape every host link with tc (token bucket), e.g. `{ rateMbit: 1000 }` for 1 Gbit/s. */
   shaping?: { rateMbit: number; delayMs?: number };
+  /** Per host index: false for an sshd without `Subsystem sftp` (a hardened host); default true. */
+  sftp?: Record<number, boolean>;
 }
 
 /** One test host: a namespace with sshd on `ip:22`, user root, a private home directory. */
@@ -177,6 +179,22 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       mode: 0o755,
     });
 
+    // This process's Deno binary inside the run directory (a hard link where the file system allows, else a copy):
+    // the hosts' "present" Deno links to it, made on first use.
+    let ownDenoPath: Promise<string> | undefined;
+    const ownDeno = () =>
+      ownDenoPath ??= (async () => {
+        const src = await Deno.realPath(Deno.execPath());
+        const dst = `${dir}/deno`;
+        try {
+          await Deno.link(src, dst);
+        } catch {
+          await Deno.copyFile(src, dst);
+          await Deno.chmod(dst, 0o755);
+        }
+        return dst;
+      })();
+
     await $`ip link add ${links.bridge} type bridge`.quiet();
     bridgeUp = true;
     await $`ip addr add 10.213.${octet}.1/24 dev ${links.bridge}`.quiet();
@@ -224,7 +242,7 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
           "MaxSessions 64",
           "MaxStartups 64",
           "UseDNS no",
-          "Subsystem sftp internal-sftp",
+          ...(opts.sftp?.[i - 1] === false ? [] : ["Subsystem sftp internal-sftp"]),
           "",
         ].join("\n"),
       );
@@ -256,13 +274,14 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
         }
       }
       // Inside the namespace, /usr/local/bin (on root's PATH) is a directory of this host's own: with this
-      // process's Deno in it ("present", wherever Deno lives on this machine), an old one, or none; for the last
-      // two, this machine's Deno binary is hidden too, in case it sits on PATH as well.
+      // process's Deno in it ("present": a hard link to a copy in the run directory, so it does not matter where
+      // Deno lives here; under npx it is in the npm cache below /root, which the host's home hides), an old one, or
+      // none; for the last two, this machine's Deno binary is hidden too, in case it sits on PATH as well.
       const denoMode = opts.deno?.[i - 1] ?? "present";
       const realDeno = await Deno.realPath(Deno.execPath());
       const bin = `${hdir}/bin`;
       await Deno.mkdir(bin);
-      if (denoMode === "present") await Deno.symlink(realDeno, `${bin}/deno`);
+      if (denoMode === "present") await Deno.link(await ownDeno(), `${bin}/deno`);
       if (denoMode === "old") await Deno.copyFile(`${dir}/deno_old`, `${bin}/deno`);
       const visible = new Set([realDeno]);
       for (const d of ["/usr/local/sbin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {

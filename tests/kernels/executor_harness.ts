@@ -8,7 +8,7 @@ import {
   type ExecutorEvent,
   type ExecutorInit,
   readMessages,
-} from "../../agents/protocol.ts";
+} from "../../core/protocol.ts";
 import type { ModelShape } from "../../kernels/model.ts";
 
 const MAIN = new URL("../../kernels/executor_main.ts", import.meta.url).pathname;

@@ -2,7 +2,7 @@
 // end-to-end steps with bit-identical parameters across ranks, a heterogeneous SP plan checked against
 // degree-1 on every group, checkpoint save/load, and the bad-input cases (bad plan, killed peer, wrong secret).
 
-import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../agents/protocol.ts";
+import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../core/protocol.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { CpuBackend } from "../../kernels/cpu/backend.ts";
 import { SOLO_GROUP } from "../../kernels/group_comm.ts";
@@ -10,7 +10,7 @@ import { initParams, paramLayout, Prng } from "../../kernels/model.ts";
 import { packGroup, rankSlice } from "../../kernels/packing.ts";
 import { fileSource, type TokenSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { assert, assertArrayClose, assertEquals } from "../assert.ts";
 import { ExecutorProc, isType, startRun, stopAll, testInit } from "./executor_harness.ts";
 
@@ -189,14 +189,14 @@ Deno.test("executor processes: bad plans are refused by every rank with the same
 });
 
 Deno.test("executor processes: a peer killed mid-step makes the others fail fast with a fatal error", async () => {
-  const procs = await startRun(4, TINY);
+  // Rank 2 exits inside the step (fault injection), while the others wait for it in the group's first collective.
+  const procs = await startRun(4, TINY, { env: { FLEXSP_STEP_FAULT: "2:exit" } });
   try {
     const s = seqs([1000, 1000, 1000, 1000]);
     const p = plan(0, [{ groups: [group([0, 1, 2, 3], [s[0], s[1], s[2], s[3]])] }]);
-    await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-    await new Promise((r) => setTimeout(r, 400));
     const t0 = Date.now();
-    procs[2].kill();
+    await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
+    assertEquals((await procs[2].status).code, 3, "rank 2 exits at the injected fault");
     for (const x of [procs[0], procs[1], procs[3]]) {
       const e = await x.next(isType("error"), 15_000, "error after peer loss");
       assert(e.fatal, "peer loss is fatal");

@@ -15,8 +15,8 @@ import {
 import { calibrateBandwidth } from "../../orchestrator/profile/calibrate.ts";
 import { buildCostModel } from "../../orchestrator/planner/cost_model.ts";
 import { uniformTopology } from "../../orchestrator/planner/topology.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
-import type { GridPoint } from "../../orchestrator/profile/profile_doc.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
+import type { GridPoint } from "../../orchestrator/config/profile_doc.ts";
 
 /** A deterministic noise source in [-1, 1]. */
 function noise(seed: number): () => number {

@@ -3,9 +3,9 @@
 
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import type { Config } from "../../orchestrator/config/types.ts";
-import { fingerprintOf, hashOf } from "../../orchestrator/profile/fingerprint.ts";
-import type { NodeFingerprint, ProfileDoc, StoredConstants } from "../../orchestrator/profile/profile_doc.ts";
-import { PROFILE_SCHEMA_VERSION } from "../../orchestrator/profile/profile_doc.ts";
+import { fingerprintOf, hashOf } from "../../orchestrator/config/profile_fingerprint.ts";
+import type { NodeFingerprint, ProfileDoc, StoredConstants } from "../../orchestrator/config/profile_doc.ts";
+import { PROFILE_SCHEMA_VERSION } from "../../orchestrator/config/profile_doc.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 

@@ -2,8 +2,8 @@
 // drifting rank and node named, a rank slower than its peers, and damaged ledgers named by line and field.
 
 import { assert, assertClose, assertEquals, assertIncludes } from "../assert.ts";
-import { checkLedger, readLedger } from "../../orchestrator/profile/ledger_check.ts";
-import type { LedgerEntry } from "../../orchestrator/profile/step_runs.ts";
+import { checkLedger } from "../../orchestrator/profile/ledger_check.ts";
+import { type LedgerEntry, readLedger } from "../../orchestrator/ledger/ledger.ts";
 import { cli, noStackTrace, writeLocalConfig } from "./fixtures.ts";
 
 /** A ledger of `steps` steps on 4 ranks (one node): 4 degree-1 groups per step, or one degree-2 pair and two singles. */

@@ -8,7 +8,7 @@ import {
   readProfile,
   resolveProfile,
   writeProfile,
-} from "../../orchestrator/profile/profile_file.ts";
+} from "../../orchestrator/config/profile_file.ts";
 import { cli, fakeNodes, load, noStackTrace, SAMPLE_CONSTANTS, sampleProfile, writeLocalConfig } from "./fixtures.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -30,7 +30,7 @@ Deno.test("profile file: atomic write and read back; inline constants are the fa
         "profile:\n  constants: { alpha1: 1.0e-6, alpha2: 0.01, act_mb_per_token: 0.01, bandwidth_gbps: { intra: { 2: 1 } } }",
     });
     const config = await load(cfgPath);
-    const before = await resolveProfile(config, { offer: false });
+    const before = await resolveProfile(config);
     assertEquals(before.source, "inline");
     assertEquals(before.constants.alpha2, 0.01);
     const doc = sampleProfile(config);
@@ -38,7 +38,7 @@ Deno.test("profile file: atomic write and read back; inline constants are the fa
     await writeProfile(path, doc);
     assertEquals([...Deno.readDirSync(`${dir}/profiles`)].map((e) => e.name), ["ptest.json"]);
     assertEquals((await readProfile(path)).constants, SAMPLE_CONSTANTS);
-    const after = await resolveProfile(config, { offer: false });
+    const after = await resolveProfile(config);
     assertEquals(after.source, "profile");
     assertEquals(after.path, path);
     assertEquals(after.constants.alpha2, SAMPLE_CONSTANTS.alpha2);
@@ -107,7 +107,7 @@ Deno.test("profile file: a different cluster or model is refused unless forced; 
     const config = await load(cfgPath);
     await writeProfile(`${dir}/profiles/ptest.json`, sampleProfile(config));
     const other = await load(cfgPath, ["cluster.nodes[0].devices=4", "model.preset=gpt-small"]);
-    const msg = await assertThrows(() => resolveProfile(other, { offer: false }));
+    const msg = await assertThrows(() => resolveProfile(other));
     assertIncludes(
       msg,
       `${dir}/profiles/ptest.json was measured on another cluster or model than ${cfgPath}`,
@@ -117,7 +117,7 @@ Deno.test("profile file: a different cluster or model is refused unless forced; 
       "--force",
     );
     const warnings: string[] = [];
-    const forced = await resolveProfile(other, { force: true, warn: (l) => warnings.push(l), offer: false });
+    const forced = await resolveProfile(other, { force: true, warn: (l) => warnings.push(l) });
     assertEquals(forced.source, "profile");
     assertIncludes(warnings.join("\n"), "used anyway because of --force");
 
@@ -125,7 +125,7 @@ Deno.test("profile file: a different cluster or model is refused unless forced; 
     edited.constants = { ...edited.constants, alpha2: 0.9 };
     await writeProfile(`${dir}/profiles/ptest.json`, edited);
     const w2: string[] = [];
-    await resolveProfile(config, { warn: (l) => w2.push(l), offer: false });
+    await resolveProfile(config, { warn: (l) => w2.push(l) });
     assertIncludes(w2.join("\n"), "edited by hand after profiling");
   });
 });
@@ -134,7 +134,7 @@ Deno.test("profile file: launch's hardware check after the inventory", async () 
   await withDir(async (dir) => {
     const config = await load(await writeLocalConfig(dir));
     await writeProfile(`${dir}/profiles/ptest.json`, sampleProfile(config));
-    const resolved = await resolveProfile(config, { offer: false });
+    const resolved = await resolveProfile(config);
     assertEquals(checkProfileHardware(resolved, fakeNodes(config)), []);
     const other = fakeNodes(config, "Other CPU 9000");
     other[0].deno = "9.9.9";

@@ -1,8 +1,8 @@
 // Test helpers for `deno task launch` as a real process: start it, read its output as it comes, wait for a step,
 // kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs).
 
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
-import type { LedgerRecord } from "../../orchestrator/run/ledger.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
+import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
 import { eventually } from "../assert.ts";
 import { isAlive } from "../../agents/process_tree.ts";

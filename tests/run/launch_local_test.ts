@@ -3,7 +3,7 @@
 // executor under each failure policy, and the loss falling over the default's first 50 steps.
 
 import { prepareDataset } from "../../orchestrator/data/prepare.ts";
-import { MODEL_PRESETS } from "../../orchestrator/config/presets.ts";
+import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { requestGpuAdapter } from "../../kernels/webgpu/device.ts";
 import { ensureXdgRuntimeDir } from "../../kernels/webgpu/device.ts";

@@ -4,9 +4,9 @@
 
 import { CheckpointStore, type ManifestPart, type OrchestratorState } from "../../orchestrator/run/checkpoint_store.ts";
 import { configFingerprint, diffFingerprints } from "../../orchestrator/run/fingerprint.ts";
-import { readLedger, truncateLedger } from "../../orchestrator/run/ledger.ts";
+import { readLedger, truncateLedger } from "../../orchestrator/ledger/ledger.ts";
 import { learningRate } from "../../orchestrator/run/lr_schedule.ts";
-import { replayPlan, type StepDone, stepRecord, toExecutorPlan } from "../../orchestrator/run/step_record.ts";
+import { replayPlan, type StepDone, stepRecord, toExecutorPlan } from "../../orchestrator/ledger/step_record.ts";
 import { parseConfig } from "../../orchestrator/config/load.ts";
 import type { Plan } from "../../orchestrator/planner/plan_types.ts";
 import type { Batch } from "../../orchestrator/data/sampler.ts";

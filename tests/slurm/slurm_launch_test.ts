@@ -6,7 +6,7 @@
 
 import { canStartSlurm, type SlurmCluster, startSlurmCluster } from "../hosts/slurm_cluster.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
-import { REPO_ROOT } from "../../orchestrator/run/bootstrap.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
 import { ledger, manifestOf } from "../run/launch_harness.ts";
 

@@ -4,7 +4,7 @@
 
 import { gpusOf, parseJobGres, parseNodeAddrs, readAllocation } from "../../orchestrator/cluster/slurm_allocation.ts";
 import { sbatchScript } from "../../orchestrator/cluster/sbatch_script.ts";
-import { autoResume } from "../../orchestrator/cluster/slurm_resume.ts";
+import { autoResume } from "../../orchestrator/run/slurm_resume.ts";
 import { srunArgv } from "../../orchestrator/cluster/slurm_transport.ts";
 import { parseConfig } from "../../orchestrator/config/load.ts";
 import { writeRunInfo } from "../../orchestrator/run/run_dir.ts";

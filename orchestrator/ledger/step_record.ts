@@ -2,7 +2,7 @@
 // step's ledger record. Pure functions: the loss is summed in a fixed order (rank, then micro-batch), so the same
 // results always give the same bits.
 
-import type { ExecutorEvent, ExecutorStepPlan, GroupAssignment } from "../../agents/protocol.ts";
+import type { ExecutorEvent, ExecutorStepPlan, GroupAssignment } from "../../core/protocol.ts";
 import type { Batch } from "../data/sampler.ts";
 import type { GroupPlan, Plan } from "../planner/plan_types.ts";
 import type { LedgerMicroBatch, LedgerRecord } from "./ledger.ts";

@@ -1,11 +1,27 @@
 // Durable file writes: a temporary file beside the target, fsync, rename. Nothing is ever left half-written.
 
+/** Options of {@link writeAtomic}. */
+export interface WriteAtomicOptions {
+  /** Create the directory first. */
+  mkdir?: boolean;
+  /** Turns a failure's message into the error to throw (e.g. a UserError naming what was written). */
+  error?: (message: string) => Error;
+}
+
 /** Writes `data` to `path` atomically; `mkdir` creates the directory first. Removes the temporary file on failure. */
 export async function writeAtomic(
   path: string,
   data: Uint8Array | string,
-  opts: { mkdir?: boolean } = {},
+  opts: WriteAtomicOptions = {},
 ): Promise<void> {
+  try {
+    await write(path, data, opts);
+  } catch (e) {
+    throw opts.error ? opts.error((e as Error).message) : e;
+  }
+}
+
+async function write(path: string, data: Uint8Array | string, opts: WriteAtomicOptions): Promise<void> {
   if (opts.mkdir) {
     const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
     if (dir) await Deno.mkdir(dir, { recursive: true });

@@ -8,7 +8,7 @@ import {
   type Inventory,
   PROTOCOL_VERSION,
   readMessages,
-} from "../../agents/protocol.ts";
+} from "../../core/protocol.ts";
 import type { AgentChannel, ChannelExit } from "./agent_channel.ts";
 
 /** Why a node was declared lost. */

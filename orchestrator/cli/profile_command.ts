@@ -1,17 +1,20 @@
 // `deno task profile` as a function: flags, grid presets, the run, the atomic writes of the profile and its HTML
 // report, the summary, and `--check RUN_DIR`. `orchestrator/cli/profile.ts` is a thin wrapper around it, and
-// `plan`/`launch` call `runProfileCli` when they offer to profile a cluster that has no profile yet.
+// `plan`/`launch` call `runProfileCli` (through profile_offer.ts) when they offer to profile a cluster that has no
+// profile yet.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import { parseCommand, positiveInt } from "../cli/args.ts";
-import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "./compute_grid.ts";
-import { checkLedger, formatLedgerCheck, readLedger } from "./ledger_check.ts";
-import { profilePathOf, writeFileAtomic, writeProfile } from "./profile_file.ts";
-import { runProfile } from "./profiler.ts";
-import { formatProfileSummary } from "./report_text.ts";
-import { renderHtmlReport } from "./report_html.ts";
+import { parseCommand, positiveInt } from "./args.ts";
+import { defaultGrid, type GridOptions, type GridSize, parseIntList } from "../profile/compute_grid.ts";
+import { checkLedger, formatLedgerCheck } from "../profile/ledger_check.ts";
+import { readLedger } from "../ledger/ledger.ts";
+import { profilePathOf, userWrite, writeProfile } from "../config/profile_file.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
+import { runProfile } from "../profile/profiler.ts";
+import { formatProfileSummary } from "../profile/report_text.ts";
+import { renderHtmlReport } from "../profile/report_html.ts";
 
 export const PROFILE_USAGE = `usage: deno task profile <config.yaml> [options]
        deno task profile --check RUN_DIR [config.yaml]
@@ -90,13 +93,13 @@ export async function runProfileCli(config: Config, o: ProfileCliOptions = {}): 
     calibrate: o.calibrate,
   });
   await writeProfile(out, doc);
-  await writeFileAtomic(report, renderHtmlReport(doc, ledger));
+  await writeAtomic(report, renderHtmlReport(doc, ledger), userWrite(report));
   const print = o.print ?? ((t: string) => console.log(t));
   if (o.json) print(JSON.stringify(doc, null, 1));
   else print(formatProfileSummary(doc, { profile: out, report }));
   if (ledger.length) {
     const path = `${runDir}/ledger.jsonl`;
-    await writeFileAtomic(path, ledger.map((e) => JSON.stringify(e)).join("\n") + "\n");
+    await writeAtomic(path, ledger.map((e) => JSON.stringify(e)).join("\n") + "\n", userWrite(path));
     if (!o.json) print(`\n${formatLedgerCheck(checkLedger(ledger, { nodeOf: rankNodeOf(config) }), path)}`);
   }
   return out;
@@ -145,11 +148,11 @@ export async function profileMain(argv: string[]): Promise<number> {
       throw new UserError(`--check takes a run directory and at most one config\n\n${PROFILE_USAGE}`);
     }
     const dir = values.check as string;
-    const config = positionals[0] ? await loadConfig(positionals[0], sets) : undefined;
+    const config = positionals[0] ? await loadClusterConfig(positionals[0], sets) : undefined;
     const drift = values.drift === undefined ? 15 : Number(values.drift);
     if (!(drift > 0)) throw new UserError(`--drift: expected a positive percentage, got "${values.drift}"`);
     const path = `${dir.replace(/\/$/, "")}/ledger.jsonl`;
-    const entries = await readLedger(path);
+    const entries = await readLedger(path, { strict: true });
     const result = checkLedger(entries, {
       driftThreshold: drift / 100,
       nodeOf: config ? rankNodeOf(config) : undefined,
@@ -160,7 +163,7 @@ export async function profileMain(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${PROFILE_USAGE}`);
   if (values.quick && values.large) throw new UserError("--quick and --large exclude each other");
-  const config = await loadConfig(positionals[0], sets);
+  const config = await loadClusterConfig(positionals[0], sets);
   const grid: Partial<GridOptions> = {};
   const lengths = list("lengths"), counts = list("counts"), sizes = list("sizes");
   if (lengths) grid.lengths = lengths;

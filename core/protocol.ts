@@ -1,10 +1,17 @@
 // Every message of the three tiers (orchestrator <-> agent <-> executor): newline-delimited JSON, versioned,
 // validated on receipt. A malformed or unknown line is reported with its source and dropped, never thrown.
 
-import type { ModelShape } from "../orchestrator/config/presets.ts";
+import type { ModelShape } from "./model_shape.ts";
 
 /** Bumped on any incompatible change; peers with another version are refused at `hello`. */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * The start of a `to_executor` line for `rank`, up to its `msg` (the caller appends the command's JSON and `}`):
+ * the step loop writes commands this way without building and re-serialising a wrapper object per rank.
+ */
+export const STEP_FIELDS = (rank: number): string =>
+  `{"v":${PROTOCOL_VERSION},"type":"to_executor","rank":${rank},"msg":`;
 
 // ---------- shared pieces ----------
 
@@ -225,8 +232,15 @@ export type Channel = "agent_command" | "agent_event" | "executor_command" | "ex
 
 type FieldType = "string" | "number" | "boolean" | "object" | "array" | "any";
 type Schema = Record<string, FieldType>;
+/**
+ * The validation rows of a message union: exactly one row per message type, naming only fields that type has. The
+ * compiler checks the tables below against the types above, so a new message type cannot go without validation.
+ */
+type Rows<T extends { type: string }> = {
+  [K in T["type"]]: { [F in Exclude<keyof Extract<T, { type: K }>, "type">]?: FieldType };
+};
 
-const EXECUTOR_COMMANDS: Record<string, Schema> = {
+const EXECUTOR_COMMANDS: Rows<ExecutorCommand> = {
   init: { init: "object" },
   peers: { endpoints: "array" },
   step: { plan: "object" },
@@ -236,7 +250,7 @@ const EXECUTOR_COMMANDS: Record<string, Schema> = {
   profile_compute: { request: "object" },
   profile_alltoall: { request: "object" },
 };
-const EXECUTOR_EVENTS: Record<string, Schema> = {
+const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   ready: { rank: "number", kind: "string", device: "string", endpoint: "object" },
   connected: { rank: "number" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
@@ -246,14 +260,14 @@ const EXECUTOR_EVENTS: Record<string, Schema> = {
   profile_compute_done: { rank: "number", result: "object" },
   profile_alltoall_done: { rank: "number", result: "object" },
 };
-const AGENT_COMMANDS: Record<string, Schema> = {
+const AGENT_COMMANDS: Rows<AgentCommand> = {
   hello: { version: "number", runId: "string", runDir: "string", heartbeatMs: "number" },
   ping: { id: "number", t: "number" },
   spawn: { executors: "array" },
   to_executor: { rank: "number", msg: "object" },
   shutdown: {},
 };
-const AGENT_EVENTS: Record<string, Schema> = {
+const AGENT_EVENTS: Rows<AgentEvent> = {
   hello: { version: "number", inventory: "object" },
   pong: { id: "number", t: "number" },
   spawned: { executors: "array" },

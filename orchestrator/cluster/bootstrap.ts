@@ -1,8 +1,9 @@
-// Bootstrap of a node over SSH: finds a usable Deno there (or uploads this orchestrator's own binary over SFTP into
+// Bootstrap of a node over SSH: finds a usable Deno there (or uploads this orchestrator's own binary (SFTP or exec) into
 // a per-user cache), and uploads the agent (and executor) as single bundled files (`deno bundle`) named by content
 // hash, so that a second launch uploads nothing.
 
-import { createHash } from "node:crypto";
+import { sha256Hasher, sha256Hex } from "../../core/hash.ts";
+import { flexspCacheDir } from "../../core/xdg.ts";
 import { UserError } from "../errors.ts";
 import { shQuote, type SshConnection } from "./ssh_transport.ts";
 
@@ -21,10 +22,6 @@ export interface Bundle {
   /** Remote file name: `<name>-<sha256 prefix of the bundle>.js`. */
   fileName: string;
   bytes: number;
-}
-
-function sha256Hex(data: Uint8Array | string): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 /** Parses `deno 2.9.6 (stable, ...)` into [2, 9, 6]; undefined when it is not a Deno version line. */
@@ -50,7 +47,7 @@ const IMPORT_RE =
  * deno.json, deno.lock (for npm packages) and the Deno version.
  */
 export async function sourceHash(entry: string): Promise<string> {
-  const h = createHash("sha256");
+  const h = sha256Hasher();
   h.update(Deno.version.deno);
   for (const f of ["deno.json", "deno.lock"]) {
     try {
@@ -80,8 +77,7 @@ export async function sourceHash(entry: string): Promise<string> {
 }
 
 function localCacheDir(): string {
-  const base = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-  return `${base}/flexsp/local-bundles`;
+  return flexspCacheDir("local-bundles");
 }
 
 /** Bundles `entry` with `deno bundle --platform=deno`, reusing an earlier bundle of the same sources. */

@@ -3,14 +3,14 @@
 
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import type { AgentCommand, Inventory } from "../../agents/protocol.ts";
+import type { AgentCommand, Inventory } from "../../core/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import { agentCommand, bootstrapNode, type BootstrapResult, type Bundle, bundle, REPO_ROOT } from "./bootstrap.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
-import { spawnSrunAgent } from "../cluster/slurm_transport.ts";
+import { spawnSrunAgent } from "./slurm_transport.ts";
 import { SshConnection } from "./ssh_transport.ts";
-import { sshTargetFor } from "../cluster/ssh_route.ts";
+import { sshTargetFor } from "./ssh_route.ts";
 
 /** Default executor entry of this checkout. */
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;

@@ -2,17 +2,15 @@
 // `plan` checks without touching the cluster, the per-node hardware `launch` checks once agents report their
 // inventories, and the software versions (warnings only: a new Deno or executor build may change timings).
 
-import { createHash } from "node:crypto";
-import { canonicalJson } from "../run/fingerprint.ts";
-import type { Config } from "../config/types.ts";
-import type { Inventory } from "../../agents/protocol.ts";
+import { canonicalJson } from "../../core/canonical_json.ts";
+import { sha256Hex } from "../../core/hash.ts";
+import type { Config } from "./types.ts";
+import type { Inventory } from "../../core/protocol.ts";
 import type { ClusterKey, Fingerprint, NodeFingerprint } from "./profile_doc.ts";
-
-export { canonicalJson };
 
 /** First 16 hex digits of the sha256 of the canonical JSON of `v`. */
 export function hashOf(v: unknown): string {
-  return createHash("sha256").update(canonicalJson(v)).digest("hex").slice(0, 16);
+  return sha256Hex(canonicalJson(v)).slice(0, 16);
 }
 
 /** The config-level part of the fingerprint. */
@@ -52,13 +50,15 @@ export function compareClusterKeys(profiled: ClusterKey, now: ClusterKey): strin
 }
 
 /** A node's hardware fingerprint from its inventory, resolved executor kind and executor device strings. */
-export function nodeFingerprintOf(
-  index: number,
-  host: string,
-  inv: Inventory,
-  executorKind: string,
-  devices: string[],
-): NodeFingerprint {
+export function nodeFingerprintOf(n: {
+  index: number;
+  host: string;
+  inventory: Inventory;
+  executorKind: string;
+  /** Each device's name as its executor reported it. */
+  devices: string[];
+}): NodeFingerprint {
+  const { index, host, inventory: inv, executorKind, devices } = n;
   return {
     index,
     host,

@@ -1,14 +1,14 @@
 // Reading, validating and writing the profile `deno task profile` produces, and choosing the cost constants `plan`
 // and `launch` use: the profile (when it exists and its fingerprint matches the cluster), else the config's inline
-// constants, else an offer to profile now (interactive) or a clear error naming the command to run.
+// constants, else a NoProfileError naming the command to run (the CLI, not this module, may offer to profile now).
 
-import { constantsToStored, storedToConstants } from "../config/cost_constants.ts";
+import { constantsToStored, storedToConstants } from "./cost_constants.ts";
 import { UserError } from "../errors.ts";
-import type { Config, CostConstants } from "../config/types.ts";
-import { costConstantsSpec } from "../config/cluster_schema.ts";
-import { formatPath, SchemaError, type Spec, validate } from "../config/schema_spec.ts";
-import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./fingerprint.ts";
-import { writeAtomic } from "../atomic_write.ts";
+import type { Config, CostConstants } from "./types.ts";
+import { costConstantsSpec } from "./cluster_schema.ts";
+import { formatPath, SchemaError, type Spec, validate } from "./schema_spec.ts";
+import { clusterKeyOf, compareClusterKeys, compareNodes, hashOf } from "./profile_fingerprint.ts";
+import { writeAtomic, type WriteAtomicOptions } from "../../core/atomic_write.ts";
 import {
   clusterKeySpec,
   type NodeFingerprint,
@@ -138,16 +138,12 @@ export async function readProfileConstants(path: string): Promise<CostConstants>
 
 /** Writes `doc` atomically: a temporary file in the same directory, fsync, rename. Creates the directory. */
 export async function writeProfile(path: string, doc: ProfileDoc): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(doc, null, 1) + "\n");
+  await writeAtomic(path, JSON.stringify(doc, null, 1) + "\n", userWrite(path));
 }
 
-/** Writes text atomically (temporary file, fsync, rename), creating the directory. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  try {
-    await writeAtomic(path, text, { mkdir: true });
-  } catch (e) {
-    throw new UserError(`cannot write ${path}: ${(e as Error).message}`);
-  }
+/** Options for `writeAtomic` of a file the user named: creates the directory, fails with one UserError line. */
+export function userWrite(path: string): WriteAtomicOptions {
+  return { mkdir: true, error: (message) => new UserError(`cannot write ${path}: ${message}`) };
 }
 
 /** Options of {@link resolveProfile}. */
@@ -156,11 +152,19 @@ export interface ResolveOptions {
   force?: boolean;
   /** Where warnings go (default: stderr). */
   warn?: (line: string) => void;
-  /**
-   * When neither a profile nor inline constants exist: ask on a terminal whether to profile now (default true;
-   * never asks when stdin or stderr is not a terminal).
-   */
-  offer?: boolean;
+}
+
+/**
+ * Neither a profile nor inline constants exist. The CLI may offer to profile now (cli/profile_offer.ts); library
+ * code never asks.
+ */
+export class NoProfileError extends UserError {
+  constructor(readonly config: Config, readonly path: string) {
+    super(
+      `${config.source}: no cost model: ${path} does not exist; run \`deno task profile ${config.source}\` ` +
+        `to measure this cluster (or give profile.constants)`,
+    );
+  }
 }
 
 /** The chosen cost constants and where they came from. */
@@ -186,7 +190,7 @@ function softWarnings(doc: ProfileDoc, path: string): string[] {
 /**
  * The cost constants of a config: the profile at `profile.path` (or `profiles/<name>.json` beside the config) when
  * it exists, after checking that it was measured on this cluster and model; else the inline `profile.constants`;
- * else (on a terminal) an offer to profile now, or a clear error naming `deno task profile`.
+ * else a NoProfileError naming `deno task profile` (never interactive: the CLI makes the offer).
  */
 export async function resolveProfile(config: Config, opts: ResolveOptions = {}): Promise<ResolvedProfile> {
   const warn = opts.warn ?? ((l: string) => console.error(`warning: ${l}`));
@@ -213,19 +217,7 @@ export async function resolveProfile(config: Config, opts: ResolveOptions = {}):
     return { constants: storedToConstants(doc.constants), source: "profile", path, profile: doc };
   }
   if (config.profile.constants) return { constants: config.profile.constants, source: "inline" };
-  const interactive = (opts.offer ?? true) && Deno.stdin.isTerminal() && Deno.stderr.isTerminal();
-  if (interactive) {
-    console.error(`${config.source}: no profile at ${path} and no profile.constants.`);
-    if (confirm(`Profile the cluster now (deno task profile ${config.source}, about 2 minutes)?`)) {
-      const { runProfileCli } = await import("./profile_command.ts");
-      await runProfileCli(config, { out: path, print: (t) => console.error(t) });
-      return await resolveProfile(config, { ...opts, offer: false });
-    }
-  }
-  throw new UserError(
-    `${config.source}: no cost model: ${path} does not exist; run \`deno task profile ${config.source}\` ` +
-      `to measure this cluster (or give profile.constants)`,
-  );
+  throw new NoProfileError(config, path);
 }
 
 /** The cost constants `plan` and `launch` use (see {@link resolveProfile}). */

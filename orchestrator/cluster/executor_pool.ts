@@ -1,78 +1,65 @@
-// The executors of a launched cluster, as one pool: one rank per device, numbered node by node in config order
-// (the planner's rank order). Starts them (spawn, init, rendezvous), runs steps, saves and loads checkpoints, and
-// turns every failure (a lost node, an executor that exits, a fatal executor error, a phase that times out) into a
-// `Fault` naming the node, host, rank and device, which rejects whatever phase is waiting.
+// The executors of a cluster, as one pool (launch, profile and nodes all use it): one rank per device, numbered node
+// by node in config order (the planner's rank order). Starts them (spawn, init, rendezvous), runs steps, saves and
+// loads checkpoints, sends any other command to every rank, and turns every failure into a `Fault` (fault.ts) naming
+// the node, host, rank and device, which rejects whatever phase is waiting; `settled()` waits, driven by events,
+// until the faults that follow the first have arrived, so that `rootCause()` sees them all.
 
-import type { AgentEvent, Endpoint, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../../agents/protocol.ts";
-import { PROTOCOL_VERSION } from "../../agents/protocol.ts";
+import type {
+  AgentEvent,
+  Endpoint,
+  ExecutorCommand,
+  ExecutorEvent,
+  ExecutorInit,
+  ExecutorStepPlan,
+} from "../../core/protocol.ts";
+import { STEP_FIELDS } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
-import type { StepDone } from "./step_record.ts";
+import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
 
-/** Where a rank runs. */
-export interface RankPlace {
+export {
+  causePending,
+  describeFault,
+  describeRank,
+  type Fault,
+  FaultError,
+  type RankPlace,
+  RefusedError,
+  rootCause,
+} from "./fault.ts";
+
+/** The executor event of type `K`. */
+export type EventOf<K extends ExecutorEvent["type"]> = Extract<ExecutorEvent, { type: K }>;
+type StepDone = EventOf<"step_done">;
+
+/** AdamW settings the executors use unless the config or the caller says otherwise (written once, here). */
+export const ADAMW_DEFAULTS = { beta1: 0.9, beta2: 0.95, eps: 1e-8 } as const;
+
+/** What `executorInit` needs of the run, beyond the config. */
+export interface ExecutorInitOptions {
+  config: Config;
   rank: number;
+  worldSize: number;
   node: NodeLaunch;
-  /** Device index on the node. */
-  device: number;
-  kind: "cpu" | "webgpu" | "cuda";
-  /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
-  deviceName?: string;
-}
-
-/** A failure of the cluster while the pool runs. */
-export interface Fault {
-  kind: "node_lost" | "executor_exit" | "executor_error" | "timeout";
-  node: NodeLaunch;
-  /** The rank concerned (absent when a whole node is lost). */
-  rank?: number;
-  reason: string;
-  /** Last lines of the executor's log or the agent's stderr. */
-  logTail?: string;
-  /** Milliseconds since the pool started. */
-  atMs: number;
-}
-
-/** A phase (start, step, save, load) ended by a fault; `fault` is the first one (the cause). */
-export class FaultError extends Error {
-  constructor(readonly fault: Fault, readonly phase: string) {
-    super(`${phase}: ${describeFault(fault)}`);
-  }
-}
-
-/** A non-fatal refusal by an executor (e.g. a checkpoint file with the wrong checksum); executors stay usable. */
-export class RefusedError extends Error {
-  constructor(readonly rank: number, readonly phase: string, readonly detail: string) {
-    super(`${phase}: rank ${rank}: ${detail}`);
-  }
+  /** The run's data-plane secret. */
+  secret: string;
+  /** Fields that replace the defaults (e.g. a dataset, or a zero learning rate for profiling). */
+  extra?: Partial<ExecutorInit>;
 }
 
 /** The `init` of one executor: the config's model and optimizer, the run's secret, the node's bind address. */
-export function executorInit(
-  config: Config,
-  rank: number,
-  worldSize: number,
-  node: NodeLaunch,
-  secret: string,
-  extra: Partial<ExecutorInit> = {},
-): ExecutorInit {
-  const { model: m, training: t } = config;
+export function executorInit(o: ExecutorInitOptions): ExecutorInit {
+  const { model: m, training: t } = o.config;
   return {
-    rank,
-    worldSize,
+    rank: o.rank,
+    worldSize: o.worldSize,
     model: { layers: m.layers, hidden: m.hidden, heads: m.heads, vocab: m.vocab, maxSeq: m.maxSeq },
     seed: t.seed,
-    optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, beta1: 0.9, beta2: 0.95, eps: 1e-8 },
-    secret,
-    bindHost: node.config.transport === "local" && !node.config.srun ? "127.0.0.1" : node.config.host,
-    ...extra,
+    optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
+    secret: o.secret,
+    bindHost: o.node.config.transport === "local" && !o.node.config.srun ? "127.0.0.1" : o.node.config.host,
+    ...o.extra,
   };
-}
-
-/** One line naming a fault. */
-export function describeFault(f: Fault): string {
-  const who = f.rank !== undefined ? `rank ${f.rank} on ${f.node.name}` : f.node.name;
-  return `${who}: ${f.reason}`;
 }
 
 /** What one rank wrote for a checkpoint. */
@@ -99,10 +86,12 @@ export interface PoolOptions {
   env?: Record<string, string>;
   /** Limit of the start phase (spawn to connected), ms. */
   startTimeoutMs?: number;
+  /** Fields of every executor's `init` that replace the config's (e.g. profiling's zero learning rate). */
+  init?: Partial<ExecutorInit>;
+  /** Connect the data plane after `ready` (default true; `nodes` only checks that executors start). */
+  connect?: boolean;
   log?: (line: string) => void;
 }
-
-const STEP_FIELDS = (rank: number) => `{"v":${PROTOCOL_VERSION},"type":"to_executor","rank":${rank},"msg":`;
 
 /** The running executors of a cluster. */
 export class ExecutorPool {
@@ -113,6 +102,10 @@ export class ExecutorPool {
   #stopping = false;
   #t0 = performance.now();
   #log: (line: string) => void;
+  /** Ranks a phase ended by a fault was still waiting for, until each fails or answers (see `settled`). */
+  #unsettled = new Set<number>();
+  /** Called whenever `#unsettled` shrinks (wakes `settled()`). */
+  #onChange = new Set<() => void>();
 
   private constructor(readonly cluster: ClusterSession, places: RankPlace[], log: (line: string) => void) {
     this.places = places;
@@ -126,6 +119,44 @@ export class ExecutorPool {
   /** The first fault, if any. */
   get failed(): Fault | undefined {
     return this.faults[0];
+  }
+
+  /** The fault that caused the others (see `rootCause` in fault.ts); call after `settled()`. */
+  get cause(): Fault | undefined {
+    return this.faults.length ? rootCause(this.faults) : undefined;
+  }
+
+  /**
+   * After a fault: waits until the faults it causes have arrived, so that reports name the root cause and its
+   * victims. Driven by events: resolves once every rank the failed phase was waiting for has either failed itself
+   * (or lost its node) or answered; at the latest after `maxMs`, except that while the root cause is only an echo of
+   * a peer that went away (`causePending` in fault.ts) and ranks are still silent, it waits for that node's loss up to
+   * the heartbeat timeout (plus 2 s), which reports it. Resolves at once when nothing failed.
+   */
+  settled(opts: { maxMs?: number } = {}): Promise<Fault[]> {
+    const maxMs = opts.maxMs ?? 10_000;
+    const echoMs = Math.max(maxMs, this.#opts.config.cluster.heartbeatTimeoutS * 1000 + 2_000);
+    if (!this.faults.length) return Promise.resolve(this.faults);
+    const t0 = performance.now();
+    return new Promise((resolve) => {
+      let cap: ReturnType<typeof setTimeout>;
+      const finish = () => {
+        clearTimeout(cap);
+        this.#onChange.delete(check);
+        resolve(this.faults);
+      };
+      const check = () => {
+        if (this.#unsettled.size === 0) finish();
+      };
+      const capped = () => {
+        const left = echoMs - (performance.now() - t0);
+        if (!causePending(this.faults) || left <= 0) finish();
+        else cap = setTimeout(capped, left);
+      };
+      cap = setTimeout(capped, maxMs);
+      this.#onChange.add(check);
+      check();
+    });
   }
 
   /** A pool over every device of the cluster's ready nodes, listening for faults; `start` starts the executors. */
@@ -145,7 +176,7 @@ export class ExecutorPool {
 
   #opts!: PoolOptions;
 
-  /** Starts one executor per device and connects them; rejects with FaultError on failure. */
+  /** Starts one executor per device and connects them (unless `connect: false`); rejects with FaultError on failure. */
   async start(): Promise<void> {
     // deno-lint-ignore no-this-alias
     const pool = this;
@@ -168,14 +199,19 @@ export class ExecutorPool {
       });
       const tokensPath = opts.datasetPath?.(node);
       for (const p of mine) {
-        const init = executorInit(opts.config, p.rank, places.length, node, secret, {
-          ...(tokensPath ? { dataset: { tokensPath, tokenBytes: 2 as const } } : {}),
+        const init = executorInit({
+          config: opts.config,
+          rank: p.rank,
+          worldSize: places.length,
+          node,
+          secret,
+          extra: { ...opts.init, ...(tokensPath ? { dataset: { tokensPath, tokenBytes: 2 as const } } : {}) },
         });
         node.session!.send({ type: "to_executor", rank: p.rank, msg: { type: "init", init } });
       }
     }
     await ready;
-    if (places.length > 1) {
+    if (places.length > 1 && opts.connect !== false) {
       const connected = pool.#collect("start", places.map((p) => p.rank), timeout, (_r, m) => m.type === "connected");
       for (const p of places) pool.#send(p, JSON.stringify({ type: "peers", endpoints }));
       await connected;
@@ -187,7 +223,13 @@ export class ExecutorPool {
       const s = node.session!;
       this.#offs.push(s.on((ev) => this.#onEvent(node, ev)));
       const onLost = (info: { reason: string; stderrTail: string }) =>
-        this.#fault({ kind: "node_lost", node, reason: `node lost: ${info.reason}`, logTail: info.stderrTail });
+        this.#fault({
+          kind: "node_lost",
+          node,
+          reason: `node lost: ${info.reason}`,
+          detail: info.reason,
+          logTail: info.stderrTail,
+        });
       if (s.lostInfo) onLost(s.lostInfo);
       else s.lost.then(onLost);
     }
@@ -198,7 +240,13 @@ export class ExecutorPool {
       const msg = ev.msg;
       if (msg.type === "error") {
         if (msg.fatal) {
-          this.#fault({ kind: "executor_error", node, rank: ev.rank, reason: `executor failed: ${msg.message}` });
+          this.#fault({
+            kind: "executor_error",
+            node,
+            rank: ev.rank,
+            reason: `executor failed: ${msg.message}`,
+            detail: msg.message,
+          });
           return;
         }
         const w = [...this.#waiters].find((w) => w.pending.has(ev.rank));
@@ -211,10 +259,18 @@ export class ExecutorPool {
       for (const w of this.#waiters) {
         if (w.pending.has(ev.rank) && w.accept(ev.rank, msg)) w.pending.delete(ev.rank);
       }
+      if (this.#unsettled.delete(ev.rank)) { for (const l of [...this.#onChange]) l(); }
     } else if (ev.type === "executor_exit") {
       if (this.#stopping) return;
       const how = ev.signal ? `killed by signal ${ev.signal.replace(/^SIG/, "")}` : `exited with code ${ev.code}`;
-      this.#fault({ kind: "executor_exit", node, rank: ev.rank, reason: `executor ${how}`, logTail: ev.logTail });
+      this.#fault({
+        kind: "executor_exit",
+        node,
+        rank: ev.rank,
+        reason: `executor ${how}`,
+        detail: ev.signal ? `was killed by signal ${ev.signal}` : `exited with code ${ev.code}`,
+        logTail: ev.logTail,
+      });
     } else if (ev.type === "log" && ev.level !== "info") {
       this.#log(`${node.name}: ${ev.text}`);
     }
@@ -224,6 +280,13 @@ export class ExecutorPool {
     if (this.#stopping) return;
     const fault = { ...f, atMs: performance.now() - this.#t0 };
     this.faults.push(fault);
+    if (this.faults.length === 1) { for (const w of this.#waiters) for (const r of w.pending) this.#unsettled.add(r); }
+    for (const p of this.places) {
+      if (p.rank === f.rank || (f.rank === undefined && p.node === f.node) || f.silent?.includes(p.rank)) {
+        this.#unsettled.delete(p.rank);
+      }
+    }
+    for (const l of [...this.#onChange]) l();
     if (this.faults.length > 1) return;
     for (const w of this.#waiters) w.reject(new FaultError(fault, w.phase));
     this.#waiters.clear();
@@ -265,12 +328,14 @@ export class ExecutorPool {
           if (!this.#waiters.has(w)) return;
           const r = [...w.pending][0];
           const p = this.places[r];
+          const within = `within ${(timeoutMs / 1000).toFixed(0)} s`;
           this.#fault({
             kind: "timeout",
             node: p.node,
             rank: r,
-            reason: `no answer to ${phase} within ${(timeoutMs / 1000).toFixed(0)} s ` +
-              `(ranks ${[...w.pending].join(", ")} silent)`,
+            reason: `no answer to ${phase} ${within} (ranks ${[...w.pending].join(", ")} silent)`,
+            detail: within,
+            silent: [...w.pending],
           });
         }, timeoutMs);
       }
@@ -299,6 +364,28 @@ export class ExecutorPool {
     const dispatchMs = performance.now() - t0;
     await collected;
     return { done, dispatchMs };
+  }
+
+  /**
+   * Sends `cmdFor(rank)` to every rank (ranks for which it returns undefined get nothing and are not waited for)
+   * and resolves with each rank's `type` event. Rejects with FaultError (or RefusedError) like the other phases.
+   */
+  async request<K extends ExecutorEvent["type"]>(
+    cmdFor: (rank: number) => ExecutorCommand | undefined,
+    type: K,
+    timeoutMs: number,
+    phase: string,
+  ): Promise<Map<number, EventOf<K>>> {
+    const cmds = this.places.map((p) => [p, cmdFor(p.rank)] as const).filter(([, c]) => c !== undefined);
+    const results = new Map<number, EventOf<K>>();
+    const collected = this.#collect(phase, cmds.map(([p]) => p.rank), timeoutMs, (rank, msg) => {
+      if (msg.type !== type) return false;
+      results.set(rank, msg as EventOf<K>);
+      return true;
+    });
+    for (const [p, cmd] of cmds) this.#send(p, JSON.stringify(cmd));
+    await collected;
+    return new Map([...results].sort((a, b) => a[0] - b[0]));
   }
 
   /** Every rank saves its state to `pathOf(rank)` (on its node). */

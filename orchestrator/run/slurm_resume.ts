@@ -3,7 +3,7 @@
 // already holds a run of this config, so a requeued or resubmitted job continues from its last checkpoint by itself.
 
 import type { Config } from "../config/types.ts";
-import { readRunInfo, RUNS_DIR } from "../run/run_dir.ts";
+import { readRunInfo, RUNS_DIR } from "./run_dir.ts";
 
 /** The run directory and resume flag a launch uses after the Slurm default and `training.resume: auto`. */
 export async function autoResume(

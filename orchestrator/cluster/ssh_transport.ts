@@ -1,5 +1,6 @@
 // SSH transport with npm:ssh2: a TCP_NODELAY socket, host key checked against known_hosts (strict or accept-new),
-// identity file or ssh-agent, connect timeout, keepalive, ChaCha20-Poly1305 first; exec, streamed exec and SFTP upload.
+// identity file or ssh-agent, connect timeout, keepalive, ChaCha20-Poly1305 first; exec, streamed exec and upload (SFTP,
+// or an exec channel with a sha256 check where the server has no SFTP subsystem).
 
 // @ts-types="npm:@types/ssh2@^1.15"
 import { Client, utils as sshUtils } from "ssh2";
@@ -15,6 +16,7 @@ import type {
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
+import { sha256Hasher } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
 import type { NodeConfig } from "../config/types.ts";
 import { type AgentChannel, type ChannelExit, pushStream } from "./agent_channel.ts";
@@ -493,11 +495,20 @@ export class SshConnection {
   }
 
   /**
-   * Uploads a local file (path) or bytes to `remotePath` over SFTP: written to a temporary name, then renamed, so a
-   * concurrent reader never sees half a file. Returns the bytes sent.
+   * Uploads a local file (path) or bytes to `remotePath`: written to a temporary name, then renamed, so a concurrent
+   * reader never sees half a file. Uses SFTP where the server offers it, else (no `Subsystem sftp`, common on
+   * hardened hosts) streams the bytes over an exec channel and checks their sha256 there before the rename.
+   * Returns the bytes sent.
    */
   async upload(source: string | Uint8Array, remotePath: string, mode = 0o644): Promise<number> {
-    const sftp = await this.#getSftp();
+    let sftp: SFTPWrapper;
+    try {
+      sftp = await this.#getSftp();
+    } catch (e) {
+      if (this.#dead) throw e;
+      this.sftpUnavailable = (e as Error).message;
+      return await this.#uploadExec(source, remotePath, mode);
+    }
     const tmp = `${remotePath}.part-${crypto.randomUUID().slice(0, 8)}`;
     const call = (fn: (cb: (err?: Error | null) => void) => void) =>
       new Promise<void>((resolve, reject) =>
@@ -519,6 +530,75 @@ export class SshConnection {
       throw e;
     }
     return bytes;
+  }
+
+  /** Why SFTP could not be used on this connection (set once an upload fell back to the exec channel). */
+  sftpUnavailable?: string;
+
+  /** The exec-channel upload: `cat` into a temporary file, sha256 checked there, then renamed. */
+  async #uploadExec(source: string | Uint8Array, remotePath: string, mode: number): Promise<number> {
+    const tmp = `${remotePath}.part-${crypto.randomUUID().slice(0, 8)}`;
+    const q = shQuote(tmp);
+    const octal = mode.toString(8);
+    const hash = sha256Hasher();
+    const fail = (why: string) => new Error(`${this.label}: upload of ${remotePath} (exec channel, no SFTP): ${why}`);
+    const script = `umask 077; cat > ${q} && chmod ${octal} ${q} && ` +
+      `{ sha256sum ${q} 2>/dev/null || shasum -a 256 ${q} 2>/dev/null || openssl dgst -sha256 -r ${q}; }`;
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string; bytes: number }>(
+      (resolve, reject) => {
+        this.#client.exec(script, (err, stream: ClientChannel) => {
+          if (err) return reject(fail(err.message));
+          const out: Buffer[] = [];
+          const errs: Buffer[] = [];
+          let code: number | null = null;
+          let bytes = 0;
+          stream.on("data", (d: Buffer) => out.push(d));
+          stream.stderr.on("data", (d: Buffer) => errs.push(d));
+          stream.on("exit", (c: number | null) => code = c);
+          stream.on("close", () =>
+            resolve({
+              code,
+              stdout: Buffer.concat(out).toString("utf8"),
+              stderr: Buffer.concat(errs).toString("utf8"),
+              bytes,
+            }));
+          const write = (chunk: Uint8Array) =>
+            new Promise<void>((r) => {
+              hash.update(chunk);
+              bytes += chunk.byteLength;
+              if (stream.write(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))) r();
+              else stream.once("drain", () => r());
+            });
+          (async () => {
+            if (typeof source === "string") {
+              using file = await Deno.open(source, { read: true });
+              for await (const chunk of file.readable) await write(chunk);
+            } else {
+              for (let off = 0; off < source.byteLength; off += 1 << 20) {
+                await write(source.subarray(off, Math.min(source.byteLength, off + (1 << 20))));
+              }
+            }
+            stream.end();
+          })().catch((e) => {
+            stream.close();
+            reject(fail((e as Error).message));
+          });
+        });
+      },
+    );
+    const local = hash.digest("hex");
+    const remote = result.stdout.trim().split(/\s+/)[0] ?? "";
+    if (result.code !== 0 || remote !== local) {
+      await this.exec(`rm -f ${q}`).catch(() => {});
+      if (result.code !== 0) throw fail(`exit ${result.code}: ${result.stderr.trim().slice(0, 300)}`);
+      throw fail(`sha256 there is ${remote || "(none)"}, here ${local}: the bytes were damaged on the way`);
+    }
+    const mv = await this.exec(`mv -f ${q} ${shQuote(remotePath)}`);
+    if (mv.code !== 0) {
+      await this.exec(`rm -f ${q}`).catch(() => {});
+      throw fail(`rename failed: ${mv.stderr.trim().slice(0, 300)}`);
+    }
+    return result.bytes;
   }
 
   /** Closes the connection and waits until it is closed. */

@@ -9,7 +9,8 @@
 // measured time (what the plan's `predictedMs` models), `wallMs` dispatch to last result, and
 // `overheadMs = wallMs - measuredMs` (dispatch and collect: serialising, pipes through the agents, parsing).
 
-import { writeAtomic } from "../atomic_write.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
+import { UserError } from "../errors.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {
@@ -106,22 +107,86 @@ export class Ledger {
   }
 }
 
-/** Reads a ledger; a torn last line (a write cut by a kill) is ignored. */
-export async function readLedger(path: string): Promise<LedgerRecord[]> {
+/**
+ * The part of a ledger record `profile --check` reads: what every ledger has, also one written before the record
+ * gained its other fields (`microBatchMs` is absent in the oldest).
+ */
+export type LedgerEntry = Pick<LedgerRecord, "step" | "loss" | "tokens" | "predictedMs" | "measuredMs"> & {
+  microBatchMs?: number;
+  plan: {
+    microBatches: {
+      predictedMs: number;
+      groups: Pick<LedgerGroup, "degree" | "ranks" | "sequences" | "predictedMs" | "measuredMs">[];
+    }[];
+  };
+};
+
+/** Options of {@link readLedger}. */
+export interface ReadLedgerOptions {
+  /**
+   * Strict (for `profile --check`): a missing or empty ledger, a damaged line or a field of the wrong type is a
+   * UserError naming the file, line and field. Lenient (the default, for resume): a missing ledger reads as empty.
+   * Either way a torn last line (a write cut by a kill) is ignored.
+   */
+  strict?: boolean;
+}
+
+const num = (v: unknown) => typeof v === "number" && Number.isFinite(v);
+
+/** Why a parsed ledger line is not a record (`where`: file and line), or undefined. */
+function recordProblem(v: Record<string, unknown>, where: string): string | undefined {
+  for (const k of ["step", "predictedMs", "measuredMs"]) {
+    if (!num(v[k])) return `${where}: ${k}: expected a number, got ${JSON.stringify(v[k] ?? null)}`;
+  }
+  const plan = v.plan as { microBatches?: unknown } | undefined;
+  if (!plan || !Array.isArray(plan.microBatches)) return `${where}: plan.microBatches: expected a list`;
+  for (const [m, mb] of (plan.microBatches as { groups?: unknown }[]).entries()) {
+    if (!mb || !Array.isArray(mb.groups)) return `${where}: plan.microBatches[${m}].groups: expected a list`;
+    for (const [j, g] of (mb.groups as Record<string, unknown>[]).entries()) {
+      const at = `${where}: plan.microBatches[${m}].groups[${j}]`;
+      if (!num(g.degree) || !Array.isArray(g.ranks)) return `${at}: needs degree and ranks`;
+      if (!num(g.predictedMs)) return `${at}.predictedMs: expected a number`;
+      if (g.measuredMs !== undefined && g.measuredMs !== null && !num(g.measuredMs)) {
+        return `${at}.measuredMs: expected a number`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Reads a ledger (see {@link ReadLedgerOptions}); the one reader of `ledger.jsonl` files. */
+export async function readLedger(path: string, opts: ReadLedgerOptions = {}): Promise<LedgerRecord[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
-    throw e;
+    if (!opts.strict && e instanceof Deno.errors.NotFound) return [];
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UserError(`${path}: no ledger here; pass the run directory of a launch (it holds ledger.jsonl)`);
+    }
+    if (!opts.strict) throw e;
+    throw new UserError(`${path}: cannot read (${(e as Error).message})`);
   }
   const out: LedgerRecord[] = [];
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
+  const lines = text.split("\n");
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    const where = `${path}:${i + 1}`;
+    let v: Record<string, unknown>;
     try {
-      out.push(JSON.parse(line));
-    } catch { /* torn line */ }
-  }
+      v = JSON.parse(line);
+    } catch {
+      // A torn last line is what a killed run leaves; anything else is damage.
+      if (!opts.strict || i >= lines.length - 2) return;
+      throw new UserError(`${where}: not JSON`);
+    }
+    if (opts.strict) {
+      const problem = recordProblem(v, where);
+      if (problem) throw new UserError(problem);
+    }
+    out.push(v as unknown as LedgerRecord);
+  });
+  if (opts.strict && out.length === 0) throw new UserError(`${path}: the ledger has no steps yet`);
   return out;
 }
 

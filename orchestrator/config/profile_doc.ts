@@ -1,8 +1,8 @@
 // The profile JSON written by `deno task profile` (schema 2): cluster fingerprint, fitted constants, fit errors and
 // the raw samples they came from. The `constants` object uses the keys of the YAML `profile.constants`.
 
-import type { StoredConstants } from "../config/cost_constants.ts";
-import type { Spec } from "../config/schema_spec.ts";
+import type { StoredConstants } from "./cost_constants.ts";
+import type { Spec } from "./schema_spec.ts";
 
 /** Current profile schema version. */
 export const PROFILE_SCHEMA_VERSION = 2;

@@ -1,0 +1,91 @@
+// The fault model of the executor pool: what can go wrong while executors run (a lost node, an executor that exits,
+// a fatal executor error, a phase that times out), and the one root-cause policy that names which fault caused the
+// others. launch, profile and nodes all report failures through it, so they blame the same rank.
+
+import type { NodeLaunch } from "./cluster_session.ts";
+
+/** Where a rank runs. */
+export interface RankPlace {
+  rank: number;
+  node: NodeLaunch;
+  /** Device index on the node. */
+  device: number;
+  kind: "cpu" | "webgpu" | "cuda";
+  /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
+  deviceName?: string;
+}
+
+/** A failure of the cluster while the pool runs. */
+export interface Fault {
+  kind: "node_lost" | "executor_exit" | "executor_error" | "timeout";
+  node: NodeLaunch;
+  /** The rank concerned (absent when a whole node is lost). */
+  rank?: number;
+  /** One line for launch's reports (`executor killed by signal KILL`, `node lost: ...`). */
+  reason: string;
+  /** What happened, without the kind's prefix: the executor's error message, `exited with code 3`, the agent's loss. */
+  detail: string;
+  /** For a timeout: the ranks that had not answered. */
+  silent?: number[];
+  /** Last lines of the executor's log or the agent's stderr. */
+  logTail?: string;
+  /** Milliseconds since the pool started. */
+  atMs: number;
+}
+
+/** An error message that only repeats another rank's failure (its peers notice over the data plane). */
+export function isEcho(message: string): boolean {
+  return /data plane|aborted|disconnected/i.test(message);
+}
+
+/**
+ * The fault that caused the others. Peers of a crashed executor often notice first (a data-plane error naming it),
+ * so order of arrival is not enough: a lost node comes first, then an executor that died without reporting an
+ * error (killed, crashed), then an error that is not an echo of another rank's, then a timeout, then the first fault.
+ */
+export function rootCause(faults: Fault[]): Fault {
+  if (!faults.length) throw new Error("rootCause: no faults");
+  const reported = new Set(faults.filter((f) => f.kind === "executor_error").map((f) => f.rank));
+  return faults.find((f) => f.kind === "node_lost") ??
+    faults.find((f) => f.kind === "executor_exit" && !reported.has(f.rank)) ??
+    faults.find((f) => f.kind === "executor_error" && !isEcho(f.detail)) ??
+    faults.find((f) => f.kind === "timeout") ??
+    faults[0];
+}
+
+/**
+ * Whether the fault behind `faults` is still to come: the root cause is only an echo (peers of a node that went away
+ * noticed over the data plane), and the loss of that node arrives later (its transport closing, or its heartbeats
+ * stopping for the heartbeat timeout). `ExecutorPool.settled()` waits longer for silent ranks while this holds.
+ */
+export function causePending(faults: Fault[]): boolean {
+  if (!faults.length) return false;
+  const cause = rootCause(faults);
+  return cause.kind === "executor_error" && isEcho(cause.detail);
+}
+
+/** One line naming a fault: `rank 2 on node 0 (host): executor killed by signal KILL`. */
+export function describeFault(f: Fault): string {
+  const who = f.rank !== undefined ? `rank ${f.rank} on ${f.node.name}` : f.node.name;
+  return `${who}: ${f.reason}`;
+}
+
+/** Describes a rank for messages: `rank 2 (node 0 (localhost), device 2: webgpu:2 llvmpipe ...)`. */
+export function describeRank(r: RankPlace | undefined, rank: number): string {
+  if (!r) return `rank ${rank}`;
+  return `rank ${rank} (${r.node.name}, device ${r.device}${r.deviceName ? `: ${r.deviceName}` : ""})`;
+}
+
+/** A phase (start, step, save, load, a profiling command) ended by a fault; `fault` is the first one. */
+export class FaultError extends Error {
+  constructor(readonly fault: Fault, readonly phase: string) {
+    super(`${phase}: ${describeFault(fault)}`);
+  }
+}
+
+/** A non-fatal refusal by an executor (e.g. a checkpoint file with the wrong checksum); executors stay usable. */
+export class RefusedError extends Error {
+  constructor(readonly rank: number, readonly phase: string, readonly detail: string) {
+    super(`${phase}: rank ${rank}: ${detail}`);
+  }
+}

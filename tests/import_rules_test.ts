@@ -1,0 +1,117 @@
+// The tier rule of docs/architecture.md, read off the import graph: every relative import of every TypeScript file
+// in the repository is checked against the folders its folder may import. A forbidden import fails the test with
+// the file, line and the rule it breaks.
+
+import { assertEquals } from "./assert.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Folder -> the folders (besides itself) its files may import. The first matching prefix applies. */
+export const ALLOWED: [string, string[]][] = [
+  ["core/", []],
+  ["kernels/", ["core/"]],
+  ["agents/", ["core/", "kernels/"]],
+  ["orchestrator/errors.ts", []],
+  ["orchestrator/config/", ["core/", "orchestrator/errors.ts"]],
+  ["orchestrator/planner/", ["core/", "orchestrator/errors.ts", "orchestrator/config/"]],
+  ["orchestrator/data/", ["core/", "orchestrator/errors.ts", "orchestrator/config/"]],
+  ["orchestrator/cluster/", ["core/", "orchestrator/errors.ts", "orchestrator/config/", "orchestrator/data/"]],
+  ["orchestrator/ledger/", [
+    "core/",
+    "orchestrator/errors.ts",
+    "orchestrator/config/",
+    "orchestrator/data/",
+    "orchestrator/planner/",
+  ]],
+  ["orchestrator/run/", [
+    "core/",
+    "orchestrator/errors.ts",
+    "orchestrator/config/",
+    "orchestrator/data/",
+    "orchestrator/planner/",
+    "orchestrator/cluster/",
+    "orchestrator/ledger/",
+  ]],
+  ["orchestrator/profile/", [
+    "core/",
+    "orchestrator/errors.ts",
+    "orchestrator/config/",
+    "orchestrator/data/",
+    "orchestrator/planner/",
+    "orchestrator/cluster/",
+    "orchestrator/ledger/",
+  ]],
+  ["orchestrator/cli/", ["core/", "orchestrator/"]],
+  ["mod.ts", ["core/", "orchestrator/", "kernels/", "agents/"]],
+  ["bench/", [""]],
+  ["tests/", [""]],
+];
+
+const IMPORT_RE =
+  /(?:^|[\s;}])(?:import|export)\s+(?:type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+async function* tsFiles(dir: string): AsyncGenerator<string> {
+  for await (const e of Deno.readDir(`${ROOT}/${dir}`)) {
+    const rel = dir ? `${dir}/${e.name}` : e.name;
+    if (e.isDirectory && !["node_modules", "runs", ".git", "dist"].includes(e.name) && !e.name.startsWith(".")) {
+      yield* tsFiles(rel);
+    } else if (e.isFile && e.name.endsWith(".ts")) yield rel;
+  }
+}
+
+function normalize(path: string): string {
+  const out: string[] = [];
+  for (const p of path.split("/")) {
+    if (p === "..") out.pop();
+    else if (p !== "." && p !== "") out.push(p);
+  }
+  return out.join("/");
+}
+
+function ruleOf(file: string): [string, string[]] | undefined {
+  return ALLOWED.find(([prefix]) => file === prefix || file.startsWith(prefix));
+}
+
+/** Every import that breaks the rule: `file:line imports target (folder may import only ...)`. */
+export async function forbiddenImports(): Promise<string[]> {
+  const bad: string[] = [];
+  for await (const file of tsFiles("")) {
+    const rule = ruleOf(file);
+    if (!rule) {
+      bad.push(`${file}: no tier rule covers this file (add its folder to docs/architecture.md and ALLOWED)`);
+      continue;
+    }
+    const [prefix, allowed] = rule;
+    const text = await Deno.readTextFile(`${ROOT}/${file}`);
+    for (const m of text.matchAll(IMPORT_RE)) {
+      const spec = m[1] ?? m[2];
+      if (!spec.startsWith("./") && !spec.startsWith("../")) continue;
+      const target = normalize(`${file.slice(0, file.lastIndexOf("/") + 1)}${spec}`);
+      const own = prefix.endsWith("/") ? target.startsWith(prefix) : target === prefix;
+      if (own || allowed.some((a) => target.startsWith(a))) continue;
+      const line = text.slice(0, m.index).split("\n").length;
+      bad.push(`${file}:${line} imports ${target} (${prefix} may import only ${allowed.join(", ") || "itself"})`);
+    }
+  }
+  return bad.sort();
+}
+
+Deno.test("import rules: no file imports from a tier above it or from a sibling it must not see", async () => {
+  assertEquals(await forbiddenImports(), []);
+});
+
+Deno.test("import rules: the checker finds a forbidden import (kernels -> orchestrator)", async () => {
+  const probe = `${ROOT}/kernels/zz_import_rule_probe_${Deno.pid}.ts`;
+  await Deno.writeTextFile(
+    probe,
+    'import type { Config } from "../orchestrator/config/types.ts";\nexport type X = Config;\n',
+  );
+  try {
+    const bad = (await forbiddenImports()).filter((b) => b.includes("zz_import_rule_probe"));
+    assertEquals(bad, [
+      `kernels/zz_import_rule_probe_${Deno.pid}.ts:1 imports orchestrator/config/types.ts (kernels/ may import only core/)`,
+    ]);
+  } finally {
+    await Deno.remove(probe);
+  }
+});
