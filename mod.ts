@@ -38,7 +38,7 @@ export { UserError } from "./orchestrator/errors.ts";
 /** The FlexSP cost model: time and memory of sequences on SP groups. */
 export { buildCostModel, CostModel, type CostModelOptions } from "./orchestrator/planner/cost_model.ts";
 /** The devices a plan is placed on. */
-export { type Topology, topologyOf, uniformTopology } from "./orchestrator/planner/topology.ts";
+export { mixedTopology, type Topology, topologyOf, uniformTopology } from "./orchestrator/planner/topology.ts";
 /** Plans one training step: micro-batches of SP groups on concrete ranks. */
 export { planStep, type PlanStepOptions } from "./orchestrator/planner/plan_step.ts";
 /** Planner settings and the per-call context. */
@@ -70,8 +70,37 @@ export { checkLedger } from "./orchestrator/profile/ledger_check.ts";
 export { LENGTH_DISTRIBUTIONS, sampleLengths } from "./orchestrator/data/length_distributions.ts";
 export { Rng } from "./orchestrator/data/rng.ts";
 
-/** Builds an indexed token dataset (token file, index, manifest) from text files, JSONL or a text file, streaming. */
-export { prepareDataset, type PrepareOptions, type PrepareResult } from "./orchestrator/data/prepare.ts";
+/**
+ * Builds an indexed token dataset (token file, index, manifest) from text files, JSONL, Parquet, a text file or a
+ * Megatron `.bin/.idx`, streaming, with the byte tokenizer or a Hugging Face tokenizer.json.
+ */
+export {
+  INPUT_FORMATS,
+  type InputFormat,
+  prepareDataset,
+  type PrepareOptions,
+  type PrepareResult,
+} from "./orchestrator/data/prepare.ts";
+/** Tokenizers of `prepare`: bytes, or a Hugging Face tokenizer.json (BOS/EOS per its config; identity hash). */
+export {
+  bytesTokenizer,
+  type DocumentTokenizer,
+  loadTokenizer,
+  tokenBytesFor,
+  tokenizerIdentity,
+  type TokenizerInfo,
+} from "./orchestrator/data/tokenizer.ts";
+/** Megatron-LM indexed datasets: import a `.bin/.idx` pair without re-tokenising, export a dataset as one. */
+export { exportMegatron, importMegatron, readMegatronIndex } from "./orchestrator/data/megatron_format.ts";
+/** The data ledger: each step's sequences as `{id, doc, offset, length}`, and `data trace`'s lines. */
+export {
+  type LedgerSequence,
+  ledgerSequences,
+  readDocumentRange,
+  traceLines,
+} from "./orchestrator/data/data_ledger.ts";
+/** Whether a dataset's tokenizer and vocabulary fit a model (checked at launch). */
+export { checkDatasetForModel, type ModelVocabulary, modelVocabularyOf } from "./orchestrator/data/model_match.ts";
 /** Opens a dataset: its manifest and its index of document offsets and lengths. */
 export { type DatasetIndex, type DatasetManifest, readDatasetIndex } from "./orchestrator/data/dataset_format.ts";
 /** Built-in corpora (`deno-corpus`: the Deno runtime's declarations from `deno types`). */
@@ -86,7 +115,7 @@ export {
   SyntheticSampler,
 } from "./orchestrator/data/sampler.ts";
 /** The training data of a config (built on the spot for a built-in corpus) and its sampler. */
-export { openTrainingData, type TrainingData } from "./orchestrator/data/training_data.ts";
+export { openTrainingData, presetVocabulary, type TrainingData } from "./orchestrator/data/training_data.ts";
 /** A training run (`deno task launch`): step loop, ledger, checkpoints, resume and failure policies. */
 export { type LaunchOptions, type LaunchResult, launchRun } from "./orchestrator/run/launch_run.ts";
 /** One line of a run's `ledger.jsonl`. */

@@ -5,14 +5,14 @@ import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import { runCli, UserError } from "../errors.ts";
 import { resolveCostConstants } from "../config/profile_file.ts";
 import { withProfileOffer } from "./profile_offer.ts";
-import { plannerSetup } from "../planner/from_config.ts";
+import { type PlannerSetup, plannerSetup } from "../planner/from_config.ts";
 import { PlannerWorker } from "../planner/worker.ts";
 import type { Plan, Strategy } from "../planner/plan_types.ts";
 import { sampleLengths } from "../data/length_distributions.ts";
 import { Rng } from "../data/rng.ts";
 import { parseCommand, positiveInt } from "./args.ts";
 import { fitToContext, readLengthsFile } from "../data/lengths_file.ts";
-import { formatPlanText } from "../planner/format_plan.ts";
+import { formatPlanText, groupDeviceType } from "../planner/format_plan.ts";
 import { openTrainingData } from "../data/training_data.ts";
 
 const USAGE =
@@ -22,7 +22,7 @@ Plans the next steps of a run and compares FlexSP with static SP and BatchAda un
   --lengths FILE   sequence lengths, one integer per line, taken in file order (global batch from the config)
   --steps N        steps to plan (default 3, or every full batch of --lengths)
   --json           print one JSON object instead of tables
-  --verbose        list every group, not a per-degree summary
+  --verbose        list every group (ranks, hosts, device type), not a per-degree summary
   --force          use the profile even if it was measured on another cluster or model
   --set P=V        override a config field, e.g. --set model.preset=gpt-13b`;
 
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
       devices: setup.topology.devices,
       steps: out.map(({ step, strategies }) => ({
         step,
-        strategies: Object.fromEntries(Object.entries(strategies).map(([k, p]) => [k, jsonPlan(p)])),
+        strategies: Object.fromEntries(Object.entries(strategies).map(([k, p]) => [k, jsonPlan(p, setup)])),
       })),
     }));
   } else if (out.length > 1) {
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   }
 }
 
-function jsonPlan(p: Plan) {
+function jsonPlan(p: Plan, setup: PlannerSetup) {
   return {
     predictedMs: p.predictedMs,
     solveMs: p.solveMs,
@@ -122,6 +122,7 @@ function jsonPlan(p: Plan) {
         lengths: g.lengths,
         predictedMs: g.predictedMs,
         spansNodes: g.spansNodes,
+        deviceType: groupDeviceType(g, setup.topology),
       })),
     })),
   };

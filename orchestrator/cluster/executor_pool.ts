@@ -82,6 +82,8 @@ export interface PoolOptions {
   config: Config;
   /** The dataset token file as each node sees it (undefined: synthetic tokens). */
   datasetPath?: (node: NodeLaunch) => string | undefined;
+  /** Bytes per token of that file (the dataset manifest's `tokenBytes`; default 2). */
+  datasetTokenBytes?: 2 | 4;
   /** Extra environment of every executor. */
   env?: Record<string, string>;
   /** Limit of the start phase (spawn to connected), ms. */
@@ -205,7 +207,10 @@ export class ExecutorPool {
           worldSize: places.length,
           node,
           secret,
-          extra: { ...opts.init, ...(tokensPath ? { dataset: { tokensPath, tokenBytes: 2 as const } } : {}) },
+          extra: {
+            ...opts.init,
+            ...(tokensPath ? { dataset: { tokensPath, tokenBytes: opts.datasetTokenBytes ?? 2 } } : {}),
+          },
         });
         node.session!.send({ type: "to_executor", rank: p.rank, msg: { type: "init", init } });
       }

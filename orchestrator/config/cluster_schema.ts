@@ -22,6 +22,8 @@ export const costConstantsSpec: Spec = {
     act_mb_per_token: f(posNum, { required: true }),
     act_mb_per_token_full: f(posNum),
     params: f(posNum),
+    /** Parameter counts by context length (`{196608: 7.64e9}`), linearly interpolated at `model.max_seq`. */
+    params_by_max_seq: f({ kind: "object", fields: {}, openKeys: posNum }),
     bandwidth_gbps: f({
       kind: "object",
       fields: { intra: f(bandwidthTable, { default: {} }), inter: f(bandwidthTable, { default: {} }) },
@@ -44,6 +46,8 @@ const nodeSpec: Spec = {
     devices: f(posInt, { required: true }),
     executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "auto"] }, { default: "auto" }),
     device_memory_gb: f(posNum),
+    /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
+    memory_budget_gb: f(posNum),
     speed: f(posNum, { default: 1 }),
     deno: f(str),
     workdir: f(str),
@@ -88,6 +92,8 @@ export const clusterConfigSpec: Spec = {
         heads: f(posInt),
         vocab: f(posInt),
         max_seq: f(posInt),
+        /** Parameter count (overrides the profile's and the GPT-2 formula's). */
+        params: f(posNum),
         checkpointing: f({ kind: "enum", values: ["none", "selective", "full"] }, { default: "selective" }),
       },
     }, { required: true }),

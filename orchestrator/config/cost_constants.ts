@@ -10,6 +10,8 @@ export interface StoredConstants {
   act_mb_per_token: number;
   act_mb_per_token_full?: number;
   params?: number;
+  /** Parameter counts by context length, interpolated at the config's `model.max_seq` (configs only). */
+  params_by_max_seq?: Record<string, number>;
   bandwidth_gbps: { intra: Record<string, number>; inter: Record<string, number> };
   device_speed?: Record<string, number>;
 }

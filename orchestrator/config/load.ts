@@ -149,6 +149,42 @@ export function parseConfig(text: string, source: string, overrides: string[] = 
 // deno-lint-ignore no-explicit-any
 type Raw = any;
 
+/**
+ * Parameter count at context `maxSeq` from a table keyed by context length, linear between the two nearest
+ * keys (learned position embeddings make the count grow with the context), exact at a key.
+ */
+export function interpolateParams(
+  table: Record<string, number>,
+  maxSeq: number,
+  path: Path = [],
+  fail: (path: Path, msg: string) => never = (_p, msg) => {
+    throw new UserError(msg);
+  },
+): number {
+  const points: [number, number][] = [];
+  for (const [k, v] of Object.entries(table)) {
+    const ctx = Number(k);
+    if (!Number.isInteger(ctx) || ctx < 1) {
+      fail([...path, k], `keys must be context lengths (positive integers), got "${k}"`);
+    }
+    points.push([ctx, v]);
+  }
+  points.sort((a, b) => a[0] - b[0]);
+  if (points.length === 0) fail(path, "give at least one context length: parameter count");
+  const exact = points.find(([k]) => k === maxSeq);
+  if (exact) return exact[1];
+  const lo = points.filter(([k]) => k < maxSeq).pop();
+  const hi = points.find(([k]) => k > maxSeq);
+  if (!lo || !hi) {
+    return fail(
+      path,
+      `model.max_seq ${maxSeq} is outside the table's contexts (${points.map(([k]) => k).join(", ")}); add ` +
+        `an entry for it or set model.params`,
+    );
+  }
+  return lo[1] + (hi[1] - lo[1]) * (maxSeq - lo[0]) / (hi[0] - lo[0]);
+}
+
 function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
   const fail = (path: Path, msg: string): never => {
     throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
@@ -177,6 +213,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     vocab: pick("vocab", "vocab"),
     maxSeq: pick("maxSeq", "max_seq"),
     checkpointing: m.checkpointing,
+    ...(m.params !== undefined ? { params: m.params as number } : {}),
   };
   if (model.hidden % model.heads !== 0) {
     fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
@@ -189,6 +226,17 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     fail(["cluster", "nodes"], "missing; list the nodes, or set cluster.scheduler: slurm inside a Slurm allocation");
   }
   const nodes: NodeConfig[] = (raw.cluster.nodes ?? []).map((n: Raw, index: number) => {
+    if (
+      n.memory_budget_gb !== undefined && n.device_memory_gb !== undefined && n.memory_budget_gb > n.device_memory_gb
+    ) {
+      fail(
+        ["cluster", "nodes", index, "memory_budget_gb"],
+        `${n.memory_budget_gb} GB is above this node's device_memory_gb (${n.device_memory_gb} GB); lower ` +
+          `memory_budget_gb to at most ${n.device_memory_gb} (leave headroom, e.g. ${
+            Math.floor(0.9 * n.device_memory_gb)
+          }) or correct device_memory_gb`,
+      );
+    }
     return {
       index,
       host: n.host,
@@ -201,6 +249,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       devices: n.devices,
       executor: n.executor,
       deviceMemoryGb: n.device_memory_gb,
+      memoryBudgetGb: n.memory_budget_gb,
       speed: n.speed,
       deno: n.deno,
       workdir: n.workdir,
@@ -247,6 +296,14 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       fail([...constPath, "bandwidth_gbps"], "give at least one bandwidth (GB/s per device) by degree");
     }
     constants = storedToConstants(c);
+    if (c.params === undefined && c.params_by_max_seq !== undefined) {
+      constants.params = interpolateParams(
+        c.params_by_max_seq,
+        model.maxSeq,
+        [...constPath, "params_by_max_seq"],
+        fail,
+      );
+    }
   }
 
   const t = raw.training;

@@ -16,6 +16,8 @@ export interface NodeConfig {
   devices: number;
   executor: "cpu" | "webgpu" | "cuda" | "auto";
   deviceMemoryGb?: number;
+  /** Planner memory budget of each device of this node (GB); overrides `planner.memoryBudgetGb`. */
+  memoryBudgetGb?: number;
   /** Relative compute speed of this node's devices (1 = the profiled speed). */
   speed: number;
   /** Path of a Deno binary on the node (else found on PATH or bootstrapped). */
@@ -38,6 +40,8 @@ export type Checkpointing = "none" | "selective" | "full";
 export interface ModelConfig extends ModelShape {
   preset?: string;
   checkpointing: Checkpointing;
+  /** Parameter count, when given (else the cost constants' count, else the GPT-2 formula). */
+  params?: number;
 }
 
 /** Profiled (or published) cost constants; times in ms, memory in MB (2^20 bytes). */

@@ -2,7 +2,10 @@
 //
 // A dataset is a directory holding three files:
 //
-//   tokens.bin     every document's tokens back to back, little-endian uint16 (`tokenBytes` 2) or uint32 (4).
+//   tokens.bin     every document's tokens back to back, little-endian uint16 (`tokenBytes` 2) or uint32 (4): the
+//                  width follows the vocabulary, uint16 up to 65,536 token ids, else uint32. Documents are usually in
+//                  file order, but the index may list them in another (`--shuffle-seed`) or point into a Megatron
+//                  `.bin` kept in place (a hard link or symbolic link named tokens.bin).
 //   index.bin      one 16-byte record per document, in document order: token offset (uint64 LE, in tokens, not
 //                  bytes) | token count (uint32 LE) | reserved (uint32, 0).
 //   manifest.json  what the files hold (see `DatasetManifest`): format and version, tokenizer and vocabulary, counts,
@@ -15,6 +18,7 @@
 
 import { sha256Hex } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
+import type { TokenizerInfo } from "./tokenizer.ts";
 
 /** Format name stored in every manifest. */
 export const DATASET_FORMAT = "flexsp-dataset";
@@ -46,8 +50,11 @@ export interface LengthStats {
 export interface DatasetManifest {
   format: typeof DATASET_FORMAT;
   version: number;
-  /** `bytes`: one token per UTF-8 byte (vocabulary 256). */
-  tokenizer: "bytes";
+  /** `bytes`: one token per UTF-8 byte (vocabulary 256); `huggingface`: a tokenizer.json (see `tokenizerInfo`). */
+  tokenizer: "bytes" | "huggingface";
+  /** The tokenizer's identity hash, vocabulary and special tokens (absent in byte datasets made before it existed). */
+  tokenizerInfo?: TokenizerInfo;
+  /** Number of token ids (every token is below it). */
   vocab: number;
   tokenBytes: 2 | 4;
   documents: number;
@@ -56,7 +63,19 @@ export interface DatasetManifest {
   /** sha256 over the tokenizer and both files' hashes: the dataset's identity. */
   contentHash: string;
   /** What it was built from. */
-  source: { kind: "directory" | "jsonl" | "text" | "builtin"; input: string; split: string; inputBytes: number };
+  source: {
+    kind: "directory" | "jsonl" | "text" | "parquet" | "megatron" | "builtin";
+    input: string;
+    split: string;
+    inputBytes: number;
+    /** JSONL / Parquet: the field or column read. */
+    field?: string;
+    /** `--limit` and `--shuffle-seed`, when given. */
+    limit?: number;
+    shuffleSeed?: number;
+    /** Megatron: how tokens.bin holds the `.bin` (`hardlink`/`symlink`: in place, `converted`: rewritten). */
+    tokens?: "hardlink" | "symlink" | "converted";
+  };
   /** Inputs left out: empty documents, documents shorter than the minimum length, binary files. */
   skipped: { empty: number; short: number; binaryFiles: number };
   lengths: LengthStats;
@@ -174,6 +193,11 @@ export async function readDatasetIndex(dir: string): Promise<DatasetIndex> {
 /** Hex sha256 of bytes (Web Crypto). */
 export async function sha256HexOf(bytes: Uint8Array): Promise<string> {
   return await Promise.resolve(sha256Hex(bytes));
+}
+
+/** The tokenizer part of a content hash: `bytes`, or `huggingface:<identity hash>`. */
+export function tokenizerTag(info: TokenizerInfo): string {
+  return info.kind === "bytes" ? "bytes" : `huggingface:${info.hash}`;
 }
 
 /** The dataset identity from its parts (see `DatasetManifest.contentHash`). */

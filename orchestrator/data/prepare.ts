@@ -1,24 +1,23 @@
-// `prepare`: turns a directory of text files, a JSONL file (`text` field) or a text file into an indexed token
-// dataset (see dataset_format.ts), streaming: inputs are read chunk by chunk and tokens written as they come, so
-// memory stays flat whatever the input size. Byte-level tokenizer: one token per UTF-8 byte (vocabulary 256).
+// `prepare`: turns a directory of text files, a JSONL file, Parquet files or a text file into an indexed token
+// dataset (see dataset_format.ts), or imports a Megatron `.bin/.idx` pair (megatron_format.ts). Streaming: inputs
+// are read chunk by chunk (Parquet: row group by row group) and tokens written as they come, so memory is bounded by
+// a flush chunk and the largest document, whatever the input size. Tokenizer: bytes (one token per UTF-8 byte,
+// vocabulary 256; the default) or a Hugging Face tokenizer.json (tokenizer.ts).
 
-import type { Hash } from "node:crypto";
-import { sha256Hasher } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
-import {
-  contentHashOf,
-  DATASET_FILES,
-  DATASET_FORMAT,
-  DATASET_VERSION,
-  type DatasetManifest,
-  INDEX_RECORD_BYTES,
-  lengthStats,
-} from "./dataset_format.ts";
+import type { DatasetManifest } from "./dataset_format.ts";
+import { DatasetOutput, DatasetWriter, LimitReached } from "./dataset_writer.ts";
+import { importMegatron } from "./megatron_format.ts";
+import { parquetFiles, readParquetColumn } from "./parquet_reader.ts";
+import { type EncodedBatch, EncodePool } from "./encode_pool.ts";
 import { byteLines, type DocumentSink, LineSplitter, type SplitMode } from "./text_splitter.ts";
-import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
+import { bytesTokenizer, type DocumentTokenizer, loadTokenizer, tokenBytesFor } from "./tokenizer.ts";
 
 /** Input kinds `prepare` understands. */
-export type InputFormat = "directory" | "jsonl" | "text";
+export type InputFormat = "directory" | "jsonl" | "text" | "parquet" | "megatron";
+
+/** The input kinds, for help texts and checks. */
+export const INPUT_FORMATS: readonly InputFormat[] = ["directory", "jsonl", "text", "parquet", "megatron"];
 
 /** Progress of a prepare run. */
 export interface PrepareProgress {
@@ -32,11 +31,14 @@ export interface PrepareProgress {
 
 /** Options of `prepareDataset`. */
 export interface PrepareOptions {
-  /** A directory, a `.jsonl` file, or a text file. */
+  /** A directory, a `.jsonl` file, a `.parquet` file (or a directory of them), a text file, or a Megatron prefix. */
   input: string;
   /** Output directory (created; must not hold another dataset unless `overwrite`). */
   out: string;
-  /** Input kind (default: directory for a directory, jsonl for `.jsonl`/`.ndjson`, else text). */
+  /**
+   * Input kind (default: parquet for `.parquet` files or a directory holding only them, directory for another
+   * directory, jsonl for `.jsonl`/`.ndjson`, else text). `megatron` must be asked for.
+   */
   format?: InputFormat;
   /** How text is cut into documents (default: `file` for a directory, `paragraph` for a text file). */
   split?: SplitMode;
@@ -44,128 +46,24 @@ export interface PrepareOptions {
   minLength?: number;
   /** Replace an existing dataset in `out`. */
   overwrite?: boolean;
+  /** A Hugging Face tokenizer.json (or a directory holding one), or a loaded tokenizer; default bytes. */
+  tokenizer?: string | DocumentTokenizer;
+  /** JSONL field / Parquet column holding the text (default `text`). */
+  field?: string;
+  /** Keep only the first N documents (after skipping short ones). */
+  limit?: number;
+  /** Write the index in a seeded random order of the documents. */
+  shuffleSeed?: number;
+  /**
+   * Worker threads that run a Hugging Face tokenizer given by path (default: the cores, at most 8; 1 or 0 encode in
+   * this thread). The dataset is the same for any count.
+   */
+  workers?: number;
   /** Recorded as the manifest's source (default: derived from the input). */
   source?: DatasetManifest["source"];
   /** Called about every `progressMs` (default 500) and once at the end. */
   onProgress?: (p: PrepareProgress) => void;
   progressMs?: number;
-}
-
-const FLUSH_TOKENS = 1 << 20;
-
-/** Streams documents into tokens.bin / index.bin with running sha256s; `finish` writes the manifest last. */
-class DatasetWriter implements DocumentSink {
-  #tokens: Uint16Array = new Uint16Array(FLUSH_TOKENS + 65536);
-  #count = 0;
-  /** Position in #tokens where the current document starts. */
-  #docStart = 0;
-  /** Tokens of the current document already flushed. */
-  #docFlushed = 0;
-  /** Tokens written to the file. */
-  #written = 0;
-  #index = new Uint8Array(INDEX_RECORD_BYTES * 4096);
-  #indexCount = 0;
-  #lengths = new Uint32Array(4096);
-  documents = 0;
-  skippedEmpty = 0;
-  skippedShort = 0;
-  readonly #tokHash: Hash = sha256Hasher();
-  readonly #idxHash: Hash = sha256Hasher();
-
-  constructor(
-    readonly tokensFile: Deno.FsFile,
-    readonly indexFile: Deno.FsFile,
-    readonly minLength: number,
-  ) {}
-
-  get tokens(): number {
-    return this.#written + this.#count;
-  }
-
-  write(bytes: Uint8Array): void {
-    if (this.#count + bytes.length > this.#tokens.length) {
-      const grown = new Uint16Array(Math.max(this.#tokens.length * 2, this.#count + bytes.length));
-      grown.set(this.#tokens.subarray(0, this.#count));
-      this.#tokens = grown;
-    }
-    this.#tokens.set(bytes, this.#count);
-    this.#count += bytes.length;
-  }
-
-  endDocument(): void {
-    const len = this.#docFlushed + this.#count - this.#docStart;
-    if (len < this.minLength) {
-      // Only short documents are dropped, and a short document is never flushed (see flush), so it can be undone.
-      if (len === 0) this.skippedEmpty++;
-      else this.skippedShort++;
-      this.#count = this.#docStart;
-      return;
-    }
-    const offset = this.#written + this.#docStart - this.#docFlushed;
-    if ((this.#indexCount + 1) * INDEX_RECORD_BYTES > this.#index.length) {
-      const grown = new Uint8Array(this.#index.length * 2);
-      grown.set(this.#index);
-      this.#index = grown;
-    }
-    const dv = new DataView(this.#index.buffer);
-    const o = this.#indexCount * INDEX_RECORD_BYTES;
-    dv.setBigUint64(o, BigInt(offset), true);
-    dv.setUint32(o + 8, len, true);
-    dv.setUint32(o + 12, 0, true);
-    this.#indexCount++;
-    if (this.documents >= this.#lengths.length) {
-      const grown = new Uint32Array(this.#lengths.length * 2);
-      grown.set(this.#lengths);
-      this.#lengths = grown;
-    }
-    this.#lengths[this.documents++] = len;
-    this.#docStart = this.#count;
-    this.#docFlushed = 0;
-  }
-
-  /** Writes buffered tokens and index records once enough have accumulated (or all of them with `force`). */
-  async flush(force = false): Promise<void> {
-    if (force || this.#count >= FLUSH_TOKENS) {
-      // Keep a document that is still shorter than the minimum in memory, so that it can be dropped.
-      const curLen = this.#docFlushed + this.#count - this.#docStart;
-      const upTo = curLen < this.minLength ? this.#docStart : this.#count;
-      if (upTo > 0) {
-        const bytes = new Uint8Array(upTo * 2);
-        const dv = new DataView(bytes.buffer);
-        for (let i = 0; i < upTo; i++) dv.setUint16(2 * i, this.#tokens[i], true);
-        this.#tokHash.update(bytes);
-        await writeAll(this.tokensFile, bytes);
-        this.#written += upTo;
-        if (upTo === this.#count) {
-          this.#docFlushed += this.#count - this.#docStart;
-          this.#docStart = 0;
-        } else {
-          this.#docStart -= upTo;
-        }
-        this.#tokens.copyWithin(0, upTo, this.#count);
-        this.#count -= upTo;
-      }
-    }
-    if (force || this.#indexCount >= 65536) {
-      const bytes = this.#index.subarray(0, this.#indexCount * INDEX_RECORD_BYTES);
-      this.#idxHash.update(bytes);
-      await writeAll(this.indexFile, bytes);
-      this.#indexCount = 0;
-    }
-  }
-
-  lengthsSoFar(): Uint32Array {
-    return this.#lengths.subarray(0, this.documents);
-  }
-
-  digests(): { tokens: string; index: string } {
-    return { tokens: this.#tokHash.digest("hex"), index: this.#idxHash.digest("hex") };
-  }
-}
-
-async function writeAll(f: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let o = 0;
-  while (o < bytes.length) o += await f.write(bytes.subarray(o));
 }
 
 /** Regular files under `dir`, recursively, sorted by path; hidden entries (`.git`, ...) skipped. */
@@ -192,9 +90,16 @@ export async function detectFormat(input: string): Promise<InputFormat> {
   try {
     st = await Deno.stat(input);
   } catch (e) {
+    if (e instanceof Deno.errors.NotFound && await Deno.stat(`${input}.idx`).then(() => true, () => false)) {
+      throw new UserError(`--input ${input}: a Megatron dataset prefix? pass --format megatron`);
+    }
     throw new UserError(`--input ${input}: ${e instanceof Deno.errors.NotFound ? "no such file or directory" : e}`);
   }
-  if (st.isDirectory) return "directory";
+  if (st.isDirectory) {
+    const files = await listFiles(input);
+    return files.length > 0 && files.every((f) => /\.parquet$/i.test(f)) ? "parquet" : "directory";
+  }
+  if (/\.parquet$/i.test(input)) return "parquet";
   return /\.(jsonl|ndjson)$/i.test(input) ? "jsonl" : "text";
 }
 
@@ -204,33 +109,158 @@ export interface PrepareResult {
   ms: number;
 }
 
+/** Documents per batch sent to a tokenizer worker, and characters. */
+const BATCH_DOCS = 256, BATCH_CHARS = 1 << 18;
+
+/**
+ * Turns documents into tokens: bytes go straight to the writer; a Hugging Face tokenizer encodes whole texts, in
+ * this thread or, with a pool, on worker threads (results written in document order).
+ */
+class Encoder implements DocumentSink {
+  #buf = new Uint8Array(1 << 16);
+  #len = 0;
+  readonly #bytes: boolean;
+  readonly #enc = new TextEncoder();
+  readonly #dec = new TextDecoder();
+  #batch: string[] = [];
+  #batchChars = 0;
+  readonly #pending: Promise<EncodedBatch>[] = [];
+
+  constructor(readonly tokenizer: DocumentTokenizer, readonly w: DatasetWriter, readonly pool?: EncodePool) {
+    this.#bytes = tokenizer.info.kind === "bytes";
+  }
+
+  /** Document bytes (text readers). */
+  write(bytes: Uint8Array): void {
+    if (this.#bytes) return this.w.write(bytes);
+    if (this.#len + bytes.length > this.#buf.length) {
+      const grown = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + bytes.length));
+      grown.set(this.#buf.subarray(0, this.#len));
+      this.#buf = grown;
+    }
+    this.#buf.set(bytes, this.#len);
+    this.#len += bytes.length;
+  }
+
+  endDocument(): void {
+    if (this.#bytes) return this.w.endDocument();
+    const text = this.#dec.decode(this.#buf.subarray(0, this.#len));
+    this.#len = 0;
+    this.text(text);
+  }
+
+  /** A whole document as a string (JSONL, Parquet). */
+  text(t: string): void {
+    if (this.pool) {
+      this.#batch.push(t);
+      this.#batchChars += t.length;
+      if (this.#batch.length >= BATCH_DOCS || this.#batchChars >= BATCH_CHARS) this.#dispatch();
+      return;
+    }
+    if (t.length) this.w.write(this.#bytes ? this.#enc.encode(t) : this.tokenizer.encode(t));
+    this.w.endDocument();
+  }
+
+  #dispatch(): void {
+    if (!this.#batch.length) return;
+    this.#pending.push(this.pool!.encode(this.#batch));
+    this.#batch = [];
+    this.#batchChars = 0;
+  }
+
+  async #take(): Promise<void> {
+    const r = await this.#pending.shift()!;
+    let o = 0;
+    for (const len of r.lengths) {
+      this.w.write(r.ids.subarray(o, o + len));
+      o += len;
+      this.w.endDocument();
+    }
+  }
+
+  /** Writes finished batches (waiting while too many are in flight) and flushes the writer. */
+  async flush(): Promise<void> {
+    while (this.#pending.length > 2 * (this.pool?.size ?? 0)) await this.#take();
+    await this.w.flush();
+  }
+
+  /** Encodes and writes everything still buffered. */
+  async finish(): Promise<void> {
+    this.#dispatch();
+    while (this.#pending.length) {
+      await this.#take();
+      await this.w.flush();
+    }
+  }
+
+  /** Lets batches still in flight settle (after a failure or the document limit). */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(this.#pending.splice(0));
+  }
+}
+
 /** Builds a dataset (see the file header). Throws UserError on bad input, naming the file and line. */
 export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResult> {
   const t0 = performance.now();
   const format = opts.format ?? await detectFormat(opts.input);
+  const tokenizer = typeof opts.tokenizer === "string"
+    ? await loadTokenizer(opts.tokenizer)
+    : opts.tokenizer ?? bytesTokenizer();
+  if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit >= 1)) {
+    throw new UserError(`--limit ${opts.limit}: expected a positive integer`);
+  }
+  if (opts.shuffleSeed !== undefined && !(Number.isInteger(opts.shuffleSeed) && opts.shuffleSeed >= 0)) {
+    throw new UserError(`--shuffle-seed ${opts.shuffleSeed}: expected a non-negative integer`);
+  }
+  if (format === "megatron") {
+    if (!opts.tokenizer) {
+      throw new UserError(
+        `--format megatron needs --tokenizer PATH (the tokenizer.json the .bin was made with), so that the dataset ` +
+          `records which vocabulary its token ids belong to`,
+      );
+    }
+    if (opts.limit !== undefined || opts.shuffleSeed !== undefined || opts.field !== undefined) {
+      throw new UserError(
+        `--limit, --shuffle-seed and --field do not apply to --format megatron (it imports the dataset as it is)`,
+      );
+    }
+    const manifest = await importMegatron({
+      prefix: opts.input,
+      out: opts.out,
+      tokenizer: tokenizer.info,
+      overwrite: Boolean(opts.overwrite),
+      onProgress: opts.onProgress,
+    });
+    return { manifest, ms: performance.now() - t0 };
+  }
   const split: SplitMode = opts.split ?? (format === "text" ? "paragraph" : "file");
   const minLength = opts.minLength ?? 2;
   if (!Number.isInteger(minLength) || minLength < 1 || minLength > 4096) {
     throw new UserError(`--min-length ${minLength}: expected an integer in 1..4096`);
   }
-  const files = format === "directory" ? await listFiles(opts.input) : [opts.input];
+  const field = opts.field ?? "text";
+  const files = format === "directory"
+    ? await listFiles(opts.input)
+    : format === "parquet"
+    ? await parquetFiles(opts.input, listFiles)
+    : [opts.input];
   if (format === "directory" && files.length === 0) throw new UserError(`--input ${opts.input}: no files in it`);
   let totalBytes = 0;
   for (const f of files) totalBytes += (await Deno.stat(f)).size;
 
-  await Deno.mkdir(opts.out, { recursive: true });
-  const manifestPath = `${opts.out}/${DATASET_FILES.manifest}`;
-  if (!opts.overwrite && await Deno.stat(manifestPath).then(() => true, () => false)) {
-    throw new UserError(`--out ${opts.out}: already holds a dataset; pass --overwrite to replace it`);
+  const out = await DatasetOutput.open(opts.out, Boolean(opts.overwrite));
+  const tokenBytes = tokenBytesFor(tokenizer.info.vocab);
+  const w = await DatasetWriter.open(out, { tokenBytes, minLength, limit: opts.limit, shuffleSeed: opts.shuffleSeed });
+  const workers = opts.workers ?? Math.min(8, navigator.hardwareConcurrency ?? 1);
+  let pool: EncodePool | undefined;
+  if (tokenizer.info.kind === "huggingface" && typeof opts.tokenizer === "string" && workers > 1) {
+    pool = await EncodePool.start(opts.tokenizer, workers).catch(async (e) => {
+      w.close();
+      await out.abort();
+      throw e;
+    });
   }
-  // A dataset being replaced stops being one at once (no manifest), so a crash mid-way leaves no stale dataset.
-  await Deno.remove(manifestPath).catch(() => {});
-  const tag = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const tmpTokens = `${opts.out}/${DATASET_FILES.tokens}.tmp-${tag}`;
-  const tmpIndex = `${opts.out}/${DATASET_FILES.index}.tmp-${tag}`;
-  const tokensFile = await Deno.open(tmpTokens, { write: true, create: true, truncate: true });
-  const indexFile = await Deno.open(tmpIndex, { write: true, create: true, truncate: true });
-  const w = new DatasetWriter(tokensFile, indexFile, minLength);
+  const enc = new Encoder(tokenizer, w, pool);
   let bytesRead = 0;
   let binaryFiles = 0;
   let current = files[0];
@@ -247,63 +277,52 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
     report();
   };
   try {
-    for (const file of files) {
-      current = file;
-      if (format === "jsonl") await readJsonl(file, w, onChunk);
-      else if (split === "file") {
-        if (await readWholeFile(file, w, onChunk, format === "directory")) binaryFiles++;
-      } else {
-        if (await readLines(file, split, w, onChunk, format === "directory")) binaryFiles++;
+    try {
+      for (const file of files) {
+        current = file;
+        if (format === "jsonl") await readJsonl(file, field, enc, onChunk);
+        else if (format === "parquet") {
+          await readParquetColumn(file, field, (t) => enc.text(t), async (n) => {
+            onChunk(n);
+            await enc.flush();
+          });
+        } else if (split === "file") {
+          if (await readWholeFile(file, enc, onChunk, format === "directory")) binaryFiles++;
+        } else {
+          if (await readLines(file, split, enc, onChunk, format === "directory")) binaryFiles++;
+        }
+        await enc.flush();
       }
-      await w.flush();
+      await enc.finish();
+    } catch (e) {
+      if (!(e instanceof LimitReached)) throw e;
     }
-    await w.flush(true);
-    await tokensFile.sync();
-    await indexFile.sync();
+    await enc.abandon();
+    pool?.close();
+    await w.finish();
+    if (w.documents === 0) {
+      throw new UserError(`--input ${opts.input}: no document of at least ${minLength} tokens in it`);
+    }
   } catch (e) {
-    tokensFile.close();
-    indexFile.close();
-    await Deno.remove(tmpTokens).catch(() => {});
-    await Deno.remove(tmpIndex).catch(() => {});
+    await enc.abandon();
+    pool?.close();
+    w.close();
+    await out.abort();
     throw e;
   }
-  tokensFile.close();
-  indexFile.close();
-  if (w.documents === 0) {
-    await Deno.remove(tmpTokens).catch(() => {});
-    await Deno.remove(tmpIndex).catch(() => {});
-    throw new UserError(`--input ${opts.input}: no document of at least ${minLength} tokens in it`);
-  }
-  const tokensPath = `${opts.out}/${DATASET_FILES.tokens}`;
-  const indexPath = `${opts.out}/${DATASET_FILES.index}`;
-  await Deno.rename(tmpTokens, tokensPath);
-  await Deno.rename(tmpIndex, indexPath);
-  const sha = w.digests();
-  const manifest: DatasetManifest = {
-    format: DATASET_FORMAT,
-    version: DATASET_VERSION,
-    tokenizer: "bytes",
-    vocab: 256,
-    tokenBytes: 2,
-    documents: w.documents,
-    tokens: w.tokens,
-    files: {
-      tokens: { name: DATASET_FILES.tokens, bytes: w.tokens * 2, sha256: sha.tokens },
-      index: { name: DATASET_FILES.index, bytes: w.documents * INDEX_RECORD_BYTES, sha256: sha.index },
-    },
-    contentHash: await contentHashOf("bytes", sha.tokens, sha.index),
+  const manifest = await out.commit({
+    ...w.summary(),
     source: opts.source ?? {
       kind: format,
       input: await Deno.realPath(opts.input).catch(() => opts.input),
-      split: format === "jsonl" ? "record" : split,
+      split: format === "jsonl" || format === "parquet" ? "record" : split,
       inputBytes: totalBytes,
+      ...(format === "jsonl" || format === "parquet" ? { field } : {}),
+      ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+      ...(opts.shuffleSeed !== undefined ? { shuffleSeed: opts.shuffleSeed } : {}),
     },
     skipped: { empty: w.skippedEmpty, short: w.skippedShort, binaryFiles },
-    lengths: lengthStats(w.lengthsSoFar().slice()),
-    createdAt: new Date().toISOString(),
-  };
-  await writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
-  await fsyncDir(opts.out);
+  }, tokenizer.info);
   report(true);
   return { manifest, ms: performance.now() - t0 };
 }
@@ -311,7 +330,7 @@ export async function prepareDataset(opts: PrepareOptions): Promise<PrepareResul
 /** Reads one file as one document; returns true when it was skipped as binary (a NUL byte in its first 8 KiB). */
 async function readWholeFile(
   path: string,
-  w: DatasetWriter,
+  w: Encoder,
   onChunk: (n: number) => void,
   skipBinary: boolean,
 ): Promise<boolean> {
@@ -333,7 +352,7 @@ async function readWholeFile(
 async function readLines(
   path: string,
   split: Exclude<SplitMode, "file">,
-  w: DatasetWriter,
+  w: Encoder,
   onChunk: (n: number) => void,
   skipBinary: boolean,
 ): Promise<boolean> {
@@ -352,10 +371,9 @@ async function readLines(
   return false;
 }
 
-async function readJsonl(path: string, w: DatasetWriter, onChunk: (n: number) => void): Promise<void> {
+async function readJsonl(path: string, field: string, w: Encoder, onChunk: (n: number) => void): Promise<void> {
   const f = await openInput(path);
   const dec = new TextDecoder();
-  const enc = new TextEncoder();
   let lineNo = 0;
   for await (const line of byteLines(f.readable, onChunk)) {
     lineNo++;
@@ -365,16 +383,19 @@ async function readJsonl(path: string, w: DatasetWriter, onChunk: (n: number) =>
     try {
       rec = JSON.parse(text);
     } catch (e) {
-      throw new UserError(`${path}:${lineNo}: not valid JSON (${(e as Error).message}); expected {"text": "..."}`);
+      throw new UserError(`${path}:${lineNo}: not valid JSON (${(e as Error).message}); expected {"${field}": "..."}`);
     }
-    const t = (rec as { text?: unknown } | null)?.text;
+    const t = rec !== null && typeof rec === "object" ? (rec as Record<string, unknown>)[field] : undefined;
     if (typeof t !== "string") {
+      const keys = rec !== null && typeof rec === "object" && !Array.isArray(rec) ? Object.keys(rec) : [];
       throw new UserError(
-        `${path}:${lineNo}: no "text" string field; each line must be an object like {"text": "..."}`,
+        `${path}:${lineNo}: no "${field}" string field` +
+          (keys.length
+            ? ` (the record has ${keys.slice(0, 8).map((k) => `"${k}"`).join(", ")}; pick one with --field)`
+            : `; each line must be an object like {"${field}": "..."}`),
       );
     }
-    w.write(enc.encode(t));
-    w.endDocument();
+    w.text(t);
     if (lineNo % 1024 === 0) await w.flush();
   }
 }

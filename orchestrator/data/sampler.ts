@@ -17,6 +17,8 @@ export interface SequenceTable {
   lengths: Uint32Array;
   /** The document each sequence comes from. */
   docs: Uint32Array;
+  /** Where each sequence starts inside its document (tokens; non-zero for the later pieces of a split document). */
+  docOffsets: Float64Array;
   /** Documents longer than the context (split into pieces, or dropped). */
   longDocs: number;
   policy: "split" | "drop";
@@ -39,6 +41,7 @@ export function buildSequenceTable(
     }
   }
   const offsets = new Float64Array(count), lengths = new Uint32Array(count), docs = new Uint32Array(count);
+  const docOffsets = new Float64Array(count);
   let k = 0;
   for (let d = 0; d < index.lengths.length; d++) {
     const len = index.lengths[d], off = index.offsets[d];
@@ -49,11 +52,11 @@ export function buildSequenceTable(
       for (let p = 0; p < len; p += maxSeq) {
         const piece = Math.min(maxSeq, len - p);
         if (piece < minLength) continue;
-        offsets[k] = off + p, lengths[k] = piece, docs[k++] = d;
+        offsets[k] = off + p, lengths[k] = piece, docOffsets[k] = p, docs[k++] = d;
       }
     }
   }
-  return { offsets, lengths, docs, longDocs, policy, maxSeq };
+  return { offsets, lengths, docs, docOffsets, longDocs, policy, maxSeq };
 }
 
 /** A global batch: sequence ids, with their token offsets and lengths. */
@@ -63,6 +66,9 @@ export interface Batch {
   lengths: number[];
   /** Epoch of the batch's first sequence (0 for synthetic lengths). */
   epoch: number;
+  /** Per sequence: its document and where in that document it starts (absent for synthetic lengths). */
+  docs?: number[];
+  docOffsets?: number[];
 }
 
 /** The sampler's position, saved in checkpoints. */
@@ -124,7 +130,7 @@ export class DatasetSampler implements BatchSampler {
   }
 
   next(size: number): Batch {
-    const batch: Batch = { ids: [], offsets: [], lengths: [], epoch: this.#epoch };
+    const batch: Batch = { ids: [], offsets: [], lengths: [], epoch: this.#epoch, docs: [], docOffsets: [] };
     for (let k = 0; k < size; k++) {
       if (this.#cursor >= this.#perm.length) this.#startEpoch(this.#epoch + 1, epochSeed(this.seed, this.#epoch + 1));
       if (k === 0) batch.epoch = this.#epoch;
@@ -132,6 +138,8 @@ export class DatasetSampler implements BatchSampler {
       batch.ids.push(id);
       batch.offsets.push(this.table.offsets[id]);
       batch.lengths.push(this.table.lengths[id]);
+      batch.docs!.push(this.table.docs[id]);
+      batch.docOffsets!.push(this.table.docOffsets[id]);
     }
     return batch;
   }

@@ -6,6 +6,7 @@ import type { Config } from "../config/types.ts";
 import { buildBuiltinDataset } from "./builtin_corpus.ts";
 import { datasetExists, type DatasetIndex, readDatasetIndex } from "./dataset_format.ts";
 import type { PrepareProgress } from "./prepare.ts";
+import { checkDatasetForModel, type ModelVocabulary } from "./model_match.ts";
 import {
   type BatchSampler,
   buildSequenceTable,
@@ -30,11 +31,24 @@ export interface TrainingData {
   sampler(state?: SamplerState): BatchSampler;
 }
 
-/** Opens (building if needed) the data of a config. */
+/** The model vocabulary of a config's preset or shape (no tokenizer of its own). */
+export function presetVocabulary(config: Config): ModelVocabulary {
+  const p = config.model.preset;
+  return {
+    vocab: config.model.vocab,
+    source: p ? `model.preset ${p}, vocab ${config.model.vocab}` : `model.vocab ${config.model.vocab}`,
+  };
+}
+
+/**
+ * Opens (building if needed) the data of a config. `model` is what the model says about its vocabulary (a
+ * checkpoint's config and tokenizer); default: the preset's or shape's `model.vocab`.
+ */
 export async function openTrainingData(
   config: Config,
   log: (line: string) => void = () => {},
   onProgress?: (p: PrepareProgress) => void,
+  model?: ModelVocabulary,
 ): Promise<TrainingData> {
   const t = config.training;
   const seed = t.seed;
@@ -53,11 +67,7 @@ export async function openTrainingData(
     }
     const dataset = await readDatasetIndex(t.dataset);
     const m = dataset.manifest;
-    if (m.vocab > config.model.vocab) {
-      throw new UserError(
-        `${config.source}: the dataset's vocabulary is ${m.vocab} tokens but model.vocab is ${config.model.vocab}`,
-      );
-    }
+    checkDatasetForModel(dataset.dir, m, model ?? presetVocabulary(config));
     const table = buildSequenceTable(dataset, maxSeq, t.longSequences);
     if (table.lengths.length === 0) {
       throw new UserError(`${t.dataset}: no usable sequence (every document is shorter than 2 tokens or dropped)`);

@@ -11,6 +11,7 @@
 
 import { writeAtomic } from "../../core/atomic_write.ts";
 import { UserError } from "../errors.ts";
+import type { LedgerSequence } from "../data/data_ledger.ts";
 
 /** One SP group of a step, as executed. */
 export interface LedgerGroup {
@@ -46,7 +47,8 @@ export interface LedgerRecord {
   tokens: number;
   /** Tokens with a target (sum of length - 1); the loss is averaged over these. */
   targetTokens: number;
-  sequences: number;
+  /** The sequences trained, in batch order: id, document, token range of that document (data/data_ledger.ts). */
+  sequences: LedgerSequence[];
   epoch: number;
   lr: number;
   predictedMs: number;

@@ -4,6 +4,7 @@
 
 import type { ExecutorEvent, ExecutorStepPlan, GroupAssignment } from "../../core/protocol.ts";
 import type { Batch } from "../data/sampler.ts";
+import { ledgerSequences } from "../data/data_ledger.ts";
 import type { GroupPlan, Plan } from "../planner/plan_types.ts";
 import type { LedgerMicroBatch, LedgerRecord } from "./ledger.ts";
 
@@ -94,7 +95,7 @@ export function stepRecord(
     loss: targetTokens > 0 ? lossSum / targetTokens : NaN,
     tokens,
     targetTokens,
-    sequences: planned.size,
+    sequences: ledgerSequences(batch, planned),
     epoch: batch.epoch,
     lr,
     predictedMs: plan.predictedMs,

@@ -63,16 +63,27 @@ export function totalMs(mbs: readonly MicroBatchPlan[]): number {
   return mbs.reduce((t, mb) => t + mb.predictedMs, 0);
 }
 
-/** BatchAda: the static plan of the degree that is fastest for this batch. */
+/**
+ * BatchAda: the static plan of the degree that is fastest for this batch. With `drop`, a degree may leave out
+ * the sequences its smallest groups cannot hold (on a mixed cluster, ones only the large-memory groups hold);
+ * the degree dropping fewest wins, then the fastest.
+ */
 export function batchAdaPlan(
   ctx: PlanContext,
   lengths: readonly number[],
   seqs: readonly number[],
-): { degree: number; microBatches: MicroBatchPlan[] } | undefined {
-  let best: { degree: number; microBatches: MicroBatchPlan[] } | undefined;
+  drop = false,
+): { degree: number; microBatches: MicroBatchPlan[]; dropped: number[] } | undefined {
+  let best: { degree: number; microBatches: MicroBatchPlan[]; dropped: number[] } | undefined;
   for (const d of ctx.degrees) {
-    const mbs = staticPlan(ctx, lengths, seqs, d);
-    if (mbs && (!best || totalMs(mbs) < totalMs(best.microBatches))) best = { degree: d, microBatches: mbs };
+    const limit = d * ctx.minBlockCapacity(d);
+    const over = seqs.filter((k) => lengths[k] > limit);
+    if (over.length > 0 && !drop) continue;
+    const mbs = staticPlan(ctx, lengths, seqs.filter((k) => lengths[k] <= limit), d);
+    if (!mbs) continue;
+    const better = !best || over.length < best.dropped.length ||
+      (over.length === best.dropped.length && totalMs(mbs) < totalMs(best.microBatches));
+    if (better) best = { degree: d, microBatches: mbs, dropped: over };
   }
   return best;
 }

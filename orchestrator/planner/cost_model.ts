@@ -51,7 +51,7 @@ export class CostModel {
       ? constants.actMbPerTokenFull ??
         (2 * model.hidden * model.layers) / 2 ** 20 + constants.actMbPerToken / model.layers
       : constants.actMbPerToken;
-    const params = constants.params ?? parameterCount(model);
+    const params = model.params ?? constants.params ?? parameterCount(model);
     this.modelStateMb = (params * 16 * zeroRatio(options.zeroStage, options.devices)) / 2 ** 20;
     this.commMbPerToken = (4 * 2 * model.layers * model.hidden * 2) / 2 ** 20;
     const sorted = (t: Record<number, number>) =>
@@ -102,9 +102,13 @@ export class CostModel {
     return t;
   }
 
-  /** Tokens of activations a device can hold (with a device memory below the budget, that memory is used). */
-  tokenCapacity(deviceMemoryGb?: number): number {
-    const budget = deviceMemoryGb === undefined ? this.budgetMb : Math.min(this.budgetMb, deviceMemoryGb * 1024);
+  /**
+   * Tokens of activations a device can hold: floor((budget − model states) / activation MB per token), with
+   * the device's own budget when it has one (else the model's), capped by its memory when that is below.
+   */
+  tokenCapacity(deviceMemoryGb?: number, budgetGb?: number): number {
+    let budget = budgetGb === undefined ? this.budgetMb : budgetGb * 1024;
+    if (deviceMemoryGb !== undefined) budget = Math.min(budget, deviceMemoryGb * 1024);
     return Math.max(0, Math.floor((budget - this.modelStateMb) / this.actMbPerToken));
   }
 

@@ -4,7 +4,7 @@ import { UserError } from "../errors.ts";
 import type { Config, CostConstants } from "../config/types.ts";
 import { buildCostModel, type CostModel } from "./cost_model.ts";
 import type { PlannerOptions } from "./context.ts";
-import { type Topology, topologyOf } from "./topology.ts";
+import { nodeBudgetGb, type Topology, topologyOf } from "./topology.ts";
 
 /** Everything `planStep` needs besides the lengths. */
 export interface PlannerSetup {
@@ -34,6 +34,20 @@ export function plannerSetup(config: Config, constants: CostConstants): PlannerS
     zeroStage: config.planner.zeroStage,
     devices: topology.devices,
   });
+  // Every node's own budget must hold the model states too.
+  for (const node of config.cluster.nodes) {
+    const budget = nodeBudgetGb(config, node.index);
+    if (budget !== undefined && cost.tokenCapacity(node.deviceMemoryGb, budget) <= 0) {
+      const key = node.memoryBudgetGb !== undefined
+        ? `cluster.nodes[${node.index}].memory_budget_gb`
+        : "planner.memory_budget_gb";
+      throw new UserError(
+        `${config.source}: node ${node.host}: model states need ${cost.modelStateMb.toFixed(0)} MB per device ` +
+          `but its memory budget is ${(Math.min(budget, node.deviceMemoryGb ?? Infinity) * 1024).toFixed(0)} MB; ` +
+          `raise ${key}, use more devices or ZeRO stage 3`,
+      );
+    }
+  }
   const p = config.planner;
   return {
     topology,

@@ -103,12 +103,16 @@ export function microBatchLowerBound(ctx: PlanContext, lengths: readonly number[
   if (seqs.length === 0) return 0;
   let longest = 0;
   let work = 0;
+  let speedWork = 0;
+  let tokens = 0;
   for (const k of seqs) {
     longest = Math.max(longest, ctx.bestSeqMs(lengths[k]));
     work += ctx.minWork(lengths[k]);
+    speedWork += ctx.speedWork(lengths[k]);
+    tokens += lengths[k];
   }
   const beta = ctx.cost.beta1 / ctx.maxSpeed;
-  return beta + Math.max(longest, work / ctx.topo.devices);
+  return Math.max(beta + Math.max(longest, work / ctx.topo.devices), ctx.weightedBound(tokens, speedWork, 1));
 }
 
 /** Turns open groups into a micro-batch plan, covering idle ranks with empty groups. */

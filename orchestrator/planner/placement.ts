@@ -99,7 +99,8 @@ export class BlockAllocator {
 
   /**
    * Best free aligned block of this degree without taking it, or undefined. Preference: inside one node,
-   * fastest, carved from the smallest free block (keeps large blocks whole), lowest start.
+   * fastest, of one speed (not wasting faster devices), carved from the smallest free block (keeps large
+   * blocks whole), lowest start.
    */
   peek(degree: number, minCapacity = 0): Block | undefined {
     if (this.free < degree) return undefined;
@@ -110,7 +111,9 @@ export class BlockAllocator {
       for (const s of starts) {
         const sub = this.bestSub(s, size, degree, minCapacity);
         if (!sub) continue;
-        const key = [sub.spans ? 1 : 0, -sub.speed, size, sub.start];
+        // A block mixing device types runs at its slowest and holds its smallest: keep faster devices free.
+        const mixed = this.table.fastestIn(sub.start, degree) > sub.speed ? 1 : 0;
+        const key = [sub.spans ? 1 : 0, -sub.speed, mixed, size, sub.start];
         if (!best || lexLess(key, bestKey)) [best, bestKey] = [sub, key];
       }
     }
@@ -121,11 +124,16 @@ export class BlockAllocator {
   private bestSub(s: number, size: number, degree: number, minCapacity: number): Block | undefined {
     const top = this.table.fastestIn(s, size);
     let best: Block | undefined;
+    let bestMixed = false;
     for (let x = s; x < s + size; x += degree) {
       const b = this.table.get(x, degree);
       if (b.capacity < minCapacity) continue;
-      if (!best || (best.spans && !b.spans) || (best.spans === b.spans && b.speed > best.speed)) best = b;
-      if (!best.spans && best.speed >= top) break;
+      const mixedB = this.table.fastestIn(x, degree) > b.speed;
+      if (
+        !best || (best.spans && !b.spans) || (best.spans === b.spans && b.speed > best.speed) ||
+        (best.spans === b.spans && b.speed === best.speed && bestMixed && !mixedB)
+      ) [best, bestMixed] = [b, mixedB];
+      if (!best.spans && best.speed >= top && !bestMixed) break;
     }
     return best;
   }

@@ -15,6 +15,18 @@ import { improveWithMilp } from "./milp_improve.ts";
 /** Options of one planning call. */
 export interface PlanStepOptions extends Partial<PlannerOptions> {
   strategy?: Strategy;
+  /**
+   * When the request was made (epoch ms: `performance.timeOrigin + performance.now()`); the time limit and
+   * `solveMs` count from it, so a worker's queueing and transfer are inside the budget. Default: now.
+   */
+  startedAt?: number;
+  /** Sees each complete plan found before the final one (a worker forwards them as deadline fallbacks). */
+  onIncumbent?: (plan: Plan) => void;
+}
+
+/** Now as epoch ms, comparable across threads (each thread's `performance.now()` has its own origin). */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 /** Splits sequences into those some group can hold and the rest (error or drop, per options). */
@@ -46,9 +58,12 @@ export async function planStep(
   cost: CostModel,
   options: PlanStepOptions = {},
 ): Promise<Plan> {
-  const t0 = performance.now();
+  const t0 = options.startedAt === undefined ? performance.now() : options.startedAt - performance.timeOrigin;
   const { DEFAULT_PLANNER_OPTIONS } = await import("./context.ts");
-  const opts: PlannerOptions = { ...DEFAULT_PLANNER_OPTIONS, ...options };
+  const { startedAt: _s, onIncumbent: offered, ...rest } = options;
+  const opts: PlannerOptions = { ...DEFAULT_PLANNER_OPTIONS, ...rest };
+  // Incumbents serve a wall-clock deadline; deterministic mode has none.
+  const onIncumbent = opts.deterministic ? undefined : offered;
   const strategy = options.strategy ?? "flexsp";
   const ctx = new PlanContext(cost, topo, cost.model.heads, opts);
   const { seqs, dropped } = admit(ctx, lengths);
@@ -56,34 +71,79 @@ export async function planStep(
   const base = { strategy, lowerBoundMs, dropped };
 
   if (strategy === "static") {
-    // A static run must hold the model's whole context (else it would fail on the first long sequence):
-    // the smallest degree that does, or the widest degree when none does (longer sequences are dropped).
-    const need = ctx.minDegreeOf(cost.model.maxSeq);
+    // A static run must hold the model's whole context on every group (else it would fail on the first long
+    // sequence that lands on a small-memory one): the smallest degree all of whose blocks do, or the widest
+    // degree when none does (longer sequences are dropped).
+    const need = ctx.uniformDegreeOf(cost.model.maxSeq);
     const d = opts.staticDegree ?? (Number.isFinite(need) ? need : ctx.degrees[ctx.degrees.length - 1]);
     if (!Number.isFinite(d) || !ctx.degrees.includes(d)) {
       throw new UserError(`static SP degree ${d} is not usable here (allowed: ${ctx.degrees.join(", ")})`);
     }
-    const mbs = staticPlan(ctx, lengths, seqs, d);
-    if (!mbs) throw new UserError(`static SP degree ${d} cannot hold the longest sequence of this batch`);
-    return finish({ ...base, degree: d, microBatches: mbs, details: { degree: d } }, t0);
+    // Sequences some group holds but not every degree-d group (a mixed cluster's small-memory ones) are
+    // over a static run's limit too: dropped with overflow: drop, like the longer ones.
+    const limit = d * ctx.minBlockCapacity(d);
+    const over = seqs.filter((k) => lengths[k] > limit);
+    const kept = over.length && opts.overflow === "drop" ? seqs.filter((k) => lengths[k] <= limit) : seqs;
+    const mbs = staticPlan(ctx, lengths, kept, d);
+    if (!mbs) {
+      throw new UserError(
+        `static SP degree ${d} cannot hold the longest sequence of this batch (${lengths[over[0] ?? seqs[0]]} ` +
+          `tokens; its groups hold ${limit}); set planner.static_degree higher or planner.overflow: drop`,
+      );
+    }
+    const extra = kept === seqs ? {} : {
+      lowerBoundMs: stepLowerBound(ctx, lengths, kept),
+      dropped: [...dropped, ...over].sort((a, b) => a - b),
+    };
+    return finish({ ...base, ...extra, degree: d, microBatches: mbs, details: { degree: d } }, t0);
   }
   if (strategy === "batchada") {
-    const r = batchAdaPlan(ctx, lengths, seqs);
-    if (!r) throw new UserError("no homogeneous SP degree can hold this batch");
-    return finish({ ...base, degree: r.degree, microBatches: r.microBatches, details: { degree: r.degree } }, t0);
+    const r = batchAdaPlan(ctx, lengths, seqs, opts.overflow === "drop");
+    if (!r) {
+      throw new UserError(
+        "no homogeneous SP degree can hold this batch (some sequence fits only the large-memory groups); set " +
+          "planner.overflow: drop",
+      );
+    }
+    const kept = new Set(r.dropped);
+    const extra = r.dropped.length === 0 ? {} : {
+      lowerBoundMs: stepLowerBound(ctx, lengths, seqs.filter((k) => !kept.has(k))),
+      dropped: [...dropped, ...r.dropped].sort((a, b) => a - b),
+    };
+    return finish(
+      { ...base, ...extra, degree: r.degree, microBatches: r.microBatches, details: { degree: r.degree } },
+      t0,
+    );
   }
 
   // Stop improving a little before the budget, so the finished plan is returned within it.
   const deadline = opts.deterministic ? Infinity : t0 + 0.9 * opts.timeLimitMs;
-  const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline);
+  // Every better split is offered at once: under load the search alone can take most of the budget.
+  const offer = onIncumbent &&
+    ((mbs: MicroBatchPlan[], how: string) =>
+      onIncumbent(finish({ ...base, microBatches: mbs, details: { chunking: how, incumbent: "search" } }, t0)));
+  const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline, offer);
   if (!search) throw new UserError("no plan fits this batch in memory (even one sequence per micro-batch)");
   let { microBatches } = search;
   const details: Record<string, string | number | boolean> = { chunking: search.how };
   const before = totalMs(microBatches);
-  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, { deadline });
+  // Incumbents for a deadline fallback: each improving move, then each micro-batch the MILP improves.
+  const post = (mbs: MicroBatchPlan[], phase: string) =>
+    onIncumbent?.(finish({ ...base, microBatches: mbs, details: { ...details, incumbent: phase } }, t0));
+  microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, {
+    deadline,
+    onMove: onIncumbent && ((mbs) => post(mbs, "rebalance")),
+  });
   details.rebalanceGainMs = round(before - totalMs(microBatches));
   if (opts.milp !== "none") {
-    const r = await improveWithMilp(ctx, lengths, microBatches, deadline);
+    const current = [...microBatches];
+    const onSolve = onIncumbent && ((i: number, _before: MicroBatchPlan, r: { plan?: MicroBatchPlan }) => {
+      if (r.plan && r.plan.predictedMs < current[i].predictedMs * (1 - 1e-12)) {
+        current[i] = r.plan;
+        post([...current], "milp");
+      }
+    });
+    const r = await improveWithMilp(ctx, lengths, microBatches, deadline, onSolve);
     microBatches = r.microBatches;
     Object.assign(details, r.details);
   }
@@ -96,6 +156,7 @@ export function searchMicroBatchSplits(
   lengths: readonly number[],
   seqs: readonly number[],
   deadline = Infinity,
+  onBetter?: (microBatches: MicroBatchPlan[], how: string) => void,
 ): { microBatches: MicroBatchPlan[]; how: string } | undefined {
   if (seqs.length === 0) return { microBatches: [], how: "empty" };
   const weights: [string, (s: number) => number][] = [
@@ -130,7 +191,10 @@ export function searchMicroBatchSplits(
       }
       if (mbs.length !== chunks.length) continue;
       feasibleAny = true;
-      if (!best || totalMs(mbs) < totalMs(best.microBatches)) best = { microBatches: mbs, how: `${name}/M=${m}` };
+      if (!best || totalMs(mbs) < totalMs(best.microBatches)) {
+        best = { microBatches: mbs, how: `${name}/M=${m}` };
+        onBetter?.(best.microBatches, best.how);
+      }
     }
     // Infeasible counts (a chunk over memory) do not use up a trial, as in the reference.
     if (feasibleAny || best) tried++;

@@ -27,6 +27,8 @@ export interface RebalanceOptions {
   movesPerSource?: number;
   /** Also try swapping two sequences when no single move helps (default false). */
   swaps?: boolean;
+  /** Called with the micro-batches after each improving move (deadline incumbents). */
+  onMove?: (microBatches: MicroBatchPlan[]) => void;
 }
 
 /**
@@ -40,7 +42,7 @@ export function improveAcrossMicroBatches(
   microBatches: MicroBatchPlan[],
   opts: RebalanceOptions,
 ): MicroBatchPlan[] {
-  const { deadline, maxRounds = 200, movesPerSource = 6, swaps = false } = opts;
+  const { deadline, maxRounds = 200, movesPerSource = 6, swaps = false, onMove } = opts;
   const mbs = microBatches.map((mb) => ({ plan: mb, seqs: members(mb) }));
   if (mbs.length < 2) return microBatches;
   const excess = (i: number) => mbs[i].plan.predictedMs - microBatchLowerBound(ctx, lengths, mbs[i].seqs);
@@ -80,6 +82,7 @@ export function improveAcrossMicroBatches(
     }
     if (!moved && swaps && performance.now() < deadline) moved = trySwap(ctx, lengths, mbs, deadline, movesPerSource);
     if (!moved) break;
+    onMove?.(mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan));
   }
   return mbs.filter((m) => m.seqs.length > 0).map((m) => m.plan);
 }

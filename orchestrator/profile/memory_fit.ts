@@ -38,10 +38,13 @@ export function fitMemory(config: Config, m: MemoryMeasurements): { section: Mem
   const act = best.slopeMb > 0 ? best.slopeMb : 1e-6;
   const modelStateMb = Math.max(0, ...modelStateBytes.values()) / MB;
   const n = rankNode.length;
-  const plannerModelStateMb = (parameterCount(config.model) * 16 * zeroRatio(config.planner.zeroStage, n)) / MB;
+  const plannerModelStateMb =
+    ((config.model.params ?? parameterCount(config.model)) * 16 * zeroRatio(config.planner.zeroStage, n)) / MB;
   const perDevice = rankNode.map((node, rank) => {
     const nc = config.cluster.nodes[node];
-    const caps = [config.planner.memoryBudgetGb, nc.deviceMemoryGb].filter((x): x is number => x !== undefined);
+    const caps = [nc.memoryBudgetGb ?? config.planner.memoryBudgetGb, nc.deviceMemoryGb].filter((x): x is number =>
+      x !== undefined
+    );
     if (caps.length === 0) {
       const mem = nodeMemoryGb(node);
       if (mem !== undefined) caps.push((0.9 * mem) / nc.devices);

@@ -237,6 +237,7 @@ class Attempt {
     const pool = this.pool = ExecutorPool.create(cluster, {
       config: ctx.config,
       datasetPath: paths ? (n) => paths.get(n) : undefined,
+      datasetTokenBytes: ctx.data.dataset?.manifest.tokenBytes,
       env: ctx.executorEnv,
       log: (l) => ctx.log(l),
     });

@@ -92,6 +92,28 @@ const CASES: [string, string, string[], string][] = [
     [],
     "profile.constants.bandwidth_gbps.intra.3: keys must be powers of two >= 2 (SP degrees)",
   ],
+  [
+    "node memory budget above its device memory",
+    GOOD.replace("devices: 4", "devices: 4\n      device_memory_gb: 80\n      memory_budget_gb: 90"),
+    [],
+    "c.yaml:7:25 cluster.nodes[0].memory_budget_gb: 90 GB is above this node's device_memory_gb (80 GB); lower " +
+    "memory_budget_gb to at most 80",
+  ],
+  [
+    "node memory budget above its device memory, from --set",
+    GOOD.replace("devices: 4", "devices: 4\n      device_memory_gb: 40"),
+    ["cluster.nodes[0].memory_budget_gb=41"],
+    "--set cluster.nodes[0].memory_budget_gb=41: cluster.nodes[0].memory_budget_gb: 41 GB is above this node's " +
+    "device_memory_gb (40 GB)",
+  ],
+  [
+    "parameter table without the context",
+    GOOD + "profile:\n  constants: {alpha1: 1, alpha2: 1, act_mb_per_token: 1, bandwidth_gbps: {intra: {2: 1}}, " +
+    "params_by_max_seq: {2048: 1.0e6, 4096: 2.0e6}}\n",
+    ["model.max_seq=8192"],
+    "profile.constants.params_by_max_seq: model.max_seq 8192 is outside the table's contexts (2048, 4096); add " +
+    "an entry for it or set model.params",
+  ],
 ];
 
 for (const [name, text, sets, expected] of CASES) {

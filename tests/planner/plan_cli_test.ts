@@ -61,3 +61,37 @@ Deno.test("plan errors are one line naming the problem, with exit code 1", async
     await Deno.remove(file);
   }
 });
+
+Deno.test("plan on a mixed cluster names each group's device type, in the summary, --verbose and --json", async () => {
+  const mixed = [4, 5, 6, 7].flatMap((i) => [
+    "--set",
+    `cluster.nodes[${i}].device_memory_gb=80`,
+    "--set",
+    `cluster.nodes[${i}].memory_budget_gb=68`,
+    "--set",
+    `cluster.nodes[${i}].speed=2`,
+  ]);
+  const args = ["configs/paper-a100-64.yaml", "--steps", "1", "--set", "planner.milp=none", ...mixed];
+  const text = await plan(...args, "--verbose");
+  assertEquals(text.code, 0, text.stderr);
+  assert(
+    text.stdout.includes("device types: 4 nodes cuda 40GB (ranks 0-31), 4 nodes cuda 80GB x2 (ranks 32-63)"),
+    text.stdout,
+  );
+  assert(/mb 0 .*\[cuda (40GB|80GB x2)\]/.test(text.stdout), "summary entries name their type");
+  // Static SP=64 spans both types: its groups are named mixed.
+  assert(text.stdout.includes("(8 nodes, mixed: cuda 40GB + cuda 80GB x2)"), text.stdout);
+  assert(/d\d+ ranks 3[2-9]-\d+ \(a100-node[4-7], cuda 80GB x2\)/.test(text.stdout), "verbose groups name the type");
+  const json = await plan(...args, "--json");
+  assertEquals(json.code, 0, json.stderr);
+  const groups = JSON.parse(json.stdout).steps[0].strategies.flexsp.microBatches
+    .flatMap((mb: { groups: { ranks: number[]; deviceType: string }[] }) => mb.groups);
+  for (const g of groups) {
+    const want = g.ranks[g.ranks.length - 1] < 32
+      ? "cuda 40GB"
+      : g.ranks[0] >= 32
+      ? "cuda 80GB x2"
+      : "mixed: cuda 40GB + cuda 80GB x2";
+    assertEquals(g.deviceType, want, `group ${g.ranks[0]}-${g.ranks[g.ranks.length - 1]}`);
+  }
+});

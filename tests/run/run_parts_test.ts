@@ -71,7 +71,7 @@ Deno.test("ledger record: loss summed over ranks, group time = max over its rank
     planSource: "solved",
   });
   assertEquals(r.loss, (100 + 30 + 50) / (199 + 49 + 108));
-  assertEquals([r.tokens, r.targetTokens, r.sequences, r.epoch], [360, 356, 4, 2]);
+  assertEquals([r.tokens, r.targetTokens, r.sequences.length, r.epoch], [360, 356, 4, 2]);
   assertEquals([r.measuredMs, r.wallMs, r.overheadMs, r.microBatchMs], [15, 17, 2, 9 + 3]);
   const g0 = r.plan.microBatches[0].groups[0];
   assertEquals([g0.measuredMs, g0.sequences, g0.indices, g0.lengths, g0.tokens], [9, [41], [1], [200], 199]);
