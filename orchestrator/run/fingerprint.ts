@@ -10,7 +10,18 @@ import type { Config, CostConstants } from "../config/types.ts";
 const OPERATIONAL: Record<string, string[]> = {
   "": ["name", "profile", "observe"],
   cluster: ["connect_timeout_s", "heartbeat_timeout_s"],
-  "cluster.nodes[]": ["user", "port", "identity", "known_hosts", "host_key_policy", "deno", "workdir", "transport"],
+  "cluster.nodes[]": [
+    "user",
+    "port",
+    "identity",
+    "known_hosts",
+    "host_key_policy",
+    "deno",
+    "workdir",
+    "transport",
+    "jump",
+    "ssh_config",
+  ],
   training: [
     "checkpoint_interval",
     "checkpoint_dir",
@@ -19,6 +30,7 @@ const OPERATIONAL: Record<string, string[]> = {
     "max_restarts",
     "dataset",
     "dataset_builtin",
+    "resume",
   ],
 };
 
