@@ -140,3 +140,17 @@ export { ExecutorPool, type PoolOptions } from "./orchestrator/cluster/executor_
 export { type Fault, rootCause } from "./orchestrator/cluster/fault.ts";
 /** The agent/executor wire protocol (one JSON object per line). */
 export { PROTOCOL_VERSION } from "./core/protocol.ts";
+
+/** Slurm: the nodes, addresses and GPUs of the allocation this process runs in (`cluster.scheduler: slurm`). */
+export {
+  loadClusterConfig,
+  readAllocation,
+  type SlurmNode,
+  slurmNodes,
+} from "./orchestrator/cluster/slurm_allocation.ts";
+/** The sbatch script `deno task submit` writes (signal, requeue and resume wiring). */
+export { type SbatchOptions, sbatchScript } from "./orchestrator/cluster/sbatch_script.ts";
+/** ~/.ssh/config as OpenSSH reads it (Host aliases, HostName, User, Port, IdentityFile, ProxyJump). */
+export { resolveSshHost, type SshHostConfig } from "./orchestrator/cluster/ssh_config.ts";
+/** One report for a wave of node failures, grouped by reason. */
+export { waveReport } from "./orchestrator/cluster/failure_wave.ts";

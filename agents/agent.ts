@@ -197,8 +197,14 @@ async function main(): Promise<void> {
   ensureXdgRuntimeDir();
   // Ctrl-C in a terminal reaches every process of the foreground group; the orchestrator decides what happens.
   Deno.addSignalListener("SIGINT", () => {});
+  // In a Slurm step (FLEXSP_DEFER_SIGTERM=1) Slurm's SIGTERM on scancel, time limit or preemption reaches every
+  // process at once: the orchestrator finishes the step, checkpoints and then shuts the agent down itself.
+  const deferTerm = Deno.env.get("FLEXSP_DEFER_SIGTERM") === "1";
   for (const sig of ["SIGTERM", "SIGHUP"] as const) {
-    Deno.addSignalListener(sig, () => void shutdown(`${sig} received`, 1000));
+    Deno.addSignalListener(sig, () => {
+      if (sig === "SIGTERM" && deferTerm) logLine("info", "SIGTERM received: left to the orchestrator");
+      else void shutdown(`${sig} received`, 1000);
+    });
   }
   // spawn waits for the inventory, and commands for executors must stay behind it; pings never wait.
   let chain: Promise<void> = Promise.resolve();

@@ -54,6 +54,9 @@ export function parseStepDelay(text: string | undefined): StepDelay | undefined 
 }
 
 async function main(): Promise<number> {
+  // In a Slurm step, SIGTERM (scancel, time limit, preemption) reaches every process at once; the orchestrator
+  // finishes the step and checkpoints first, then shuts executors down through their agent.
+  if (Deno.env.get("FLEXSP_DEFER_SIGTERM") === "1") Deno.addSignalListener("SIGTERM", () => {});
   // stdout is the protocol channel: keep stray console.log output off it.
   console.log = console.error;
   const { values } = parseArgs({

@@ -4,7 +4,7 @@
 
 import { parseArgs } from "node:util";
 import { runCli, UserError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config } from "../config/types.ts";
 import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { ExecutorPool, FaultError } from "../cluster/executor_pool.ts";
@@ -201,7 +201,7 @@ async function main(): Promise<number> {
   }
   const hold = values.hold === undefined ? undefined : Number(values.hold);
   if (hold !== undefined && !(hold >= 0)) throw new UserError(`--hold ${values.hold}: expected seconds >= 0`);
-  const config = await loadConfig(positionals[0], values.set);
+  const config = await loadClusterConfig(positionals[0], values.set);
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
   const runId = `nodes-${stamp}-${crypto.randomUUID().slice(0, 4)}`;
   const say = (text: string) => console.error(text);

@@ -1,7 +1,7 @@
 // `deno task plan <config.yaml>`: dry run. Plans the next steps with FlexSP and the static-SP and BatchAda
 // baselines and prints groups and predicted times, without touching a device.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import { runCli, UserError } from "../errors.ts";
 import { resolveCostConstants } from "../config/profile_file.ts";
 import { withProfileOffer } from "./profile_offer.ts";
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     force: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${USAGE}`);
-  const config = await loadConfig(positionals[0], sets);
+  const config = await loadClusterConfig(positionals[0], sets);
   const constants = await withProfileOffer(() => resolveCostConstants(config, { force: Boolean(values.force) }));
   const setup = plannerSetup(config, constants);
   const batch = config.training.globalBatch;

@@ -3,7 +3,7 @@
 // `plan`/`launch` call `runProfileCli` (through profile_offer.ts) when they offer to profile a cluster that has no
 // profile yet.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { parseCommand, positiveInt } from "./args.ts";
@@ -148,7 +148,7 @@ export async function profileMain(argv: string[]): Promise<number> {
       throw new UserError(`--check takes a run directory and at most one config\n\n${PROFILE_USAGE}`);
     }
     const dir = values.check as string;
-    const config = positionals[0] ? await loadConfig(positionals[0], sets) : undefined;
+    const config = positionals[0] ? await loadClusterConfig(positionals[0], sets) : undefined;
     const drift = values.drift === undefined ? 15 : Number(values.drift);
     if (!(drift > 0)) throw new UserError(`--drift: expected a positive percentage, got "${values.drift}"`);
     const path = `${dir.replace(/\/$/, "")}/ledger.jsonl`;
@@ -163,7 +163,7 @@ export async function profileMain(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UserError(`expected one config file\n\n${PROFILE_USAGE}`);
   if (values.quick && values.large) throw new UserError("--quick and --large exclude each other");
-  const config = await loadConfig(positionals[0], sets);
+  const config = await loadClusterConfig(positionals[0], sets);
   const grid: Partial<GridOptions> = {};
   const lengths = list("lengths"), counts = list("counts"), sizes = list("sizes");
   if (lengths) grid.lengths = lengths;

@@ -17,7 +17,9 @@ import {
 } from "./bootstrap.ts";
 import { torchProblem } from "./torch_requirement.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
-import { SshConnection, sshTargetOf } from "./ssh_transport.ts";
+import { spawnSrunAgent } from "./slurm_transport.ts";
+import { SshConnection } from "./ssh_transport.ts";
+import { sshTargetFor } from "./ssh_route.ts";
 
 /** Default executor entry of this checkout. */
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
@@ -113,7 +115,7 @@ export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
 }
 
 function nodeName(n: NodeConfig): string {
-  return `node ${n.index} (${n.host})`;
+  return n.srun ? `node ${n.index} (${n.srun}, ${n.host})` : `node ${n.index} (${n.host})`;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -239,7 +241,7 @@ export class ClusterSession {
       try {
         if (n.transport === "local") {
           const runDir = n.workdir ? `${n.workdir}/runs/${opts.runId}` : opts.runDir;
-          const channel = spawnLocalAgent();
+          const channel = n.srun ? spawnSrunAgent(n.srun, { gpus: n.slurmGpus }) : spawnLocalAgent();
           await startSession(node, channel, runDir, {
             executorEntry: executorSource,
             executorDenoFlags: ["--config", `${REPO_ROOT}/deno.json`],
@@ -247,7 +249,11 @@ export class ClusterSession {
           });
         } else {
           progress(node, "connecting", `${n.user ?? Deno.env.get("USER") ?? "root"}@${n.host}:${n.port}`);
-          const target = sshTargetOf(n, config.cluster.connectTimeoutS, Math.min(15000, Math.max(1000, timeoutMs / 2)));
+          const target = sshTargetFor(
+            n,
+            config.cluster.connectTimeoutS,
+            Math.min(15000, Math.max(1000, timeoutMs / 2)),
+          );
           node.conn = await SshConnection.connect(target);
           node.timings.connectMs = node.conn.connectMs;
           progress(node, "connected", `${Math.round(node.conn.connectMs)} ms, host key ${node.conn.hostKey}`);

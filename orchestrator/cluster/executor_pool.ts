@@ -15,9 +15,10 @@ import type {
 import { STEP_FIELDS } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
-import { type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
+import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
 
 export {
+  causePending,
   describeFault,
   describeRank,
   type Fault,
@@ -56,7 +57,7 @@ export function executorInit(o: ExecutorInitOptions): ExecutorInit {
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
     secret: o.secret,
-    bindHost: o.node.config.transport === "local" ? "127.0.0.1" : o.node.config.host,
+    bindHost: o.node.config.transport === "local" && !o.node.config.srun ? "127.0.0.1" : o.node.config.host,
     ...o.extra,
   };
 }
@@ -130,12 +131,17 @@ export class ExecutorPool {
   /**
    * After a fault: waits until the faults it causes have arrived, so that reports name the root cause and its
    * victims. Driven by events: resolves once every rank the failed phase was waiting for has either failed itself
-   * (or lost its node) or answered; at the latest after `maxMs`. Resolves at once when nothing failed.
+   * (or lost its node) or answered; at the latest after `maxMs`, except that while the root cause is only an echo of
+   * a peer that went away (`causePending` in fault.ts) and ranks are still silent, it waits for that node's loss up to
+   * the heartbeat timeout (plus 2 s), which reports it. Resolves at once when nothing failed.
    */
   settled(opts: { maxMs?: number } = {}): Promise<Fault[]> {
     const maxMs = opts.maxMs ?? 10_000;
+    const echoMs = Math.max(maxMs, this.#opts.config.cluster.heartbeatTimeoutS * 1000 + 2_000);
     if (!this.faults.length) return Promise.resolve(this.faults);
+    const t0 = performance.now();
     return new Promise((resolve) => {
+      let cap: ReturnType<typeof setTimeout>;
       const finish = () => {
         clearTimeout(cap);
         this.#onChange.delete(check);
@@ -144,7 +150,12 @@ export class ExecutorPool {
       const check = () => {
         if (this.#unsettled.size === 0) finish();
       };
-      const cap = setTimeout(finish, maxMs);
+      const capped = () => {
+        const left = echoMs - (performance.now() - t0);
+        if (!causePending(this.faults) || left <= 0) finish();
+        else cap = setTimeout(capped, left);
+      };
+      cap = setTimeout(capped, maxMs);
       this.#onChange.add(check);
       check();
     });

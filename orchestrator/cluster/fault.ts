@@ -53,6 +53,17 @@ export function rootCause(faults: Fault[]): Fault {
     faults[0];
 }
 
+/**
+ * Whether the fault behind `faults` is still to come: the root cause is only an echo (peers of a node that went away
+ * noticed over the data plane), and the loss of that node arrives later (its transport closing, or its heartbeats
+ * stopping for the heartbeat timeout). `ExecutorPool.settled()` waits longer for silent ranks while this holds.
+ */
+export function causePending(faults: Fault[]): boolean {
+  if (!faults.length) return false;
+  const cause = rootCause(faults);
+  return cause.kind === "executor_error" && isEcho(cause.detail);
+}
+
 /** One line naming a fault: `rank 2 on node 0 (host): executor killed by signal KILL`. */
 export function describeFault(f: Fault): string {
   const who = f.rank !== undefined ? `rank ${f.rank} on ${f.node.name}` : f.node.name;

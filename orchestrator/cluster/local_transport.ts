@@ -8,11 +8,22 @@ export const AGENT_SOURCE = new URL("../../agents/agent.ts", import.meta.url).pa
 
 /** Starts a local agent; `entry` defaults to the agent's source file. */
 export function spawnLocalAgent(
-  opts: { entry?: string; cwd?: string; env?: Record<string, string> } = {},
+  opts: {
+    entry?: string;
+    cwd?: string;
+    env?: Record<string, string>;
+    /** Pass only `env` (plus the two below), not this process's environment. */
+    clearEnv?: boolean;
+    wrap?: string[];
+    label?: string;
+  } = {},
 ): AgentChannel {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-config", opts.entry ?? AGENT_SOURCE],
+  // `wrap`: a launcher the agent command runs under (e.g. `srun ... -w NODE`), its stdio still the channel.
+  const argv = [...(opts.wrap ?? []), Deno.execPath(), "run", "-A", "--no-config", opts.entry ?? AGENT_SOURCE];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     cwd: opts.cwd,
+    clearEnv: opts.clearEnv,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...opts.env },
     stdin: "piped",
     stdout: "piped",
@@ -26,7 +37,7 @@ export function spawnLocalAgent(
     return { code: s.signal ? null : s.code, signal: s.signal ? s.signal.replace(/^SIG/, "") : null };
   });
   return {
-    label: `local agent (pid ${child.pid})`,
+    label: opts.label ?? `local agent (pid ${child.pid})`,
     stdout: child.stdout,
     stderr: child.stderr,
     write: (text) => {

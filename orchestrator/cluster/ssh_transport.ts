@@ -15,6 +15,7 @@ import type {
 } from "ssh2";
 import net from "node:net";
 import { Buffer } from "node:buffer";
+import { Duplex } from "node:stream";
 import { sha256Hasher } from "../../core/hash.ts";
 import { UserError } from "../errors.ts";
 import type { NodeConfig } from "../config/types.ts";
@@ -40,6 +41,53 @@ const HOST_KEY_ALGOS: Record<string, string[]> = {
 };
 const DEFAULT_HOST_KEY_ORDER = Object.values(HOST_KEY_ALGOS).flat();
 
+/**
+ * A forwarded channel as the socket of an inner SSH connection. ssh2's ChaCha20-Poly1305 keeps its nonce in one
+ * module-wide buffer, and an inner connection's encrypt writes each piece of a packet synchronously: written straight
+ * into the outer channel, the outer connection's encrypt would overwrite that nonce in the middle of the inner
+ * packet (sshd then reports "incomplete message" after key exchange). So bytes cross between the two connections
+ * only from a microtask, copied, when the other side's crypto is not running.
+ */
+function copyingDuplex(ch: ClientChannel): Duplex {
+  let out: Buffer[] = [];
+  let inb: Buffer[] = [];
+  const d = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      if (out.length === 0) {
+        queueMicrotask(() => {
+          const data = Buffer.concat(out);
+          out = [];
+          ch.write(data);
+        });
+      }
+      out.push(Buffer.from(chunk));
+      cb();
+    },
+    final(cb) {
+      queueMicrotask(() => ch.end());
+      cb();
+    },
+    destroy(err, cb) {
+      ch.close();
+      cb(err);
+    },
+  });
+  ch.on("data", (b: Buffer) => {
+    if (inb.length === 0) {
+      queueMicrotask(() => {
+        const data = Buffer.concat(inb);
+        inb = [];
+        d.push(data);
+      });
+    }
+    inb.push(Buffer.from(b));
+  });
+  ch.on("end", () => queueMicrotask(() => queueMicrotask(() => d.push(null))));
+  ch.on("close", () => setTimeout(() => d.destroy(), 0));
+  return d;
+}
+
 /** Everything needed to open one SSH connection. */
 export interface SshTarget {
   host: string;
@@ -56,6 +104,8 @@ export interface SshTarget {
   keepaliveCountMax?: number;
   /** Prefix of error messages, e.g. `node 1 (10.0.0.2)`. */
   what?: string;
+  /** Bastions to go through, outermost first (ProxyJump): the connection runs over ssh2 forwarding. */
+  jump?: SshTarget[];
 }
 
 /** The SSH target of a configured node. */
@@ -235,8 +285,25 @@ export class SshConnection {
       return false;
     };
 
+    // Through bastions: a forwarded channel from the last one is the socket (see orchestrator/cluster/ssh_route.ts).
+    let via: SshConnection | undefined;
+    let viaStream: ClientChannel | undefined;
+    if (t.jump?.length) {
+      const last = t.jump[t.jump.length - 1];
+      via = await SshConnection.connect({ ...last, jump: t.jump.slice(0, -1) });
+      try {
+        viaStream = await via.forwardOut(t.host, t.port);
+      } catch (e) {
+        await via.close();
+        throw new UserError(
+          `${where}: the jump host ${via.label} cannot reach ${t.host}:${t.port}: ${(e as Error).message}`,
+        );
+      }
+    }
+
     const t0 = performance.now();
     const client = new Client();
+    if (via) client.on("close", () => void via.close());
     let sock: net.Socket | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let closedResolve!: () => void;
@@ -256,34 +323,34 @@ export class SshConnection {
               `(cluster.connect_timeout_s); check the address, the network, and that sshd runs there`,
           );
         }, t.connectTimeoutMs);
-        sock = net.connect({ host: t.host, port: t.port, noDelay: true });
-        sock.setNoDelay(true);
-        sock.on("error", (e: Error & { code?: string }) => {
-          const why = e.code === "ECONNREFUSED"
-            ? "connection refused (is sshd running there, on this port?)"
-            : e.code === "ENOTFOUND" || e.code === "EAI_AGAIN"
-            ? "unknown host name"
-            : e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH"
-            ? "host unreachable"
-            : e.message;
-          fail(`${where}: cannot connect to ${t.host}:${t.port}: ${why}`);
-        });
-        sock.on("connect", () => {
-          const cfg: ConnectConfig = {
-            sock,
-            username: t.user,
-            authHandler: auth,
-            hostVerifier: verifier,
-            readyTimeout: t.connectTimeoutMs,
-            keepaliveInterval: t.keepaliveMs ?? 5000,
-            keepaliveCountMax: t.keepaliveCountMax ?? 3,
-            algorithms: {
-              cipher: CIPHERS as CipherAlgorithm[],
-              serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
-            },
-          };
-          client.connect(cfg);
-        });
+        const cfg: ConnectConfig = {
+          username: t.user,
+          authHandler: auth,
+          hostVerifier: verifier,
+          readyTimeout: t.connectTimeoutMs,
+          keepaliveInterval: t.keepaliveMs ?? 5000,
+          keepaliveCountMax: t.keepaliveCountMax ?? 3,
+          algorithms: {
+            cipher: CIPHERS as CipherAlgorithm[],
+            serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
+          },
+        };
+        if (viaStream) client.connect({ ...cfg, sock: copyingDuplex(viaStream) });
+        else {
+          sock = net.connect({ host: t.host, port: t.port, noDelay: true });
+          sock.setNoDelay(true);
+          sock.on("error", (e: Error & { code?: string }) => {
+            const why = e.code === "ECONNREFUSED"
+              ? "connection refused (is sshd running there, on this port?)"
+              : e.code === "ENOTFOUND" || e.code === "EAI_AGAIN"
+              ? "unknown host name"
+              : e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH"
+              ? "host unreachable"
+              : e.message;
+            fail(`${where}: cannot connect to ${t.host}:${t.port}: ${why}`);
+          });
+          sock.on("connect", () => client.connect({ ...cfg, sock }));
+        }
         client.on("ready", () => {
           if (settled) return;
           settled = true;
@@ -310,6 +377,7 @@ export class SshConnection {
       clearTimeout(timer);
       client.end();
       sock?.destroy();
+      await via?.close();
       throw e;
     }
     clearTimeout(timer);
@@ -401,6 +469,18 @@ export class SshConnection {
             stream.close();
           },
         });
+      });
+    });
+  }
+
+  /** Opens a TCP channel from the server to `host:port` (a jump host's forwarding; closes when the far end does). */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      this.#client.forwardOut("127.0.0.1", 0, host, port, (err, ch) => {
+        if (err) return reject(err);
+        // Forwarded channels are half-open: end ours when the far side ends, or 'close' never comes.
+        ch.on("end", () => ch.end());
+        resolve(ch);
       });
     });
   }

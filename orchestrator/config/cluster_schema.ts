@@ -52,6 +52,10 @@ const nodeSpec: Spec = {
     deno: f(str),
     python: f(str, { default: "python3" }),
     workdir: f(str),
+    /** Bastions to go through, outermost first: `[user@]host[:port]` (overrides the ssh config's ProxyJump). */
+    jump: f({ kind: "oneOf", options: [str, { kind: "array", of: str }], expected: "a host or a list of hosts" }),
+    /** The ssh config whose Host entries apply (default ~/.ssh/config). */
+    ssh_config: f(str),
   },
 };
 
@@ -63,7 +67,20 @@ export const clusterConfigSpec: Spec = {
     cluster: f({
       kind: "object",
       fields: {
-        nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }, { required: true }),
+        /** Required unless `scheduler: slurm` (then the nodes come from the allocation). */
+        nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }),
+        /** `slurm`: run inside an allocation (sbatch/salloc); nodes from SLURM_JOB_NODELIST, agents via srun. */
+        // No defaults on these keys: configs without them keep the document (and run fingerprint) they had before.
+        scheduler: f({ kind: "enum", values: ["none", "slurm"] }),
+        /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
+        devices_per_node: f(posInt),
+        /** Slurm: node keys applied to every node of the allocation. */
+        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }),
+        device_memory_gb: f(posNum),
+        speed: f(posNum),
+        deno: f(str),
+        python: f(str),
+        workdir: f(str),
         connect_timeout_s: f(posNum, { default: 10 }),
         heartbeat_timeout_s: f(posNum, { default: 10 }),
       },
@@ -104,6 +121,8 @@ export const clusterConfigSpec: Spec = {
         keep_checkpoints: f(posInt, { default: 3 }),
         /** Automatic relaunches (on_failure: restart or elastic) before the run gives up. */
         max_restarts: f(nonNegInt, { default: 3 }),
+        /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
+        resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
       },
     }, { default: {} }),
     planner: f({

@@ -219,7 +219,13 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
   }
 
-  const nodes: NodeConfig[] = raw.cluster.nodes.map((n: Raw, index: number) => {
+  if (raw.cluster.scheduler === "slurm" && raw.cluster.nodes) {
+    fail(["cluster", "nodes"], "not used with cluster.scheduler: slurm (the nodes are the allocation's); remove it");
+  }
+  if (raw.cluster.scheduler !== "slurm" && !raw.cluster.nodes) {
+    fail(["cluster", "nodes"], "missing; list the nodes, or set cluster.scheduler: slurm inside a Slurm allocation");
+  }
+  const nodes: NodeConfig[] = (raw.cluster.nodes ?? []).map((n: Raw, index: number) => {
     if (
       n.memory_budget_gb !== undefined && n.device_memory_gb !== undefined && n.memory_budget_gb > n.device_memory_gb
     ) {
@@ -248,6 +254,8 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       deno: n.deno,
       python: n.python,
       workdir: n.workdir,
+      jump: n.jump === undefined ? undefined : [n.jump].flat(),
+      sshConfig: rel(n.ssh_config),
     };
   });
 
@@ -307,6 +315,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       nodes,
       connectTimeoutS: raw.cluster.connect_timeout_s,
       heartbeatTimeoutS: raw.cluster.heartbeat_timeout_s,
+      scheduler: raw.cluster.scheduler,
     },
     model,
     training: {
@@ -326,6 +335,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       onFailure: t.on_failure,
       keepCheckpoints: t.keep_checkpoints,
       maxRestarts: t.max_restarts,
+      resume: t.resume,
     },
     planner: {
       strategy: p.strategy,

@@ -25,6 +25,14 @@ export interface NodeConfig {
   /** The node's Python for the PyTorch executors (cuda, torch-cpu): a command on PATH or a path. */
   python: string;
   workdir?: string;
+  /** Slurm node name: the agent starts with `srun -w NAME` (cluster.scheduler: slurm); `host` is its NodeAddr. */
+  srun?: string;
+  /** Bastions, outermost first (`[user@]host[:port]`); undefined: the ssh config's ProxyJump, if any. */
+  jump?: string[];
+  /** ssh config file (default ~/.ssh/config). */
+  sshConfig?: string;
+  /** Slurm: the job's GPUs on the node as its steps see them (CUDA_VISIBLE_DEVICES of the probe step). */
+  slurmGpus?: string;
 }
 
 /** Activation checkpointing policy: decides activation memory per token and recompute overhead. */
@@ -94,6 +102,8 @@ export interface TrainingConfig {
   keepCheckpoints: number;
   /** Automatic relaunches before giving up. */
   maxRestarts: number;
+  /** `auto`: resume a run directory that already holds this run (a requeued job) by itself. */
+  resume: "never" | "auto";
 }
 
 /** A fully validated config. Paths inside are resolved relative to the config file. */
@@ -101,7 +111,13 @@ export interface Config {
   name: string;
   /** The file it was read from. */
   source: string;
-  cluster: { nodes: NodeConfig[]; connectTimeoutS: number; heartbeatTimeoutS: number };
+  cluster: {
+    nodes: NodeConfig[];
+    connectTimeoutS: number;
+    heartbeatTimeoutS: number;
+    /** `slurm`: nodes come from the allocation (see orchestrator/cluster/slurm_allocation.ts). */
+    scheduler?: "none" | "slurm";
+  };
   model: ModelConfig;
   training: TrainingConfig;
   planner: PlannerConfig;

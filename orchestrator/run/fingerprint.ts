@@ -9,7 +9,7 @@ import type { Config, CostConstants } from "../config/types.ts";
 /** Keys left out of the fingerprint: they change how the run is operated, not what it computes. */
 const OPERATIONAL: Record<string, string[]> = {
   "": ["name", "profile", "observe"],
-  cluster: ["connect_timeout_s", "heartbeat_timeout_s"],
+  cluster: ["connect_timeout_s", "heartbeat_timeout_s", "python"],
   "cluster.nodes[]": [
     "user",
     "port",
@@ -20,6 +20,8 @@ const OPERATIONAL: Record<string, string[]> = {
     "python",
     "workdir",
     "transport",
+    "jump",
+    "ssh_config",
   ],
   training: [
     "checkpoint_interval",
@@ -29,6 +31,7 @@ const OPERATIONAL: Record<string, string[]> = {
     "max_restarts",
     "dataset",
     "dataset_builtin",
+    "resume",
   ],
 };
 

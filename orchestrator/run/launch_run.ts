@@ -3,7 +3,7 @@
 // relaunches the same cluster and resumes from the last checkpoint; `elastic` relaunches without the lost node (or
 // the crashed device) and re-plans every step for the devices left. Ctrl-C finishes the step, checkpoints and stops.
 
-import { loadConfig } from "../config/load.ts";
+import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
@@ -18,6 +18,7 @@ import { Progress } from "./progress.ts";
 import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writeRunInfo } from "./run_dir.ts";
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
 import { RunObserver } from "./observe/observer.ts";
+import { autoResume } from "./slurm_resume.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -75,7 +76,7 @@ export function shrinkCluster(config: Config, fault: Fault): Config | undefined 
 /** Runs training (see the file header). User mistakes throw UserError; failures return a non-zero code. */
 export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
-  const config = await loadConfig(opts.configPath, opts.sets ?? []);
+  const config = await loadClusterConfig(opts.configPath, opts.sets ?? []);
   const resolved = await resolveProfile(config, { force: opts.force, warn: (l) => log(`warning: ${l}`) });
   const constants = resolved.constants;
   const data = await openTrainingData(config, log);
@@ -85,6 +86,10 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     datasetHash: data.hash,
     profileHash: profileHash(constants),
   };
+
+  // Under Slurm the run directory defaults to one per job id (a requeued job keeps its id); `training.resume: auto`
+  // resumes a run directory that already holds this run without --resume (see orchestrator/run/slurm_resume.ts).
+  opts = { ...opts, ...await autoResume(config, opts, log) };
 
   // The run directory.
   let runDir: string;

@@ -27,6 +27,7 @@ import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.t
 import { stageDataset } from "../cluster/dataset_staging.ts";
 import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
 import { failureReport } from "./failure_report.ts";
+import { waveReport } from "../cluster/failure_wave.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "../ledger/ledger.ts";
 import { learningRate } from "./lr_schedule.ts";
 import type { Progress } from "./progress.ts";
@@ -112,7 +113,6 @@ function launchLine(e: ProgressEvent): string | undefined {
     connecting: `connecting to ${e.detail}`,
     uploading: `uploading ${e.detail}`,
     ready: `agent ready (${e.detail})`,
-    failed: `FAILED: ${e.detail.split("\n")[0]}`,
     lost: `LOST: ${e.detail}`,
   };
   const text = what[e.phase];
@@ -228,7 +228,11 @@ class Attempt {
     if (cluster.failures.length) {
       const first = cluster.failures[0];
       throw this.fail(
-        `launch failed:\n${cluster.failures.map((n) => `  ${n.name}: ${n.error!.split("\n")[0]}`).join("\n")}`,
+        waveReport(
+          "launch failed",
+          cluster.failures.map((n) => ({ name: n.name, host: n.config.host, error: n.error! })),
+          cluster.nodes.length,
+        ),
         { kind: "node_lost", node: first, reason: first.error!, detail: first.error!, atMs: 0 },
       );
     }

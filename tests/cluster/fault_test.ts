@@ -1,7 +1,7 @@
 // The root-cause policy of the executor pool (cluster/fault.ts): which fault launch, profile and nodes blame when
 // several arrive for one failure, whatever order they arrive in.
 
-import { type Fault, isEcho, rootCause } from "../../orchestrator/cluster/fault.ts";
+import { causePending, type Fault, isEcho, rootCause } from "../../orchestrator/cluster/fault.ts";
 import type { NodeLaunch } from "../../orchestrator/cluster/cluster_session.ts";
 import { assertEquals, assertThrows } from "../assert.ts";
 
@@ -48,5 +48,12 @@ Deno.test("echoes: data-plane, abort and disconnect messages repeat another rank
   assertEquals(
     [echo0.detail, echo2.detail, error1.detail, "out of memory"].map(isEcho),
     [true, true, false, false],
+  );
+});
+
+Deno.test("cause pending: only echoes wait for the node loss behind them; a loss, crash or own error does not", () => {
+  assertEquals(
+    [[echo0], [echo2, echo0], [echo0, lost1], [echo0, crash1], [echo0, error1], [timeout3], []].map(causePending),
+    [true, true, false, false, false, false, false],
   );
 });

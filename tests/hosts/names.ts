@@ -12,9 +12,12 @@ export function namespaceName(pid: number, seq: number, i: number): string {
 }
 
 /** Interface names (at most 15 characters): the bridge and the root-side veth of each host. */
-export function linkNames(pid: number, seq: number): { bridge: string; veth: (i: number) => string } {
+export function linkNames(
+  pid: number,
+  seq: number,
+): { bridge: string; inner: string; veth: (i: number) => string } {
   const id = `${pid.toString(36)}_${seq.toString(36)}`;
-  return { bridge: `fxb${id}`, veth: (i) => `fxv${id}_${i}` };
+  return { bridge: `fxb${id}`, inner: `fxc${id}`, veth: (i) => `fxv${id}_${i}` };
 }
 
 function alive(pid: number): boolean {
@@ -44,7 +47,7 @@ export async function cleanupStaleTestHosts(): Promise<string[]> {
     removed.push(ns);
   }
   const links = await $`ip -o link show type bridge`.noThrow().quiet().text();
-  for (const m of links.matchAll(/^\d+: (fxb([0-9a-z]+)_[0-9a-z]+)[:@]/gm)) {
+  for (const m of links.matchAll(/^\d+: (fx[bc]([0-9a-z]+)_[0-9a-z]+)[:@]/gm)) {
     if (alive(parseInt(m[2], 36))) continue;
     await $`ip link del ${m[1]}`.noThrow().quiet();
     removed.push(m[1]);

@@ -9,8 +9,14 @@ export type DenoOnHost = "present" | "missing" | "old";
 
 /** Options of `startTestHosts`. */
 export interface TestHostOptions {
-  /** Number of hosts (1-20). */
+  /** Number of hosts (1-32). */
   count: number;
+  /**
+   * `flat` (default): every host on one bridge this machine reaches. `bastion`: host 1 is on that bridge and on a
+   * second, private one; hosts 2..count are on the private bridge only, which this machine has no route to (an
+   * `unreachable` route for its subnet), so host 1 is the only way to them.
+   */
+  topology?: "flat" | "bastion";
   /** Per host index: how `deno` looks there (default: present everywhere). */
   deno?: Record<number, DenoOnHost>;
   /** Shape every host link with tc (token bucket), e.g. `{ rateMbit: 1000 }` for 1 Gbit/s. */
@@ -92,8 +98,9 @@ export function canCreateTestHosts(): { ok: true } | { ok: false; reason: string
   return { ok: true };
 }
 
-async function pickSubnet(): Promise<number> {
-  const used = await $`ip -4 -o addr show`.text();
+async function pickSubnet(avoid: number[] = []): Promise<number> {
+  const used = await $`ip -4 -o addr show`.text() + (await $`ip -4 route show`.text()) +
+    avoid.map((o) => ` 10.213.${o}.`).join("");
   const start = 20 + (Deno.pid * 7 + sequence * 13) % 200;
   for (let k = 0; k < 230; k++) {
     const octet = 20 + (start - 20 + k) % 230;
@@ -126,15 +133,21 @@ async function namespacePids(netns: string): Promise<number[]> {
 export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> {
   const can = canCreateTestHosts();
   if (!can.ok) throw new Error(can.reason);
-  if (opts.count < 1 || opts.count > 20) throw new Error("count must be 1-20");
+  if (opts.count < 1 || opts.count > 32) throw new Error("count must be 1-32");
   await cleanupStaleTestHosts();
   const seq = sequence++;
   const octet = await pickSubnet();
+  const bastion = opts.topology === "bastion";
+  // The private subnet of the bastion topology: the next free one.
+  sequence++;
+  const innerOctet = bastion ? await pickSubnet([octet]) : octet;
   const links = linkNames(Deno.pid, seq);
   const dir = await Deno.makeTempDir({ prefix: `${NAME_PREFIX}-${Deno.pid}-${seq}-` });
   const hosts: TestHost[] = [];
   const namespaces: string[] = [];
   let bridgeUp = false;
+  let innerUp = false;
+  let routeUp = false;
   let closed = false;
 
   const close = async () => {
@@ -149,6 +162,8 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
     }
     for (const ns of namespaces) await $`ip netns del ${ns}`.noThrow().quiet();
     if (bridgeUp) await $`ip link del ${links.bridge}`.noThrow().quiet();
+    if (innerUp) await $`ip link del ${links.inner}`.noThrow().quiet();
+    if (routeUp) await $`ip route del unreachable 10.213.${innerOctet}.0/24`.noThrow().quiet();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 
@@ -184,12 +199,21 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
     bridgeUp = true;
     await $`ip addr add 10.213.${octet}.1/24 dev ${links.bridge}`.quiet();
     await $`ip link set ${links.bridge} up`.quiet();
+    if (bastion) {
+      await $`ip link add ${links.inner} type bridge`.quiet();
+      innerUp = true;
+      await $`ip link set ${links.inner} up`.quiet();
+      // No address here on the private bridge, and its subnet unreachable: nothing leaves this machine for it.
+      await $`ip route add unreachable 10.213.${innerOctet}.0/24`.quiet();
+      routeUp = true;
+    }
 
     let knownHosts = "";
     for (let i = 1; i <= opts.count; i++) {
       const ns = namespaceName(Deno.pid, seq, i);
       const name = `fxh${i}`;
-      const ip = `10.213.${octet}.${10 + i}`;
+      const hidden = bastion && i > 1;
+      const ip = `10.213.${hidden ? innerOctet : octet}.${10 + i}`;
       const hdir = `${dir}/h${i}`;
       const home = `${hdir}/home`;
       await Deno.mkdir(home, { recursive: true });
@@ -226,8 +250,16 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       namespaces.push(ns);
       const veth = links.veth(i);
       await $`ip link add ${veth} type veth peer name eth0 netns ${ns}`.quiet();
-      await $`ip link set ${veth} master ${links.bridge} up`.quiet();
+      await $`ip link set ${veth} master ${hidden ? links.inner : links.bridge} up`.quiet();
       await $`ip -n ${ns} addr add ${ip}/24 dev eth0`.quiet();
+      if (bastion && i === 1) {
+        // The bastion's second leg, on the private bridge.
+        const leg = links.veth(99);
+        await $`ip link add ${leg} type veth peer name eth1 netns ${ns}`.quiet();
+        await $`ip link set ${leg} master ${links.inner} up`.quiet();
+        await $`ip -n ${ns} addr add 10.213.${innerOctet}.${10 + i}/24 dev eth1`.quiet();
+        await $`ip -n ${ns} link set eth1 up`.quiet();
+      }
       await $`ip -n ${ns} link set eth0 up`.quiet();
       await $`ip -n ${ns} link set lo up`.quiet();
       if (opts.shaping) {

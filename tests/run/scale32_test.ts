@@ -1,0 +1,98 @@
+// 32 SSH test hosts (one CPU device each, gpt-tiny on 16-token sequences): launch and a few steps; one host's sshd
+// killed mid-run ends the run with one report naming that host; then a wave (sshd gone on five hosts at once) fails
+// the next launch with ONE report that groups the five by their common reason and names every one, no stack traces.
+
+import { canCreateTestHosts, startTestHosts, type TestHost, type TestHosts } from "../hosts/test_hosts.ts";
+import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
+import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { launchCli, ledger, startLaunch } from "./launch_harness.ts";
+
+const can = canCreateTestHosts();
+if (!can.ok) console.log(`skipping the 32-host test: ${can.reason}`);
+
+/** Kills every sshd of a host (the listener and the sessions it forked), as when the machine drops off. */
+async function killSshd(th: TestHosts, h: TestHost): Promise<void> {
+  for (const pid of await th.pids(h)) {
+    const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+    if (comm === "sshd") {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+}
+
+Deno.test({
+  name: "32 hosts: launch and steps, one sshd killed mid-run, a wave of five at launch: one report each",
+  ignore: !can.ok,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    const data = await Deno.makeTempDir({ prefix: "fxscale-data-" });
+    const th = await startTestHosts({ count: 32 });
+    try {
+      // Outside /root (each host has its own): every host sees the dataset, nothing is copied.
+      await buildBuiltinDataset("deno-corpus", `${data}/corpus`);
+      const base = await th.writeConfig({ devices: 1, executor: "cpu", heartbeatTimeoutS: 10, connectTimeoutS: 20 });
+      const cfg = `${th.dir}/scale.yaml`;
+      await Deno.writeTextFile(
+        cfg,
+        (await Deno.readTextFile(base)) + [
+          "  max_seq: 16",
+          "training:",
+          `  dataset: ${data}/corpus`,
+          "  global_batch: 32",
+          "  steps: 3",
+          "  checkpoint_interval: 2",
+          "  on_failure: stop",
+          "planner:",
+          "  memory_budget_gb: 0.25",
+          "  zero_stage: 0",
+          "  milp: none",
+          "  deterministic: true",
+          "profile:",
+          "  constants: { alpha1: 1.0e-6, alpha2: 0.05, beta1: 1, act_mb_per_token: 0.05, " +
+          "bandwidth_gbps: { intra: {}, inter: { 2: 0.5 } } }",
+          "",
+        ].join("\n"),
+      );
+      const victim = th.hosts[4];
+
+      await t.step("launch on 32 hosts, steps, one host's sshd killed: one report naming it", async () => {
+        const dir = `${th.dir}/run1`;
+        const p = startLaunch([cfg, "--run-dir", dir]);
+        const ended = p.child.status.then(() => {
+          throw new Error(`launch ended before step 1:\n${p.out()}\n${p.err()}`);
+        });
+        await Promise.race([p.waitFor("step 1/3", 240_000), ended]);
+        ended.catch(() => {});
+        await killSshd(th, victim);
+        const r = await p.finish();
+        assertEquals(r.code, 2, r.out + r.err);
+        assertIncludes(r.err, "32 executors ready on 32 node(s)", `cause: node 4 (${victim.ip})`, "Resume with:");
+        assertEquals(r.err.match(/^error:/gm)?.length, 1, r.err);
+        assert(!/^\s+at /m.test(r.err), `no stack trace:\n${r.err}`);
+        const steps = (await ledger(dir)).map((x) => x.step);
+        assert(steps.length >= 1 && steps[0] === 1, `steps ran: ${steps}`);
+      });
+
+      await t.step("a wave: sshd gone on five hosts, the launch fails with one grouped report", async () => {
+        const wave = [victim, ...th.hosts.slice(20, 24)];
+        for (const h of wave) await killSshd(th, h);
+        const r = await launchCli([cfg, "--run-dir", `${th.dir}/run2`]);
+        assertEquals(r.code, 2, r.out + r.err);
+        assertIncludes(
+          r.err,
+          "error: launch failed on 5 of 32 node(s):",
+          "5 nodes: cannot connect to <host>:22: connection refused",
+          wave.map((h) => `node ${h.index} (${h.ip})`).join(", "),
+        );
+        assertEquals(r.err.match(/launch failed/g)?.length, 1, r.err);
+        assert(!/FAILED|^\s+at /m.test(r.err), `one report, no per-node lines or stack traces:\n${r.err}`);
+      });
+    } finally {
+      await th.close();
+      await Deno.remove(data, { recursive: true }).catch(() => {});
+    }
+  },
+});
