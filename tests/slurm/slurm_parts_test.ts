@@ -33,6 +33,18 @@ Deno.test("cluster.scheduler: slurm: config rules and the error outside an alloc
   const base = "model: { preset: gpt-tiny }\n";
   const c = parseConfig(`cluster:\n  scheduler: slurm\n  executor: cpu\n  devices_per_node: 2\n${base}`, "s.yaml");
   assertEquals([c.cluster.scheduler, c.cluster.nodes.length], ["slurm", 0]);
+  // The PyTorch executors on an allocation: torch-cpu and the nodes' Python are cluster-wide node keys too.
+  const torch = parseConfig(
+    `cluster:\n  scheduler: slurm\n  executor: torch-cpu\n  python: /opt/venv/bin/python\n${base}`,
+    "t.yaml",
+  );
+  assertEquals(
+    [
+      (torch.document.cluster as Record<string, unknown>).executor,
+      (torch.document.cluster as Record<string, unknown>).python,
+    ],
+    ["torch-cpu", "/opt/venv/bin/python"],
+  );
   const both = await assertThrows(() =>
     parseConfig(`cluster:\n  scheduler: slurm\n  nodes: [{ host: a, devices: 1 }]\n${base}`, "s.yaml")
   );
