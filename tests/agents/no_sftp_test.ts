@@ -33,7 +33,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    const home = await Deno.makeTempDir({ dir: `${Deno.env.get("HOME") ?? "/root"}`, prefix: ".flexsp-nosftp-" });
+    // Under /root, which every test host hides behind its own home, so the dataset must be copied (a HOME elsewhere,
+    // e.g. under /tmp, would be visible to the hosts at the same path and skip the copy).
+    const home = await Deno.makeTempDir({ dir: "/root", prefix: ".flexsp-nosftp-" });
     // Host 0: no SFTP and no Deno (so the Deno binary itself goes over the exec channel); host 1: no SFTP.
     const th = await startTestHosts({ count: 2, deno: { 0: "missing" }, sftp: { 0: false, 1: false } });
     try {

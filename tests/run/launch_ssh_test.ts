@@ -27,8 +27,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
-    // A dataset in this machine's home directory: the test hosts have their own /root, so it is copied to them.
-    const home = await Deno.makeTempDir({ dir: `${Deno.env.get("HOME") ?? "/root"}`, prefix: ".flexsp-launch-test-" });
+    // A dataset under /root: every test host has its own /root, so it is copied to them (whatever HOME is).
+    const home = await Deno.makeTempDir({ dir: "/root", prefix: ".flexsp-launch-test-" });
     const th = await startTestHosts({ count: 2 });
     try {
       await buildBuiltinDataset("deno-corpus", `${home}/corpus`);
