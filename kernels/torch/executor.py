@@ -30,6 +30,8 @@ from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from comm import DataPlane, GradReducer, StoreListener, interface_of
 from fault_injection import injected_fault
 from gpt import Gpt
+from hf import load_weights, read_config, shape_json
+from llama import Llama
 from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
 from optim import AdamWConfig, adamw, clip_factor, sum_squares
 from packing import FileSource, SyntheticSource, TokenSource, pack_group
@@ -103,7 +105,7 @@ class _State:
     grads: torch.Tensor
     m: torch.Tensor
     v: torch.Tensor
-    model: Gpt
+    model: Gpt | Llama
     source: TokenSource
     listener: StoreListener | None
     bind_host: str
@@ -217,12 +219,24 @@ class Executor:
         source: TokenSource = (FileSource(ds["tokensPath"], ds["tokenBytes"]) if ds else SyntheticSource(shape.vocab))
         bind_host = str(init.get("bindHost") or "127.0.0.1")
         t0 = time.perf_counter()
-        mode = init_mode(layout)
-        params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
-        self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
+        model_from = init.get("modelFrom")
+        checkpointing = str(init.get("checkpointing") or "none")
+        if model_from is not None:
+            params = self._load_hf(str(model_from), shape, layout)
+            self.log(f"loaded {layout.count} parameters from {model_from} in {time.perf_counter() - t0:.2f} s")
+        else:
+            mode = init_mode(layout)
+            params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
+            self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
         grads = torch.zeros_like(params)
         m, v = torch.zeros_like(params), torch.zeros_like(params)
-        model = Gpt(layout, params, grads, self.log)
+        model: Gpt | Llama
+        if shape.family == "llama":
+            model = Llama(layout, params, grads, self.log, checkpointing)
+        else:
+            if checkpointing != "none":
+                self.log(f"checkpointing {checkpointing}: the gpt family keeps every activation")
+            model = Gpt(layout, params, grads, self.log)
         listener = None
         if ws > 1:
             iface = interface_of(bind_host)
@@ -241,6 +255,18 @@ class Executor:
             "device": self.device_name,
             "endpoint": {"rank": rank, "host": bind_host, "port": listener.port if listener else 0},
         })
+
+    def _load_hf(self, model_dir: str, shape: ModelShape, layout: ParamLayout) -> torch.Tensor:
+        """The parameters of a Hugging Face directory, read tensor by tensor into a host buffer, then moved."""
+        if shape.family != "llama":
+            raise ValueError(f"init: modelFrom {model_dir} needs a llama-family model shape")
+        mine = ModelShape.from_json(shape_json(read_config(model_dir), model_dir))
+        if mine != shape or mine.rope_scaling != shape.rope_scaling:
+            raise ValueError(f"init: {model_dir}/config.json gives the shape {mine.to_json()}, the orchestrator sent "
+                             f"{shape.to_json()} (core/hf_config.ts and kernels/torch/hf.py disagree)")
+        host = torch.zeros(layout.total, dtype=torch.float32)
+        load_weights(model_dir, layout, host)
+        return host.to(self.device)
 
     def _peers(self, endpoints: Any) -> None:
         s = self._ready("peers")
