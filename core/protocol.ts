@@ -53,6 +53,10 @@ export interface ExecutorInit {
   secret: string;
   /** Address the executor's data-plane listener binds to and advertises. */
   bindHost: string;
+  /** A Hugging Face model directory on the node whose weights the torch executors load (model.from). */
+  modelFrom?: string;
+  /** Activation checkpointing (model.checkpointing; the llama family of the torch executors implements it). */
+  checkpointing?: "none" | "selective" | "full";
 }
 
 /** A data-plane endpoint of one rank. */

@@ -31,6 +31,8 @@ export type Checkpointing = "none" | "selective" | "full";
 /** The model to train. */
 export interface ModelConfig extends ModelShape {
   preset?: string;
+  /** A Hugging Face model directory (config.json + safetensors) the torch executors load; its shape is this one. */
+  from?: string;
   checkpointing: Checkpointing;
 }
 

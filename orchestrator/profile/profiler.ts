@@ -8,6 +8,7 @@ import type { LedgerRecord } from "../ledger/ledger.ts";
 import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
+import { degreeProblem } from "../../core/model_shape.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import { planStep } from "../planner/plan_step.ts";
 import { sampleLengths } from "../data/length_distributions.ts";
@@ -466,7 +467,7 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
 
     const { compute, memory } = await measureCompute(ctx);
     const degrees: number[] = [];
-    for (let d = 2; d <= devices; d *= 2) if (config.model.heads % d === 0) degrees.push(d);
+    for (let d = 2; d <= devices; d *= 2) if (degreeProblem(config.model, d) === undefined) degrees.push(d);
     const alltoall = await measureAllToAll(ctx, degrees);
     const p2p = await measurePairs(ctx);
 
