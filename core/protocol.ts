@@ -57,6 +57,11 @@ export interface ExecutorInit {
   modelFrom?: string;
   /** Activation checkpointing (model.checkpointing; the llama family of the torch executors implements it). */
   checkpointing?: "none" | "selective" | "full";
+  /**
+   * planner.zero_stage: 0 keeps full replicas (gradient all-reduce); 3 shards parameters, gradients and AdamW
+   * moments over all ranks (FSDP2; the torch executors' llama family). Absent means 0.
+   */
+  zeroStage?: 0 | 1 | 2 | 3;
 }
 
 /** A data-plane endpoint of one rank. */

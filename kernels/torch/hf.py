@@ -186,6 +186,35 @@ def weight_files(model_dir: str) -> dict[str, str]:
                   "weights are read; convert .bin checkpoints with transformers' save_pretrained)")
 
 
+class TensorReader:
+    """Reads the layout's tensors of a Hugging Face directory by name, one at a time (files opened as needed)."""
+
+    def __init__(self, model_dir: str, layout: ParamLayout) -> None:
+        self.where = weight_files(model_dir)
+        missing = [s.name for s in layout.slices if s.name not in self.where]
+        if missing:
+            raise HfError(f"{model_dir}: the weights lack {len(missing)} tensor(s) the config implies, e.g. "
+                          f"{', '.join(missing[:3])}")
+        self.shapes = {s.name: s.shape for s in layout.slices}
+        self.files: dict[str, SafetensorsFile] = {}
+
+    def __call__(self, name: str) -> torch.Tensor:
+        path = self.where[name]
+        sf = self.files.get(path)
+        if sf is None:
+            sf = self.files[path] = SafetensorsFile(path)
+        t = sf.get(name)
+        if tuple(t.shape) != self.shapes[name]:
+            raise HfError(f"{path}: tensor {name} has shape {list(t.shape)}, config.json implies "
+                          f"{list(self.shapes[name])}")
+        return t
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files = {}
+
+
 def load_weights(model_dir: str, layout: ParamLayout, flat: torch.Tensor) -> int:
     """
     Copies every tensor of the layout from `model_dir`'s safetensors into `flat` (float32), one tensor at a time

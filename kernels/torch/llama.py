@@ -119,9 +119,11 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class Llama:
     """The llama-family model over flat parameter / gradient buffers (gradients accumulate until zeroed)."""
 
-    def __init__(self, layout: ParamLayout, flat: torch.Tensor, grads: torch.Tensor,
-                 log: Callable[[str], None] = lambda _: None, checkpointing: str = "none") -> None:
-        if flat.numel() < layout.total or grads.numel() < layout.total:
+    def __init__(self, layout: ParamLayout, flat: torch.Tensor | None, grads: torch.Tensor | None,
+                 log: Callable[[str], None] = lambda _: None, checkpointing: str = "none",
+                 device: torch.device | None = None) -> None:
+        """`flat`/`grads` None: the math only, over parameters the caller passes (zero3.py's sharded modules)."""
+        if flat is not None and grads is not None and (flat.numel() < layout.total or grads.numel() < layout.total):
             raise ValueError(f"model: parameter/gradient buffers must hold {layout.total} elements")
         if checkpointing not in CHECKPOINTING:
             raise ValueError(f"model.checkpointing must be one of {', '.join(CHECKPOINTING)}, got {checkpointing!r}")
@@ -129,18 +131,16 @@ class Llama:
         self.checkpointing = checkpointing
         self.params: list[torch.Tensor] = []
         self.p: dict[str, torch.Tensor] = {}
-        for s in layout.slices:
+        for s in layout.slices if flat is not None and grads is not None else []:
             t = flat[s.offset : s.offset + s.length].view(s.shape)
             t.requires_grad_(True)
             t.grad = grads[s.offset : s.offset + s.length].view(s.shape)
             self.params.append(t)
             self.p[s.name] = t
         sh = layout.shape
-        self.attention = CausalVarlenAttention(flat.device, sh.heads, sh.head_dim, log)
-        self.inv_freq = rope_inv_freq(sh).to(flat.device)
-
-    def _b(self, name: str) -> torch.Tensor | None:
-        return self.p.get(name)
+        dev = flat.device if flat is not None else (device or torch.device("cpu"))
+        self.attention = CausalVarlenAttention(dev, sh.heads, sh.head_dim, log)
+        self.inv_freq = rope_inv_freq(sh).to(dev)
 
     def _attn_core(self, qkv: torch.Tensor, cu: list[int], hq: int, hkv: int, group: Any, d: int) -> torch.Tensor:
         """[T, d, hq + 2·hkv, D] rotated q, k, v blocks (block j for SP rank j) -> attention output [T, heads·D]."""
@@ -160,16 +160,17 @@ class Llama:
         return got.permute(1, 0, 2, 3).reshape(T, d * hq * D)
 
     def _layer(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cu: list[int], group: Any,
-               d: int) -> torch.Tensor:
+               d: int, w: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Block `i` with the parameters `w` (full names; default: this model's own views)."""
         sh = self.layout.shape
         NH, KV, D, eps = sh.heads, sh.kv_heads, sh.head_dim, sh.norm_eps
         p = f"model.layers.{i}."
-        w = self.p
+        w = self.p if w is None else w
         T = x.shape[0]
         a = _rms_norm(x, w[p + "input_layernorm.weight"], eps)
-        q = F.linear(a, w[p + "self_attn.q_proj.weight"], self._b(p + "self_attn.q_proj.bias")).view(T, NH, D)
-        k = F.linear(a, w[p + "self_attn.k_proj.weight"], self._b(p + "self_attn.k_proj.bias")).view(T, KV, D)
-        v = F.linear(a, w[p + "self_attn.v_proj.weight"], self._b(p + "self_attn.v_proj.bias")).view(T, KV, D)
+        q = F.linear(a, w[p + "self_attn.q_proj.weight"], w.get(p + "self_attn.q_proj.bias")).view(T, NH, D)
+        k = F.linear(a, w[p + "self_attn.k_proj.weight"], w.get(p + "self_attn.k_proj.bias")).view(T, KV, D)
+        v = F.linear(a, w[p + "self_attn.v_proj.weight"], w.get(p + "self_attn.v_proj.bias")).view(T, KV, D)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         hkv = kv_per_rank(NH, KV, d)
@@ -182,7 +183,7 @@ class Llama:
             y = checkpoint(self._attn_core, qkv, cu, hq, hkv, group, d, use_reentrant=False)
         else:
             y = self._attn_core(qkv, cu, hq, hkv, group, d)
-        h = x + F.linear(y, w[p + "self_attn.o_proj.weight"], self._b(p + "self_attn.o_proj.bias"))
+        h = x + F.linear(y, w[p + "self_attn.o_proj.weight"], w.get(p + "self_attn.o_proj.bias"))
         b = _rms_norm(h, w[p + "post_attention_layernorm.weight"], eps)
         u = F.silu(F.linear(b, w[p + "mlp.gate_proj.weight"])) * F.linear(b, w[p + "mlp.up_proj.weight"])
         return h + F.linear(u, w[p + "mlp.down_proj.weight"])
@@ -192,18 +193,34 @@ class Llama:
         """Logits `[T, vocab]` of this rank's slice; differentiable."""
         sh = self.layout.shape
         kv_per_rank(sh.heads, sh.kv_heads, degree)  # the clear error before any collective
-        x = F.embedding(tokens, self.p["model.embed_tokens.weight"])
+        x = self.embed(tokens, self.p)
+        cos, sin = self.rope(positions, x.dtype)
+        for i in range(sh.layers):
+            x = self.block(i, x, cos, sin, cu, group, degree, self.p)
+        return self.head(x, self.p)
+
+    def embed(self, tokens: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token embeddings `[T, hidden]`."""
+        return F.embedding(tokens, w["model.embed_tokens.weight"])
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin `[T, 1, head_dim]` of each token's position inside its sequence."""
         freqs = positions.float()[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos()[:, None, :].to(x.dtype), emb.sin()[:, None, :].to(x.dtype)  # [T, 1, D]
-        for i in range(sh.layers):
-            if self.checkpointing == "full":
-                x = checkpoint(self._layer, i, x, cos, sin, cu, group, degree, use_reentrant=False)
-            else:
-                x = self._layer(i, x, cos, sin, cu, group, degree)
-        x = _rms_norm(x, self.p["model.norm.weight"], sh.norm_eps)
-        head = self.p["model.embed_tokens.weight"] if sh.tied else self.p["lm_head.weight"]
-        return x @ head.t()
+        return emb.cos()[:, None, :].to(dtype), emb.sin()[:, None, :].to(dtype)
+
+    def block(self, i: int, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cu: list[int], group: Any,
+              degree: int, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Block `i` under the checkpointing policy."""
+        if self.checkpointing == "full":
+            return checkpoint(self._layer, i, x, cos, sin, cu, group, degree, w, use_reentrant=False)
+        return self._layer(i, x, cos, sin, cu, group, degree, w)
+
+    def head(self, x: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Final norm and output head: logits `[T, vocab]`."""
+        sh = self.layout.shape
+        x = _rms_norm(x, w["model.norm.weight"], sh.norm_eps)
+        return x @ (w["model.embed_tokens.weight"] if sh.tied else w["lm_head.weight"]).t()
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, cu: list[int],
                 group: Any, degree: int) -> torch.Tensor:

@@ -62,6 +62,7 @@ export function executorInit(o: ExecutorInitOptions): ExecutorInit {
     model: modelShapeOf(m),
     ...(m.from !== undefined ? { modelFrom: m.from } : {}),
     checkpointing: m.checkpointing,
+    zeroStage: o.config.planner.zeroStage,
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
     secret: o.secret,
