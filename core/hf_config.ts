@@ -1,5 +1,6 @@
 // A Hugging Face config.json (llama, mistral, qwen2) as a flexsp model shape, the same mapping as
-// kernels/torch/hf.py shape_json (the torch executor checks that the shape it is sent equals its own reading).
+// kernels/torch/hf.py shape_json (the torch executor checks that the shape it is sent equals its own reading), and
+// back (hfConfigOf, for the export).
 
 import type { ModelShape, RopeScaling } from "./model_shape.ts";
 
@@ -100,4 +101,47 @@ export function readHfShape(dir: string): ModelShape {
     throw new HfConfigError(`${path}: not valid JSON (${(e as Error).message})`);
   }
   return shapeFromHfConfig(cfg, path);
+}
+
+/** A transformers config.json for a llama-family shape (the inverse of shapeFromHfConfig; float32 weights). */
+export function hfConfigOf(m: ModelShape): Record<string, unknown> {
+  const mt = m.modelType ?? "llama";
+  const arch: Record<string, string> = {
+    llama: "LlamaForCausalLM",
+    mistral: "MistralForCausalLM",
+    qwen2: "Qwen2ForCausalLM",
+  };
+  const rp: Record<string, unknown> = { rope_theta: m.ropeTheta ?? 10000, rope_type: "default" };
+  const sc = m.ropeScaling;
+  if (sc) {
+    rp.rope_type = sc.type;
+    rp.factor = sc.factor;
+    if (sc.type === "llama3") {
+      rp.low_freq_factor = sc.lowFreqFactor;
+      rp.high_freq_factor = sc.highFreqFactor;
+      rp.original_max_position_embeddings = sc.originalMaxPositionEmbeddings;
+    }
+  }
+  const cfg: Record<string, unknown> = {
+    architectures: [arch[mt] ?? "LlamaForCausalLM"],
+    model_type: mt,
+    hidden_act: "silu",
+    num_hidden_layers: m.layers,
+    hidden_size: m.hidden,
+    num_attention_heads: m.heads,
+    num_key_value_heads: m.kvHeads ?? m.heads,
+    head_dim: m.headDim ?? m.hidden / m.heads,
+    intermediate_size: m.intermediate,
+    vocab_size: m.vocab,
+    max_position_embeddings: m.maxSeq,
+    rms_norm_eps: m.normEps ?? 1e-6,
+    tie_word_embeddings: m.tieEmbeddings ?? false,
+    torch_dtype: "float32",
+    rope_parameters: rp,
+    rope_theta: m.ropeTheta ?? 10000,
+  };
+  if (mt === "llama") Object.assign(cfg, { attention_bias: m.qkvBias ?? false, mlp_bias: false });
+  if (mt === "mistral") cfg.sliding_window = null;
+  if (mt === "qwen2") cfg.use_sliding_window = false;
+  return cfg;
 }
