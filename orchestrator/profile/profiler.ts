@@ -436,12 +436,13 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     }
     say(`starting ${devices} executor(s)`);
     await opts.onPhase?.("executors", cluster);
-    // Profiling only times steps: a zero learning rate keeps the parameters as initialised.
+    // Profiling only times steps: a zero learning rate keeps the parameters as initialised. profile_compute times
+    // one rank on its own, so the model states stay replicated (zeroStage 0); the cost model adds ZeRO's memory.
     pool = ExecutorPool.create(cluster, {
       config,
       env: opts.env,
       startTimeoutMs: opts.timeoutMs,
-      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS }, zeroStage: 0 },
     });
     await pool.start().catch(async (e) => {
       throw await profileError(pool!, "executor start", e);
