@@ -228,7 +228,7 @@ for (const r of slice?.rows ?? []) {
     `${r.mbPerToken.toFixed(3)} MB/token`]);
 }
 if (llama) {
-  rows.push([`llama-8B slice ${llama.tokens}`, `${Math.round(llama.tokensPerS)} tok/s, MFU ${llama.mfu == null ? "-" : (100 * llama.mfu).toFixed(1) + "%"}, ` +
+  rows.push([`llama ${llama.layers}-layer slice ${llama.tokens}`, `${Math.round(llama.tokensPerS)} tok/s, MFU ${llama.mfu == null ? "-" : (100 * llama.mfu).toFixed(1) + "%"}, ` +
     `${llama.activationBytesPerToken === undefined ? "-" : (llama.activationBytesPerToken / 2 ** 20).toFixed(3)} MB/token (${llama.policy}, ZeRO-3)`]);
 }
 const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i].length)));

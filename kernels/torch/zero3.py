@@ -121,8 +121,17 @@ class Zero3Llama:
         """Parameter elements this rank holds."""
         return sum(self._local(p).numel() for p in self.params)
 
-    def _shard_of(self, full: torch.Tensor) -> torch.Tensor:
-        """This rank's dim-0 shard of a full (host) tensor, FSDP2's layout; no communication."""
+    def _shard_of(self, full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """
+        This rank's dim-0 shard of a full host tensor in FSDP2's layout (torch.chunk over the ranks), cut on the host
+        so only the shard reaches the device; no communication. Falls back to distribute_tensor if the chunk does
+        not have the local shard's shape.
+        """
+        n, r = self.mesh.size(), self.mesh.get_local_rank()
+        chunks = torch.chunk(full, n, dim=0)
+        part = chunks[r] if r < len(chunks) else full[:0]
+        if part.shape == like.shape:
+            return part.to(self.device)
         return distribute_tensor(full.to(self.device), self.mesh, [Shard(0)], src_data_rank=None).to_local()
 
     @torch.no_grad()
@@ -130,10 +139,11 @@ class Zero3Llama:
                   v: Callable[[str], torch.Tensor] | None = None) -> None:
         """Fills every shard from full host tensors, one tensor at a time (`get(name)`; optional moments)."""
         for i, s in enumerate(self.layout.slices):
-            self._local(self.params[i]).copy_(self._shard_of(get(s.name).reshape(s.shape).float()))
+            local = self._local(self.params[i])
+            local.copy_(self._shard_of(get(s.name).reshape(s.shape).float(), local))
             if m is not None and v is not None:
-                self.m[i].copy_(self._shard_of(m(s.name).reshape(s.shape).float()))
-                self.v[i].copy_(self._shard_of(v(s.name).reshape(s.shape).float()))
+                self.m[i].copy_(self._shard_of(m(s.name).reshape(s.shape).float(), local))
+                self.v[i].copy_(self._shard_of(v(s.name).reshape(s.shape).float(), local))
             else:
                 self.m[i].zero_()
                 self.v[i].zero_()
