@@ -30,8 +30,20 @@ export type {
   PlannerConfig,
   TrainingConfig,
 } from "./orchestrator/config/types.ts";
-/** Model shapes of the presets (gpt-tiny ... gpt-30b) and their parameter count. */
-export { MODEL_PRESETS, type ModelShape, parameterCount } from "./core/model_shape.ts";
+/** Model shapes of the presets (gpt-tiny ... gpt-30b, llama-tiny ... qwen2-7b), their parameter count and SP rules. */
+export {
+  degreeProblem,
+  kvHeadsPerRank,
+  MODEL_PRESETS,
+  type ModelFamily,
+  type ModelShape,
+  parameterCount,
+  type RopeScaling,
+} from "./core/model_shape.ts";
+/** Hugging Face config.json <-> model shape (model.from, the export). */
+export { HfConfigError, hfConfigOf, readHfShape, shapeFromHfConfig } from "./core/hf_config.ts";
+/** A llama-family run's checkpoint as a Hugging Face model directory (`deno task export --hf`). */
+export { exportHf, type ExportOptions, type ExportResult } from "./orchestrator/run/hf_export.ts";
 /** A user-caused error: its message is the whole report. */
 export { UserError } from "./orchestrator/errors.ts";
 

@@ -6,6 +6,9 @@
 #   3. `deno task profile --quick` on the same config -> the profile and its summary;
 #   4. bench/cuda_slice.ts: single-GPU tokens/s, MFU (dense bf16 peak of the detected GPU) and memory per token of a
 #      1-layer slice of gpt-7b at 4K-64K tokens, through the executor's `profile_compute` -> cuda_slice.json;
+#   5. kernels/torch/llama_slice.py: a 1-layer slice of Llama-3-8B (GQA 32/8 heads, full 128K vocabulary) at 32K
+#      tokens under ZeRO-3 (FSDP2 `fully_shard`, 1 rank) with selective checkpointing, bf16 autocast: tokens/s, MFU,
+#      activation memory per token -> llama_slice.json (100 s at most);
 #   and prints one summary table; everything lands in $OUT (the device tool's result folder), else
 #   bench/results/cuda_check/.
 #
@@ -37,16 +40,20 @@ while [ $# -gt 0 ]; do
     --steps) STEPS="${2:?--steps needs a number}"; shift ;;
     --lengths) LENGTHS="${2:?--lengths needs a list, e.g. 4096,8192}"; shift ;;
     --python) PYTHON="${2:?--python needs a path}"; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 if [ "$KIND" = cuda ]; then
   STEPS="${STEPS:-20}" LENGTHS="${LENGTHS:-4096,8192,16384,32768,65536}" SLICE=gpt-7b
+  LLAMA_TOKENS=32768 LLAMA_DEVICE=cuda
+  LLAMA_SHAPE='{"family":"llama","layers":1,"hidden":4096,"heads":32,"kvHeads":8,"intermediate":14336,"vocab":128256,"maxSeq":32768,"ropeTheta":500000,"normEps":1e-5}'
   MODEL="{ layers: 4, hidden: 512, heads: 8, vocab: 256, max_seq: 4096, checkpointing: none }"
 else
   STEPS="${STEPS:-3}" LENGTHS="${LENGTHS:-256,1024}" SLICE=gpt-tiny
+  LLAMA_TOKENS=1024 LLAMA_DEVICE=cpu
+  LLAMA_SHAPE='{"family":"llama","layers":1,"hidden":64,"heads":4,"kvHeads":2,"intermediate":176,"vocab":256,"maxSeq":1024,"ropeTheta":10000,"normEps":1e-5}'
   MODEL="{ layers: 2, hidden: 64, heads: 4, vocab: 256, max_seq: 1024, checkpointing: none }"
 fi
 case "$STEPS" in ''|*[!0-9]*|0) echo "error: --steps $STEPS: expected a positive integer" >&2; exit 2 ;; esac
@@ -136,6 +143,7 @@ if [ "$DRY" = 1 ]; then
   $DENO bench/cuda_slice.ts --dry-run --kind "$KIND" --preset "$SLICE" --lengths "$LENGTHS" --python "$PYTHON" ||
     exit 1
   echo "dry run: would run launch ($STEPS steps), profile --quick and the slice at $LENGTHS; results to $RES"
+  echo "dry run: then the llama slice: $PYTHON kernels/torch/llama_slice.py --shape '$LLAMA_SHAPE' --tokens $LLAMA_TOKENS --policy selective --zero3 --device $LLAMA_DEVICE"
   exit 0
 fi
 
@@ -171,6 +179,20 @@ rc=$?
 PHASES+=("$(status slice $rc $(( $(date +%s) - t )))")
 cat "$RES/cuda_slice.out"; [ $rc -ne 0 ] && tail -n 20 "$RES/cuda_slice.err" >&2
 
+# ---- 5. the llama-8B slice: ZeRO-3 (FSDP2) + selective checkpointing ----
+say "llama 1-layer slice at $LLAMA_TOKENS tokens, FSDP2 + selective"
+GPU_NAME="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+case "$GPU_NAME" in
+  *H200*|*H100*SXM*|*H100\ 80GB\ HBM3*) PEAK=989 ;; *H100*) PEAK=756 ;; *A100*) PEAK=312 ;; *L40S*) PEAK=362 ;; *) PEAK=0 ;;
+esac
+t=$(date +%s)
+(cd kernels/torch && timeout 100 "$PYTHON" llama_slice.py --shape "$LLAMA_SHAPE" --tokens "$LLAMA_TOKENS" \
+  --policy selective --zero3 --device "$LLAMA_DEVICE" --repeats 2 --peak-tflops "$PEAK") \
+  > "$RES/llama_slice.json" 2> "$RES/llama_slice.err"
+rc=$?
+PHASES+=("$(status llama $rc $(( $(date +%s) - t )))")
+cat "$RES/llama_slice.json"; [ $rc -ne 0 ] && tail -n 20 "$RES/llama_slice.err" >&2
+
 # ---- summary ----
 PHASES_JSON="{$(IFS=,; echo "${PHASES[*]}")}"
 $DENO --no-config --ext=ts - "$RES" "$PHASES_JSON" <<'EOF'
@@ -187,7 +209,8 @@ const launch = ledger.length ? {
   overheadMs: after.length ? after.reduce((s, r) => s + r.overheadMs, 0) / after.length : null,
 } : null;
 const slice = JSON.parse(read("cuda_slice.json") ?? "null");
-const summary = { env, phases: JSON.parse(phasesJson), launch, profileWritten: read("profile.json") !== undefined, slice };
+const llama = (() => { try { return JSON.parse((read("llama_slice.json") ?? "").trim().split("\n").at(-1) ?? ""); } catch { return null; } })();
+const summary = { env, phases: JSON.parse(phasesJson), launch, profileWritten: read("profile.json") !== undefined, slice, llama };
 Deno.writeTextFileSync(`${res}/cuda_check.json`, JSON.stringify(summary, null, 2) + "\n");
 const rows: string[][] = [["what", "result"]];
 rows.push(["GPU", slice?.device ?? env?.nvidiaSmi ?? "?"]);
@@ -203,6 +226,10 @@ for (const r of slice?.rows ?? []) {
   rows.push([`${slice.preset} slice ${r.tokens}`, r.error ? `failed: ${r.error.split("\n")[0].slice(0, 80)}` :
     `${Math.round(r.tokensPerS)} tok/s, MFU ${r.mfu === undefined ? "-" : (100 * r.mfu).toFixed(1) + "%"}, ` +
     `${r.mbPerToken.toFixed(3)} MB/token`]);
+}
+if (llama) {
+  rows.push([`llama ${llama.layers}-layer slice ${llama.tokens}`, `${Math.round(llama.tokensPerS)} tok/s, MFU ${llama.mfu == null ? "-" : (100 * llama.mfu).toFixed(1) + "%"}, ` +
+    `${llama.activationBytesPerToken === undefined ? "-" : (llama.activationBytesPerToken / 2 ** 20).toFixed(3)} MB/token (${llama.policy}, ZeRO-3)`]);
 }
 const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i].length)));
 console.log("\n## cuda_check\n\n" + rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ")).join("\n"));

@@ -3,7 +3,19 @@
 
 import { type BenchSection, printSection } from "./report.ts";
 
-const PARTS = ["planner", "agents", "kernels", "webgpu", "launch", "profile", "data", "observe", "scale", "torch"];
+const PARTS = [
+  "planner",
+  "agents",
+  "kernels",
+  "webgpu",
+  "launch",
+  "profile",
+  "data",
+  "observe",
+  "scale",
+  "torch",
+  "llama",
+];
 
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
 if (only && !PARTS.includes(only)) {

@@ -53,6 +53,15 @@ export interface ExecutorInit {
   secret: string;
   /** Address the executor's data-plane listener binds to and advertises. */
   bindHost: string;
+  /** A Hugging Face model directory on the node whose weights the torch executors load (model.from). */
+  modelFrom?: string;
+  /** Activation checkpointing (model.checkpointing; the llama family of the torch executors implements it). */
+  checkpointing?: "none" | "selective" | "full";
+  /**
+   * planner.zero_stage: 0 keeps full replicas (gradient all-reduce); 3 shards parameters, gradients and AdamW
+   * moments over all ranks (FSDP2; the torch executors' llama family). Absent means 0.
+   */
+  zeroStage?: 0 | 1 | 2 | 3;
 }
 
 /** A data-plane endpoint of one rank. */

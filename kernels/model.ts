@@ -70,6 +70,11 @@ export const LN_EPS = 1e-5;
 
 /** Throws a clear error unless the shape is usable by the executors. */
 export function validateShape(s: ModelShape): void {
+  if ((s.family ?? "gpt") !== "gpt") {
+    throw new Error(
+      `model shape: the ${s.family} family runs on the PyTorch executors only (executor: torch-cpu or cuda)`,
+    );
+  }
   for (const k of ["layers", "hidden", "heads", "vocab", "maxSeq"] as const) {
     if (!Number.isInteger(s[k]) || s[k] <= 0) throw new Error(`model shape: ${k} must be a positive integer`);
   }

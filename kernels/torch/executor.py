@@ -30,11 +30,14 @@ from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
 from comm import DataPlane, GradReducer, StoreListener, interface_of
 from fault_injection import injected_fault
 from gpt import Gpt
+from hf import TensorReader, load_weights, read_config, shape_json
+from llama import Llama
 from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
 from optim import AdamWConfig, adamw, clip_factor, sum_squares
 from packing import FileSource, SyntheticSource, TokenSource, pack_group
 from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
 from step_plan import MyGroup, check_plan
+from zero3 import Zero3Llama
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -103,13 +106,17 @@ class _State:
     grads: torch.Tensor
     m: torch.Tensor
     v: torch.Tensor
-    model: Gpt
+    model: Gpt | Llama
     source: TokenSource
     listener: StoreListener | None
     bind_host: str
     dp: DataPlane | None = None
     reducer: GradReducer | None = None
     step: int = 0
+    #: ZeRO-3 (planner.zero_stage 3, llama family, several ranks): the FSDP2-sharded model, created at `peers`;
+    #: `params`/`grads`/`m`/`v` are then empty and `fill` loads the shards (initialisation or model.from).
+    zero3: Zero3Llama | None = None
+    fill: Callable[[Zero3Llama], None] | None = None
 
 
 class Executor:
@@ -217,12 +224,52 @@ class Executor:
         source: TokenSource = (FileSource(ds["tokensPath"], ds["tokenBytes"]) if ds else SyntheticSource(shape.vocab))
         bind_host = str(init.get("bindHost") or "127.0.0.1")
         t0 = time.perf_counter()
-        mode = init_mode(layout)
-        params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
-        self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
+        model_from = init.get("modelFrom")
+        checkpointing = str(init.get("checkpointing") or "none")
+        zero_stage = init.get("zeroStage", 0)
+        if zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"init: zeroStage must be 0, 1, 2 or 3, got {zero_stage}")
+        zero3 = zero_stage == 3 and shape.family == "llama" and ws > 1
+        fill: Callable[[Zero3Llama], None] | None = None
+        if shape.family == "llama" and zero_stage in (1, 2):
+            raise ValueError(f"init: planner.zero_stage {zero_stage} is not implemented by the torch executor: use 0 "
+                             "(full replicas, gradient all-reduce) or 3 (FSDP2 over all ranks)")
+        if shape.family == "gpt" and zero_stage != 0:
+            self.log(f"zero_stage {zero_stage}: the gpt family keeps full replicas (ZeRO-3 is the llama family's)")
+        if zero3 and model_from is not None:
+            self._check_hf_shape(str(model_from), shape)
+            src = str(model_from)
+
+            def fill_hf(z: Zero3Llama) -> None:
+                reader = TensorReader(src, layout)
+                try:
+                    z.load_full(reader)
+                finally:
+                    reader.close()
+
+            fill, params = fill_hf, torch.zeros(0)
+        elif zero3:
+            mode = init_mode(layout)
+            host = init_params(layout, int(init.get("seed", 0)), mode)
+            fill, params = (lambda z: z.load_flat(host)), torch.zeros(0)
+        elif model_from is not None:
+            params = self._load_hf(str(model_from), shape, layout)
+            self.log(f"loaded {layout.count} parameters from {model_from} in {time.perf_counter() - t0:.2f} s")
+        else:
+            mode = init_mode(layout)
+            params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
+            self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
         grads = torch.zeros_like(params)
         m, v = torch.zeros_like(params), torch.zeros_like(params)
-        model = Gpt(layout, params, grads, self.log)
+        model: Gpt | Llama
+        if zero3:
+            model = Llama(layout, None, None, self.log, checkpointing, device=self.device)
+        elif shape.family == "llama":
+            model = Llama(layout, params, grads, self.log, checkpointing)
+        else:
+            if checkpointing != "none":
+                self.log(f"checkpointing {checkpointing}: the gpt family keeps every activation")
+            model = Gpt(layout, params, grads, self.log)
         listener = None
         if ws > 1:
             iface = interface_of(bind_host)
@@ -233,7 +280,8 @@ class Executor:
                 self.log(f"no interface carries {bind_host}; gloo/NCCL pick their own")
             if rank == 0:
                 listener = StoreListener(bind_host, ws, self.connect_timeout_s)
-        self.s = _State(init, rank, ws, shape, layout, opt, params, grads, m, v, model, source, listener, bind_host)
+        self.s = _State(init, rank, ws, shape, layout, opt, params, grads, m, v, model, source, listener, bind_host,
+                        fill=fill)
         self.emit({
             "type": "ready",
             "rank": rank,
@@ -241,6 +289,22 @@ class Executor:
             "device": self.device_name,
             "endpoint": {"rank": rank, "host": bind_host, "port": listener.port if listener else 0},
         })
+
+    def _load_hf(self, model_dir: str, shape: ModelShape, layout: ParamLayout) -> torch.Tensor:
+        """The parameters of a Hugging Face directory, read tensor by tensor into a host buffer, then moved."""
+        self._check_hf_shape(model_dir, shape)
+        host = torch.zeros(layout.total, dtype=torch.float32)
+        load_weights(model_dir, layout, host)
+        return host.to(self.device)
+
+    @staticmethod
+    def _check_hf_shape(model_dir: str, shape: ModelShape) -> None:
+        if shape.family != "llama":
+            raise ValueError(f"init: modelFrom {model_dir} needs a llama-family model shape")
+        mine = ModelShape.from_json(shape_json(read_config(model_dir), model_dir))
+        if mine != shape or mine.rope_scaling != shape.rope_scaling:
+            raise ValueError(f"init: {model_dir}/config.json gives the shape {mine.to_json()}, the orchestrator sent "
+                             f"{shape.to_json()} (core/hf_config.ts and kernels/torch/hf.py disagree)")
 
     def _peers(self, endpoints: Any) -> None:
         s = self._ready("peers")
@@ -255,8 +319,16 @@ class Executor:
             t0 = time.perf_counter()
             s.dp = DataPlane(s.rank, s.world_size, backend, self.device, str(s.init.get("secret", "")), s.listener,
                              endpoints, self.connect_timeout_s, self.op_timeout_s, self.log)
-            slices = [(x.offset, x.offset + x.length) for x in s.layout.slices]
-            s.reducer = GradReducer(s.grads, slices, s.model.params)
+            if s.fill is not None:
+                t1 = time.perf_counter()
+                s.zero3 = Zero3Llama(s.layout, s.world_size, self.device, self.log, s.model.checkpointing)
+                s.fill(s.zero3)
+                s.fill = None
+                self.log(f"ZeRO-3: {s.zero3.local_elements()} of {s.layout.count} parameters on this rank, "
+                         f"loaded in {time.perf_counter() - t1:.2f} s")
+            else:
+                slices = [(x.offset, x.offset + x.length) for x in s.layout.slices]
+                s.reducer = GradReducer(s.grads, slices, s.model.params)
             pool = [{"degree": p.degree, "groups": p.groups, "ms": round(p.ms, 3)} for p in s.dp.pool_times]
             self.log(f"rendezvous + pool in {time.perf_counter() - t0:.2f} s: {pool}; threads {torch.get_num_threads()}")
         self.emit({"type": "connected", "rank": s.rank, "pool": pool})
@@ -283,7 +355,12 @@ class Executor:
     def _execute(self, s: _State, plan: dict[str, Any], mine: list[MyGroup]) -> None:
         t0 = time.perf_counter()
         dev = self.device
-        s.grads.zero_()
+        z = s.zero3
+        if z is not None:
+            z.zero_grad()
+        else:
+            s.grads.zero_()
+        forward = z.forward if z is not None else s.model.forward
         scale = 1 / plan["globalTokens"]
         reports: list[dict[str, Any]] = []
         for i, mg in enumerate(mine):
@@ -299,7 +376,7 @@ class Executor:
                 if s.reducer is not None and i == len(mine) - 1:
                     s.reducer.arm()
                 with self._autocast():
-                    losses = s.model.forward(tok, pos, tgt, packed.cu_seqlens, group, mg.degree)
+                    losses = forward(tok, pos, tgt, packed.cu_seqlens, group, mg.degree)
                 loss_sum = losses.detach().double().sum().reshape(1)
                 if group is not None:  # the members' sums, added in SP-rank order
                     parts = [torch.zeros_like(loss_sum) for _ in range(mg.degree)]
@@ -325,17 +402,25 @@ class Executor:
                 s.reducer.finish()
             except Exception as e:  # noqa: BLE001
                 raise FatalError(f"step {plan['step']}: gradient all-reduce failed: {self._peer_hint(e)}") from e
-        ranges = [(x.offset, x.offset + x.length) for x in s.layout.slices]
-        norm = sum_squares(s.grads, ranges) ** 0.5
+        if z is not None:
+            try:
+                norm = z.grad_norm()
+            except Exception as e:  # noqa: BLE001
+                raise FatalError(f"step {plan['step']}: gradient norm all-reduce failed: {self._peer_hint(e)}") from e
+        else:
+            ranges = [(x.offset, x.offset + x.length) for x in s.layout.slices]
+            norm = sum_squares(s.grads, ranges) ** 0.5
         if norm != norm or norm == float("inf"):
             raise FatalError(f"step {plan['step']}: gradient norm is {'NaN' if norm != norm else 'Infinity'}; update skipped")
         clip = clip_factor(norm, s.opt.grad_clip)
         s.step += 1
         lr = float(plan["lr"])
-        for x in s.layout.slices:
+        for x in s.layout.slices if z is None else []:
             sl = slice(x.offset, x.offset + x.length)
             adamw(s.params[sl], s.grads[sl], s.m[sl], s.v[sl], lr, s.opt, s.opt.weight_decay if x.decay else 0.0,
                   s.step, clip)
+        if z is not None:
+            z.apply(lr, s.opt, norm, s.step)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         self.emit({"type": "step_done", "rank": s.rank, "step": plan["step"], "microBatches": reports,
@@ -381,6 +466,8 @@ class Executor:
 
     def _profile_compute(self, req: Any) -> None:
         s = self._ready("profile_compute")
+        if s.zero3 is not None or s.fill is not None:
+            raise ValueError("profile_compute: this executor shards the model (zeroStage 3); profile with zeroStage 0")
         check_compute_request(req, s.shape)
         res: dict[str, Any] = {}
 
@@ -408,7 +495,13 @@ class Executor:
 
     def _save(self, path: Any) -> None:
         s = self._ready("save")
-        data = encode_state(s.shape, s.step, s.params, s.m, s.v)
+        if s.fill is not None:
+            raise ValueError("save: the ZeRO-3 shards are created at peers (send peers first)")
+        if s.zero3 is not None:
+            p, m, v = s.zero3.gather_flat()
+            data = encode_state(s.shape, s.step, p, m, v)
+        else:
+            data = encode_state(s.shape, s.step, s.params, s.m, s.v)
         write_atomic(str(path), data)
         self.emit({"type": "saved", "rank": s.rank, "path": path, "sha256": sha256_hex(data), "bytes": len(data)})
 
@@ -426,10 +519,15 @@ class Executor:
         st = decode_state(data, s.shape, str(path))
         if st.params.numel() != s.layout.total:
             raise ValueError(f"load: {path} holds {st.params.numel()} values, layout has {s.layout.total}")
-        with torch.no_grad():
-            s.params.copy_(st.params)
-            s.m.copy_(st.m)
-            s.v.copy_(st.v)
+        if s.fill is not None:
+            raise ValueError("load: the ZeRO-3 shards are created at peers (send peers first)")
+        if s.zero3 is not None:
+            s.zero3.load_flat(st.params, st.m, st.v)
+        else:
+            with torch.no_grad():
+                s.params.copy_(st.params)
+                s.m.copy_(st.m)
+                s.v.copy_(st.v)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         s.step = st.step

@@ -60,6 +60,12 @@ def check_plan(
                     f"{gat}: SP degree {degree} does not divide the model's {shape.heads} attention heads "
                     "(Ulysses needs heads divisible by the degree)"
                 )
+            kv = shape.kv_heads or shape.heads
+            if kv % degree != 0 and degree % kv != 0:
+                raise ValueError(
+                    f"{gat}: SP degree {degree} is incompatible with the model's {kv} K/V heads (Ulysses needs "
+                    "K/V heads divisible by the degree, or the degree a multiple of them for replication)"
+                )
             for k, r in enumerate(ranks):
                 if not _is_int(r) or r < 0 or r >= world_size:
                     raise ValueError(f"{gat}: rank {r} outside [0, {world_size})")

@@ -13,7 +13,8 @@ import type {
   ExecutorStepPlan,
 } from "../../core/protocol.ts";
 import { STEP_FIELDS } from "../../core/protocol.ts";
-import type { Config } from "../config/types.ts";
+import type { Config, ModelConfig } from "../config/types.ts";
+import type { ModelShape } from "../../core/model_shape.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
 import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
 
@@ -47,13 +48,22 @@ export interface ExecutorInitOptions {
   extra?: Partial<ExecutorInit>;
 }
 
+/** The protocol's model shape of a config's model (the family's fields only where the family has them). */
+export function modelShapeOf(m: ModelConfig): ModelShape {
+  const { preset: _p, from: _f, checkpointing: _c, ...shape } = m;
+  return shape;
+}
+
 /** The `init` of one executor: the config's model and optimizer, the run's secret, the node's bind address. */
 export function executorInit(o: ExecutorInitOptions): ExecutorInit {
   const { model: m, training: t } = o.config;
   return {
     rank: o.rank,
     worldSize: o.worldSize,
-    model: { layers: m.layers, hidden: m.hidden, heads: m.heads, vocab: m.vocab, maxSeq: m.maxSeq },
+    model: modelShapeOf(m),
+    ...(m.from !== undefined ? { modelFrom: m.from } : {}),
+    checkpointing: m.checkpointing,
+    zeroStage: o.config.planner.zeroStage,
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
     secret: o.secret,

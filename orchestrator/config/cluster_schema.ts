@@ -89,6 +89,8 @@ export const clusterConfigSpec: Spec = {
       kind: "object",
       fields: {
         preset: f({ kind: "enum", values: Object.keys(MODEL_PRESETS) }),
+        /** A Hugging Face model directory (llama, mistral, qwen2); overrides preset. */
+        from: f(str),
         layers: f(posInt),
         hidden: f(posInt),
         heads: f(posInt),

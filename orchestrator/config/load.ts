@@ -4,9 +4,10 @@ import { isMap, isScalar, isSeq, LineCounter, parse as parseYaml, parseDocument 
 import type { Node as YamlNode } from "yaml";
 import { UserError } from "../errors.ts";
 import { clusterConfigSpec } from "./cluster_schema.ts";
-import { MODEL_PRESETS } from "../../core/model_shape.ts";
+import { MODEL_PRESETS, type ModelShape } from "../../core/model_shape.ts";
+import { HfConfigError, readHfShape } from "../../core/hf_config.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
-import type { Config, CostConstants, NodeConfig } from "./types.ts";
+import type { Config, CostConstants, ModelConfig, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";
 
 type Path = (string | number)[];
@@ -197,16 +198,27 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     return dir + p;
   };
 
-  // Model: a preset, with any explicit field overriding it.
+  // Model: a Hugging Face directory (model.from, which overrides model.preset) or a preset, with any explicit
+  // field overriding it.
   const m = raw.model;
-  const preset = m.preset ? MODEL_PRESETS[m.preset] : undefined;
+  const fromDir = m.from === undefined ? undefined : rel(String(m.from));
+  let base: ModelShape | undefined = m.preset ? MODEL_PRESETS[m.preset] : undefined;
+  if (fromDir !== undefined) {
+    try {
+      base = readHfShape(fromDir);
+    } catch (e) {
+      if (e instanceof HfConfigError) fail(["model", "from"], e.message);
+      throw e;
+    }
+  }
   const pick = (key: string, yamlKey: string) => {
-    const v = m[yamlKey] ?? (preset as Raw)?.[key];
-    if (v === undefined) fail(["model", yamlKey], `missing; set model.preset or model.${yamlKey}`);
+    const v = m[yamlKey] ?? (base as Raw)?.[key];
+    if (v === undefined) fail(["model", yamlKey], `missing; set model.preset, model.from or model.${yamlKey}`);
     return v as number;
   };
-  const model = {
-    preset: m.preset as string | undefined,
+  const model: ModelConfig = {
+    ...base,
+    preset: fromDir === undefined ? m.preset as string | undefined : undefined,
     layers: pick("layers", "layers"),
     hidden: pick("hidden", "hidden"),
     heads: pick("heads", "heads"),
@@ -215,8 +227,12 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     checkpointing: m.checkpointing,
     ...(m.params !== undefined ? { params: m.params as number } : {}),
   };
-  if (model.hidden % model.heads !== 0) {
+  if (fromDir !== undefined) model.from = fromDir;
+  if (model.family !== "llama" && model.hidden % model.heads !== 0) {
     fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
+  }
+  if (model.family === "llama" && model.heads % (model.kvHeads ?? model.heads) !== 0) {
+    fail(["model", "heads"], `${model.heads} query heads are not a multiple of the ${model.kvHeads} K/V heads`);
   }
 
   if (raw.cluster.scheduler === "slurm" && raw.cluster.nodes) {

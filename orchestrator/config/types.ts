@@ -41,6 +41,8 @@ export type Checkpointing = "none" | "selective" | "full";
 /** The model to train. */
 export interface ModelConfig extends ModelShape {
   preset?: string;
+  /** A Hugging Face model directory (config.json + safetensors) the torch executors load; its shape is this one. */
+  from?: string;
   checkpointing: Checkpointing;
   /** Parameter count, when given (else the cost constants' count, else the GPT-2 formula). */
   params?: number;

@@ -1,6 +1,7 @@
 // Everything a planner needs besides the lengths: cost model, topology, allowed degrees, capacities.
 
 import { UserError } from "../errors.ts";
+import { degreeProblem } from "../../core/model_shape.ts";
 import type { CostModel } from "./cost_model.ts";
 import { BlockAllocator, BlockTable, floorPow2 } from "./placement.ts";
 import type { Topology } from "./topology.ts";
@@ -79,7 +80,9 @@ export class PlanContext {
     this.slowBetaWork = cost.beta1 * (slow.length ? slowSum / v2 : 0) + cost.beta1 * this.fastSpeedSum / this.maxSpeed;
     this.degrees = [];
     for (let d = 1; d <= this.maxDegree; d *= 2) {
-      if (d >= options.minDegree && heads % d === 0) this.degrees.push(d);
+      if (d >= options.minDegree && heads % d === 0 && degreeProblem(cost.model, d) === undefined) {
+        this.degrees.push(d);
+      }
     }
     if (this.degrees.length === 0) {
       throw new UserError(

@@ -1,7 +1,7 @@
 // FlexSP cost model: time and memory of sequences on an SP group of degree d (paper §2, eq. 11-14).
 
 import { UserError } from "../errors.ts";
-import { parameterCount } from "../../core/model_shape.ts";
+import { headDimOf, kvHeadsPerRank, parameterCount } from "../../core/model_shape.ts";
 import type { Checkpointing, CostConstants, ModelConfig } from "../config/types.ts";
 
 /** Extra compute of full activation checkpointing: one more forward pass, about a third of forward+backward. */
@@ -31,7 +31,7 @@ export class CostModel {
   readonly actMbPerToken: number;
   /** Model-state MB per device. */
   readonly modelStateMb: number;
-  /** MB moved per token per unit degree by the 8 all-to-alls of a layer stack (fwd+bwd, bf16). */
+  /** MB moved per token per unit degree by the 8 all-to-alls of a layer stack (fwd+bwd, bf16), for MHA. */
   private readonly commMbPerToken: number;
   private readonly intra: [number, number][];
   private readonly inter: [number, number][];
@@ -83,10 +83,23 @@ export class CostModel {
     return (this.alpha1 * s * s + this.alpha2 * s) / d / speed;
   }
 
+  /**
+   * MB per token per unit degree the all-to-alls move at degree d: per layer, forward and backward, Q and the
+   * attention output (heads·headDim each) and K and V with the K/V heads each rank receives times d (fewer with
+   * grouped-query attention; replicated up to d when d exceeds the K/V heads, as DeepSpeed-Ulysses does).
+   */
+  commMbPerTokenAt(d: number): number {
+    const m = this.model;
+    if (m.family !== "llama") return this.commMbPerToken;
+    const kv = kvHeadsPerRank(m, d) ?? m.kvHeads ?? m.heads;
+    const width = (2 * m.heads + 2 * kv * d) * headDimOf(m);
+    return (2 * m.layers * width * 2) / 2 ** 20;
+  }
+
   /** All-to-all ms of `tokens` packed tokens on degree d. */
   commMs(tokens: number, d: number, spans: boolean): number {
     if (d === 1) return 0;
-    return (this.commMbPerToken * tokens) / d / this.bandwidth(d, spans);
+    return (this.commMbPerTokenAt(d) * tokens) / d / this.bandwidth(d, spans);
   }
 
   /** Time of one sequence in a group, without the group's fixed cost β1. */

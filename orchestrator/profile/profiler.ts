@@ -8,6 +8,7 @@ import type { LedgerRecord } from "../ledger/ledger.ts";
 import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
+import { degreeProblem } from "../../core/model_shape.ts";
 import { plannerSetup } from "../planner/from_config.ts";
 import { planStep } from "../planner/plan_step.ts";
 import { sampleLengths } from "../data/length_distributions.ts";
@@ -435,12 +436,13 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     }
     say(`starting ${devices} executor(s)`);
     await opts.onPhase?.("executors", cluster);
-    // Profiling only times steps: a zero learning rate keeps the parameters as initialised.
+    // Profiling only times steps: a zero learning rate keeps the parameters as initialised. profile_compute times
+    // one rank on its own, so the model states stay replicated (zeroStage 0); the cost model adds ZeRO's memory.
     pool = ExecutorPool.create(cluster, {
       config,
       env: opts.env,
       startTimeoutMs: opts.timeoutMs,
-      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS }, zeroStage: 0 },
     });
     await pool.start().catch(async (e) => {
       throw await profileError(pool!, "executor start", e);
@@ -466,7 +468,7 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
 
     const { compute, memory } = await measureCompute(ctx);
     const degrees: number[] = [];
-    for (let d = 2; d <= devices; d *= 2) if (config.model.heads % d === 0) degrees.push(d);
+    for (let d = 2; d <= devices; d *= 2) if (degreeProblem(config.model, d) === undefined) degrees.push(d);
     const alltoall = await measureAllToAll(ctx, degrees);
     const p2p = await measurePairs(ctx);
 

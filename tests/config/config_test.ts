@@ -41,7 +41,7 @@ const CASES: [string, string, string[], string][] = [
     "unknown preset",
     GOOD.replace("gpt-tiny", "gpt-7c"),
     [],
-    `c.yaml:7:11 model.preset: expected one of gpt-tiny, gpt-small, gpt-7b, gpt-13b, gpt-30b, got "gpt-7c" ` +
+    `c.yaml:7:11 model.preset: expected one of gpt-tiny, gpt-small, gpt-7b, gpt-13b, gpt-30b, llama-tiny, llama2-7b, llama3-8b, llama3-70b, mistral-7b, qwen2-7b, got "gpt-7c" ` +
     `(did you mean "gpt-7b"?)`,
   ],
   [

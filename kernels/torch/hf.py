@@ -1,0 +1,340 @@
+# Hugging Face model directories for the llama family: config.json -> the protocol's model shape (the same mapping
+# as core/hf_config.ts, so planner and executor agree; the executor checks that they do), weights from
+# model.safetensors or a sharded index (model.safetensors.index.json), read one tensor at a time into this rank's
+# flat parameter buffer, and the export (config.json + safetensors shards) that transformers loads.
+#
+# safetensors is read and written here directly (8-byte little-endian header length, JSON header with dtype, shape
+# and data_offsets per tensor, raw little-endian data), with the stdlib and torch only: nothing to install on a
+# node beyond torch.
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+from typing import Any
+
+import torch
+
+from checkpoint import write_atomic
+from model import ParamLayout
+
+#: Hugging Face model_type values the llama family covers.
+SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
+_DTYPES = {
+    "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+}
+_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+class HfError(ValueError):
+    """A Hugging Face directory that flexsp cannot use (the message names the file and the fix)."""
+
+
+def read_config(model_dir: str) -> dict[str, Any]:
+    """config.json of `model_dir` as a dict (clear error when missing or not JSON)."""
+    path = os.path.join(model_dir, "config.json")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise HfError(f"{path}: not found (model.from must be a Hugging Face model directory with config.json)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise HfError(f"{path}: cannot read it as JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise HfError(f"{path}: expected a JSON object")
+    return cfg
+
+
+def _rope(cfg: dict[str, Any], path: str) -> tuple[float, dict[str, Any] | None]:
+    """(theta, scaling) from transformers ≥ 5 `rope_parameters` or the older `rope_theta` + `rope_scaling`."""
+    rp = cfg.get("rope_parameters")
+    sc = cfg.get("rope_scaling")
+    theta = cfg.get("rope_theta", 10000.0)
+    if isinstance(rp, dict):
+        theta = rp.get("rope_theta", theta)
+        sc = rp
+    if not isinstance(sc, dict):
+        return float(theta), None
+    kind = sc.get("rope_type", sc.get("type", "default"))
+    if kind == "default":
+        return float(theta), None
+    if kind == "linear":
+        return float(theta), {"type": "linear", "factor": float(sc["factor"])}
+    if kind == "llama3":
+        return float(theta), {
+            "type": "llama3",
+            "factor": float(sc["factor"]),
+            "lowFreqFactor": float(sc["low_freq_factor"]),
+            "highFreqFactor": float(sc["high_freq_factor"]),
+            "originalMaxPositionEmbeddings": int(sc["original_max_position_embeddings"]),
+        }
+    raise HfError(f"{path}: RoPE scaling type {kind!r} is not supported (supported: default, linear, llama3)")
+
+
+def shape_json(cfg: dict[str, Any], model_dir: str = ".") -> dict[str, Any]:
+    """The protocol model shape (family "llama") of a Hugging Face config.json."""
+    path = os.path.join(model_dir, "config.json")
+    mt = cfg.get("model_type")
+    if mt not in SUPPORTED_TYPES:
+        raise HfError(f"{path}: model_type {mt!r} is not supported (supported: {', '.join(SUPPORTED_TYPES)})")
+    act = cfg.get("hidden_act", "silu")
+    if act != "silu":
+        raise HfError(f"{path}: hidden_act {act!r} is not supported (the llama family uses silu)")
+    if cfg.get("mlp_bias"):
+        raise HfError(f"{path}: mlp_bias true is not supported")
+    for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size", "intermediate_size"):
+        if not isinstance(cfg.get(k), int):
+            raise HfError(f"{path}: {k} must be an integer")
+    heads = cfg["num_attention_heads"]
+    theta, scaling = _rope(cfg, path)
+    max_seq = int(cfg.get("max_position_embeddings", 4096))
+    window = cfg.get("sliding_window")
+    if mt == "mistral" and isinstance(window, int) and window < max_seq:
+        max_seq = window  # within the window, sliding-window attention is full causal attention
+    if mt == "qwen2" and cfg.get("use_sliding_window") and isinstance(window, int) and window < max_seq:
+        max_seq = window
+    out: dict[str, Any] = {
+        "family": "llama",
+        "modelType": mt,
+        "layers": cfg["num_hidden_layers"],
+        "hidden": cfg["hidden_size"],
+        "heads": heads,
+        "kvHeads": int(cfg.get("num_key_value_heads") or heads),
+        "headDim": int(cfg.get("head_dim") or cfg["hidden_size"] // heads),
+        "intermediate": cfg["intermediate_size"],
+        "vocab": cfg["vocab_size"],
+        "maxSeq": max_seq,
+        "ropeTheta": theta,
+        "normEps": float(cfg.get("rms_norm_eps", 1e-6)),
+        "tieEmbeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "qkvBias": mt == "qwen2" or bool(cfg.get("attention_bias", False)),
+        "oBias": mt != "qwen2" and bool(cfg.get("attention_bias", False)),
+    }
+    if scaling is not None:
+        out["ropeScaling"] = scaling
+    return out
+
+
+class SafetensorsFile:
+    """One safetensors file, memory-mapped; tensors are read one at a time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.f = open(path, "rb")
+        except OSError as e:
+            raise HfError(f"{path}: cannot open ({e.strerror or e})") from None
+        head = self.f.read(8)
+        if len(head) < 8:
+            raise HfError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+        (n,) = struct.unpack("<Q", head)
+        size = os.fstat(self.f.fileno()).st_size
+        if n > size - 8:
+            raise HfError(f"{path}: not a safetensors file (header length {n} beyond the file's {size} bytes)")
+        try:
+            self.header: dict[str, Any] = json.loads(self.f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HfError(f"{path}: corrupt safetensors header") from None
+        self.header.pop("__metadata__", None)
+        self.base = 8 + n
+        self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+
+    def names(self) -> list[str]:
+        return list(self.header)
+
+    def get(self, name: str) -> torch.Tensor:
+        """Tensor `name` as a CPU tensor in its stored dtype (a copy)."""
+        h = self.header[name]
+        dt = _DTYPES.get(h["dtype"])
+        if dt is None:
+            raise HfError(f"{self.path}: tensor {name} has dtype {h['dtype']} (supported: {', '.join(_DTYPES)})")
+        a, b = h["data_offsets"]
+        assert self.mm is not None
+        buf = bytearray(self.mm[self.base + a : self.base + b])
+        return torch.frombuffer(buf, dtype=dt).reshape(h["shape"]) if buf else torch.empty(h["shape"], dtype=dt)
+
+    def close(self) -> None:
+        if self.mm is not None:
+            self.mm.close()
+        self.f.close()
+
+
+def weight_files(model_dir: str) -> dict[str, str]:
+    """Tensor name -> safetensors file path, from the sharded index or model.safetensors (missing shard: error)."""
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    single = os.path.join(model_dir, "model.safetensors")
+    if os.path.exists(index):
+        try:
+            with open(index) as f:
+                wm = json.load(f)["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise HfError(f"{index}: cannot read its weight_map ({e})") from None
+        out = {k: os.path.join(model_dir, v) for k, v in wm.items()}
+        for shard in sorted(set(out.values())):
+            if not os.path.exists(shard):
+                raise HfError(f"{index} names shard {os.path.basename(shard)}, which is missing from {model_dir} "
+                              "(download every shard the index lists)")
+        return out
+    if os.path.exists(single):
+        sf = SafetensorsFile(single)
+        try:
+            return {k: single for k in sf.names()}
+        finally:
+            sf.close()
+    raise HfError(f"{model_dir}: no model.safetensors or model.safetensors.index.json (only safetensors "
+                  "weights are read; convert .bin checkpoints with transformers' save_pretrained)")
+
+
+class TensorReader:
+    """Reads the layout's tensors of a Hugging Face directory by name, one at a time (files opened as needed)."""
+
+    def __init__(self, model_dir: str, layout: ParamLayout) -> None:
+        self.where = weight_files(model_dir)
+        missing = [s.name for s in layout.slices if s.name not in self.where]
+        if missing:
+            raise HfError(f"{model_dir}: the weights lack {len(missing)} tensor(s) the config implies, e.g. "
+                          f"{', '.join(missing[:3])}")
+        self.shapes = {s.name: s.shape for s in layout.slices}
+        self.files: dict[str, SafetensorsFile] = {}
+
+    def __call__(self, name: str) -> torch.Tensor:
+        path = self.where[name]
+        sf = self.files.get(path)
+        if sf is None:
+            sf = self.files[path] = SafetensorsFile(path)
+        t = sf.get(name)
+        if tuple(t.shape) != self.shapes[name]:
+            raise HfError(f"{path}: tensor {name} has shape {list(t.shape)}, config.json implies "
+                          f"{list(self.shapes[name])}")
+        return t
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files = {}
+
+
+def load_weights(model_dir: str, layout: ParamLayout, flat: torch.Tensor) -> int:
+    """
+    Copies every tensor of the layout from `model_dir`'s safetensors into `flat` (float32), one tensor at a time
+    (shard by shard: at most one tensor beyond `flat` is in host memory). Returns the number of tensors read.
+    """
+    where = weight_files(model_dir)
+    need = [s for s in layout.slices]
+    missing = [s.name for s in need if s.name not in where]
+    if missing:
+        raise HfError(f"{model_dir}: the weights lack {len(missing)} tensor(s) the config implies, e.g. "
+                      f"{', '.join(missing[:3])}")
+    by_file: dict[str, list[Any]] = {}
+    for s in need:
+        by_file.setdefault(where[s.name], []).append(s)
+    n = 0
+    with torch.no_grad():
+        for path, slices in sorted(by_file.items()):
+            sf = SafetensorsFile(path)
+            try:
+                for s in slices:
+                    t = sf.get(s.name)
+                    if tuple(t.shape) != s.shape:
+                        raise HfError(f"{path}: tensor {s.name} has shape {list(t.shape)}, config.json implies "
+                                      f"{list(s.shape)}")
+                    flat[s.offset : s.offset + s.length].copy_(t.reshape(-1).to(torch.float32))
+                    n += 1
+            finally:
+                sf.close()
+    return n
+
+
+def _encode(tensors: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -> bytes:
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    blobs: list[bytes] = []
+    off = 0
+    for name, t in tensors:
+        c = t.detach().to("cpu", dtype).contiguous()
+        raw = c.view(torch.uint8).numpy().tobytes() if c.numel() else b""
+        header[name] = {"dtype": _NAMES[dtype], "shape": list(c.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hj += b" " * ((8 - len(hj) % 8) % 8)
+    return b"".join([struct.pack("<Q", len(hj)), hj, *blobs])
+
+
+def hf_config(shape: dict[str, Any], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """A transformers config.json for a llama-family shape (the inverse of shape_json)."""
+    mt = shape.get("modelType", "llama")
+    cfg: dict[str, Any] = {
+        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                           "qwen2": "Qwen2ForCausalLM"}[mt]],
+        "model_type": mt,
+        "hidden_act": "silu",
+        "num_hidden_layers": shape["layers"],
+        "hidden_size": shape["hidden"],
+        "num_attention_heads": shape["heads"],
+        "num_key_value_heads": shape["kvHeads"],
+        "head_dim": shape["headDim"],
+        "intermediate_size": shape["intermediate"],
+        "vocab_size": shape["vocab"],
+        "max_position_embeddings": shape["maxSeq"],
+        "rms_norm_eps": shape["normEps"],
+        "tie_word_embeddings": bool(shape.get("tieEmbeddings", False)),
+        "torch_dtype": {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype],
+    }
+    rp: dict[str, Any] = {"rope_theta": shape["ropeTheta"], "rope_type": "default"}
+    sc = shape.get("ropeScaling")
+    if sc:
+        rp["rope_type"] = sc["type"]
+        rp["factor"] = sc["factor"]
+        if sc["type"] == "llama3":
+            rp.update(low_freq_factor=sc["lowFreqFactor"], high_freq_factor=sc["highFreqFactor"],
+                      original_max_position_embeddings=sc["originalMaxPositionEmbeddings"])
+    cfg["rope_parameters"] = rp
+    cfg["rope_theta"] = shape["ropeTheta"]
+    if mt == "llama":
+        cfg["attention_bias"] = bool(shape.get("qkvBias", False))
+        cfg["mlp_bias"] = False
+    if mt == "mistral":
+        cfg["sliding_window"] = None
+    if mt == "qwen2":
+        cfg["use_sliding_window"] = False
+    return cfg
+
+
+def export_hf(out_dir: str, shape: dict[str, Any], layout: ParamLayout, flat: torch.Tensor,
+              dtype: torch.dtype = torch.float32, shard_bytes: int = 2 << 30) -> list[str]:
+    """
+    Writes `out_dir`/config.json and the parameters as safetensors (one model.safetensors, or shards of about
+    `shard_bytes` plus model.safetensors.index.json), each file atomically. Returns the files written.
+    """
+    tensors = [(s.name, flat[s.offset : s.offset + s.length].view(s.shape)) for s in layout.slices]
+    esize = torch.tensor([], dtype=dtype).element_size()
+    shards: list[list[tuple[str, torch.Tensor]]] = [[]]
+    size = 0
+    for name, t in tensors:
+        b = t.numel() * esize
+        if shards[-1] and size + b > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append((name, t))
+        size += b
+    written: list[str] = []
+    os.makedirs(out_dir, exist_ok=True)
+    if len(shards) == 1:
+        names = ["model.safetensors"]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for name, part in zip(names, shards):
+        path = os.path.join(out_dir, name)
+        write_atomic(path, _encode(part, dtype))
+        written.append(path)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(t.numel() * esize for _, t in tensors)},
+                 "weight_map": {n: fn for fn, part in zip(names, shards) for n, _ in part}}
+        p = os.path.join(out_dir, "model.safetensors.index.json")
+        write_atomic(p, json.dumps(index, indent=2).encode())
+        written.append(p)
+    p = os.path.join(out_dir, "config.json")
+    write_atomic(p, json.dumps(hf_config(shape, dtype), indent=2).encode())
+    written.append(p)
+    return written

@@ -1,0 +1,42 @@
+// `deno task export RUN_DIR [--step N] --hf OUT`: writes a run's checkpoint as a Hugging Face model directory
+// (config.json + safetensors) that transformers.AutoModelForCausalLM.from_pretrained(OUT) loads.
+
+import { runCli, UserError } from "../errors.ts";
+import { parseCommand } from "./args.ts";
+import { exportHf } from "../run/hf_export.ts";
+
+const USAGE = `usage: deno task export <RUN_DIR> --hf OUT [--step N] [--shard-mb MB] [--checkpoints DIR]
+
+Writes a llama-family run's checkpoint as a Hugging Face model directory (config.json and float32 safetensors).
+  --hf OUT           the directory to write (created)
+  --step N           the checkpoint of step N (default: the newest verified one)
+  --shard-mb MB      largest safetensors file before the export is sharded (default 2048)
+  --checkpoints DIR  where the run's checkpoints are (default RUN_DIR/checkpoints; training.checkpoint_dir/<run>)`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseCommand(Deno.args, USAGE, {
+    hf: { type: "string" },
+    step: { type: "string" },
+    "shard-mb": { type: "string" },
+    checkpoints: { type: "string" },
+  });
+  if (positionals.length !== 1) throw new UserError(`expected one run directory\n\n${USAGE}`);
+  if (typeof values.hf !== "string") throw new UserError(`--hf OUT is required\n\n${USAGE}`);
+  const step = values.step === undefined ? undefined : Number(values.step);
+  if (step !== undefined && (!Number.isInteger(step) || step < 0)) {
+    throw new UserError(`--step: expected a step number, got "${values.step}"`);
+  }
+  const shardMb = values["shard-mb"] === undefined ? 2048 : Number(values["shard-mb"]);
+  if (!(shardMb > 0)) throw new UserError(`--shard-mb: expected a positive number, got "${values["shard-mb"]}"`);
+  const res = await exportHf({
+    runDir: positionals[0].replace(/\/+$/, ""),
+    step,
+    out: values.hf,
+    shardBytes: Math.max(1, Math.floor(shardMb * 2 ** 20)),
+    checkpoints: values.checkpoints as string | undefined,
+  });
+  console.log(`exported step ${res.step} (${res.shape.modelType}, ${res.shape.layers} layers) to ${values.hf}:`);
+  for (const f of res.files) console.log(`  ${f}`);
+}
+
+if (import.meta.main) runCli(main);

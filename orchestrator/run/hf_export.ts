@@ -1,0 +1,172 @@
+// `deno task export RUN_DIR [--step N] --hf OUT`: a llama-family run's checkpoint as a Hugging Face model
+// directory that transformers.AutoModelForCausalLM.from_pretrained loads: config.json (core/hf_config.ts) and the
+// parameters as float32 safetensors (one model.safetensors, or shards plus model.safetensors.index.json).
+//
+// The checkpoint is verified as for a resume (manifest, orchestrator part, sha256 of the part read); the
+// parameters are read from rank 0's part (every rank holds the full state: replicas, or ZeRO-3's gathered save)
+// one tensor at a time, so memory holds one shard, not the model. Every file is written atomically.
+//
+// safetensors: u64 LE header length | JSON header {name: {dtype, shape, data_offsets}} padded with spaces to 8 bytes
+// | raw little-endian data.
+
+import { UserError } from "../errors.ts";
+import { writeAtomic } from "../../core/atomic_write.ts";
+import { hfConfigOf } from "../../core/hf_config.ts";
+import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
+import type { ModelShape } from "../../core/model_shape.ts";
+import { checkpointName, CheckpointStore, type VerifiedCheckpoint } from "./checkpoint_store.ts";
+import { readRunInfo } from "./run_dir.ts";
+
+/** Options of {@link exportHf}. */
+export interface ExportOptions {
+  runDir: string;
+  /** Checkpoint step (default: the newest verified checkpoint). */
+  step?: number;
+  out: string;
+  /** Largest safetensors file before the export is sharded (bytes; default 2 GiB). */
+  shardBytes?: number;
+  /** Checkpoint root (default `RUN_DIR/checkpoints`). */
+  checkpoints?: string;
+}
+
+/** What an export wrote. */
+export interface ExportResult {
+  step: number;
+  files: string[];
+  shape: ModelShape;
+}
+
+async function pickCheckpoint(store: CheckpointStore, step: number | undefined): Promise<VerifiedCheckpoint> {
+  const names = await store.candidates();
+  if (names.length === 0) throw new UserError(`${store.root}: no checkpoints (the run saved none yet)`);
+  const wanted = step === undefined ? names : names.filter((n) => n === checkpointName(step));
+  if (wanted.length === 0) {
+    const have = names.map((n) => Number(n.slice(5))).sort((a, b) => a - b).join(", ");
+    throw new UserError(`${store.root}: no checkpoint of step ${step} (steps saved: ${have})`);
+  }
+  const reasons: string[] = [];
+  for (const n of wanted) {
+    const v = await store.verify(n, (p) => p.rank === 0);
+    if (v.ok) return v.checkpoint;
+    reasons.push(`${n}: ${v.reason}`);
+  }
+  throw new UserError(`${store.root}: no usable checkpoint: ${reasons.join("; ")}`);
+}
+
+async function readExact(f: Deno.FsFile, pos: number, n: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(n);
+  await f.seek(pos, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < n) {
+    const k = await f.read(buf.subarray(got));
+    if (k === null) throw new Error("unexpected end of file");
+    got += k;
+  }
+  return buf;
+}
+
+function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[]): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let off = 0;
+  for (const { slice, data } of part) {
+    header[slice.name] = { dtype: "F32", shape: slice.shape, data_offsets: [off, off + data.length] };
+    off += data.length;
+  }
+  let hj = JSON.stringify(header);
+  hj += " ".repeat((8 - (new TextEncoder().encode(hj).length % 8)) % 8);
+  const hb = new TextEncoder().encode(hj);
+  const out = new Uint8Array(8 + hb.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(hb.length), true);
+  out.set(hb, 8);
+  let o = 8 + hb.length;
+  for (const { data } of part) {
+    out.set(data, o);
+    o += data.length;
+  }
+  return out;
+}
+
+/** Exports a run's checkpoint as a Hugging Face model directory (see the file header). */
+export async function exportHf(o: ExportOptions): Promise<ExportResult> {
+  const info = await readRunInfo(o.runDir);
+  if (!info) throw new UserError(`${o.runDir}: not a run directory (no run.json)`);
+  const root = o.checkpoints ?? `${o.runDir}/checkpoints`;
+  const ck = await pickCheckpoint(new CheckpointStore(root), o.step);
+  const part = ck.manifest.parts.find((p) => p.rank === 0);
+  if (!part) throw new UserError(`${ck.dir}/manifest.json: no rank-0 part`);
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(part.path);
+  } catch (e) {
+    throw new UserError(
+      `${part.path}: rank 0's part of ${ck.name} is not readable here (${(e as Error).message}); it lives on ` +
+        `${part.host}: copy it to this path first`,
+    );
+  }
+  try {
+    const head = await readExact(f, 0, 16);
+    if (new TextDecoder().decode(head.subarray(0, 8)) !== "FLEXSPCK") {
+      throw new UserError(`${part.path}: not a flexsp executor checkpoint`);
+    }
+    const hl = new DataView(head.buffer).getUint32(12, true);
+    const header = JSON.parse(new TextDecoder().decode(await readExact(f, 16, hl))) as {
+      shape: ModelShape;
+      total: number;
+    };
+    const shape = header.shape;
+    if (shape.family !== "llama") {
+      throw new UserError(
+        `${o.runDir}: the run trains the ${shape.family ?? "gpt"} family; --hf exports llama-family runs ` +
+          "(model.from or a llama preset)",
+      );
+    }
+    const layout = llamaLayout(shape);
+    if (layout.total !== header.total) {
+      throw new UserError(
+        `${part.path}: holds ${header.total} values, the ${shape.modelType} layout has ${layout.total}`,
+      );
+    }
+    const start = 16 + hl + ((4 - ((16 + hl) % 4)) % 4);
+    const limit = o.shardBytes ?? 2 ** 31;
+    const shards: LlamaSlice[][] = [[]];
+    let size = 0;
+    for (const s of layout.slices) {
+      if (shards.at(-1)!.length && size + s.length * 4 > limit) {
+        shards.push([]);
+        size = 0;
+      }
+      shards.at(-1)!.push(s);
+      size += s.length * 4;
+    }
+    await Deno.mkdir(o.out, { recursive: true });
+    const names = shards.length === 1
+      ? ["model.safetensors"]
+      : shards.map((_, i) =>
+        `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`
+      );
+    const files: string[] = [];
+    const weightMap: Record<string, string> = {};
+    for (const [i, sl] of shards.entries()) {
+      const parts = [];
+      for (const s of sl) {
+        parts.push({ slice: s, data: await readExact(f, start + s.offset * 4, s.length * 4) });
+        weightMap[s.name] = names[i];
+      }
+      const path = `${o.out}/${names[i]}`;
+      await writeAtomic(path, safetensors(parts));
+      files.push(path);
+    }
+    if (shards.length > 1) {
+      const total = layout.slices.reduce((a, s) => a + s.length * 4, 0);
+      const path = `${o.out}/model.safetensors.index.json`;
+      await writeAtomic(path, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+      files.push(path);
+    }
+    const cfgPath = `${o.out}/config.json`;
+    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf(shape), null, 2) + "\n");
+    files.push(cfgPath);
+    return { step: ck.state.step, files, shape };
+  } finally {
+    f.close();
+  }
+}

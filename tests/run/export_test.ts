@@ -1,0 +1,170 @@
+// `deno task export RUN_DIR [--step N] --hf OUT`: a llama run's checkpoint (an executor state written by the torch
+// executor's own encoder, committed by the run's CheckpointStore) becomes a directory that
+// transformers.AutoModelForCausalLM.from_pretrained loads, with the executor's logits (single file and sharded,
+// llama with GQA and llama3 RoPE, qwen2 with biases and tied embeddings); a gpt run and a missing step get one
+// clear error each.
+
+import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { checkpointName, CheckpointStore } from "../../orchestrator/run/checkpoint_store.ts";
+import { fileSha256 } from "../../core/hash.ts";
+
+// Makes a tiny transformers model, trains nothing but perturbs its weights (as training would), writes an executor
+// checkpoint of it; or (mode "check") loads the export with transformers and prints the largest logit difference
+// from the flexsp model on the checkpoint's parameters.
+const PY = `
+import json, sys, os, torch
+sys.path.insert(0, "kernels/torch")
+import hf
+from checkpoint import encode_state, decode_state, write_atomic
+from llama import Llama
+from model import ModelShape, param_layout
+from packing import pack_group
+from tests.llama_fixtures import save_tiny
+mode, kind, src, ckpt = sys.argv[1:5]
+if mode == "make":
+    over = json.loads(sys.argv[5])
+    save_tiny(kind, src, seed=7, **over)
+    shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
+    lay = param_layout(shape)
+    flat = torch.zeros(lay.total)
+    hf.load_weights(src, lay, flat)
+    flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(2)) * 0.01)
+    write_atomic(ckpt, encode_state(shape, 3, flat, torch.full_like(flat, 0.5), torch.zeros_like(flat)))
+else:
+    from transformers import AutoModelForCausalLM
+    out = sys.argv[5]
+    shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
+    with open(ckpt, "rb") as f:
+        st = decode_state(f.read(), shape, ckpt)
+    lay = param_layout(shape)
+    model = Llama(lay, st.params.clone(), torch.zeros(lay.total))
+    seq = [int(x) for x in torch.randint(0, 128, (50,), generator=torch.Generator().manual_seed(4))]
+    pk = pack_group([seq], 1, 256, 128)
+    back = AutoModelForCausalLM.from_pretrained(out).float().eval()
+    with torch.no_grad():
+        ours = model.logits(pk.tokens, pk.positions, pk.cu_seqlens, None, 1)
+        theirs = back(input_ids=torch.tensor([seq])).logits[0]
+    print(json.dumps({"maxDiff": float((ours - theirs).abs().max()), "scale": float(ours.abs().max())}))
+`;
+
+async function py(args: string[]): Promise<string> {
+  const out = await new Deno.Command("python3", {
+    args: ["-c", PY, ...args],
+    env: { PYTHONPATH: "kernels/torch" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function exportCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "orchestrator/cli/export.ts", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: o.code, out: new TextDecoder().decode(o.stdout), err: new TextDecoder().decode(o.stderr) };
+}
+
+const HAVE = await new Deno.Command("python3", { args: ["-c", "import transformers, torch"], stderr: "null" })
+  .output().then((o) => o.success, () => false);
+
+/** A run directory whose step-3 checkpoint holds `ckpt` as rank 0's part. */
+async function makeRun(run: string, ckpt: string): Promise<void> {
+  await Deno.writeTextFile(`${run}/run.json`, JSON.stringify({ version: 1, runId: "r", name: "t" }));
+  const store = new CheckpointStore(`${run}/checkpoints`);
+  await store.prepare(3);
+  const st = await Deno.stat(ckpt);
+  await store.commit({
+    version: 1,
+    runId: "r",
+    step: 3,
+    sampler: { kind: "synthetic", distribution: "github", rng: 1, drawn: 8 },
+    fingerprintHash: "f",
+    datasetHash: "d",
+    profileHash: "p",
+    worldSize: 1,
+    ranks: [{ rank: 0, node: 0, host: "localhost", device: 0, kind: "torch-cpu" }],
+    savedAt: new Date().toISOString(),
+  }, [{
+    rank: 0,
+    node: 0,
+    host: "localhost",
+    transport: "local",
+    path: ckpt,
+    sha256: await fileSha256(ckpt),
+    bytes: st.size,
+  }]);
+}
+
+const CASES: [string, Record<string, unknown>, string[], string[]][] = [
+  [
+    "llama",
+    {
+      rope_scaling: {
+        rope_type: "llama3",
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 16,
+      },
+    },
+    [],
+    ["model.safetensors", "config.json"],
+  ],
+  ["qwen2", { tie_word_embeddings: true }, ["--shard-mb", "0.05", "--step", "3"], [
+    "model.safetensors.index.json",
+    "config.json",
+  ]],
+];
+
+for (const [kind, over, flags, expectFiles] of CASES) {
+  Deno.test({
+    name: `export --hf of a ${kind} run ${flags.join(" ")}: transformers loads it with the executor's logits`,
+    ignore: !HAVE,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "flexsp-export-" });
+      try {
+        const run = `${dir}/run`, ckpt = `${dir}/run/rank-0.ckpt`, out = `${dir}/hf`;
+        await Deno.mkdir(run);
+        await py(["make", kind, `${dir}/src`, ckpt, JSON.stringify(over)]);
+        await makeRun(run, ckpt);
+        const r = await exportCli([run, "--hf", out, ...flags]);
+        assertEquals(r.code, 0, r.err);
+        assertIncludes(r.out, `exported step 3 (${kind}, 2 layers)`);
+        const files = [...Deno.readDirSync(out)].map((e) => e.name);
+        for (const f of expectFiles) assert(files.includes(f), `${f} in ${files}`);
+        if (flags.includes("--shard-mb")) assert(files.filter((f) => f.endsWith(".safetensors")).length > 2, "shards");
+        const res = JSON.parse(await py(["check", kind, `${dir}/src`, ckpt, out]));
+        assert(res.maxDiff <= 2e-5 * Math.max(1, res.scale), `logits differ by ${res.maxDiff}`);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+Deno.test("export --hf: a gpt run and a step without a checkpoint each get one clear error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flexsp-export-bad-" });
+  try {
+    const run = `${dir}/run`, ckpt = `${run}/rank-0.ckpt`;
+    await Deno.mkdir(run);
+    // A gpt executor state written by the TypeScript executors' encoder.
+    const { encodeState } = await import("../../kernels/checkpoint.ts");
+    const shape = { layers: 1, hidden: 8, heads: 2, vocab: 16, maxSeq: 8 };
+    const z = new Float32Array(100);
+    await Deno.writeFile(ckpt, encodeState({ shape, step: 3, params: z, m: z, v: z }));
+    await makeRun(run, ckpt);
+    let r = await exportCli([run, "--hf", `${dir}/out`]);
+    assertEquals(r.code, 1);
+    assertIncludes(r.err, "the run trains the gpt family; --hf exports llama-family runs");
+    r = await exportCli([run, "--hf", `${dir}/out`, "--step", "7"]);
+    assertEquals(r.code, 1);
+    assertIncludes(r.err, `no checkpoint of step 7 (steps saved: 3)`);
+    assert(!r.err.includes("    at "), "no stack trace");
+    assertEquals(checkpointName(3), "step-00000003");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
