@@ -8,24 +8,11 @@ import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
-import { launchCli, ledger } from "../run/launch_harness.ts";
+import { launchCli, ledger, nodesCli } from "../run/launch_harness.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the no-SFTP test-host tests: ${can.reason}`);
-
-async function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/nodes.ts`, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
-}
 
 Deno.test({
   name: "hosts without SFTP: uploads over an exec channel, verified; nodes and launch work",

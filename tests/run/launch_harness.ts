@@ -1,5 +1,6 @@
 // Test helpers for `deno task launch` as a real process: start it, read its output as it comes, wait for a step,
-// kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs).
+// kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs);
+// and the other CLIs (nodes, profile, submit) run to completion the same way.
 
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
@@ -52,6 +53,30 @@ export function startLaunch(args: string[], env: Record<string, string> = {}): L
 /** Runs launch to completion. */
 export function launchCli(args: string[], env: Record<string, string> = {}) {
   return startLaunch(args, env).finish();
+}
+
+/** Runs `deno run -A orchestrator/cli/SCRIPT.ts ARGS` in the repository root to completion; `ms`: how long it took. */
+export async function runCli(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string; ms: number }> {
+  const t0 = performance.now();
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/${script}.ts`, ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const d = new TextDecoder();
+  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr), ms: performance.now() - t0 };
+}
+
+/** Runs `deno task nodes ARGS` to completion. */
+export function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string; ms: number }> {
+  return runCli("nodes", args);
 }
 
 /** The run's ledger records. */

@@ -7,7 +7,15 @@ import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
 import { ExecutorPool } from "../../orchestrator/cluster/executor_pool.ts";
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import { allExecutorPids, executorPid, launchCli, leftAlive, REPO_ROOT, startLaunch } from "./launch_harness.ts";
+import {
+  allExecutorPids,
+  executorPid,
+  launchCli,
+  leftAlive,
+  REPO_ROOT,
+  runCli,
+  startLaunch,
+} from "./launch_harness.ts";
 import { pythonWithoutTorch, torchPython } from "../agents/torch_fixtures.ts";
 
 const torch = await torchPython();
@@ -68,26 +76,18 @@ Deno.test({
     assert(!/^\s+at /m.test(r.err), `no stack trace:\n${r.err}`);
     assert(!r.out.includes("step 1/"), "no step ran");
     // The same at the start of `deno task profile`.
-    const prof = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${REPO_ROOT}/orchestrator/cli/profile.ts`,
-        CONFIG,
-        "--quick",
-        "--out",
-        `${tmp}/no-torch-profile.json`,
-        "--run-dir",
-        `${tmp}/no-torch-profile`,
-        ...FAST,
-        "--set",
-        `cluster.nodes[0].python=${bare}`,
-      ],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const perr = new TextDecoder().decode(prof.stderr) + new TextDecoder().decode(prof.stdout);
+    const prof = await runCli("profile", [
+      CONFIG,
+      "--quick",
+      "--out",
+      `${tmp}/no-torch-profile.json`,
+      "--run-dir",
+      `${tmp}/no-torch-profile`,
+      ...FAST,
+      "--set",
+      `cluster.nodes[0].python=${bare}`,
+    ]);
+    const perr = prof.err + prof.out;
     assertEquals(prof.code, 1, perr);
     assertIncludes(perr, `cluster.nodes[0].python: ${bare}) on localhost has no torch`, "pip install torch==2.13.0");
     assert(!/^\s+at /m.test(perr), `no stack trace:\n${perr}`);

@@ -6,23 +6,15 @@
 
 import { canStartSlurm, type SlurmCluster, startSlurmCluster } from "../hosts/slurm_cluster.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
-import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import { ledger, manifestOf } from "../run/launch_harness.ts";
+import { ledger, manifestOf, runCli } from "../run/launch_harness.ts";
 
 const can = canStartSlurm();
 if (!can.ok) console.log(`skipping the Slurm tests: ${can.reason}`);
 
 async function submit(sc: SlurmCluster, args: string[]): Promise<{ jobId: string; out: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/submit.ts`, ...args],
-    cwd: REPO_ROOT,
-    env: { ...sc.env, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const out = await runCli("submit", args, sc.env);
+  const text = out.out + out.err;
   assertEquals(out.code, 0, text);
   const jobId = text.match(/submitted job (\d+)/)?.[1];
   assert(jobId, `no job id in: ${text}`);
