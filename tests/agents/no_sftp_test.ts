@@ -3,6 +3,7 @@
 // and `deno task launch` work on them.
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
+import { TWO_NODES_OF_TWO, writeTrainingConfig } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
@@ -62,27 +63,13 @@ Deno.test({
 
       await t.step("deno task launch: 2 steps on 4 ranks of 2 nodes, the dataset copied without SFTP", async () => {
         await buildBuiltinDataset("deno-corpus", `${home}/corpus`);
-        const cfg = `${th.dir}/launch.yaml`;
-        await Deno.writeTextFile(
-          cfg,
-          (await Deno.readTextFile(base)) + [
-            "  max_seq: 256",
-            "training:",
-            `  dataset: ${home}/corpus`,
-            "  global_batch: 8",
-            "  steps: 2",
-            "planner:",
-            "  memory_budget_gb: 0.25",
-            "profile:",
-            "  constants:",
-            "    alpha1: 2.0e-6",
-            "    alpha2: 0.05",
-            "    beta1: 2",
-            "    act_mb_per_token: 0.05",
-            "    bandwidth_gbps: { intra: { 2: 1.0 }, inter: { 2: 0.5, 4: 0.4 } }",
-            "",
-          ].join("\n"),
-        );
+        const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
+          maxSeq: 256,
+          dataset: `${home}/corpus`,
+          globalBatch: 8,
+          steps: 2,
+          constants: TWO_NODES_OF_TWO,
+        });
         const r = await launchCli([cfg, "--run-dir", `${th.dir}/launch`]);
         assertEquals(r.code, 0, r.out + r.err);
         assertIncludes(r.err, "copying the dataset", "4 executors ready on 2 node(s)");
