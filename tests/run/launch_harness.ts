@@ -55,6 +55,42 @@ export function launchCli(args: string[], env: Record<string, string> = {}) {
   return startLaunch(args, env).finish();
 }
 
+/** Starts launch with `ARGS --run-dir RUNDIR`, SIGKILLs launch itself once it prints `at` (within `ms`), waits for it. */
+export async function killLaunchAt(args: string[], runDir: string, at: string, ms: number) {
+  const p = startLaunch([...args, "--run-dir", runDir]);
+  await p.waitFor(at, ms);
+  p.child.kill("SIGKILL");
+  return await p.finish();
+}
+
+/**
+ * Starts launch with `ARGS --run-dir RUNDIR`, SIGKILLs the executor of `rank` (its pid from the run's logs) once
+ * launch prints `at` (within `ms`), and waits for launch to end.
+ */
+export async function killRankAt(args: string[], runDir: string, at: string, ms: number, rank: number) {
+  const p = startLaunch([...args, "--run-dir", runDir]);
+  await p.waitFor(at, ms);
+  Deno.kill(await executorPid(runDir, rank), "SIGKILL");
+  return await p.finish();
+}
+
+/**
+ * `--set` flags that shorten configs/local.yaml for a test: `steps` steps of 8 sequences of at most 256 tokens, a
+ * checkpoint every `checkpointInterval` steps, deterministic plans, and a profile path where none is (`TMP/no-profile.json`,
+ * so the config's inline cost constants are used); then `extra` (`KEY=VALUE`).
+ */
+export function shortRun(tmp: string, steps: number, checkpointInterval: number, extra: string[] = []): string[] {
+  return [
+    `profile.path=${tmp}/no-profile.json`,
+    `training.steps=${steps}`,
+    `training.checkpoint_interval=${checkpointInterval}`,
+    "training.global_batch=8",
+    "model.max_seq=256",
+    "planner.deterministic=true",
+    ...extra,
+  ].flatMap((s) => ["--set", s]);
+}
+
 /** Runs `deno run -A orchestrator/cli/SCRIPT.ts ARGS` in the repository root to completion; `ms`: how long it took. */
 export async function runCli(
   script: string,
