@@ -227,6 +227,12 @@ export async function stepAll(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 6
   return await Promise.all(procs.map((x) => x.next(isType("step_done"), ms, `step_done ${p.step}`)));
 }
 
+/** Sends `p` to every executor and waits for each one's `error` (a plan they refuse). */
+export async function errorsOf(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 10_000) {
+  await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
+  return await Promise.all(procs.map((x) => x.next(isType("error"), ms, "error")));
+}
+
 /** Saves every executor's state to `DIR/TAG-rankR.ckpt` and waits for each `saved`. */
 export async function saveAll(procs: ExecutorProc[], dir: string, tag: string) {
   await Promise.all(procs.map((x) => x.send({ type: "save", path: `${dir}/${tag}-rank${x.rank}.ckpt` })));

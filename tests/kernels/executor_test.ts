@@ -13,6 +13,7 @@ import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { assert, assertArrayClose, assertEquals } from "../assert.ts";
 import {
+  errorsOf,
   ExecutorProc,
   group,
   isType,
@@ -152,8 +153,7 @@ Deno.test("executor processes: bad plans are refused by every rank with the same
       ],
     ];
     for (const [p, re] of bad) {
-      await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-      const errs = await Promise.all(procs.map((x) => x.next(isType("error"), 10_000, "error")));
+      const errs = await errorsOf(procs, p);
       for (const e of errs) {
         assert(re.test(e.message), `unexpected message: ${e.message}`);
         assertEquals(e.fatal, false, "a refused plan is not fatal");

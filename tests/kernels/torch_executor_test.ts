@@ -16,6 +16,7 @@ import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals } from "../assert.ts";
 import {
+  errorsOf,
   ExecutorProc,
   group,
   isType,
@@ -151,8 +152,7 @@ Deno.test({
           ],
         ];
         for (const [p, re] of bad) {
-          await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-          const errs = await Promise.all(procs.map((x) => x.next(isType("error"), 10_000, "error")));
+          const errs = await errorsOf(procs, p);
           for (const e of errs) {
             assert(re.test(e.message), `unexpected message: ${e.message}`);
             assertEquals(e.fatal, false, "a refused plan is not fatal");
