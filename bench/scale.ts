@@ -12,6 +12,7 @@
 // cores, so absolute numbers move with the load; the ratios between host counts are what the table is for.
 
 import { canCreateTestHosts, startTestHosts } from "../tests/hosts/test_hosts.ts";
+import { ONE_DEVICE_NODES, writeTrainingConfig } from "../tests/hosts/training_config.ts";
 import { loadConfig } from "../orchestrator/config/load.ts";
 import { ClusterSession, EXECUTOR_SOURCE } from "../orchestrator/cluster/cluster_session.ts";
 import { launchRun } from "../orchestrator/run/launch_run.ts";
@@ -85,27 +86,15 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
         const hb = await heartbeatTraffic(warm, 4000);
         await warm.shutdown("bench");
 
-        const cfg = `${th.dir}/train.yaml`;
-        await Deno.writeTextFile(
-          cfg,
-          (await Deno.readTextFile(base)) + [
-            "  max_seq: 16",
-            "training:",
-            `  dataset: ${data}/corpus`,
-            `  global_batch: ${n}`,
-            `  steps: ${STEPS}`,
-            "  checkpoint_interval: 0",
-            "planner:",
-            "  memory_budget_gb: 0.25",
-            "  zero_stage: 0",
-            "  milp: none",
-            "  deterministic: true",
-            "profile:",
-            "  constants: { alpha1: 1.0e-6, alpha2: 0.05, beta1: 1, act_mb_per_token: 0.05, " +
-            "bandwidth_gbps: { intra: {}, inter: { 2: 0.5 } } }",
-            "",
-          ].join("\n"),
-        );
+        const cfg = await writeTrainingConfig(base, `${th.dir}/train.yaml`, {
+          maxSeq: 16,
+          dataset: `${data}/corpus`,
+          globalBatch: n,
+          steps: STEPS,
+          training: { checkpoint_interval: 0 },
+          planner: { zero_stage: 0, milp: "none", deterministic: true },
+          constants: ONE_DEVICE_NODES,
+        });
         const t0 = performance.now();
         const r = await launchRun({
           configPath: cfg,

@@ -49,19 +49,11 @@ const DEFAULT_HOST_KEY_ORDER = Object.values(HOST_KEY_ALGOS).flat();
  * only from a microtask, copied, when the other side's crypto is not running.
  */
 function copyingDuplex(ch: ClientChannel): Duplex {
-  let out: Buffer[] = [];
-  let inb: Buffer[] = [];
+  const toChannel = copiedInMicrotask((data) => ch.write(data));
   const d = new Duplex({
     read() {},
     write(chunk: Buffer, _enc, cb) {
-      if (out.length === 0) {
-        queueMicrotask(() => {
-          const data = Buffer.concat(out);
-          out = [];
-          ch.write(data);
-        });
-      }
-      out.push(Buffer.from(chunk));
+      toChannel(chunk);
       cb();
     },
     final(cb) {
@@ -73,19 +65,25 @@ function copyingDuplex(ch: ClientChannel): Duplex {
       cb(err);
     },
   });
-  ch.on("data", (b: Buffer) => {
-    if (inb.length === 0) {
-      queueMicrotask(() => {
-        const data = Buffer.concat(inb);
-        inb = [];
-        d.push(data);
-      });
-    }
-    inb.push(Buffer.from(b));
-  });
+  ch.on("data", copiedInMicrotask((data) => d.push(data)));
   ch.on("end", () => queueMicrotask(() => queueMicrotask(() => d.push(null))));
   ch.on("close", () => setTimeout(() => d.destroy(), 0));
   return d;
+}
+
+/** Copies each chunk given to the returned function and hands them to `deliver` in one piece from a microtask. */
+function copiedInMicrotask(deliver: (data: Buffer) => void): (chunk: Buffer) => void {
+  let pending: Buffer[] = [];
+  return (chunk) => {
+    if (pending.length === 0) {
+      queueMicrotask(() => {
+        const data = Buffer.concat(pending);
+        pending = [];
+        deliver(data);
+      });
+    }
+    pending.push(Buffer.from(chunk));
+  };
 }
 
 /** Everything needed to open one SSH connection. */

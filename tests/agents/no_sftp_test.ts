@@ -3,29 +3,17 @@
 // and `deno task launch` work on them.
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
+import { TWO_NODES_OF_TWO, writeTrainingConfig } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
-import { launchCli, ledger } from "../run/launch_harness.ts";
+import { launchCli, ledger, nodesCli } from "../run/launch_harness.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the no-SFTP test-host tests: ${can.reason}`);
-
-async function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/nodes.ts`, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
-}
 
 Deno.test({
   name: "hosts without SFTP: uploads over an exec channel, verified; nodes and launch work",
@@ -77,27 +65,13 @@ Deno.test({
 
       await t.step("deno task launch: 2 steps on 4 ranks of 2 nodes, the dataset copied without SFTP", async () => {
         await buildBuiltinDataset("deno-corpus", `${home}/corpus`);
-        const cfg = `${th.dir}/launch.yaml`;
-        await Deno.writeTextFile(
-          cfg,
-          (await Deno.readTextFile(base)) + [
-            "  max_seq: 256",
-            "training:",
-            `  dataset: ${home}/corpus`,
-            "  global_batch: 8",
-            "  steps: 2",
-            "planner:",
-            "  memory_budget_gb: 0.25",
-            "profile:",
-            "  constants:",
-            "    alpha1: 2.0e-6",
-            "    alpha2: 0.05",
-            "    beta1: 2",
-            "    act_mb_per_token: 0.05",
-            "    bandwidth_gbps: { intra: { 2: 1.0 }, inter: { 2: 0.5, 4: 0.4 } }",
-            "",
-          ].join("\n"),
-        );
+        const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
+          maxSeq: 256,
+          dataset: `${home}/corpus`,
+          globalBatch: 8,
+          steps: 2,
+          constants: TWO_NODES_OF_TWO,
+        });
         const r = await launchCli([cfg, "--run-dir", `${th.dir}/launch`]);
         assertEquals(r.code, 0, r.out + r.err);
         assertIncludes(r.err, "copying the dataset", "4 executors ready on 2 node(s)");

@@ -9,6 +9,7 @@ import type { LostInfo } from "../../orchestrator/cluster/agent_session.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import type { AgentEvent } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
+import { nodesCli } from "../run/launch_harness.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const realExecutor = (() => {
@@ -28,21 +29,6 @@ const torchPackage = (() => {
 })();
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the SSH test-host tests: ${can.reason}`);
-
-/** Runs the nodes CLI to completion. */
-async function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string; ms: number }> {
-  const t0 = performance.now();
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/nodes.ts`, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr), ms: performance.now() - t0 };
-}
 
 /** Starts the nodes CLI in the background, reading its stderr as it comes. */
 function nodesCliBackground(args: string[]) {

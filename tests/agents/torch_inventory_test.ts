@@ -13,6 +13,7 @@ import { torchProblem } from "../../orchestrator/cluster/torch_requirement.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { pythonWithoutTorch, torchPython } from "./torch_fixtures.ts";
+import { runCli } from "../run/launch_harness.ts";
 
 const torch = await torchPython();
 if (!torch.ok) console.log(`skipping the tests that run torch: ${torch.reason}`);
@@ -176,18 +177,8 @@ Deno.test({
   },
 });
 
-async function nodesCli(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/nodes.ts`, "configs/local.yaml", ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
-}
+/** `deno task nodes configs/local.yaml ARGS`. */
+const nodesCli = (args: string[]) => runCli("nodes", ["configs/local.yaml", ...args]);
 
 Deno.test({
   name: "deno task nodes: torch versions in the table; torch-cpu on a Python without torch is one clear problem",

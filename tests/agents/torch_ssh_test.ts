@@ -3,25 +3,12 @@
 // uploaded probe sees it, and a node whose Python has no torch is one clear problem before any executor starts.
 
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
-import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { nodesCli } from "../run/launch_harness.ts";
 
 const can = canCreateTestHosts();
 const skip = can.ok ? undefined : `skipping the torch SSH test: ${can.reason}`;
 if (skip) console.log(skip);
-
-async function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/nodes.ts`, ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
-}
 
 interface Report {
   nodes: { ok: boolean; executor: string; uploads: { what: string }[]; python?: { torch: string | null } }[];

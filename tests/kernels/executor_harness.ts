@@ -7,7 +7,10 @@ import {
   type ExecutorCommand,
   type ExecutorEvent,
   type ExecutorInit,
+  type ExecutorStepPlan,
+  type GroupAssignment,
   readMessages,
+  type SequenceRef,
 } from "../../core/protocol.ts";
 import type { ModelShape } from "../../kernels/model.ts";
 
@@ -187,3 +190,57 @@ export async function stopAll(procs: ExecutorProc[]): Promise<void> {
 export const isType =
   <K extends ExecutorEvent["type"]>(type: K) => (e: ExecutorEvent): e is Extract<ExecutorEvent, { type: K }> =>
     e.type === type;
+
+/**
+ * A maker of consecutive sequences: each call lays `lengths` end to end from `offset`, with ids counting up from 0
+ * over the maker's life (one maker per test file, so ids do not depend on which other files run).
+ */
+export function sequenceMaker(): (lengths: number[], offset?: number) => SequenceRef[] {
+  let nextId = 0;
+  return (lengths, offset = 0) => {
+    let o = offset;
+    return lengths.map((length) => {
+      const s = { id: nextId++, offset: o, length };
+      o += length;
+      return s;
+    });
+  };
+}
+
+/** An SP group of degree `ranks.length` over `ranks` holding `sequences`. */
+export const group = (ranks: number[], sequences: SequenceRef[]): GroupAssignment => ({
+  degree: ranks.length,
+  ranks,
+  sequences,
+});
+
+/** A step plan whose `globalTokens` is the number of predicted tokens (length - 1 per sequence). */
+export function plan(step: number, microBatches: { groups: GroupAssignment[] }[], lr = 1e-3): ExecutorStepPlan {
+  const globalTokens = microBatches.flatMap((m) => m.groups.flatMap((g) => g.sequences))
+    .reduce((a, s) => a + s.length - 1, 0);
+  return { step, microBatches, lr, globalTokens };
+}
+
+/** Sends `p` to every executor and waits for each `step_done`. */
+export async function stepAll(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 60_000) {
+  await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
+  return await Promise.all(procs.map((x) => x.next(isType("step_done"), ms, `step_done ${p.step}`)));
+}
+
+/** Sends `p` to every executor and waits for each one's `error` (a plan they refuse). */
+export async function errorsOf(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 10_000) {
+  await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
+  return await Promise.all(procs.map((x) => x.next(isType("error"), ms, "error")));
+}
+
+/** Saves every executor's state to `DIR/TAG-rankR.ckpt` and waits for each `saved`. */
+export async function saveAll(procs: ExecutorProc[], dir: string, tag: string) {
+  await Promise.all(procs.map((x) => x.send({ type: "save", path: `${dir}/${tag}-rank${x.rank}.ckpt` })));
+  return await Promise.all(procs.map((x) => x.next(isType("saved"), 30_000, "saved")));
+}
+
+/** Loads `path` into every executor and waits for each `loaded`. */
+export async function loadAll(procs: ExecutorProc[], path: string): Promise<void> {
+  await Promise.all(procs.map((x) => x.send({ type: "load", path })));
+  await Promise.all(procs.map((x) => x.next(isType("loaded"), 30_000, "loaded")));
+}

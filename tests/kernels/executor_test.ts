@@ -2,7 +2,7 @@
 // end-to-end steps with bit-identical parameters across ranks, a heterogeneous SP plan checked against
 // degree-1 on every group, checkpoint save/load, and the bad-input cases (bad plan, killed peer, wrong secret).
 
-import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../core/protocol.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { CpuBackend } from "../../kernels/cpu/backend.ts";
 import { SOLO_GROUP } from "../../kernels/group_comm.ts";
@@ -12,40 +12,24 @@ import { fileSource, type TokenSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { assert, assertArrayClose, assertEquals } from "../assert.ts";
-import { ExecutorProc, isType, startRun, stopAll, testInit } from "./executor_harness.ts";
+import {
+  errorsOf,
+  ExecutorProc,
+  group,
+  isType,
+  loadAll,
+  plan,
+  saveAll,
+  sequenceMaker,
+  startRun,
+  stepAll,
+  stopAll,
+  testInit,
+} from "./executor_harness.ts";
 
 const TINY = MODEL_PRESETS["gpt-tiny"];
 
-let nextId = 0;
-function seqs(lengths: number[], offset = 0): SequenceRef[] {
-  let o = offset;
-  return lengths.map((length) => {
-    const s = { id: nextId++, offset: o, length };
-    o += length;
-    return s;
-  });
-}
-const group = (ranks: number[], sequences: SequenceRef[]): GroupAssignment => ({
-  degree: ranks.length,
-  ranks,
-  sequences,
-});
-const targetsOf = (plan: Omit<ExecutorStepPlan, "globalTokens">) =>
-  plan.microBatches.flatMap((m) => m.groups.flatMap((g) => g.sequences)).reduce((a, s) => a + s.length - 1, 0);
-function plan(step: number, microBatches: { groups: GroupAssignment[] }[], lr = 1e-3): ExecutorStepPlan {
-  const p = { step, microBatches, lr };
-  return { ...p, globalTokens: targetsOf(p) };
-}
-
-async function stepAll(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 60_000) {
-  await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-  return await Promise.all(procs.map((x) => x.next(isType("step_done"), ms, `step_done ${p.step}`)));
-}
-
-async function saveAll(procs: ExecutorProc[], dir: string, tag: string) {
-  await Promise.all(procs.map((x) => x.send({ type: "save", path: `${dir}/${tag}-rank${x.rank}.ckpt` })));
-  return await Promise.all(procs.map((x) => x.next(isType("saved"), 30_000, "saved")));
-}
+const seqs = sequenceMaker();
 
 Deno.test("executor processes: 4 ranks, mixed groups, 3 AdamW steps, bit-identical state on every rank, save/load", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexsp-exec-" });
@@ -79,8 +63,7 @@ Deno.test("executor processes: 4 ranks, mixed groups, 3 AdamW steps, bit-identic
     assert(st.params.some((x, i) => x !== init[i]), "parameters changed");
     // load the step-3 state into every rank after a 4th step, then save again: identical to the step-3 file.
     await stepAll(procs, plan(3, [{ groups: [group([0, 1, 2, 3], [s[4]])] }]));
-    await Promise.all(procs.map((x) => x.send({ type: "load", path: saved[0].path })));
-    await Promise.all(procs.map((x) => x.next(isType("loaded"), 30_000, "loaded")));
+    await loadAll(procs, saved[0].path);
     const again = await saveAll(procs, dir, "reloaded");
     for (const x of again) assertEquals(x.sha256, saved[0].sha256, "load restores the exact state");
   } finally {
@@ -170,8 +153,7 @@ Deno.test("executor processes: bad plans are refused by every rank with the same
       ],
     ];
     for (const [p, re] of bad) {
-      await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-      const errs = await Promise.all(procs.map((x) => x.next(isType("error"), 10_000, "error")));
+      const errs = await errorsOf(procs, p);
       for (const e of errs) {
         assert(re.test(e.message), `unexpected message: ${e.message}`);
         assertEquals(e.fatal, false, "a refused plan is not fatal");

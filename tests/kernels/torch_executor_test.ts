@@ -4,7 +4,7 @@
 // steps with bit-identical state on every rank and exact save/load, bad plans refused by every rank, a killed peer
 // failing the others fast, and a wrong secret refused at the rendezvous. Skipped, with the reason, without torch.
 
-import type { ExecutorStepPlan, GroupAssignment, SequenceRef } from "../../core/protocol.ts";
+import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { decodeState } from "../../kernels/checkpoint.ts";
 import { CpuBackend } from "../../kernels/cpu/backend.ts";
 import { SOLO_GROUP } from "../../kernels/group_comm.ts";
@@ -15,7 +15,20 @@ import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals } from "../assert.ts";
-import { ExecutorProc, isType, startRun, stopAll, testInit } from "./executor_harness.ts";
+import {
+  errorsOf,
+  ExecutorProc,
+  group,
+  isType,
+  loadAll,
+  plan,
+  saveAll,
+  sequenceMaker,
+  startRun,
+  stepAll,
+  stopAll,
+  testInit,
+} from "./executor_harness.ts";
 
 const TINY = MODEL_PRESETS["gpt-tiny"];
 const MAIN = new URL("../../kernels/torch/executor_main.py", import.meta.url).pathname;
@@ -29,40 +42,7 @@ const ENV = { FLEXSP_THREADS: "1" };
 // Starting torch takes seconds per process, much longer on a busy machine.
 const START_MS = 180_000;
 
-let nextId = 0;
-function seqs(lengths: number[], offset = 0): SequenceRef[] {
-  let o = offset;
-  return lengths.map((length) => {
-    const s = { id: nextId++, offset: o, length };
-    o += length;
-    return s;
-  });
-}
-const group = (ranks: number[], sequences: SequenceRef[]): GroupAssignment => ({
-  degree: ranks.length,
-  ranks,
-  sequences,
-});
-function plan(step: number, microBatches: { groups: GroupAssignment[] }[], lr = 1e-3): ExecutorStepPlan {
-  const globalTokens = microBatches.flatMap((m) => m.groups.flatMap((g) => g.sequences))
-    .reduce((a, s) => a + s.length - 1, 0);
-  return { step, microBatches, lr, globalTokens };
-}
-
-async function stepAll(procs: ExecutorProc[], p: ExecutorStepPlan, ms = 60_000) {
-  await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-  return await Promise.all(procs.map((x) => x.next(isType("step_done"), ms, `step_done ${p.step}`)));
-}
-
-async function saveAll(procs: ExecutorProc[], dir: string, tag: string) {
-  await Promise.all(procs.map((x) => x.send({ type: "save", path: `${dir}/${tag}-rank${x.rank}.ckpt` })));
-  return await Promise.all(procs.map((x) => x.next(isType("saved"), 30_000, "saved")));
-}
-
-async function loadAll(procs: ExecutorProc[], path: string) {
-  await Promise.all(procs.map((x) => x.send({ type: "load", path })));
-  await Promise.all(procs.map((x) => x.next(isType("loaded"), 30_000, "loaded")));
-}
+const seqs = sequenceMaker();
 
 Deno.test({
   name: "torch-cpu executor processes: init, a mixed SP plan vs the TypeScript reference, AdamW, save/load, bad plans",
@@ -172,8 +152,7 @@ Deno.test({
           ],
         ];
         for (const [p, re] of bad) {
-          await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
-          const errs = await Promise.all(procs.map((x) => x.next(isType("error"), 10_000, "error")));
+          const errs = await errorsOf(procs, p);
           for (const e of errs) {
             assert(re.test(e.message), `unexpected message: ${e.message}`);
             assertEquals(e.fatal, false, "a refused plan is not fatal");

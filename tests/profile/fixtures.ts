@@ -6,6 +6,7 @@ import type { Config } from "../../orchestrator/config/types.ts";
 import { fingerprintOf, hashOf } from "../../orchestrator/config/profile_fingerprint.ts";
 import type { NodeFingerprint, ProfileDoc, StoredConstants } from "../../orchestrator/config/profile_doc.ts";
 import { PROFILE_SCHEMA_VERSION } from "../../orchestrator/config/profile_doc.ts";
+import { runCli } from "../run/launch_harness.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -110,21 +111,12 @@ export function load(path: string, sets: string[] = []): Promise<Config> {
 }
 
 /** Runs one of the CLIs to completion. */
-export async function cli(
+export function cli(
   script: "profile" | "plan",
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO}/orchestrator/cli/${script}.ts`, ...args],
-    cwd: REPO,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1", ...env },
-  }).output();
-  const d = new TextDecoder();
-  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
+  return runCli(script, args, env);
 }
 
 /** Fails if a stack trace leaked into user-facing output. */

@@ -1,5 +1,6 @@
 // Test helpers for `deno task launch` as a real process: start it, read its output as it comes, wait for a step,
-// kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs).
+// kill it or one of its executors, and read what the run left behind (ledger, checkpoint manifests, pids in logs);
+// and the other CLIs (nodes, profile, submit) run to completion the same way.
 
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
@@ -52,6 +53,66 @@ export function startLaunch(args: string[], env: Record<string, string> = {}): L
 /** Runs launch to completion. */
 export function launchCli(args: string[], env: Record<string, string> = {}) {
   return startLaunch(args, env).finish();
+}
+
+/** Starts launch with `ARGS --run-dir RUNDIR`, SIGKILLs launch itself once it prints `at` (within `ms`), waits for it. */
+export async function killLaunchAt(args: string[], runDir: string, at: string, ms: number) {
+  const p = startLaunch([...args, "--run-dir", runDir]);
+  await p.waitFor(at, ms);
+  p.child.kill("SIGKILL");
+  return await p.finish();
+}
+
+/**
+ * Starts launch with `ARGS --run-dir RUNDIR`, SIGKILLs the executor of `rank` (its pid from the run's logs) once
+ * launch prints `at` (within `ms`), and waits for launch to end.
+ */
+export async function killRankAt(args: string[], runDir: string, at: string, ms: number, rank: number) {
+  const p = startLaunch([...args, "--run-dir", runDir]);
+  await p.waitFor(at, ms);
+  Deno.kill(await executorPid(runDir, rank), "SIGKILL");
+  return await p.finish();
+}
+
+/**
+ * `--set` flags that shorten configs/local.yaml for a test: `steps` steps of 8 sequences of at most 256 tokens, a
+ * checkpoint every `checkpointInterval` steps, deterministic plans, and a profile path where none is (`TMP/no-profile.json`,
+ * so the config's inline cost constants are used); then `extra` (`KEY=VALUE`).
+ */
+export function shortRun(tmp: string, steps: number, checkpointInterval: number, extra: string[] = []): string[] {
+  return [
+    `profile.path=${tmp}/no-profile.json`,
+    `training.steps=${steps}`,
+    `training.checkpoint_interval=${checkpointInterval}`,
+    "training.global_batch=8",
+    "model.max_seq=256",
+    "planner.deterministic=true",
+    ...extra,
+  ].flatMap((s) => ["--set", s]);
+}
+
+/** Runs `deno run -A orchestrator/cli/SCRIPT.ts ARGS` in the repository root to completion; `ms`: how long it took. */
+export async function runCli(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string; ms: number }> {
+  const t0 = performance.now();
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/${script}.ts`, ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).output();
+  const d = new TextDecoder();
+  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr), ms: performance.now() - t0 };
+}
+
+/** Runs `deno task nodes ARGS` to completion. */
+export function nodesCli(args: string[]): Promise<{ code: number; out: string; err: string; ms: number }> {
+  return runCli("nodes", args);
 }
 
 /** The run's ledger records. */

@@ -10,11 +10,13 @@ import { ensureXdgRuntimeDir } from "../../kernels/webgpu/device.ts";
 import { assert, assertArrayClose, assertClose, assertEquals, assertIncludes } from "../assert.ts";
 import {
   allExecutorPids,
-  executorPid,
+  killLaunchAt,
+  killRankAt,
   launchCli,
   ledger,
   leftAlive,
   manifestOf,
+  shortRun,
   startLaunch,
 } from "./launch_harness.ts";
 
@@ -24,14 +26,7 @@ const tmp = await Deno.makeTempDir({ prefix: "flexsp-launch-test-" });
  * The default, shortened: 12 steps of 8 sequences of at most 256 tokens, checkpoints every 3, deterministic plans,
  * the config's inline cost constants (a profile measured for the default's model shape would not match).
  */
-const FAST = [
-  `profile.path=${tmp}/no-profile.json`,
-  "training.steps=12",
-  "training.checkpoint_interval=3",
-  "training.global_batch=8",
-  "model.max_seq=256",
-  "planner.deterministic=true",
-].flatMap((s) => ["--set", s]);
+const FAST = shortRun(tmp, 12, 3);
 
 let baseline: { losses: number[]; params: string[] } | undefined;
 
@@ -63,10 +58,7 @@ Deno.test({
     const ref = await reference();
     assert(ref.params.every((p) => p === ref.params[0]), "every rank holds the same state");
     const dir = `${tmp}/killed`;
-    const p = startLaunch([CONFIG, ...FAST, "--run-dir", dir]);
-    await p.waitFor("step  7/12", 60_000);
-    p.child.kill("SIGKILL");
-    const killed = await p.finish();
+    const killed = await killLaunchAt([CONFIG, ...FAST], dir, "step  7/12", 60_000);
     assertEquals(killed.signal, "SIGKILL");
     // The agent and the executors go away by themselves when the orchestrator dies.
     assertEquals(await leftAlive(await allExecutorPids(dir), 10_000), []);
@@ -168,10 +160,13 @@ Deno.test({
       "stop: exit 2 with the report and the resume command; the resume completes the run exactly",
       async () => {
         const dir = `${tmp}/stop`;
-        const p = startLaunch([CONFIG, ...FAST, "--set", "training.on_failure=stop", "--run-dir", dir]);
-        await p.waitFor("step  4/12", 60_000);
-        Deno.kill(await executorPid(dir, 2), "SIGKILL");
-        const r = await p.finish();
+        const r = await killRankAt(
+          [CONFIG, ...FAST, "--set", "training.on_failure=stop"],
+          dir,
+          "step  4/12",
+          60_000,
+          2,
+        );
         assertEquals(r.code, 2, r.out + r.err);
         assertIncludes(
           r.err,
@@ -191,20 +186,26 @@ Deno.test({
     );
     await t.step("restart: relaunched and resumed automatically, same losses as without the crash", async () => {
       const dir = `${tmp}/restart`;
-      const p = startLaunch([CONFIG, ...FAST, "--set", "training.on_failure=restart", "--run-dir", dir]);
-      await p.waitFor("step  5/12", 60_000);
-      Deno.kill(await executorPid(dir, 1), "SIGKILL");
-      const r = await p.finish();
+      const r = await killRankAt(
+        [CONFIG, ...FAST, "--set", "training.on_failure=restart"],
+        dir,
+        "step  5/12",
+        60_000,
+        1,
+      );
       assertEquals(r.code, 0, r.out + r.err);
       assertIncludes(r.err, "rank 1: executor killed by signal KILL", "restart 1/3: relaunching");
       await sameAsReference(dir);
     });
     await t.step("elastic: re-planned on the 3 devices left, from the last checkpoint", async () => {
       const dir = `${tmp}/elastic`;
-      const p = startLaunch([CONFIG, ...FAST, "--set", "training.on_failure=elastic", "--run-dir", dir]);
-      await p.waitFor("step  4/12", 60_000);
-      Deno.kill(await executorPid(dir, 3), "SIGKILL");
-      const r = await p.finish();
+      const r = await killRankAt(
+        [CONFIG, ...FAST, "--set", "training.on_failure=elastic"],
+        dir,
+        "step  4/12",
+        60_000,
+        3,
+      );
       assertEquals(r.code, 0, r.out + r.err);
       assertIncludes(r.err, "elastic restart 1/3: without the device of rank 3 on node 0 (localhost), on 3 device(s)");
       const recs = await ledger(dir);
@@ -259,10 +260,7 @@ Deno.test({
     assertEquals(ref.code, 0, ref.err);
     assertIncludes(ref.err, "4x webgpu");
     const dir = `${tmp}/webgpu-killed`;
-    const p = startLaunch([...args, "--run-dir", dir]);
-    await p.waitFor("step 4/6", 60_000);
-    p.child.kill("SIGKILL");
-    await p.finish();
+    await killLaunchAt(args, dir, "step 4/6", 60_000);
     const r = await launchCli([...args, "--resume", dir]);
     assertEquals(r.code, 0, r.err);
     assertIncludes(r.err, "resumed from checkpoint step-00000003");

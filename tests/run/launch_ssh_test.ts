@@ -5,6 +5,7 @@
 // with the same losses.
 
 import { canCreateTestHosts, startTestHosts, type TestHost, type TestHosts } from "../hosts/test_hosts.ts";
+import { TWO_NODES_OF_TWO, writeTrainingConfig } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { launchCli, ledger, manifestOf, startLaunch } from "./launch_harness.ts";
@@ -33,29 +34,15 @@ Deno.test({
     try {
       await buildBuiltinDataset("deno-corpus", `${home}/corpus`);
       const base = await th.writeConfig({ devices: 2, executor: "cpu", heartbeatTimeoutS: 3 });
-      const cfg = `${th.dir}/launch.yaml`;
-      await Deno.writeTextFile(
-        cfg,
-        (await Deno.readTextFile(base)) + [
-          "  max_seq: 256",
-          "training:",
-          `  dataset: ${home}/corpus`,
-          "  global_batch: 8",
-          "  steps: 8",
-          "  checkpoint_interval: 2",
-          "planner:",
-          "  memory_budget_gb: 0.25",
-          "  deterministic: true",
-          "profile:",
-          "  constants:",
-          "    alpha1: 2.0e-6",
-          "    alpha2: 0.05",
-          "    beta1: 2",
-          "    act_mb_per_token: 0.05",
-          "    bandwidth_gbps: { intra: { 2: 1.0 }, inter: { 2: 0.5, 4: 0.4 } }",
-          "",
-        ].join("\n"),
-      );
+      const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
+        maxSeq: 256,
+        dataset: `${home}/corpus`,
+        globalBatch: 8,
+        steps: 8,
+        training: { checkpoint_interval: 2 },
+        planner: { deterministic: true },
+        constants: TWO_NODES_OF_TWO,
+      });
       const policy = (p: string) => ["--set", `training.on_failure=${p}`];
 
       let ref: { losses: number[]; params: string[] } | undefined;

@@ -7,7 +7,7 @@ import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
 import { ExecutorPool } from "../../orchestrator/cluster/executor_pool.ts";
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import { allExecutorPids, executorPid, launchCli, leftAlive, REPO_ROOT, startLaunch } from "./launch_harness.ts";
+import { allExecutorPids, killRankAt, launchCli, leftAlive, REPO_ROOT, runCli, shortRun } from "./launch_harness.ts";
 import { pythonWithoutTorch, torchPython } from "../agents/torch_fixtures.ts";
 
 const torch = await torchPython();
@@ -15,15 +15,7 @@ if (!torch.ok) console.log(`skipping the torch-cpu fault tests: ${torch.reason}`
 
 const CONFIG = "configs/local.yaml";
 const tmp = await Deno.makeTempDir({ prefix: "flexsp-torch-faults-" });
-const FAST = [
-  `profile.path=${tmp}/no-profile.json`,
-  "training.steps=8",
-  "training.checkpoint_interval=2",
-  "training.global_batch=8",
-  "model.max_seq=256",
-  "planner.deterministic=true",
-  "cluster.nodes[0].executor=torch-cpu",
-].flatMap((s) => ["--set", s]);
+const FAST = shortRun(tmp, 8, 2, ["cluster.nodes[0].executor=torch-cpu"]);
 
 Deno.test({
   name: "launch torch-cpu: a killed rank is named with host, device, SP group and sequences; exit 2 with resume",
@@ -31,10 +23,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const dir = `${tmp}/stop`;
-    const p = startLaunch([CONFIG, ...FAST, "--set", "training.on_failure=stop", "--run-dir", dir]);
-    await p.waitFor("step 3/8", 120_000);
-    Deno.kill(await executorPid(dir, 2), "SIGKILL");
-    const r = await p.finish();
+    const r = await killRankAt([CONFIG, ...FAST, "--set", "training.on_failure=stop"], dir, "step 3/8", 120_000, 2);
     assertEquals(r.code, 2, r.out + r.err);
     assertIncludes(
       r.err,
@@ -68,26 +57,18 @@ Deno.test({
     assert(!/^\s+at /m.test(r.err), `no stack trace:\n${r.err}`);
     assert(!r.out.includes("step 1/"), "no step ran");
     // The same at the start of `deno task profile`.
-    const prof = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `${REPO_ROOT}/orchestrator/cli/profile.ts`,
-        CONFIG,
-        "--quick",
-        "--out",
-        `${tmp}/no-torch-profile.json`,
-        "--run-dir",
-        `${tmp}/no-torch-profile`,
-        ...FAST,
-        "--set",
-        `cluster.nodes[0].python=${bare}`,
-      ],
-      cwd: REPO_ROOT,
-      stdin: "null",
-      env: { NO_COLOR: "1" },
-    }).output();
-    const perr = new TextDecoder().decode(prof.stderr) + new TextDecoder().decode(prof.stdout);
+    const prof = await runCli("profile", [
+      CONFIG,
+      "--quick",
+      "--out",
+      `${tmp}/no-torch-profile.json`,
+      "--run-dir",
+      `${tmp}/no-torch-profile`,
+      ...FAST,
+      "--set",
+      `cluster.nodes[0].python=${bare}`,
+    ]);
+    const perr = prof.err + prof.out;
     assertEquals(prof.code, 1, perr);
     assertIncludes(perr, `cluster.nodes[0].python: ${bare}) on localhost has no torch`, "pip install torch==2.13.0");
     assert(!/^\s+at /m.test(perr), `no stack trace:\n${perr}`);

@@ -2,7 +2,7 @@
 // processes: the same losses as the TypeScript CPU executor over the first steps, and an exact resume after SIGKILL.
 
 import { assert, assertClose, assertEquals, assertIncludes } from "../assert.ts";
-import { allExecutorPids, launchCli, ledger, leftAlive, manifestOf, startLaunch } from "./launch_harness.ts";
+import { allExecutorPids, killLaunchAt, launchCli, ledger, leftAlive, manifestOf, shortRun } from "./launch_harness.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";
 
 const torch = await torchPython();
@@ -11,14 +11,7 @@ if (!torch.ok) console.log(`skipping the torch-cpu launch tests: ${torch.reason}
 const CONFIG = "configs/local.yaml";
 const tmp = await Deno.makeTempDir({ prefix: "flexsp-launch-torch-" });
 /** The default, shortened: 6 steps of 8 sequences of at most 256 tokens, checkpoints every 2, deterministic plans. */
-const FAST = [
-  `profile.path=${tmp}/no-profile.json`,
-  "training.steps=6",
-  "training.checkpoint_interval=2",
-  "training.global_batch=8",
-  "model.max_seq=256",
-  "planner.deterministic=true",
-].flatMap((s) => ["--set", s]);
+const FAST = shortRun(tmp, 6, 2);
 const TORCH = [...FAST, "--set", "cluster.nodes[0].executor=torch-cpu"];
 
 let reference: { losses: number[]; params: string[] } | undefined;
@@ -69,10 +62,7 @@ Deno.test({
     const ref = await torchReference();
     assert(ref.params.every((p) => p === ref.params[0]), "every rank holds the same state");
     const dir = `${tmp}/killed`;
-    const p = startLaunch([CONFIG, ...TORCH, "--run-dir", dir]);
-    await p.waitFor("step 4/6", 120_000);
-    p.child.kill("SIGKILL");
-    const killed = await p.finish();
+    const killed = await killLaunchAt([CONFIG, ...TORCH], dir, "step 4/6", 120_000);
     assertEquals(killed.signal, "SIGKILL");
     assertEquals(await leftAlive(await allExecutorPids(dir), 15_000), [], "the Python executors went away");
     const r = await launchCli([CONFIG, ...TORCH, "--resume", dir]);

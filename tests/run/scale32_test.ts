@@ -3,6 +3,7 @@
 // the next launch with ONE report that groups the five by their common reason and names every one, no stack traces.
 
 import { canCreateTestHosts, startTestHosts, type TestHost, type TestHosts } from "../hosts/test_hosts.ts";
+import { ONE_DEVICE_NODES, writeTrainingConfig } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { launchCli, ledger, startLaunch } from "./launch_harness.ts";
@@ -34,28 +35,15 @@ Deno.test({
       // Outside /root (each host has its own): every host sees the dataset, nothing is copied.
       await buildBuiltinDataset("deno-corpus", `${data}/corpus`);
       const base = await th.writeConfig({ devices: 1, executor: "cpu", heartbeatTimeoutS: 10, connectTimeoutS: 20 });
-      const cfg = `${th.dir}/scale.yaml`;
-      await Deno.writeTextFile(
-        cfg,
-        (await Deno.readTextFile(base)) + [
-          "  max_seq: 16",
-          "training:",
-          `  dataset: ${data}/corpus`,
-          "  global_batch: 32",
-          "  steps: 3",
-          "  checkpoint_interval: 2",
-          "  on_failure: stop",
-          "planner:",
-          "  memory_budget_gb: 0.25",
-          "  zero_stage: 0",
-          "  milp: none",
-          "  deterministic: true",
-          "profile:",
-          "  constants: { alpha1: 1.0e-6, alpha2: 0.05, beta1: 1, act_mb_per_token: 0.05, " +
-          "bandwidth_gbps: { intra: {}, inter: { 2: 0.5 } } }",
-          "",
-        ].join("\n"),
-      );
+      const cfg = await writeTrainingConfig(base, `${th.dir}/scale.yaml`, {
+        maxSeq: 16,
+        dataset: `${data}/corpus`,
+        globalBatch: 32,
+        steps: 3,
+        training: { checkpoint_interval: 2, on_failure: "stop" },
+        planner: { zero_stage: 0, milp: "none", deterministic: true },
+        constants: ONE_DEVICE_NODES,
+      });
       const victim = th.hosts[4];
 
       await t.step("launch on 32 hosts, steps, one host's sshd killed: one report naming it", async () => {

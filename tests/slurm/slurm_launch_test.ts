@@ -5,24 +5,17 @@
 // requeue resumes by itself; a node Slurm marks down mid-run is handled by training.on_failure (elastic).
 
 import { canStartSlurm, type SlurmCluster, startSlurmCluster } from "../hosts/slurm_cluster.ts";
+import { trainingYaml } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
-import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import { ledger, manifestOf } from "../run/launch_harness.ts";
+import { ledger, manifestOf, runCli } from "../run/launch_harness.ts";
 
 const can = canStartSlurm();
 if (!can.ok) console.log(`skipping the Slurm tests: ${can.reason}`);
 
 async function submit(sc: SlurmCluster, args: string[]): Promise<{ jobId: string; out: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/submit.ts`, ...args],
-    cwd: REPO_ROOT,
-    env: { ...sc.env, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const out = await runCli("submit", args, sc.env);
+  const text = out.out + out.err;
   assertEquals(out.code, 0, text);
   const jobId = text.match(/submitted job (\d+)/)?.[1];
   assert(jobId, `no job id in: ${text}`);
@@ -62,25 +55,19 @@ Deno.test({
           "  heartbeat_timeout_s: 3",
           "model:",
           "  preset: gpt-tiny",
-          "  max_seq: 256",
-          "training:",
-          `  dataset: ${home}/corpus`,
-          "  global_batch: 8",
-          "  steps: 6",
-          "  checkpoint_interval: 0",
-          "  resume: auto",
-          "planner:",
-          "  memory_budget_gb: 0.25",
-          "  zero_stage: 0",
-          "  milp: none",
-          "  deterministic: true",
-          "profile:",
-          "  constants:",
-          "    alpha1: 2.0e-6",
-          "    alpha2: 0.05",
-          "    beta1: 2",
-          "    act_mb_per_token: 0.05",
-          "    bandwidth_gbps: { intra: { 2: 1.0, 4: 0.8 }, inter: { 2: 0.5, 4: 0.4, 8: 0.3 } }",
+          ...trainingYaml({
+            maxSeq: 256,
+            dataset: `${home}/corpus`,
+            globalBatch: 8,
+            steps: 6,
+            training: { checkpoint_interval: 0, resume: "auto" },
+            planner: { zero_stage: 0, milp: "none", deterministic: true },
+            constants: {
+              alpha1: "2.0e-6",
+              beta1: 2,
+              bandwidth: "{ intra: { 2: 1.0, 4: 0.8 }, inter: { 2: 0.5, 4: 0.4, 8: 0.3 } }",
+            },
+          }),
           "",
         ].join("\n"),
       );
