@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from model import LAYER_KEYS, LN_EPS, ParamLayout
+from model import LAYER_KEYS, LN_EPS, ParamLayout, bind_params
 
 
 class _AllToAll(torch.autograd.Function):
@@ -128,14 +128,7 @@ class Gpt:
         if flat.numel() < layout.total or grads.numel() < layout.total:
             raise ValueError(f"model: parameter/gradient buffers must hold {layout.total} elements")
         self.layout = layout
-        self.params: list[torch.Tensor] = []
-        self.p: dict[str, torch.Tensor] = {}
-        for s in layout.slices:
-            t = flat[s.offset : s.offset + s.length].view(s.shape)
-            t.requires_grad_(True)
-            t.grad = grads[s.offset : s.offset + s.length].view(s.shape)
-            self.params.append(t)
-            self.p[s.name] = t
+        self.params, self.p = bind_params(layout, flat, grads)
         sh = layout.shape
         self.attention = CausalVarlenAttention(flat.device, sh.heads, sh.hidden // sh.heads, log)
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from gpt import CausalVarlenAttention, all_to_all
-from model import VIEW_ALIGN, ModelShape, ParamLayout, ParamSlice
+from model import LayoutBuilder, ModelShape, ParamLayout, bind_params
 
 #: Activation checkpointing policies (config model.checkpointing).
 CHECKPOINTING = ("none", "selective", "full")
@@ -35,16 +35,8 @@ CHECKPOINTING = ("none", "selective", "full")
 def llama_layout(shape: ModelShape) -> ParamLayout:
     """The flat layout of a llama-family model: Hugging Face names, [out, in] matrices, 64-element aligned."""
     H, V, NH, KV, D, FF = shape.hidden, shape.vocab, shape.heads, shape.kv_heads, shape.head_dim, shape.intermediate
-    slices: list[ParamSlice] = []
-    offset = count = 0
-
-    def add(name: str, dims: tuple[int, ...], init: str, decay: bool) -> None:
-        nonlocal offset, count
-        length = math.prod(dims)
-        slices.append(ParamSlice(name, offset, length, dims, decay, init))
-        offset += -(-length // VIEW_ALIGN) * VIEW_ALIGN
-        count += length
-
+    builder = LayoutBuilder(shape)
+    add = builder.add
     add("model.embed_tokens.weight", (V, H), "normal", True)
     for i in range(shape.layers):
         p = f"model.layers.{i}."
@@ -68,7 +60,7 @@ def llama_layout(shape: ModelShape) -> ParamLayout:
     add("model.norm.weight", (H,), "ones", False)
     if not shape.tied:
         add("lm_head.weight", (V, H), "normal", True)
-    return ParamLayout(shape, offset, count, slices, {s.name: s for s in slices})
+    return builder.layout()
 
 
 def rope_inv_freq(shape: ModelShape) -> torch.Tensor:
@@ -131,12 +123,8 @@ class Llama:
         self.checkpointing = checkpointing
         self.params: list[torch.Tensor] = []
         self.p: dict[str, torch.Tensor] = {}
-        for s in layout.slices if flat is not None and grads is not None else []:
-            t = flat[s.offset : s.offset + s.length].view(s.shape)
-            t.requires_grad_(True)
-            t.grad = grads[s.offset : s.offset + s.length].view(s.shape)
-            self.params.append(t)
-            self.p[s.name] = t
+        if flat is not None and grads is not None:
+            self.params, self.p = bind_params(layout, flat, grads)
         sh = layout.shape
         dev = flat.device if flat is not None else (device or torch.device("cpu"))
         self.attention = CausalVarlenAttention(dev, sh.heads, sh.head_dim, log)

@@ -169,6 +169,43 @@ _LAYER_NAMES = {
 }
 
 
+class LayoutBuilder:
+    """Appends parameters to a flat layout, each view aligned to VIEW_ALIGN elements (the GPT and llama layouts)."""
+
+    def __init__(self, shape: ModelShape) -> None:
+        self.shape = shape
+        self.slices: list[ParamSlice] = []
+        self.offset = 0
+        self.count = 0
+
+    def add(self, name: str, dims: tuple[int, ...], init: str, decay: bool) -> None:
+        """Appends parameter `name` of `dims` with its initialiser and whether weight decay applies."""
+        length = math.prod(dims)
+        self.slices.append(ParamSlice(name, self.offset, length, dims, decay, init))
+        self.offset += -(-length // VIEW_ALIGN) * VIEW_ALIGN
+        self.count += length
+
+    def layout(self) -> ParamLayout:
+        """The finished layout."""
+        return ParamLayout(self.shape, self.offset, self.count, self.slices, {s.name: s for s in self.slices})
+
+
+def bind_params(
+    layout: ParamLayout, flat: torch.Tensor, grads: torch.Tensor
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Views of the flat parameter and gradient buffers, one per slice (leaf tensors with `.grad` set), in layout
+    order and by name."""
+    params: list[torch.Tensor] = []
+    by_name: dict[str, torch.Tensor] = {}
+    for sl in layout.slices:
+        t = flat[sl.offset : sl.offset + sl.length].view(sl.shape)
+        t.requires_grad_(True)
+        t.grad = grads[sl.offset : sl.offset + sl.length].view(sl.shape)
+        params.append(t)
+        by_name[sl.name] = t
+    return params, by_name
+
+
 def param_layout(shape: ModelShape) -> ParamLayout:
     """Builds the flat parameter layout (order: wte, wpe, blocks 0..L-1, lnf), as kernels/model.ts does; the llama
     family's layout is `llama.llama_layout` (Hugging Face tensor names)."""
@@ -177,17 +214,8 @@ def param_layout(shape: ModelShape) -> ParamLayout:
 
         return llama_layout(shape)
     H, V = shape.hidden, shape.vocab
-    slices: list[ParamSlice] = []
-    offset = 0
-    count = 0
-
-    def add(name: str, dims: tuple[int, ...], init: str, decay: bool) -> None:
-        nonlocal offset, count
-        length = math.prod(dims)
-        slices.append(ParamSlice(name, offset, length, dims, decay, init))
-        offset += -(-length // VIEW_ALIGN) * VIEW_ALIGN
-        count += length
-
+    builder = LayoutBuilder(shape)
+    add = builder.add
     add("wte", (V, H), "normal", True)
     add("wpe", (shape.max_seq, H), "normal", True)
     for layer in range(shape.layers):
@@ -206,7 +234,7 @@ def param_layout(shape: ModelShape) -> ParamLayout:
         add(p + "mlp.b_proj", (H,), "zeros", False)
     add("lnf.g", (H,), "ones", False)
     add("lnf.b", (H,), "zeros", False)
-    return ParamLayout(shape, offset, count, slices, {s.name: s for s in slices})
+    return builder.layout()
 
 
 class Prng:
