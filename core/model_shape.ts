@@ -46,6 +46,15 @@ export interface ModelShape {
   oBias?: boolean;
 }
 
+/** Llama 3's published RoPE scaling (config.json of Llama-3.1 8B and 70B). */
+const LLAMA3_ROPE_SCALING: RopeScaling = {
+  type: "llama3",
+  factor: 8,
+  lowFreqFactor: 1,
+  highFreqFactor: 4,
+  originalMaxPositionEmbeddings: 8192,
+};
+
 /** A llama-family shape with its defaults filled in. */
 function llama(
   s: Omit<ModelShape, "family"> & { kvHeads: number; intermediate: number; ropeTheta: number },
@@ -90,13 +99,7 @@ export const MODEL_PRESETS: Record<string, ModelShape> = {
     vocab: 128256,
     maxSeq: 131072,
     ropeTheta: 500000,
-    ropeScaling: {
-      type: "llama3",
-      factor: 8,
-      lowFreqFactor: 1,
-      highFreqFactor: 4,
-      originalMaxPositionEmbeddings: 8192,
-    },
+    ropeScaling: LLAMA3_ROPE_SCALING,
   }),
   "llama3-70b": llama({
     layers: 80,
@@ -107,13 +110,7 @@ export const MODEL_PRESETS: Record<string, ModelShape> = {
     vocab: 128256,
     maxSeq: 131072,
     ropeTheta: 500000,
-    ropeScaling: {
-      type: "llama3",
-      factor: 8,
-      lowFreqFactor: 1,
-      highFreqFactor: 4,
-      originalMaxPositionEmbeddings: 8192,
-    },
+    ropeScaling: LLAMA3_ROPE_SCALING,
   }),
   "mistral-7b": llama({
     modelType: "mistral",
