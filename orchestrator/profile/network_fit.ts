@@ -105,7 +105,7 @@ export function bandwidthTables(
 export interface PairSample {
   a: number;
   b: number;
-  /** Median ms of the small (latency) and the large exchange. */
+  /** Ms of the fastest small exchange (latency) and of the median large exchange. */
   smallMs: number;
   largeMs: number;
   /** Bytes each side sends to the other in the large exchange. */

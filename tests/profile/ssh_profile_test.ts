@@ -105,8 +105,11 @@ Deno.test({
       // The node-pair matrix: fxh3's links are the slow ones.
       const p = doc.network.p2p!;
       assertEquals(p.hosts, th.hosts.map((h) => h.ip));
-      const slow = p.slow.map((s) => `${s.a}-${s.b}`).sort();
-      assertEquals(slow, ["0-2", "1-2", "2-2"], log);
+      // Bandwidth decides here: the latency flag (over twice the best plus 0.5 ms) can also fire for a link that a
+      // loaded test machine delays, so the pairs flagged for bandwidth are the ones asserted.
+      const slowBw = p.slow.filter((s) => s.a !== s.b && s.why.includes("GB/s")).map((s) => `${s.a}-${s.b}`).sort();
+      assertEquals(slowBw, ["0-2", "1-2"], log);
+      assert(p.slow.some((s) => s.a === 2 && s.b === 2), `node 2 not named as all-slow\n${log}`);
       assert(p.gbps[0][1]! > 3 * p.gbps[0][2]!, `links ${JSON.stringify(p.gbps)}`);
       assertIncludes(doc.warnings.join("\n"), `every link of node 2 (${h3.ip}) is slow`);
 
