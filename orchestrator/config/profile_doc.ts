@@ -9,7 +9,19 @@ export const PROFILE_SCHEMA_VERSION = 2;
 
 /** The part of the fingerprint a config alone determines (what `plan` can check without touching the cluster). */
 export interface ClusterKey {
-  model: { layers: number; hidden: number; heads: number; vocab: number; maxSeq: number; checkpointing: string };
+  model: {
+    layers: number;
+    hidden: number;
+    heads: number;
+    vocab: number;
+    maxSeq: number;
+    checkpointing: string;
+    /** Llama-family shape (absent for gpt, so GPT profiles keep the fingerprint they had). */
+    family?: string;
+    kvHeads?: number;
+    headDim?: number;
+    intermediate?: number;
+  };
   nodes: { host: string; devices: number; executor: string }[];
 }
 
@@ -203,6 +215,10 @@ export const clusterKeySpec: Spec = {
           vocab: { spec: posInt, required: true },
           maxSeq: { spec: posInt, required: true },
           checkpointing: { spec: { kind: "enum", values: ["none", "selective", "full"] }, required: true },
+          family: { spec: { kind: "enum", values: ["gpt", "llama"] } },
+          kvHeads: { spec: posInt },
+          headDim: { spec: posInt },
+          intermediate: { spec: posInt },
         },
       },
       required: true,

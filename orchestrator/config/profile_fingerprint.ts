@@ -24,17 +24,37 @@ export function clusterKeyOf(config: Config): ClusterKey {
       vocab: m.vocab,
       maxSeq: m.maxSeq,
       checkpointing: m.checkpointing,
+      ...(m.family === "llama"
+        ? {
+          family: "llama",
+          kvHeads: m.kvHeads ?? m.heads,
+          headDim: m.headDim ?? m.hidden / m.heads,
+          intermediate: m.intermediate,
+        }
+        : {}),
     },
     nodes: config.cluster.nodes.map((n) => ({ host: n.host, devices: n.devices, executor: n.executor })),
   };
 }
 
+/** The YAML names of the cluster key's model fields, where they differ from the TypeScript ones. */
+const MODEL_KEY_NAMES: Partial<Record<keyof ClusterKey["model"], string>> = {
+  maxSeq: "max_seq",
+  kvHeads: "kv_heads",
+  headDim: "head_dim",
+};
+
 /** Differences between the cluster a profile was measured on and the config's (empty when they match). */
 export function compareClusterKeys(profiled: ClusterKey, now: ClusterKey): string[] {
   const out: string[] = [];
-  for (const k of Object.keys(now.model) as (keyof ClusterKey["model"])[]) {
+  const keys = new Set([...Object.keys(profiled.model), ...Object.keys(now.model)]) as Set<keyof ClusterKey["model"]>;
+  for (const k of keys) {
+    // A gpt model has no family fields: absent reads as family gpt and as "none" for the llama-only widths.
+    const show = (v: unknown) => v ?? (k === "family" ? "gpt" : "none");
     if (profiled.model[k] !== now.model[k]) {
-      out.push(`model.${k === "maxSeq" ? "max_seq" : k}: profiled ${profiled.model[k]}, config has ${now.model[k]}`);
+      out.push(
+        `model.${MODEL_KEY_NAMES[k] ?? k}: profiled ${show(profiled.model[k])}, config has ${show(now.model[k])}`,
+      );
     }
   }
   if (profiled.nodes.length !== now.nodes.length) {

@@ -9,6 +9,7 @@ import {
   resolveProfile,
   writeProfile,
 } from "../../orchestrator/config/profile_file.ts";
+import { clusterKeyOf, compareClusterKeys } from "../../orchestrator/config/profile_fingerprint.ts";
 import { cli, fakeNodes, load, noStackTrace, SAMPLE_CONSTANTS, sampleProfile, writeLocalConfig } from "./fixtures.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -127,6 +128,35 @@ Deno.test("profile file: a different cluster or model is refused unless forced; 
     const w2: string[] = [];
     await resolveProfile(config, { warn: (l) => w2.push(l) });
     assertIncludes(w2.join("\n"), "edited by hand after profiling");
+  });
+});
+
+Deno.test("profile file: a llama-family model does not reuse a profile of the GPT of the same size", async () => {
+  await withDir(async (dir) => {
+    const gpt = await load(await writeLocalConfig(dir, { nodes: [2] }));
+    // A GPT's key keeps the six fields it always had, so existing profiles keep their fingerprint.
+    assertEquals(Object.keys(clusterKeyOf(gpt).model).sort(), [
+      "checkpointing",
+      "heads",
+      "hidden",
+      "layers",
+      "maxSeq",
+      "vocab",
+    ]);
+    const llama = structuredClone(gpt);
+    Object.assign(llama.model, { family: "llama", kvHeads: 2, intermediate: 172 });
+    assertEquals(compareClusterKeys(clusterKeyOf(gpt), clusterKeyOf(llama)), [
+      "model.family: profiled gpt, config has llama",
+      "model.kv_heads: profiled none, config has 2",
+      "model.head_dim: profiled none, config has 16",
+      "model.intermediate: profiled none, config has 172",
+    ]);
+    const narrower = structuredClone(llama);
+    narrower.model.intermediate = 128;
+    assertEquals(compareClusterKeys(clusterKeyOf(llama), clusterKeyOf(narrower)), [
+      "model.intermediate: profiled 172, config has 128",
+    ]);
+    assertEquals(compareClusterKeys(clusterKeyOf(llama), clusterKeyOf(structuredClone(llama))), []);
   });
 });
 
