@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
@@ -302,6 +302,11 @@ class Executor:
         if shape.family != "llama":
             raise ValueError(f"init: modelFrom {model_dir} needs a llama-family model shape")
         mine = ModelShape.from_json(shape_json(read_config(model_dir), model_dir))
+        # model.max_seq may cap training below the checkpoint's context (RoPE has no position table to match).
+        if shape.max_seq > mine.max_seq:
+            raise ValueError(f"init: model.max_seq {shape.max_seq} is above the {mine.max_seq} tokens of "
+                             f"{model_dir}/config.json")
+        mine = replace(mine, max_seq=shape.max_seq)
         if mine != shape or mine.rope_scaling != shape.rope_scaling:
             raise ValueError(f"init: {model_dir}/config.json gives the shape {mine.to_json()}, the orchestrator sent "
                              f"{shape.to_json()} (core/hf_config.ts and kernels/torch/hf.py disagree)")

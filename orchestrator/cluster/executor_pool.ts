@@ -16,6 +16,7 @@ import { STEP_FIELDS } from "../../core/protocol.ts";
 import type { Config, ModelConfig } from "../config/types.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
+import { stageModel } from "./model_staging.ts";
 import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
 
 export {
@@ -194,6 +195,9 @@ export class ExecutorPool {
     const pool = this;
     const { cluster, places } = this;
     const opts = this.#opts;
+    // model.from as each node sees it (copied to nodes that do not have it; see model_staging.ts).
+    const from = opts.config.model.from;
+    const modelPaths = from !== undefined ? await stageModel(cluster, from, this.#log) : undefined;
     const secret = crypto.randomUUID() + crypto.randomUUID();
     const timeout = opts.startTimeoutMs ?? 120_000;
     const endpoints: Endpoint[] = new Array(places.length);
@@ -220,6 +224,7 @@ export class ExecutorPool {
           extra: {
             ...opts.init,
             ...(tokensPath ? { dataset: { tokensPath, tokenBytes: opts.datasetTokenBytes ?? 2 } } : {}),
+            ...(modelPaths?.has(node) ? { modelFrom: modelPaths.get(node) } : {}),
           },
         });
         node.session!.send({ type: "to_executor", rank: p.rank, msg: { type: "init", init } });

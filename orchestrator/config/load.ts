@@ -227,7 +227,25 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     checkpointing: m.checkpointing,
     ...(m.params !== undefined ? { params: m.params as number } : {}),
   };
-  if (fromDir !== undefined) model.from = fromDir;
+  if (fromDir !== undefined) {
+    model.from = fromDir;
+    // The checkpoint fixes the shape; max_seq may only cap training below its context.
+    for (const [key, yamlKey] of [["layers", "layers"], ["hidden", "hidden"], ["heads", "heads"], ["vocab", "vocab"]]) {
+      if (m[yamlKey] !== undefined && m[yamlKey] !== (base as Raw)[key]) {
+        fail(
+          ["model", yamlKey],
+          `${m[yamlKey]} differs from the ${(base as Raw)[key]} of ${fromDir}/config.json; a model.from checkpoint ` +
+            `fixes the shape: remove model.${yamlKey}`,
+        );
+      }
+    }
+    if (model.maxSeq > base!.maxSeq) {
+      fail(
+        ["model", "max_seq"],
+        `${model.maxSeq} is above the ${base!.maxSeq} tokens of ${fromDir}/config.json; set at most ${base!.maxSeq}`,
+      );
+    }
+  }
   if (model.family !== "llama" && model.hidden % model.heads !== 0) {
     fail(["model", "heads"], `${model.heads} heads do not divide hidden size ${model.hidden}`);
   }

@@ -107,6 +107,32 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "model.from: the checkpoint fixes the shape (layers, vocab, ... refused with the fix); max_seq may only cap it",
+  ignore: !HAVE_TRANSFORMERS,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "flexsp-hfcap-" });
+    try {
+      await saveConfig("llama", dir);
+      const from = `model.from=${dir}`;
+      assertEquals((await loadConfig("configs/local.yaml", [from, "model.max_seq=128"])).model.maxSeq, 128);
+      await assertThrows(
+        () => loadConfig("configs/local.yaml", [from, "model.max_seq=512"]),
+        `model.max_seq: 512 is above the 256 tokens of ${dir}/config.json; set at most 256`,
+      );
+      await assertThrows(
+        () => loadConfig("configs/local.yaml", [from, "model.layers=4"]),
+        `model.layers: 4 differs from the 2 of ${dir}/config.json; a model.from checkpoint fixes the shape: ` +
+          "remove model.layers",
+      );
+      // The same value is no conflict.
+      assertEquals((await loadConfig("configs/local.yaml", [from, "model.vocab=128"])).model.vocab, 128);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("model.from: an unsupported model_type and a directory without config.json each get one clear error", async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexsp-hfbad-" });
   try {

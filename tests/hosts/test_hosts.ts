@@ -23,6 +23,11 @@ export interface TestHostOptions {
   shaping?: { rateMbit: number; delayMs?: number };
   /** Per host index: false for an sshd without `Subsystem sftp` (a hardened host); default true. */
   sftp?: Record<number, boolean>;
+  /**
+   * Directories under /root that every host shows, read-only, at the same path through its own home (e.g. the
+   * prefix of a Python with torch, which the host's home would hide); nothing else of this machine's /root is seen.
+   */
+  share?: string[];
 }
 
 /** One test host: a namespace with sshd on `ip:22`, user root, a private home directory. */
@@ -290,7 +295,13 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       const hideDeno = denoMode === "present"
         ? ""
         : [...visible].map((p) => `mount --bind ${dir}/deno_missing ${p};`).join(" ");
-      const inner = `hostname ${name}; mount --bind ${home} /root; mount --bind ${bin} /usr/local/bin; ${hideDeno} ` +
+      // A shared directory is bound read-only onto the same path inside the home first; --rbind carries it along.
+      const shares = (opts.share ?? []).map((d) => {
+        if (!d.startsWith("/root/")) throw new Error(`share: ${d} is not under /root (it is seen as it is)`);
+        return `mkdir -p ${home}${d.slice(5)}; mount --bind -o ro ${d} ${home}${d.slice(5)};`;
+      }).join(" ");
+      const inner = `hostname ${name}; ${shares} mount --rbind ${home} /root; mount --bind ${bin} /usr/local/bin; ` +
+        `${hideDeno} ` +
         `exec /usr/sbin/sshd -f ${hdir}/sshd.conf -E ${hdir}/sshd.log`;
       await $`ip netns exec ${ns} unshare --uts --mount --propagation private sh -c ${inner}`.quiet();
       // The daemon writes its pid file after the starting process has returned.

@@ -201,6 +201,19 @@ class Errors(unittest.TestCase):
         with self.assertRaisesRegex(hf.HfError, "no model.safetensors or model.safetensors.index.json"):
             hf.weight_files(self.dir)
 
+    def test_max_seq_may_only_cap_the_checkpoint_context(self) -> None:
+        from dataclasses import replace
+
+        from executor import Executor
+        save_tiny("llama", self.dir)
+        shape = ModelShape.from_json(hf.shape_json(hf.read_config(self.dir), self.dir))
+        Executor._check_hf_shape(self.dir, replace(shape, max_seq=shape.max_seq // 2))  # a cap is accepted
+        with self.assertRaisesRegex(ValueError, f"model.max_seq {2 * shape.max_seq} is above the {shape.max_seq} "
+                                    "tokens of"):
+            Executor._check_hf_shape(self.dir, replace(shape, max_seq=2 * shape.max_seq))
+        with self.assertRaisesRegex(ValueError, "disagree"):
+            Executor._check_hf_shape(self.dir, replace(shape, layers=shape.layers + 1))
+
     def test_incompatible_degree(self) -> None:
         self.assertEqual(kv_per_rank(8, 2, 4), 1)  # 2 K/V heads replicated up to 4
         self.assertEqual(kv_per_rank(8, 4, 2), 2)

@@ -1,0 +1,121 @@
+// `model.from` on an SSH node that cannot see the directory (a test host: its /root is its own): launch copies the
+// model once into the node's cache and the torch executors there load it; a second launch finds the cached copy and
+// copies nothing; both train to the losses of the same run on a local node, which reads the original. The model is a
+// tiny Llama saved by transformers; the test hosts see this machine's Python (with torch) through a read-only share.
+
+import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
+import { TWO_NODES_OF_TWO, writeTrainingConfig } from "../hosts/training_config.ts";
+import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
+import { modelIdentity } from "../../orchestrator/cluster/model_staging.ts";
+import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { launchCli, ledger } from "./launch_harness.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
+
+const can = canCreateTestHosts();
+const py = await new Deno.Command("python3", {
+  args: ["-c", "import sys, torch, transformers; print(sys.executable); print(sys.prefix); print(sys.base_prefix)"],
+  stdout: "piped",
+  stderr: "null",
+}).output().then((o) => o.success ? new TextDecoder().decode(o.stdout).trim().split("\n") : undefined, () => undefined);
+const skip = !can.ok
+  ? `skipping the model.from SSH test: ${can.reason}`
+  : !py
+  ? "skipping the model.from SSH test: python3 has no torch or transformers (pip install -r tests/requirements.txt)"
+  : undefined;
+if (skip) console.log(skip);
+
+Deno.test({
+  name: "model.from over SSH: copied once into the node's cache, reused by the next launch, same losses as a local run",
+  ignore: skip !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    const [python, prefix, basePrefix] = py!;
+    const python_ = await Deno.realPath(python);
+    const share = [...new Set([prefix, basePrefix].filter((d) => d.startsWith("/root/")))];
+    // The model under /root: the test host has its own /root, so it cannot see it there.
+    const home = await Deno.makeTempDir({ dir: "/root", prefix: ".flexsp-model-from-test-" });
+    const th = await startTestHosts({ count: 1, share });
+    try {
+      const model = `${home}/tiny-llama`;
+      const saved = await new Deno.Command("python3", {
+        args: [
+          "-c",
+          "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
+          "vocab_size=256, max_position_embeddings=512)",
+          model,
+        ],
+        cwd: `${REPO_ROOT}/kernels/torch`,
+        stderr: "piped",
+      }).output();
+      assert(saved.success, new TextDecoder().decode(saved.stderr));
+      await buildBuiltinDataset("deno-corpus", `${th.dir}/corpus`);
+      const base = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${python_}` });
+      const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
+        maxSeq: 256,
+        dataset: `${th.dir}/corpus`,
+        globalBatch: 4,
+        steps: 3,
+        planner: { deterministic: true },
+        constants: TWO_NODES_OF_TWO,
+      });
+      const from = ["--set", `model.from=${model}`];
+      const id = (await modelIdentity(model)).id;
+      const cached = `/root/.cache/flexsp/models/${id}`;
+
+      let losses: number[] = [];
+      await t.step("first launch: the model is copied into the node's cache and trains", async () => {
+        const r = await launchCli([cfg, ...from, "--run-dir", `${th.dir}/a`]);
+        assertEquals(r.code, 0, r.out + r.err);
+        assertIncludes(r.err, `node 0 (${th.hosts[0].ip}): copying model.from (`, `to ${cached}`);
+        losses = (await ledger(`${th.dir}/a`)).map((x) => x.loss);
+        assertEquals(losses.length, 3);
+        // The copy is byte for byte the original (the host's /root is its home directory here).
+        for (const f of ["config.json", "model.safetensors"]) {
+          const a = await Deno.readFile(`${model}/${f}`);
+          const b = await Deno.readFile(`${th.hosts[0].home}${cached.slice(5)}/${f}`);
+          assert(a.length === b.length && a.every((v, i) => v === b[i]), `${f} differs on the host`);
+        }
+      });
+
+      await t.step("second launch: the cached copy is used, nothing is copied, the same losses", async () => {
+        const r = await launchCli([cfg, ...from, "--run-dir", `${th.dir}/b`]);
+        assertEquals(r.code, 0, r.out + r.err);
+        assert(!r.err.includes("copying model.from"), r.err);
+        assertEquals((await ledger(`${th.dir}/b`)).map((x) => x.loss), losses);
+      });
+
+      await t.step("a local node reading the original trains to the same losses", async () => {
+        const local = ["--set", "cluster.nodes[0].transport=local", "--set", "cluster.nodes[0].host=127.0.0.1"];
+        const r = await launchCli([cfg, ...from, ...local, "--run-dir", `${th.dir}/c`]);
+        assertEquals(r.code, 0, r.out + r.err);
+        assert(!r.err.includes("copying model.from"), r.err);
+        assertEquals((await ledger(`${th.dir}/c`)).map((x) => x.loss), losses);
+      });
+
+      await t.step("a changed model (same size, other bytes) is not mistaken for the cached one", async () => {
+        // Re-saved with another seed: every file has the size it had, the weights differ.
+        const again = await new Deno.Command("python3", {
+          args: [
+            "-c",
+            "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
+            "seed=1, vocab_size=256, max_position_embeddings=512)",
+            model,
+          ],
+          cwd: `${REPO_ROOT}/kernels/torch`,
+          stderr: "piped",
+        }).output();
+        assert(again.success, new TextDecoder().decode(again.stderr));
+        const r = await launchCli([cfg, ...from, "--run-dir", `${th.dir}/d`]);
+        assertEquals(r.code, 0, r.out + r.err);
+        assertIncludes(r.err, "copying model.from (");
+        const other = (await ledger(`${th.dir}/d`)).map((x) => x.loss);
+        assert(other[0] !== losses[0], `a different model gave the same first loss ${other[0]}`);
+      });
+      assertEquals(await th.waitNoStrays(10_000), "");
+    } finally {
+      await th.close();
+      await Deno.remove(home, { recursive: true }).catch(() => {});
+    }
+  },
+});
