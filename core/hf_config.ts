@@ -103,8 +103,8 @@ export function readHfShape(dir: string): ModelShape {
   return shapeFromHfConfig(cfg, path);
 }
 
-/** A transformers config.json for a llama-family shape (the inverse of shapeFromHfConfig; float32 weights). */
-export function hfConfigOf(m: ModelShape): Record<string, unknown> {
+/** A transformers config.json for a llama-family shape (the inverse of shapeFromHfConfig), weights in `dtype`. */
+export function hfConfigOf(m: ModelShape, dtype: "float32" | "bfloat16" = "float32"): Record<string, unknown> {
   const mt = m.modelType ?? "llama";
   const arch: Record<string, string> = {
     llama: "LlamaForCausalLM",
@@ -136,7 +136,7 @@ export function hfConfigOf(m: ModelShape): Record<string, unknown> {
     max_position_embeddings: m.maxSeq,
     rms_norm_eps: m.normEps ?? 1e-6,
     tie_word_embeddings: m.tieEmbeddings ?? false,
-    torch_dtype: "float32",
+    torch_dtype: dtype,
     rope_parameters: rp,
     rope_theta: m.ropeTheta ?? 10000,
   };

@@ -3,13 +3,14 @@
 
 import { runCli, UserError } from "../errors.ts";
 import { parseCommand } from "./args.ts";
-import { exportHf } from "../run/hf_export.ts";
+import { EXPORT_DTYPES, type ExportDtype, exportHf } from "../run/hf_export.ts";
 
-const USAGE = `usage: deno task export <RUN_DIR> --hf OUT [--step N] [--shard-mb MB] [--checkpoints DIR]
+const USAGE = `usage: deno task export <RUN_DIR> --hf OUT [--step N] [--dtype D] [--shard-mb MB] [--checkpoints DIR]
 
-Writes a llama-family run's checkpoint as a Hugging Face model directory (config.json and float32 safetensors).
+Writes a llama-family run's checkpoint as a Hugging Face model directory (config.json and safetensors).
   --hf OUT           the directory to write (created)
   --step N           the checkpoint of step N (default: the newest verified one)
+  --dtype D          float32 (default: the checkpoint's values exactly) or bfloat16 (half the size, rounded to nearest)
   --shard-mb MB      largest safetensors file before the export is sharded (default 2048)
   --checkpoints DIR  where the run's checkpoints are (default RUN_DIR/checkpoints; training.checkpoint_dir/<run>)`;
 
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     hf: { type: "string" },
     step: { type: "string" },
     "shard-mb": { type: "string" },
+    dtype: { type: "string" },
     checkpoints: { type: "string" },
   });
   if (positionals.length !== 1) throw new UserError(`expected one run directory\n\n${USAGE}`);
@@ -28,14 +30,21 @@ async function main(): Promise<void> {
   }
   const shardMb = values["shard-mb"] === undefined ? 2048 : Number(values["shard-mb"]);
   if (!(shardMb > 0)) throw new UserError(`--shard-mb: expected a positive number, got "${values["shard-mb"]}"`);
+  const dtype = (values.dtype ?? "float32") as ExportDtype;
+  if (!EXPORT_DTYPES.includes(dtype)) {
+    throw new UserError(`--dtype: expected ${EXPORT_DTYPES.join(" or ")}, got "${values.dtype}"`);
+  }
   const res = await exportHf({
+    dtype,
     runDir: positionals[0].replace(/\/+$/, ""),
     step,
     out: values.hf,
     shardBytes: Math.max(1, Math.floor(shardMb * 2 ** 20)),
     checkpoints: values.checkpoints as string | undefined,
   });
-  console.log(`exported step ${res.step} (${res.shape.modelType}, ${res.shape.layers} layers) to ${values.hf}:`);
+  console.log(
+    `exported step ${res.step} (${res.shape.modelType}, ${res.shape.layers} layers, ${dtype}) to ${values.hf}:`,
+  );
   for (const f of res.files) console.log(`  ${f}`);
 }
 

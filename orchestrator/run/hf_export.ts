@@ -1,6 +1,7 @@
 // `deno task export RUN_DIR [--step N] --hf OUT`: a llama-family run's checkpoint as a Hugging Face model
 // directory that transformers.AutoModelForCausalLM.from_pretrained loads: config.json (core/hf_config.ts) and the
-// parameters as float32 safetensors (one model.safetensors, or shards plus model.safetensors.index.json).
+// parameters as float32 or bfloat16 safetensors (one model.safetensors, or shards plus model.safetensors.index.json);
+// bfloat16 rounds each float32 to nearest, ties to even (torch's `.to(torch.bfloat16)`), NaN kept a quiet NaN.
 //
 // The checkpoint is verified as for a resume (manifest, orchestrator part, sha256 of the part read); the
 // parameters are read from rank 0's part (every rank holds the full state: replicas, or ZeRO-3's gathered save)
@@ -27,6 +28,23 @@ export interface ExportOptions {
   shardBytes?: number;
   /** Checkpoint root (default `RUN_DIR/checkpoints`). */
   checkpoints?: string;
+  /** Weight dtype of the export (default float32: the checkpoint's values exactly). */
+  dtype?: ExportDtype;
+}
+
+/** The weight dtypes an export writes. */
+export const EXPORT_DTYPES = ["float32", "bfloat16"] as const;
+export type ExportDtype = typeof EXPORT_DTYPES[number];
+
+/** float32 little-endian bytes as bfloat16 little-endian bytes (round to nearest, ties to even). */
+export function float32ToBfloat16(f32: Uint8Array): Uint8Array {
+  const src = new Uint32Array(f32.buffer, f32.byteOffset, f32.byteLength / 4);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const u = src[i];
+    out[i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+  return new Uint8Array(out.buffer);
 }
 
 /** What an export wrote. */
@@ -65,11 +83,15 @@ async function readExact(f: Deno.FsFile, pos: number, n: number): Promise<Uint8A
   return buf;
 }
 
-function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[]): Uint8Array {
+function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let off = 0;
   for (const { slice, data } of part) {
-    header[slice.name] = { dtype: "F32", shape: slice.shape, data_offsets: [off, off + data.length] };
+    header[slice.name] = {
+      dtype: dtype === "bfloat16" ? "BF16" : "F32",
+      shape: slice.shape,
+      data_offsets: [off, off + data.length],
+    };
     off += data.length;
   }
   let hj = JSON.stringify(header);
@@ -128,15 +150,17 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
     }
     const start = 16 + hl + ((4 - ((16 + hl) % 4)) % 4);
     const limit = o.shardBytes ?? 2 ** 31;
+    const dtype = o.dtype ?? "float32";
+    const width = dtype === "bfloat16" ? 2 : 4;
     const shards: LlamaSlice[][] = [[]];
     let size = 0;
     for (const s of layout.slices) {
-      if (shards.at(-1)!.length && size + s.length * 4 > limit) {
+      if (shards.at(-1)!.length && size + s.length * width > limit) {
         shards.push([]);
         size = 0;
       }
       shards.at(-1)!.push(s);
-      size += s.length * 4;
+      size += s.length * width;
     }
     await Deno.mkdir(o.out, { recursive: true });
     const names = shards.length === 1
@@ -149,21 +173,22 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
     for (const [i, sl] of shards.entries()) {
       const parts = [];
       for (const s of sl) {
-        parts.push({ slice: s, data: await readExact(f, start + s.offset * 4, s.length * 4) });
+        const f32 = await readExact(f, start + s.offset * 4, s.length * 4);
+        parts.push({ slice: s, data: dtype === "bfloat16" ? float32ToBfloat16(f32) : f32 });
         weightMap[s.name] = names[i];
       }
       const path = `${o.out}/${names[i]}`;
-      await writeAtomic(path, safetensors(parts));
+      await writeAtomic(path, safetensors(parts, dtype));
       files.push(path);
     }
     if (shards.length > 1) {
-      const total = layout.slices.reduce((a, s) => a + s.length * 4, 0);
+      const total = layout.slices.reduce((a, s) => a + s.length * width, 0);
       const path = `${o.out}/model.safetensors.index.json`;
       await writeAtomic(path, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
       files.push(path);
     }
     const cfgPath = `${o.out}/config.json`;
-    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf(shape), null, 2) + "\n");
+    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf(shape, dtype), null, 2) + "\n");
     files.push(cfgPath);
     return { step: ck.state.step, files, shape };
   } finally {

@@ -7,6 +7,7 @@
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { checkpointName, CheckpointStore } from "../../orchestrator/run/checkpoint_store.ts";
 import { fileSha256 } from "../../core/hash.ts";
+import { float32ToBfloat16 } from "../../orchestrator/run/hf_export.ts";
 
 // Makes a tiny transformers model, trains nothing but perturbs its weights (as training would), writes an executor
 // checkpoint of it; or (mode "check") loads the export with transformers and prints the largest logit difference
@@ -30,17 +31,26 @@ if mode == "make":
     hf.load_weights(src, lay, flat)
     flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(2)) * 0.01)
     write_atomic(ckpt, encode_state(shape, 3, flat, torch.full_like(flat, 0.5), torch.zeros_like(flat)))
+elif mode == "count":
+    shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
+    print(json.dumps({"total": param_layout(shape).total}))
 else:
     from transformers import AutoModelForCausalLM
-    out = sys.argv[5]
+    out, dtype = sys.argv[5], sys.argv[6]
     shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
     with open(ckpt, "rb") as f:
         st = decode_state(f.read(), shape, ckpt)
     lay = param_layout(shape)
-    model = Llama(lay, st.params.clone(), torch.zeros(lay.total))
+    # A bfloat16 export holds the checkpoint rounded as torch rounds it: compare with the model on those values.
+    params = st.params.to(torch.bfloat16).float() if dtype == "bfloat16" else st.params.clone()
+    model = Llama(lay, params, torch.zeros(lay.total))
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["torch_dtype"] == dtype
     seq = [int(x) for x in torch.randint(0, 128, (50,), generator=torch.Generator().manual_seed(4))]
     pk = pack_group([seq], 1, 256, 128)
-    back = AutoModelForCausalLM.from_pretrained(out).float().eval()
+    back = AutoModelForCausalLM.from_pretrained(out, dtype=getattr(torch, dtype)).eval()
+    assert next(back.parameters()).dtype == getattr(torch, dtype)
+    back = back.float()
     with torch.no_grad():
         ours = model.logits(pk.tokens, pk.positions, pk.cu_seqlens, None, 1)
         theirs = back(input_ids=torch.tensor([seq])).logits[0]
@@ -117,6 +127,7 @@ const CASES: [string, Record<string, unknown>, string[], string[]][] = [
     "model.safetensors.index.json",
     "config.json",
   ]],
+  ["llama", {}, ["--dtype", "bfloat16"], ["model.safetensors", "config.json"]],
 ];
 
 for (const [kind, over, flags, expectFiles] of CASES) {
@@ -132,11 +143,18 @@ for (const [kind, over, flags, expectFiles] of CASES) {
         await makeRun(run, ckpt);
         const r = await exportCli([run, "--hf", out, ...flags]);
         assertEquals(r.code, 0, r.err);
-        assertIncludes(r.out, `exported step 3 (${kind}, 2 layers)`);
+        const dtype = flags.includes("bfloat16") ? "bfloat16" : "float32";
+        assertIncludes(r.out, `exported step 3 (${kind}, 2 layers, ${dtype})`);
         const files = [...Deno.readDirSync(out)].map((e) => e.name);
         for (const f of expectFiles) assert(files.includes(f), `${f} in ${files}`);
         if (flags.includes("--shard-mb")) assert(files.filter((f) => f.endsWith(".safetensors")).length > 2, "shards");
-        const res = JSON.parse(await py(["check", kind, `${dir}/src`, ckpt, out]));
+        const res = JSON.parse(await py(["check", kind, `${dir}/src`, ckpt, out, dtype]));
+        if (dtype === "bfloat16") {
+          // Half the bytes of the float32 checkpoint's parameters (plus the header).
+          const bytes = (await Deno.stat(`${out}/model.safetensors`)).size;
+          const { total } = JSON.parse(await py(["count", kind, `${dir}/src`, ckpt]));
+          assert(bytes > 2 * total && bytes < 2 * total + 65536, `${bytes} bytes for ${total} values`);
+        }
         assert(res.maxDiff <= 2e-5 * Math.max(1, res.scale), `logits differ by ${res.maxDiff}`);
       } finally {
         await Deno.remove(dir, { recursive: true });
@@ -167,4 +185,15 @@ Deno.test("export --hf: a gpt run and a step without a checkpoint each get one c
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("export --dtype bfloat16: float32 rounds to nearest, ties to even; infinities and NaN stay what they are", () => {
+  const bits = [0x3f800000, 0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0x7f7fffff, 0x80000000, 0xff800000];
+  const nan = [0x7fc00001, 0x7f800001, 0xffc00000];
+  const out = new Uint16Array(float32ToBfloat16(new Uint8Array(new Uint32Array([...bits, ...nan]).buffer)).buffer);
+  // 1.0; a tie to the even below; a tie to the even above; just over a tie; the largest float32 overflows to +inf,
+  // as torch rounds it; -0; -inf.
+  assertEquals([...out.slice(0, bits.length)], [0x3f80, 0x3f80, 0x3f82, 0x3f81, 0x3f81, 0x7f80, 0x8000, 0xff80]);
+  // Every NaN (quiet or signalling, either sign) is a quiet NaN of its sign.
+  assertEquals([...out.slice(bits.length)].map((v) => v & 0xffc0), [0x7fc0, 0x7fc0, 0xffc0]);
 });
