@@ -157,6 +157,10 @@ Deno.test("profile file: a llama-family model does not reuse a profile of the GP
       "model.intermediate: profiled 172, config has 128",
     ]);
     assertEquals(compareClusterKeys(clusterKeyOf(llama), clusterKeyOf(structuredClone(llama))), []);
+    // A llama profile's key passes the file's strict schema and is found again for the same model.
+    const path = `${dir}/profiles/llama.json`;
+    await writeProfile(path, sampleProfile(llama));
+    assertEquals((await readProfile(path)).fingerprint.cluster.model.intermediate, 172);
   });
 });
 
