@@ -134,6 +134,40 @@ async function namespacePids(netns: string): Promise<number[]> {
   return pids;
 }
 
+// The kernel's ARP table is one table for every network namespace, limited by net.ipv4.neigh.default.gc_thresh1-3
+// (128/512/1024 by default). K hosts that all talk to each other hold about K² entries, so 32 hosts (992) pass
+// gc_thresh2 and reach gc_thresh3: "neighbor table overflow", dropped packets and TCP retransmits that stretched a
+// 32-host step from about 0.5 s to 30 s. While hosts run, the thresholds are raised to fit them (never lowered),
+// and the values found are put back when the last set of hosts in this process closes.
+const NEIGH = ["gc_thresh1", "gc_thresh2", "gc_thresh3"].map((k) => `/proc/sys/net/ipv4/neigh/default/${k}`);
+let neighbourUsers = 0;
+let neighbourSaved: string[] | undefined;
+const neighbourNeed: number[] = [];
+
+async function reserveNeighbourRoom(count: number): Promise<void> {
+  neighbourUsers++;
+  neighbourNeed.push(count);
+  const total = neighbourNeed.reduce((a, k) => a + k, 0);
+  const want = [total * total, 2 * total * total, 4 * total * total].map((v) => Math.max(v, 256));
+  try {
+    const now = await Promise.all(NEIGH.map((f) => Deno.readTextFile(f).then((t) => t.trim())));
+    neighbourSaved ??= now;
+    for (const [i, f] of NEIGH.entries()) {
+      if (Number(now[i]) < want[i]) await Deno.writeTextFile(f, String(want[i]));
+    }
+  } catch { /* not writable here (no root, or a container): the defaults stay, and large sets may be slow */ }
+}
+
+async function releaseNeighbourRoom(): Promise<void> {
+  neighbourUsers--;
+  neighbourNeed.pop();
+  if (neighbourUsers > 0 || !neighbourSaved) return;
+  const saved = neighbourSaved;
+  neighbourSaved = undefined;
+  // gc_thresh1 <= gc_thresh2 <= gc_thresh3 at every moment: lower the smallest first.
+  for (const [i, f] of NEIGH.entries()) await Deno.writeTextFile(f, saved[i]).catch(() => {});
+}
+
 /** Starts `count` hosts. Always pair with `close()` in a finally block. */
 export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> {
   const can = canCreateTestHosts();
@@ -169,10 +203,12 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
     if (bridgeUp) await $`ip link del ${links.bridge}`.noThrow().quiet();
     if (innerUp) await $`ip link del ${links.inner}`.noThrow().quiet();
     if (routeUp) await $`ip route del unreachable 10.213.${innerOctet}.0/24`.noThrow().quiet();
+    await releaseNeighbourRoom();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 
   try {
+    await reserveNeighbourRoom(opts.count);
     await Deno.mkdir("/run/sshd", { recursive: true });
     const identity = `${dir}/id_ed25519`;
     const wrongIdentity = `${dir}/wrong_ed25519`;
