@@ -1,13 +1,14 @@
 // Where each node reads `model.from` (a Hugging Face directory). Local nodes use the orchestrator's path. An SSH
 // node uses the same path when the files there are the same (a shared filesystem, or a copy put in place); otherwise
 // a model up to `MAX_MODEL_COPY_BYTES` is copied once into the node's cache (`~/.cache/flexsp/models/<id>/`, the
-// weights first, config.json and the marker file last) and reused by later runs. "The same" is checked without
+// weights first, config.json last, each file renamed into place when whole) and reused by later runs. "The same" is checked without
 // reading whole files: each file's size plus the sha256 of its first and last MiB (a fine-tuned checkpoint has the
 // size of its base model, but not its bytes).
 
 import { UserError } from "../errors.ts";
 import { canonicalJson } from "../../core/canonical_json.ts";
 import { sha256Hex } from "../../core/hash.ts";
+import { readAt } from "../../core/read_at.ts";
 import type { ClusterSession, NodeLaunch } from "./cluster_session.ts";
 import { shQuote } from "./ssh_transport.ts";
 
@@ -15,8 +16,6 @@ import { shQuote } from "./ssh_transport.ts";
 export const MAX_MODEL_COPY_BYTES = 8 * 1024 ** 3;
 /** Bytes hashed at each end of a file. */
 const SAMPLE_BYTES = 1 << 20;
-/** Written last into a node's cached copy: the identity it holds. */
-const MARKER = "flexsp-model.json";
 
 /** One file the executors read, as the orchestrator has it. */
 export interface ModelFile {
@@ -66,19 +65,8 @@ async function modelFileNames(dir: string): Promise<string[]> {
 async function sampleHashes(path: string, bytes: number): Promise<{ head: string; tail: string }> {
   const f = await Deno.open(path);
   try {
-    const read = async (at: number, n: number) => {
-      const buf = new Uint8Array(n);
-      await f.seek(at, Deno.SeekMode.Start);
-      let got = 0;
-      while (got < n) {
-        const k = await f.read(buf.subarray(got));
-        if (k === null) break;
-        got += k;
-      }
-      return sha256Hex(buf.subarray(0, got));
-    };
     const n = Math.min(SAMPLE_BYTES, bytes);
-    return { head: await read(0, n), tail: await read(bytes - n, n) };
+    return { head: sha256Hex(await readAt(f, 0, n)), tail: sha256Hex(await readAt(f, bytes - n, n)) };
   } finally {
     f.close();
   }
@@ -138,9 +126,7 @@ export async function stageModel(
       return;
     }
     const cached = `${node.boot!.probe.cache}/models/${model.id}`;
-    const marker = await node.conn!.exec(`cat ${shQuote(`${cached}/${MARKER}`)} 2>/dev/null`);
-    const done = marker.code === 0 && marker.stdout.trim() === model.id;
-    if (!done || !(await sameThere(node, cached, model))) {
+    if (!(await sameThere(node, cached, model))) {
       if (model.bytes > MAX_MODEL_COPY_BYTES) {
         throw new UserError(
           `${node.name}: model.from ${dir} is not there and is too large to copy ` +
@@ -149,12 +135,11 @@ export async function stageModel(
         );
       }
       log(`${node.name}: copying model.from (${(model.bytes / 1024 ** 2).toFixed(1)} MiB) to ${cached}`);
-      const mk = await node.conn!.exec(`rm -f ${shQuote(`${cached}/${MARKER}`)}; mkdir -p ${shQuote(cached)}`);
+      const mk = await node.conn!.exec(`mkdir -p ${shQuote(cached)}`);
       if (mk.code !== 0) throw new UserError(`${node.name}: cannot create ${cached}: ${mk.stderr.trim()}`);
-      // config.json is last in the list: a copy cut short has no config.json, and no marker.
+      // Each upload lands under a temporary name and is renamed when whole, and config.json comes last: a copy cut
+      // short lacks a file, so the listing above refuses it and the next run copies again.
       for (const f of model.files) await node.conn!.upload(`${dir}/${f.name}`, `${cached}/${f.name}`);
-      const mark = await node.conn!.exec(`printf %s ${model.id} > ${shQuote(`${cached}/${MARKER}`)}`);
-      if (mark.code !== 0) throw new UserError(`${node.name}: cannot write ${cached}/${MARKER}: ${mark.stderr.trim()}`);
     }
     out.set(node, cached);
   }));

@@ -230,12 +230,12 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
   if (fromDir !== undefined) {
     model.from = fromDir;
     // The checkpoint fixes the shape; max_seq may only cap training below its context.
-    for (const [key, yamlKey] of [["layers", "layers"], ["hidden", "hidden"], ["heads", "heads"], ["vocab", "vocab"]]) {
-      if (m[yamlKey] !== undefined && m[yamlKey] !== (base as Raw)[key]) {
+    for (const key of ["layers", "hidden", "heads", "vocab"] as const) {
+      if (m[key] !== undefined && m[key] !== base![key]) {
         fail(
-          ["model", yamlKey],
-          `${m[yamlKey]} differs from the ${(base as Raw)[key]} of ${fromDir}/config.json; a model.from checkpoint ` +
-            `fixes the shape: remove model.${yamlKey}`,
+          ["model", key],
+          `${m[key]} differs from the ${base![key]} of ${fromDir}/config.json; a model.from checkpoint fixes the ` +
+            `shape: remove model.${key}`,
         );
       }
     }

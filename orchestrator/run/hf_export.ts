@@ -12,6 +12,7 @@
 
 import { UserError } from "../errors.ts";
 import { writeAtomic } from "../../core/atomic_write.ts";
+import { readAt } from "../../core/read_at.ts";
 import { hfConfigOf } from "../../core/hf_config.ts";
 import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
@@ -71,18 +72,6 @@ async function pickCheckpoint(store: CheckpointStore, step: number | undefined):
   throw new UserError(`${store.root}: no usable checkpoint: ${reasons.join("; ")}`);
 }
 
-async function readExact(f: Deno.FsFile, pos: number, n: number): Promise<Uint8Array> {
-  const buf = new Uint8Array(n);
-  await f.seek(pos, Deno.SeekMode.Start);
-  let got = 0;
-  while (got < n) {
-    const k = await f.read(buf.subarray(got));
-    if (k === null) throw new Error("unexpected end of file");
-    got += k;
-  }
-  return buf;
-}
-
 function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let off = 0;
@@ -126,12 +115,12 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
     );
   }
   try {
-    const head = await readExact(f, 0, 16);
+    const head = await readAt(f, 0, 16);
     if (new TextDecoder().decode(head.subarray(0, 8)) !== "FLEXSPCK") {
       throw new UserError(`${part.path}: not a flexsp executor checkpoint`);
     }
     const hl = new DataView(head.buffer).getUint32(12, true);
-    const header = JSON.parse(new TextDecoder().decode(await readExact(f, 16, hl))) as {
+    const header = JSON.parse(new TextDecoder().decode(await readAt(f, 16, hl))) as {
       shape: ModelShape;
       total: number;
     };
@@ -173,7 +162,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
     for (const [i, sl] of shards.entries()) {
       const parts = [];
       for (const s of sl) {
-        const f32 = await readExact(f, start + s.offset * 4, s.length * 4);
+        const f32 = await readAt(f, start + s.offset * 4, s.length * 4);
         parts.push({ slice: s, data: dtype === "bfloat16" ? float32ToBfloat16(f32) : f32 });
         weightMap[s.name] = names[i];
       }

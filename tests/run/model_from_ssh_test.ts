@@ -24,6 +24,22 @@ const skip = !can.ok
   : undefined;
 if (skip) console.log(skip);
 
+/** Saves a random tiny Llama (transformers' save_pretrained) with the byte vocabulary of the built-in corpus. */
+async function saveTinyLlama(dir: string, seed: number): Promise<void> {
+  const saved = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
+      "seed=int(sys.argv[2]), vocab_size=256, max_position_embeddings=512)",
+      dir,
+      String(seed),
+    ],
+    cwd: `${REPO_ROOT}/kernels/torch`,
+    stderr: "piped",
+  }).output();
+  assert(saved.success, new TextDecoder().decode(saved.stderr));
+}
+
 Deno.test({
   name: "model.from over SSH: copied once into the node's cache, reused by the next launch, same losses as a local run",
   ignore: skip !== undefined,
@@ -31,26 +47,16 @@ Deno.test({
   sanitizeResources: false,
   fn: async (t) => {
     const [python, prefix, basePrefix] = py!;
-    const python_ = await Deno.realPath(python);
+    const pythonPath = await Deno.realPath(python);
     const share = [...new Set([prefix, basePrefix].filter((d) => d.startsWith("/root/")))];
     // The model under /root: the test host has its own /root, so it cannot see it there.
     const home = await Deno.makeTempDir({ dir: "/root", prefix: ".flexsp-model-from-test-" });
     const th = await startTestHosts({ count: 1, share });
     try {
       const model = `${home}/tiny-llama`;
-      const saved = await new Deno.Command("python3", {
-        args: [
-          "-c",
-          "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
-          "vocab_size=256, max_position_embeddings=512)",
-          model,
-        ],
-        cwd: `${REPO_ROOT}/kernels/torch`,
-        stderr: "piped",
-      }).output();
-      assert(saved.success, new TextDecoder().decode(saved.stderr));
+      await saveTinyLlama(model, 0);
       await buildBuiltinDataset("deno-corpus", `${th.dir}/corpus`);
-      const base = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${python_}` });
+      const base = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${pythonPath}` });
       const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
         maxSeq: 256,
         dataset: `${th.dir}/corpus`,
@@ -95,17 +101,7 @@ Deno.test({
 
       await t.step("a changed model (same size, other bytes) is not mistaken for the cached one", async () => {
         // Re-saved with another seed: every file has the size it had, the weights differ.
-        const again = await new Deno.Command("python3", {
-          args: [
-            "-c",
-            "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
-            "seed=1, vocab_size=256, max_position_embeddings=512)",
-            model,
-          ],
-          cwd: `${REPO_ROOT}/kernels/torch`,
-          stderr: "piped",
-        }).output();
-        assert(again.success, new TextDecoder().decode(again.stderr));
+        await saveTinyLlama(model, 1);
         const r = await launchCli([cfg, ...from, "--run-dir", `${th.dir}/d`]);
         assertEquals(r.code, 0, r.out + r.err);
         assertIncludes(r.err, "copying model.from (");
