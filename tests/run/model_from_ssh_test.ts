@@ -46,8 +46,9 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async (t) => {
+    // sys.executable as it is, not its real path: a venv's python is a link to the base interpreter, and resolving
+    // it would lose the venv's packages.
     const [python, prefix, basePrefix] = py!;
-    const pythonPath = await Deno.realPath(python);
     const share = [...new Set([prefix, basePrefix].filter((d) => d.startsWith("/root/")))];
     // The model under /root: the test host has its own /root, so it cannot see it there.
     const home = await Deno.makeTempDir({ dir: "/root", prefix: ".flexsp-model-from-test-" });
@@ -56,7 +57,7 @@ Deno.test({
       const model = `${home}/tiny-llama`;
       await saveTinyLlama(model, 0);
       await buildBuiltinDataset("deno-corpus", `${th.dir}/corpus`);
-      const base = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${pythonPath}` });
+      const base = await th.writeConfig({ devices: 2, executor: "torch-cpu", nodeExtra: `python: ${python}` });
       const cfg = await writeTrainingConfig(base, `${th.dir}/launch.yaml`, {
         maxSeq: 256,
         dataset: `${th.dir}/corpus`,
