@@ -46,6 +46,10 @@ async function main(): Promise<void> {
     `exported step ${res.step} (${res.shape.modelType}, ${res.shape.layers} layers, ${dtype}) to ${values.hf}:`,
   );
   for (const f of res.files) console.log(`  ${f}`);
+  if (res.contextLength !== res.shape.maxSeq) {
+    console.log(`max_position_embeddings ${res.contextLength}: the source model's (trained at ${res.shape.maxSeq})`);
+  }
+  for (const n of res.notes) console.log(`note: ${n}`);
 }
 
 if (import.meta.main) runCli(main);

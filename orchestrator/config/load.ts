@@ -186,17 +186,18 @@ export function interpolateParams(
   return lo[1] + (hi[1] - lo[1]) * (maxSeq - lo[0]) / (hi[0] - lo[0]);
 }
 
+/** A path written in the config file `source`: relative to the file's directory; `~/` is the user's home. */
+export function configRelativePath(source: string, p: string): string {
+  if (p.startsWith("/")) return p;
+  if (p === "~" || p.startsWith("~/")) return (Deno.env.get("HOME") ?? "") + p.slice(1);
+  return (source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "") + p;
+}
+
 function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
   const fail = (path: Path, msg: string): never => {
     throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
   };
-  const dir = source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "";
-  // Paths are relative to the config file; `~/` is the user's home.
-  const rel = (p: string | undefined) => {
-    if (p === undefined || p.startsWith("/")) return p;
-    if (p === "~" || p.startsWith("~/")) return (Deno.env.get("HOME") ?? "") + p.slice(1);
-    return dir + p;
-  };
+  const rel = (p: string | undefined) => p === undefined ? p : configRelativePath(source, p);
 
   // Model: a Hugging Face directory (model.from, which overrides model.preset) or a preset, with any explicit
   // field overriding it.

@@ -17,7 +17,8 @@ import { hfConfigOf } from "../../core/hf_config.ts";
 import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { checkpointName, CheckpointStore, type VerifiedCheckpoint } from "./checkpoint_store.ts";
-import { readRunInfo } from "./run_dir.ts";
+import { readRunInfo, type RunInfo } from "./run_dir.ts";
+import { configRelativePath } from "../config/load.ts";
 
 /** Options of {@link exportHf}. */
 export interface ExportOptions {
@@ -53,6 +54,30 @@ export interface ExportResult {
   step: number;
   files: string[];
   shape: ModelShape;
+  /** config.json's max_position_embeddings: the source model's context, or the trained one without a source. */
+  contextLength: number;
+  /** Things the user should know about the export (e.g. a model.from that is no longer readable). */
+  notes: string[];
+}
+
+/**
+ * The context length config.json states. A run may train a model.from checkpoint at a capped model.max_seq; its
+ * export keeps the source's max_position_embeddings (the weights and RoPE are the same), read back from the source
+ * config.json the run was started with. Without a readable source, the trained context, with a note saying so.
+ */
+async function sourceContext(info: RunInfo, trained: number): Promise<{ length: number; note?: string }> {
+  const model = (info.fingerprint as { model?: { from?: unknown } } | undefined)?.model;
+  if (typeof model?.from !== "string" || typeof info.config !== "string") return { length: trained };
+  const path = `${configRelativePath(info.config, model.from)}/config.json`;
+  try {
+    const n = Number((JSON.parse(await Deno.readTextFile(path)) as Record<string, unknown>).max_position_embeddings);
+    return { length: Number.isInteger(n) && n > trained ? n : trained };
+  } catch (e) {
+    return {
+      length: trained,
+      note: `${path} is not readable (${(e as Error).message}): max_position_embeddings is the trained ${trained}`,
+    };
+  }
 }
 
 async function pickCheckpoint(store: CheckpointStore, step: number | undefined): Promise<VerifiedCheckpoint> {
@@ -177,9 +202,16 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
       files.push(path);
     }
     const cfgPath = `${o.out}/config.json`;
-    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf(shape, dtype), null, 2) + "\n");
+    const context = await sourceContext(info, shape.maxSeq);
+    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf({ ...shape, maxSeq: context.length }, dtype), null, 2) + "\n");
     files.push(cfgPath);
-    return { step: ck.state.step, files, shape };
+    return {
+      step: ck.state.step,
+      files,
+      shape,
+      contextLength: context.length,
+      notes: context.note ? [context.note] : [],
+    };
   } finally {
     f.close();
   }

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { checkpointName, CheckpointStore } from "../../orchestrator/run/checkpoint_store.ts";
 import { fileSha256 } from "../../core/hash.ts";
 import { float32ToBfloat16 } from "../../orchestrator/run/hf_export.ts";
+import { exportCli } from "./launch_harness.ts";
 
 // Makes a tiny transformers model, trains nothing but perturbs its weights (as training would), writes an executor
 // checkpoint of it; or (mode "check") loads the export with transformers and prints the largest logit difference
@@ -66,15 +67,6 @@ async function py(args: string[]): Promise<string> {
   }).output();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   return new TextDecoder().decode(out.stdout);
-}
-
-async function exportCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "orchestrator/cli/export.ts", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: o.code, out: new TextDecoder().decode(o.stdout), err: new TextDecoder().decode(o.stderr) };
 }
 
 const HAVE = await new Deno.Command("python3", { args: ["-c", "import transformers, torch"], stderr: "null" })

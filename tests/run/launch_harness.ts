@@ -55,6 +55,16 @@ export function launchCli(args: string[], env: Record<string, string> = {}) {
   return startLaunch(args, env).finish();
 }
 
+/** Runs `export` (orchestrator/cli/export.ts) to completion. */
+export async function exportCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "orchestrator/cli/export.ts", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: o.code, out: new TextDecoder().decode(o.stdout), err: new TextDecoder().decode(o.stderr) };
+}
+
 /** Starts launch with `ARGS --run-dir RUNDIR`, SIGKILLs launch itself once it prints `at` (within `ms`), waits for it. */
 export async function killLaunchAt(args: string[], runDir: string, at: string, ms: number) {
   const p = startLaunch([...args, "--run-dir", runDir]);

@@ -8,7 +8,7 @@ import { TWO_NODES_OF_TWO, writeTrainingConfig } from "../hosts/training_config.
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { modelIdentity } from "../../orchestrator/cluster/model_staging.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
-import { launchCli, ledger } from "./launch_harness.ts";
+import { exportCli, launchCli, ledger } from "./launch_harness.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 
 const can = canCreateTestHosts();
@@ -100,6 +100,14 @@ Deno.test({
         assertEquals((await ledger(`${th.dir}/c`)).map((x) => x.loss), losses);
       });
 
+      await t.step("its export keeps the source's context (max_position_embeddings 512, trained at 256)", async () => {
+        const r = await exportCli([`${th.dir}/c`, "--hf", `${th.dir}/c-hf`]);
+        assertEquals(r.code, 0, r.out + r.err);
+        assertIncludes(r.out, "max_position_embeddings 512: the source model's (trained at 256)");
+        const cfg = JSON.parse(await Deno.readTextFile(`${th.dir}/c-hf/config.json`));
+        assertEquals(cfg.max_position_embeddings, 512);
+      });
+
       await t.step("a changed model (same size, other bytes) is not mistaken for the cached one", async () => {
         // Re-saved with another seed: every file has the size it had, the weights differ.
         await saveTinyLlama(model, 1);
@@ -108,6 +116,16 @@ Deno.test({
         assertIncludes(r.err, "copying model.from (");
         const other = (await ledger(`${th.dir}/d`)).map((x) => x.loss);
         assert(other[0] !== losses[0], `a different model gave the same first loss ${other[0]}`);
+      });
+
+      await t.step("with the source gone, the export says so and states the trained context", async () => {
+        await Deno.rename(model, `${model}-moved`);
+        const r = await exportCli([`${th.dir}/c`, "--hf", `${th.dir}/c-hf2`]);
+        await Deno.rename(`${model}-moved`, model);
+        assertEquals(r.code, 0, r.out + r.err);
+        assertIncludes(r.out, `note: ${model}/config.json is not readable`);
+        assertIncludes(r.out, "max_position_embeddings is the trained 256");
+        assertEquals(JSON.parse(await Deno.readTextFile(`${th.dir}/c-hf2/config.json`)).max_position_embeddings, 256);
       });
       assertEquals(await th.waitNoStrays(10_000), "");
     } finally {
