@@ -4,7 +4,9 @@
 //   hosts again: nothing to upload), agents only (ClusterSession.launch);
 // - heartbeat traffic of the idle cluster: protocol lines per second both ways, and their bytes;
 // - per-step orchestration overhead of `launch` (ledger overheadMs: step wall time minus the slowest rank's own step
-//   time, i.e. dispatch, collect, parsing, the loop) and dispatch time, on 16-token sequences so compute is small.
+//   time, i.e. dispatch, collect, parsing, the loop) and dispatch time, on 16-token sequences so compute is small;
+// - the orchestrator's main-thread CPU time per step (Linux schedstat): its own cost, which does not depend on how
+//   the hosts' processes are scheduled (with every host on this machine it includes the kernel's loopback delivery).
 // Targets (issue 14): warm launch of 32 hosts < 3 s; per-step overhead growing no worse than linearly, < 20 ms at 32.
 // Needs root (namespaces); skipped with a note otherwise. `--quick`, or a plain `deno task bench` (all parts): 4 and 8
 // hosts; `--only scale`: 4 to 32. Runnable alone:
@@ -28,6 +30,21 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+
+/** CPU time (ms) the calling thread has run, from Linux's schedstat; NaN where it cannot be read. */
+function threadCpuMs(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Mean CPU per step between step lines, past the warm-up steps. */
+function cpuPerStep(at: number[], warmup: number): number {
+  const xs = at.slice(Math.max(0, warmup - 1));
+  return xs.length < 2 ? NaN : (xs.at(-1)! - xs[0]) / (xs.length - 1);
+}
 
 async function launchAgents(path: string, runId: string, dir: string): Promise<ClusterSession> {
   const config = await loadConfig(path);
@@ -96,12 +113,14 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
           constants: ONE_DEVICE_NODES,
         });
         const t0 = performance.now();
+        // The orchestrator's main-thread CPU time at each step line (printed on that thread once a step is done).
+        const cpuAtStep: number[] = [];
         const r = await launchRun({
           configPath: cfg,
           runDir: `${th.dir}/run`,
           signals: false,
           log: () => {},
-          print: () => {},
+          print: () => cpuAtStep.push(threadCpuMs()),
         });
         const runMs = performance.now() - t0;
         if (r.code !== 0) throw new Error(`launch on ${n} hosts ended with code ${r.code}`);
@@ -117,6 +136,7 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
           overheadP50: pct(over, 0.5),
           overheadP95: pct(over, 0.95),
           dispatchMs: mean(rs.map((x) => x.dispatchMs)),
+          orchestratorCpuMsPerStep: cpuPerStep(cpuAtStep, WARMUP),
           stepMs: mean(rs.map((x) => x.wallMs)),
           runMs,
         };
@@ -128,6 +148,9 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
           "heartbeat lines/s (bytes/s)": `${r1(hb.linesPerS)} (${Math.round(hb.bytesPerS)})`,
           "overhead ms mean/p50/p95": `${r2(s.overheadMean)} / ${r2(s.overheadP50)} / ${r2(s.overheadP95)}`,
           "dispatch ms": r2(s.dispatchMs),
+          "orchestrator CPU ms/step": Number.isFinite(s.orchestratorCpuMsPerStep)
+            ? r1(s.orchestratorCpuMsPerStep)
+            : "n/a",
           "step wall ms": r1(s.stepMs),
         });
       } finally {
