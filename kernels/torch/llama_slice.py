@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -109,6 +110,7 @@ def main() -> int:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+    shutil.rmtree(store_dir, ignore_errors=True)
     return 0
 
 

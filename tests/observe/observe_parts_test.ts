@@ -25,20 +25,24 @@ Deno.test({
   ignore: observeOraclesMissing !== undefined,
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "flexsp-tb-" });
-  const w = new TensorBoardWriter(dir);
-  for (let s = 1; s <= 5; s++) await w.scalars(s, [["train/loss", 5 - s / 10], ["train/lr", 1e-3 * s]]);
-  w.close();
-  // A resumed run: a new writer learns the steps already there, then re-executes from step 4.
-  const w2 = new TensorBoardWriter(dir);
-  const have = await w2.existingSteps();
-  assertEquals(have, [1, 2, 3, 4, 5]);
-  w2.lastStep = have[have.length - 1];
-  for (let s = 4; s <= 6; s++) await w2.scalars(s, [["train/loss", 100 + s]]);
-  w2.close();
-  const tb = await readTensorBoard(dir);
-  assertEquals(tb["train/loss"].map(([s]) => s), [1, 2, 3, 4, 5, 6]);
-  assertEquals(tb["train/loss"].map(([, v]) => v), [4.9, 4.8, 4.7, 104, 105, 106].map(Math.fround));
-  assertEquals(tb["train/lr"].map(([s]) => s), [1, 2, 3]);
+  try {
+    const w = new TensorBoardWriter(dir);
+    for (let s = 1; s <= 5; s++) await w.scalars(s, [["train/loss", 5 - s / 10], ["train/lr", 1e-3 * s]]);
+    w.close();
+    // A resumed run: a new writer learns the steps already there, then re-executes from step 4.
+    const w2 = new TensorBoardWriter(dir);
+    const have = await w2.existingSteps();
+    assertEquals(have, [1, 2, 3, 4, 5]);
+    w2.lastStep = have[have.length - 1];
+    for (let s = 4; s <= 6; s++) await w2.scalars(s, [["train/loss", 100 + s]]);
+    w2.close();
+    const tb = await readTensorBoard(dir);
+    assertEquals(tb["train/loss"].map(([s]) => s), [1, 2, 3, 4, 5, 6]);
+    assertEquals(tb["train/loss"].map(([, v]) => v), [4.9, 4.8, 4.7, 104, 105, 106].map(Math.fround));
+    assertEquals(tb["train/lr"].map(([s]) => s), [1, 2, 3]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("observe: model FLOPs per sequence match a hand count; MFU is n/a without a peak", () => {

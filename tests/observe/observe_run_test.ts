@@ -13,6 +13,11 @@ import { dashboardUrl, get, observeOraclesMissing, parsePrometheus, readTensorBo
 
 const CONFIG = "configs/local.yaml";
 const tmp = await Deno.makeTempDir({ prefix: "flexsp-observe-test-" });
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(tmp, { recursive: true });
+  } catch { /* already gone */ }
+});
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => {
   try {
     return Deno.statSync(p).isFile;
