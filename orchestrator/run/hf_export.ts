@@ -13,7 +13,7 @@
 import { UserError } from "../errors.ts";
 import { writeAtomic } from "../../core/atomic_write.ts";
 import { readAt } from "../../core/read_at.ts";
-import { hfConfigOf } from "../../core/hf_config.ts";
+import { hfConfigOf, readHfShape } from "../../core/hf_config.ts";
 import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { checkpointName, CheckpointStore, type VerifiedCheckpoint } from "./checkpoint_store.ts";
@@ -62,20 +62,22 @@ export interface ExportResult {
 
 /**
  * The context length config.json states. A run may train a model.from checkpoint at a capped model.max_seq; its
- * export keeps the source's max_position_embeddings (the weights and RoPE are the same), read back from the source
- * config.json the run was started with. Without a readable source, the trained context, with a note saying so.
+ * export keeps the source's context (the weights and RoPE are the same), read back from the source config.json the
+ * run was started with, as training read it (readHfShape: a sliding window, which the export does not write, caps
+ * it). Without a readable source, the trained context, with a note saying so.
  */
-async function sourceContext(info: RunInfo, trained: number): Promise<{ length: number; note?: string }> {
+function sourceContext(info: RunInfo, trained: number): { length: number; note?: string } {
   const model = (info.fingerprint as { model?: { from?: unknown } } | undefined)?.model;
   if (typeof model?.from !== "string" || typeof info.config !== "string") return { length: trained };
-  const path = `${configRelativePath(info.config, model.from)}/config.json`;
+  const dir = configRelativePath(info.config, model.from).replace(/\/+$/, "");
   try {
-    const n = Number((JSON.parse(await Deno.readTextFile(path)) as Record<string, unknown>).max_position_embeddings);
-    return { length: Number.isInteger(n) && n > trained ? n : trained };
+    return { length: Math.max(trained, readHfShape(dir).maxSeq) };
   } catch (e) {
+    const path = `${dir}/config.json`, msg = (e as Error).message;
+    const why = msg.startsWith(`${path}: `) ? msg.slice(path.length + 2) : msg;
     return {
       length: trained,
-      note: `${path} is not readable (${(e as Error).message}): max_position_embeddings is the trained ${trained}`,
+      note: `${path} is not readable (${why}): max_position_embeddings is the trained ${trained}`,
     };
   }
 }
@@ -202,7 +204,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
       files.push(path);
     }
     const cfgPath = `${o.out}/config.json`;
-    const context = await sourceContext(info, shape.maxSeq);
+    const context = sourceContext(info, shape.maxSeq);
     await writeAtomic(cfgPath, JSON.stringify(hfConfigOf({ ...shape, maxSeq: context.length }, dtype), null, 2) + "\n");
     files.push(cfgPath);
     return {

@@ -7,6 +7,7 @@ import { assert, assertEquals, assertThrows } from "../assert.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { executorInit } from "../../orchestrator/cluster/executor_pool.ts";
 import { shapeFromHfConfig } from "../../core/hf_config.ts";
+import { pythonImportFailure } from "../python_probe.ts";
 
 const PY_SAVE = `
 import json, sys, transformers
@@ -20,17 +21,7 @@ import hf
 print(json.dumps(hf.shape_json(hf.read_config(d), d)))
 `;
 
-async function pythonHas(mod: string): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("python3", { args: ["-c", `import ${mod}`], stdout: "null", stderr: "null" })
-      .output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-
-const HAVE_TRANSFORMERS = await pythonHas("transformers");
+const HAVE_TRANSFORMERS = (await pythonImportFailure("transformers")) === undefined;
 
 /** Saves a transformers config into `dir` and returns kernels/torch/hf.py's shape of it. */
 async function saveConfig(kind: string, dir: string, over: Record<string, unknown> = {}): Promise<unknown> {

@@ -2,24 +2,14 @@
 // whether Python and those packages are installed (tests skip with the reason when they are not); reads datasets.
 
 import { readDatasetIndex } from "../../orchestrator/data/dataset_format.ts";
+import { pythonImportFailure } from "../python_probe.ts";
 
 const SCRIPT = new URL("./oracle.py", import.meta.url).pathname;
 
 /** Why the oracles cannot run here, or undefined when they can. */
-export const oracleMissing: string | undefined = await (async () => {
-  try {
-    const out = await new Deno.Command("python3", {
-      args: ["-c", "import tokenizers, pyarrow, numpy, torch, megatron.core.datasets.indexed_dataset"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (out.success) return undefined;
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
-    return `python3 oracles unavailable (${err}); pip install -r tests/requirements.txt`;
-  } catch (e) {
-    return `python3 not found (${(e as Error).message})`;
-  }
-})();
+export const oracleMissing: string | undefined = await pythonImportFailure(
+  "tokenizers, pyarrow, numpy, torch, megatron.core.datasets.indexed_dataset",
+).then((why) => why && `python3 oracles unavailable (${why}); pip install -r tests/requirements.txt`);
 
 /** Calls one oracle subcommand with a JSON request; throws with its stderr on failure. */
 export async function oracle<T = Record<string, unknown>>(cmd: string, req: unknown): Promise<T> {

@@ -2,24 +2,14 @@
 // a run, and fetches with its token.
 
 import { eventually } from "../assert.ts";
+import { pythonImportFailure } from "../python_probe.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 
 /** Why TensorBoard's or prometheus_client's parser cannot run here (the tests that need them skip), or undefined. */
-export const observeOraclesMissing: string | undefined = await (async () => {
-  try {
-    const out = await new Deno.Command("python3", {
-      args: ["-c", "import tensorboard.backend.event_processing.event_accumulator, prometheus_client.parser"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (out.success) return undefined;
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
-    return `python3 lacks the observe oracles (${err}); pip install -r tests/requirements.txt`;
-  } catch (e) {
-    return `python3 not found (${(e as Error).message})`;
-  }
-})();
+export const observeOraclesMissing: string | undefined = await pythonImportFailure(
+  "tensorboard.backend.event_processing.event_accumulator, prometheus_client.parser",
+).then((why) => why && `python3 lacks the observe oracles (${why}); pip install -r tests/requirements.txt`);
 if (observeOraclesMissing) {
   console.warn(`skipping the observe tests that read TensorBoard/Prometheus: ${observeOraclesMissing}`);
 }

@@ -9,6 +9,7 @@ import { checkpointName, CheckpointStore } from "../../orchestrator/run/checkpoi
 import { fileSha256 } from "../../core/hash.ts";
 import { float32ToBfloat16 } from "../../orchestrator/run/hf_export.ts";
 import { exportCli } from "./launch_harness.ts";
+import { pythonImportFailure } from "../python_probe.ts";
 
 // Makes a tiny transformers model, trains nothing but perturbs its weights (as training would), writes an executor
 // checkpoint of it; or (mode "check") loads the export with transformers and prints the largest logit difference
@@ -69,8 +70,7 @@ async function py(args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
-const HAVE = await new Deno.Command("python3", { args: ["-c", "import transformers, torch"], stderr: "null" })
-  .output().then((o) => o.success, () => false);
+const HAVE = (await pythonImportFailure("transformers, torch")) === undefined;
 
 /** A run directory whose step-3 checkpoint holds `ckpt` as rank 0's part. */
 async function makeRun(run: string, ckpt: string): Promise<void> {
