@@ -1,6 +1,6 @@
 # The data plane of the torch executors: rendezvous through a TCPStore on global rank 0's endpoint, the process
-# group (gloo for torch-cpu, NCCL with device-bound init for cuda), the pool of SP groups, barriers, and the
-# bucketed fixed-order gradient all-reduce that overlaps with the backward.
+# group (gloo for torch-cpu, NCCL with device-bound init for cuda), the pool of SP groups and barriers. Gradient
+# reduction is DDP's or FSDP2's (trainer.py).
 #
 # Security: the store, gloo and NCCL are unauthenticated, as in every PyTorch job. The store listens only on
 # the init's bindHost (a socket we bind ourselves and hand to TCPStore), gloo/NCCL are pinned to the interface
@@ -11,8 +11,11 @@
 # SP-group pool: at `peers` every rank creates, in one fixed order (degree 2, 4, ..., world size; blocks in rank
 # order), every aligned block [k·d, (k+1)·d) of every power-of-two degree d: N−1 groups for N ranks, the only
 # groups the planner emits. NCCL uses split_group (one call per degree, from the device-bound world group);
-# gloo uses new_group(use_local_synchronization=True), which torch has for both. Each group is warmed with one
-# all-reduce, creation is timed per degree, and a step looks groups up by (degree, first rank).
+# gloo uses new_group(use_local_synchronization=True), which torch has for both; both with the run's collective
+# timeout. Each group is warmed with one all-to-all (the collective steps use, so NCCL sets up its all-to-all
+# connections here, not in the first step), creation is timed per degree, and a step looks groups up by (degree,
+# first rank). On a fatal error the process groups are aborted, not destroyed: destroying waits for pending work,
+# which can hang on NCCL when a peer is gone.
 from __future__ import annotations
 
 import datetime
@@ -135,6 +138,7 @@ class DataPlane:
             timeout=datetime.timedelta(seconds=op_timeout_s),
             **kw,
         )
+        self.timeout = datetime.timedelta(seconds=op_timeout_s)
         self.pool: dict[tuple[int, int], Any] = {}
         self.pool_times: list[PoolDegree] = []
         self._create_pool()
@@ -171,20 +175,23 @@ class DataPlane:
             mine: Any = None
             if use_split:
                 try:
-                    mine = dist.split_group(split_ranks=blocks, group_desc=f"flexsp_sp{d}")
+                    mine = dist.split_group(split_ranks=blocks, timeout=self.timeout, group_desc=f"flexsp_sp{d}")
                 except (RuntimeError, ValueError, TypeError) as e:  # refused up front, the same on every rank
                     self.log(f"SP-group pool: split_group refused ({str(e).splitlines()[0][:200]}); using new_group")
                     use_split = False
             if not use_split:
                 for b in blocks:
                     if self.rank in b:
-                        mine = dist.new_group(b, use_local_synchronization=True, group_desc=f"flexsp_sp{d}_{b[0]}")
+                        mine = dist.new_group(b, timeout=self.timeout, use_local_synchronization=True,
+                                              group_desc=f"flexsp_sp{d}_{b[0]}")
             if mine is not None:
                 first = self.rank - self.rank % d
-                x = torch.ones(1, device=self.device)
-                dist.all_reduce(x, group=mine)
-                if int(x.item()) != d:
-                    raise RuntimeError(f"SP-group pool: warm-up all-reduce of group ({d}, {first}) gave {x.item()}")
+                x = torch.full((d,), float(self.rank), device=self.device)
+                y = torch.empty_like(x)
+                dist.all_to_all_single(y, x, group=mine)
+                want = torch.arange(first, first + d, dtype=y.dtype, device=self.device)
+                if not torch.equal(y, want):
+                    raise RuntimeError(f"SP-group pool: warm-up all-to-all of group ({d}, {first}) gave {y.tolist()}")
                 self.pool[(d, first)] = mine
             self.pool_times.append(PoolDegree(d, len(blocks), (time.perf_counter() - t0) * 1000))
             d *= 2
@@ -210,85 +217,22 @@ class DataPlane:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def close(self) -> None:
-        """Tears the process groups down (best effort)."""
+    def close(self, abort: bool = False) -> None:
+        """Tears the process groups down (best effort); `abort` (a fatal error) aborts them without waiting for
+        pending collectives (NCCL's abort), where this torch has it."""
         try:
-            if dist.is_initialized():
-                dist.destroy_process_group()
+            if not dist.is_initialized():
+                return
+            if abort:
+                groups = [*self.pool.values(), dist.group.WORLD]
+                for g in groups:
+                    try:
+                        backend = g._get_backend(self.device) if hasattr(g, "_get_backend") else None
+                        if backend is not None and hasattr(backend, "abort"):
+                            backend.abort()
+                    except Exception:  # noqa: BLE001
+                        pass
+                return
+            dist.destroy_process_group()
         except Exception:  # noqa: BLE001
             pass
-
-
-class GradReducer:
-    """
-    Sums the flat gradient over all ranks in buckets of about `bucket_bytes`, in one fixed order (from the end of
-    the layout to its start, the order in which the backward completes them). During an armed backward, each
-    bucket's async all-reduce starts as soon as its parameters' gradients are final and every earlier bucket has
-    started, so communication overlaps the rest of the backward and every rank issues the same sequence.
-    """
-
-    def __init__(self, grads: torch.Tensor, slices: list[tuple[int, int]], params: list[torch.Tensor],
-                 bucket_bytes: int = 25 << 20) -> None:
-        self.grads = grads
-        cap = max(1, bucket_bytes // grads.element_size())
-        self.buckets: list[tuple[int, int]] = []
-        self.bucket_of: list[int] = [0] * len(slices)
-        members: list[list[int]] = []
-        cur: list[int] = []
-        lo = hi = 0
-        for i in range(len(slices) - 1, -1, -1):
-            off, end = slices[i]
-            if cur and hi - off > cap:
-                self.buckets.append((lo, hi))
-                members.append(cur)
-                cur = []
-            if not cur:
-                hi = end
-            cur.append(i)
-            lo = off
-            self.bucket_of[i] = len(members)
-        if cur:
-            self.buckets.append((lo, hi))
-            members.append(cur)
-        self.sizes = [len(m) for m in members]
-        self.armed = False
-        self.pending: list[int] = []
-        self.next = 0
-        self.works: list[Any] = []
-        self.error: BaseException | None = None
-        for i, p in enumerate(params):
-            p.register_post_accumulate_grad_hook(self._hook(i))
-
-    def _hook(self, i: int) -> Callable[[torch.Tensor], None]:
-        def hook(_p: torch.Tensor) -> None:
-            if not self.armed:
-                return
-            b = self.bucket_of[i]
-            self.pending[b] -= 1
-            while self.next < len(self.buckets) and self.pending[self.next] == 0:
-                self._launch(self.next)
-
-        return hook
-
-    def _launch(self, b: int) -> None:
-        lo, hi = self.buckets[b]
-        self.next = b + 1
-        self.works.append(dist.all_reduce(self.grads[lo:hi], op=dist.ReduceOp.SUM, async_op=True))
-
-    def arm(self) -> None:
-        """The next backward is the step's last: launch buckets as they complete."""
-        self.armed = True
-        self.pending = list(self.sizes)
-        self.next = 0
-        self.works = []
-
-    def finish(self) -> None:
-        """Launches what the backward did not (in order) and waits for every bucket."""
-        try:
-            while self.next < len(self.buckets):
-                self._launch(self.next)
-            for w in self.works:
-                w.wait()
-        finally:
-            self.armed = False
-            self.works = []

@@ -1,20 +1,21 @@
-# The torch executor's logic, independent of stdin/stdout (kernels/executor.ts, ported): holds the flat parameter,
-# gradient and AdamW buffers on the device, the GPT, the data plane (process group + SP-group pool) and turns each
-# executor command into events.
+# The torch executor's logic, independent of stdin/stdout (kernels/executor.ts, ported): the model (transformers'
+# modules with the Ulysses attention, causal_lm.py), its training stack (DDP or FSDP2, torch.optim.AdamW,
+# trainer.py), the data plane (process group + SP-group pool) and turning each executor command into events.
 #
 # A step: validate the whole plan (every rank refuses a bad plan identically, nothing has started), zero the
-# gradients, run each micro-batch's group on this rank (Ulysses over the pool group; forward + backward of the
-# summed token loss scaled by 1/globalTokens), sum the gradients over all ranks (bucketed, fixed order, started
-# during the last backward), clip by the global norm and apply AdamW (weight decay on matrices and embeddings).
-# Summing gradients that are each scaled by 1/globalTokens is the gradient of the step's mean token loss.
+# gradients, run each micro-batch's group on this rank (pack only this rank's slice; Ulysses over the pool group;
+# forward + backward of the summed token loss scaled by 1/globalTokens; gradients synchronised only in the last
+# backward), clip by the global norm and take an AdamW step. Summing gradients that are each scaled by
+# 1/globalTokens is the gradient of the step's mean token loss. Nothing waits on the device between forward and
+# backward: the loss sums of every micro-batch are reduced once, at the end of the step, in one all-reduce.
 # Reporting: a group's summed token loss and target count come from its SP rank 0 only (others report 0, 0).
 #
 # Errors: init and peers failures are fatal; a refused plan, save or load is not; once a step has passed
 # validation the ranks of a group depend on each other mid-collective, so any failure is fatal and the process
-# exits (its sockets close, so its peers' collectives fail fast instead of waiting for their timeouts).
+# exits, aborting its communicators (its sockets close, so its peers' collectives fail fast instead of waiting
+# for their timeouts).
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import socket
@@ -25,19 +26,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 
+from attention import AttentionKernel, Segments, UlyssesContext
+from causal_lm import CausalLm, transformers_config
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
-from comm import DataPlane, GradReducer, StoreListener, interface_of
+from comm import DataPlane, StoreListener, interface_of
 from fault_injection import injected_fault
-from gpt import Gpt
-from hf import TensorReader, load_weights, read_config, shape_json
-from llama import Llama
+from hf import TensorReader, read_config, shape_json
 from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
-from optim import AdamWConfig, adamw, clip_factor, sum_squares
-from packing import FileSource, SyntheticSource, TokenSource, pack_group
+from packing import FileSource, SyntheticSource, TokenSource, pack_slice
 from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
 from step_plan import MyGroup, check_plan
-from zero3 import Zero3Llama
+from trainer import PRECISIONS, AdamWConfig, Trainer
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -102,21 +103,20 @@ class _State:
     shape: ModelShape
     layout: ParamLayout
     opt: AdamWConfig
-    params: torch.Tensor
-    grads: torch.Tensor
-    m: torch.Tensor
-    v: torch.Tensor
-    model: Gpt | Llama
     source: TokenSource
     listener: StoreListener | None
     bind_host: str
+    kernel: AttentionKernel
+    #: The model on the meta device until the trainer materialises it (at init for one rank, at peers otherwise).
+    model: CausalLm
+    #: Full host tensors to start from: (layout name, module name) -> tensor (seeded init or model.from).
+    start: Callable[[str, str], torch.Tensor] | None
+    start_close: Callable[[], None] | None
+    zero_stage: int
+    precision: str
     dp: DataPlane | None = None
-    reducer: GradReducer | None = None
+    trainer: Trainer | None = None
     step: int = 0
-    #: ZeRO-3 (planner.zero_stage 3, llama family, several ranks): the FSDP2-sharded model, created at `peers`;
-    #: `params`/`grads`/`m`/`v` are then empty and `fill` loads the shards (initialisation or model.from).
-    zero3: Zero3Llama | None = None
-    fill: Callable[[Zero3Llama], None] | None = None
 
 
 class Executor:
@@ -168,7 +168,7 @@ class Executor:
                 self.log("".join(traceback.format_exception(e.__cause__)))
             self.emit({"type": "error", "rank": self.rank, "message": message, "fatal": fatal})
             if fatal:
-                self.close()
+                self.close(abort=True)
                 return "exit"
         return "continue"
 
@@ -218,58 +218,40 @@ class Executor:
         o = init.get("optimizer") or {}
         opt = AdamWConfig(float(o["weightDecay"]), float(o["gradClip"]), float(o["beta1"]), float(o["beta2"]),
                           float(o["eps"]))
+        zero_stage = init.get("zeroStage", 0)
+        if zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"init: zeroStage must be 0, 1, 2 or 3, got {zero_stage}")
         self._select_device()
+        precision = str(init.get("precision") or ("bf16" if self.device.type == "cuda" else "fp32"))
+        if precision not in PRECISIONS:
+            raise ValueError(f"init: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         layout = param_layout(shape)
         ds = init.get("dataset")
         source: TokenSource = (FileSource(ds["tokensPath"], ds["tokenBytes"]) if ds else SyntheticSource(shape.vocab))
         bind_host = str(init.get("bindHost") or "127.0.0.1")
-        t0 = time.perf_counter()
-        model_from = init.get("modelFrom")
         checkpointing = str(init.get("checkpointing") or "none")
-        zero_stage = init.get("zeroStage", 0)
-        if zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"init: zeroStage must be 0, 1, 2 or 3, got {zero_stage}")
-        zero3 = zero_stage == 3 and shape.family == "llama" and ws > 1
-        fill: Callable[[Zero3Llama], None] | None = None
-        if shape.family == "llama" and zero_stage in (1, 2):
-            raise ValueError(f"init: planner.zero_stage {zero_stage} is not implemented by the torch executor: use 0 "
-                             "(full replicas, gradient all-reduce) or 3 (FSDP2 over all ranks)")
-        if shape.family == "gpt" and zero_stage != 0:
-            self.log(f"zero_stage {zero_stage}: the gpt family keeps full replicas (ZeRO-3 is the llama family's)")
-        if zero3 and model_from is not None:
+        model_from = init.get("modelFrom")
+        config_json = None
+        start_close: Callable[[], None] | None = None
+        t0 = time.perf_counter()
+        if model_from is not None:
             self._check_hf_shape(str(model_from), shape)
-            src = str(model_from)
-
-            def fill_hf(z: Zero3Llama) -> None:
-                reader = TensorReader(src, layout)
-                try:
-                    z.load_full(reader)
-                finally:
-                    reader.close()
-
-            fill, params = fill_hf, torch.zeros(0)
-        elif zero3:
+            config_json = read_config(str(model_from))
+            reader = TensorReader(str(model_from), layout)
+            start: Callable[[str, str], torch.Tensor] = lambda name, _m: reader(name)  # noqa: E731
+            start_close = reader.close
+            how = f"from {model_from}"
+        else:
             mode = init_mode(layout)
             host = init_params(layout, int(init.get("seed", 0)), mode)
-            fill, params = (lambda z: z.load_flat(host)), torch.zeros(0)
-        elif model_from is not None:
-            params = self._load_hf(str(model_from), shape, layout)
-            self.log(f"loaded {layout.count} parameters from {model_from} in {time.perf_counter() - t0:.2f} s")
-        else:
-            mode = init_mode(layout)
-            params = init_params(layout, int(init.get("seed", 0)), mode, self.device)
-            self.log(f"initialised {layout.count} parameters ({mode}) in {time.perf_counter() - t0:.2f} s")
-        grads = torch.zeros_like(params)
-        m, v = torch.zeros_like(params), torch.zeros_like(params)
-        model: Gpt | Llama
-        if zero3:
-            model = Llama(layout, None, None, self.log, checkpointing, device=self.device)
-        elif shape.family == "llama":
-            model = Llama(layout, params, grads, self.log, checkpointing)
-        else:
-            if checkpointing != "none":
-                self.log(f"checkpointing {checkpointing}: the gpt family keeps every activation")
-            model = Gpt(layout, params, grads, self.log)
+            by = layout.by_name
+            start = lambda name, _m: host[by[name].offset : by[name].offset + by[name].length]  # noqa: E731
+            how = f"initialised ({mode}) in {time.perf_counter() - t0:.2f} s"
+        kernel = AttentionKernel(self.device, PRECISIONS[precision], shape.heads, shape.kv_heads or shape.heads,
+                                 shape.head_dim or shape.hidden // shape.heads,
+                                 bool(init.get("allowQuadraticAttention", False)), self.log)
+        with torch.device("meta"):
+            model = CausalLm(shape, transformers_config(shape, config_json), checkpointing)
         listener = None
         if ws > 1:
             iface = interface_of(bind_host)
@@ -280,22 +262,37 @@ class Executor:
                 self.log(f"no interface carries {bind_host}; gloo/NCCL pick their own")
             if rank == 0:
                 listener = StoreListener(bind_host, ws, self.connect_timeout_s)
-        self.s = _State(init, rank, ws, shape, layout, opt, params, grads, m, v, model, source, listener, bind_host,
-                        fill=fill)
+        self.s = _State(init, rank, ws, shape, layout, opt, source, listener, bind_host, kernel, model, start,
+                        start_close, zero_stage, precision)
+        if ws == 1:
+            self._materialise(self.s)
+        self.log(f"{layout.count} parameters {how}; precision {precision}; attention {kernel.describe()}; "
+                 f"checkpointing {checkpointing}")
         self.emit({
             "type": "ready",
             "rank": rank,
             "kind": self.kind,
             "device": self.device_name,
+            "attention": kernel.describe(),
+            "precision": precision,
             "endpoint": {"rank": rank, "host": bind_host, "port": listener.port if listener else 0},
         })
 
-    def _load_hf(self, model_dir: str, shape: ModelShape, layout: ParamLayout) -> torch.Tensor:
-        """The parameters of a Hugging Face directory, read tensor by tensor into a host buffer, then moved."""
-        self._check_hf_shape(model_dir, shape)
-        host = torch.zeros(layout.total, dtype=torch.float32)
-        load_weights(model_dir, layout, host)
-        return host.to(self.device)
+    def _materialise(self, s: _State) -> None:
+        """Builds the trainer: wraps the meta model (DDP or FSDP2), materialises this rank's part, the optimizer."""
+        assert s.start is not None
+        t0 = time.perf_counter()
+        try:
+            s.trainer = Trainer(s.model, s.layout, self.device, s.world_size, s.zero_stage, s.precision, s.opt,
+                                s.start)
+        finally:
+            if s.start_close is not None:
+                s.start_close()
+            s.start, s.start_close = None, None
+        if s.trainer.sharded:
+            local = sum(p.to_local().numel() for p in s.trainer.params)  # type: ignore[attr-defined]
+            self.log(f"ZeRO-{s.zero_stage} (FSDP2): {local} of {s.layout.count} parameters on this rank, "
+                     f"loaded in {time.perf_counter() - t0:.2f} s")
 
     @staticmethod
     def _check_hf_shape(model_dir: str, shape: ModelShape) -> None:
@@ -324,26 +321,12 @@ class Executor:
             t0 = time.perf_counter()
             s.dp = DataPlane(s.rank, s.world_size, backend, self.device, str(s.init.get("secret", "")), s.listener,
                              endpoints, self.connect_timeout_s, self.op_timeout_s, self.log)
-            if s.fill is not None:
-                t1 = time.perf_counter()
-                s.zero3 = Zero3Llama(s.layout, s.world_size, self.device, self.log, s.model.checkpointing)
-                s.fill(s.zero3)
-                s.fill = None
-                self.log(f"ZeRO-3: {s.zero3.local_elements()} of {s.layout.count} parameters on this rank, "
-                         f"loaded in {time.perf_counter() - t1:.2f} s")
-            else:
-                slices = [(x.offset, x.offset + x.length) for x in s.layout.slices]
-                s.reducer = GradReducer(s.grads, slices, s.model.params)
+            self._materialise(s)
             pool = [{"degree": p.degree, "groups": p.groups, "ms": round(p.ms, 3)} for p in s.dp.pool_times]
             self.log(f"rendezvous + pool in {time.perf_counter() - t0:.2f} s: {pool}; threads {torch.get_num_threads()}")
         self.emit({"type": "connected", "rank": s.rank, "pool": pool})
 
     # ---------- steps ----------
-
-    def _autocast(self) -> Any:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _in_pool(self, s: _State) -> Callable[[list[int]], bool]:
         if s.dp is not None:
@@ -360,76 +343,80 @@ class Executor:
     def _execute(self, s: _State, plan: dict[str, Any], mine: list[MyGroup]) -> None:
         t0 = time.perf_counter()
         dev = self.device
-        z = s.zero3
-        if z is not None:
-            z.zero_grad()
-        else:
-            s.grads.zero_()
-        forward = z.forward if z is not None else s.model.forward
+        tr = s.trainer
+        assert tr is not None
+        tr.zero_grad()
         scale = 1 / plan["globalTokens"]
-        reports: list[dict[str, Any]] = []
+        cuda = dev.type == "cuda"
+        losses: list[torch.Tensor] = []
+        spans: list[tuple[Any, Any]] = []
+        host_ms: list[float] = []
+        targets: list[int] = []
         for i, mg in enumerate(mine):
             tm = time.perf_counter()
-            packed = pack_group([s.source.read(q) for q in mg.group["sequences"]], mg.degree, s.shape.max_seq,
-                                s.shape.vocab)
-            a, b = packed.bounds[mg.sp_rank], packed.bounds[mg.sp_rank + 1]
+            if cuda:
+                ev = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                ev[0].record()
+            packed = None
             try:
-                tok, pos, tgt = (x[a:b].to(dev) for x in (packed.tokens, packed.positions, packed.targets))
+                packed = pack_slice(mg.group["sequences"], s.source, mg.degree, mg.sp_rank, s.shape.max_seq,
+                                    s.shape.vocab)
+                tok, pos, tgt = (x.pin_memory().to(dev, non_blocking=True) if cuda else x
+                                 for x in (packed.tokens, packed.positions, packed.targets))
                 group = s.dp.group(mg.ranks) if mg.degree > 1 and s.dp is not None else None
+                ctx = UlyssesContext(group, mg.degree, Segments(packed.cu_seqlens), s.kernel)
                 if i == 0:
                     self._step_fault(s.rank, plan["step"])
-                if s.reducer is not None and i == len(mine) - 1:
-                    s.reducer.arm()
-                with self._autocast():
-                    losses = forward(tok, pos, tgt, packed.cu_seqlens, group, mg.degree)
-                loss_sum = losses.detach().double().sum().reshape(1)
-                if group is not None:  # the members' sums, added in SP-rank order
-                    parts = [torch.zeros_like(loss_sum) for _ in range(mg.degree)]
-                    torch.distributed.all_gather(parts, loss_sum, group=group)
-                    group_loss = sum(float(p.item()) for p in parts)
-                else:
-                    group_loss = float(loss_sum.item())
-                (losses.sum() * scale).backward()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
+                with tr.sync(i == len(mine) - 1):
+                    with tr.autocast():
+                        loss = tr.module(tok, pos, tgt, ctx)
+                    (loss * scale).backward()
+                losses.append(loss.detach().double())
             except Exception as e:  # noqa: BLE001
-                raise FatalError(self._describe(e, plan["step"], i, mg, packed.seq_len // mg.degree)) from e
-            reports.append({
-                "ms": (time.perf_counter() - tm) * 1000,
-                "lossSum": group_loss if mg.sp_rank == 0 else 0,
-                "tokens": packed.target_count if mg.sp_rank == 0 else 0,
-            })
+                per_device = packed.seq_len // mg.degree if packed is not None else 0
+                raise FatalError(self._describe(e, plan["step"], i, mg, per_device)) from e
+            if cuda:
+                ev[1].record()
+                spans.append(ev)
+            targets.append(packed.target_count)
+            host_ms.append((time.perf_counter() - tm) * 1000)
             # The hang watch's per-micro-batch report (orchestrator/run/observe/hang_watch.ts).
             self.emit({"type": "step_progress", "rank": s.rank, "step": plan["step"], "microBatch": i,
-                       "ms": (time.perf_counter() - tm) * 1000})
-        if s.reducer is not None:
-            try:
-                s.reducer.finish()
-            except Exception as e:  # noqa: BLE001
-                raise FatalError(f"step {plan['step']}: gradient all-reduce failed: {self._peer_hint(e)}") from e
-        if z is not None:
-            try:
-                norm = z.grad_norm()
-            except Exception as e:  # noqa: BLE001
-                raise FatalError(f"step {plan['step']}: gradient norm all-reduce failed: {self._peer_hint(e)}") from e
-        else:
-            ranges = [(x.offset, x.offset + x.length) for x in s.layout.slices]
-            norm = sum_squares(s.grads, ranges) ** 0.5
+                       "ms": host_ms[-1]})
+        try:
+            sums = self._loss_sums(s, torch.stack(losses))
+            norm = float(tr.clip())
+        except Exception as e:  # noqa: BLE001
+            raise FatalError(f"step {plan['step']}: gradient reduction failed: {self._peer_hint(e)}") from e
         if norm != norm or norm == float("inf"):
             raise FatalError(f"step {plan['step']}: gradient norm is {'NaN' if norm != norm else 'Infinity'}; update skipped")
-        clip = clip_factor(norm, s.opt.grad_clip)
         s.step += 1
-        lr = float(plan["lr"])
-        for x in s.layout.slices if z is None else []:
-            sl = slice(x.offset, x.offset + x.length)
-            adamw(s.params[sl], s.grads[sl], s.m[sl], s.v[sl], lr, s.opt, s.opt.weight_decay if x.decay else 0.0,
-                  s.step, clip)
-        if z is not None:
-            z.apply(lr, s.opt, norm, s.step)
-        if dev.type == "cuda":
+        tr.step(float(plan["lr"]))
+        if cuda:
             torch.cuda.synchronize(dev)
+        ms = [float(a.elapsed_time(b)) for a, b in spans] if cuda else host_ms
+        reports = []
+        for i, mg in enumerate(mine):
+            first = mg.sp_rank == 0
+            reports.append({
+                "ms": ms[i],
+                "lossSum": sum(float(sums[i, r]) for r in mg.ranks) if first else 0,
+                "tokens": targets[i] if first else 0,
+            })
         self.emit({"type": "step_done", "rank": s.rank, "step": plan["step"], "microBatches": reports,
-                   "ms": (time.perf_counter() - t0) * 1000})
+                   "ms": (time.perf_counter() - t0) * 1000, "gradNorm": norm})
+
+    @staticmethod
+    def _loss_sums(s: _State, mine: torch.Tensor) -> torch.Tensor:
+        """[micro-batches, world] float64 on the host: every rank's loss sum of every micro-batch, in one all-reduce
+        at the end of the step (nothing waits on the device between forward and backward)."""
+        n = mine.shape[0]
+        if s.world_size == 1:
+            return mine.reshape(n, 1).cpu()
+        table = torch.zeros(n, s.world_size, dtype=torch.float64, device=mine.device)
+        table[:, s.rank] = mine
+        dist.all_reduce(table)
+        return table.cpu()
 
     @staticmethod
     def _step_fault(rank: int, step: int) -> None:
@@ -471,16 +458,23 @@ class Executor:
 
     def _profile_compute(self, req: Any) -> None:
         s = self._ready("profile_compute")
-        if s.zero3 is not None or s.fill is not None:
-            raise ValueError("profile_compute: this executor shards the model (zeroStage 3); profile with zeroStage 0")
+        tr = s.trainer
+        if tr is None:
+            raise ValueError("profile_compute: the model is created at peers (send peers first)")
+        if tr.sharded:
+            raise ValueError("profile_compute: this executor shards the model (zeroStage > 0); profile with zeroStage 0")
         check_compute_request(req, s.shape)
         res: dict[str, Any] = {}
+        model, kernel = tr.inner, s.kernel
+
+        def forward(tok: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor, cu: list[int]) -> torch.Tensor:
+            return model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
 
         def run() -> None:
             res.update(profile_compute(
-                req, rank=s.rank, world_size=s.world_size, shape=s.shape, model=s.model, grads=s.grads,
-                source=s.source, dp=s.dp, device=self.device, device_name=self.device_name,
-                autocast=self._autocast, model_state_bytes=4 * s.layout.total * 4,
+                req, rank=s.rank, world_size=s.world_size, shape=s.shape, forward=forward, params=tr.params,
+                zero_grad=tr.zero_grad, source=s.source, dp=s.dp, device=self.device, device_name=self.device_name,
+                autocast=tr.autocast, model_state_bytes=4 * s.layout.total * 4,
             ))
 
         self._fatal_on_error(run)
@@ -498,20 +492,26 @@ class Executor:
 
     # ---------- checkpoints ----------
 
+    def _trainer(self, what: str) -> tuple[_State, Trainer]:
+        s = self._ready(what)
+        if s.trainer is None:
+            raise ValueError(f"{what}: the model is created at peers (send peers first)")
+        return s, s.trainer
+
     def _save(self, path: Any) -> None:
-        s = self._ready("save")
-        if s.fill is not None:
-            raise ValueError("save: the ZeRO-3 shards are created at peers (send peers first)")
-        if s.zero3 is not None:
-            p, m, v = s.zero3.gather_flat()
-            data = encode_state(s.shape, s.step, p, m, v)
-        else:
-            data = encode_state(s.shape, s.step, s.params, s.m, s.v)
+        s, tr = self._trainer("save")
+        n = s.layout.total
+        p, m, v = (torch.zeros(n, dtype=torch.float32) for _ in range(3))
+        for i, fp, fm, fv in tr.state_tensors():
+            sl = s.layout.slices[i]
+            for buf, t in ((p, fp), (m, fm), (v, fv)):
+                buf[sl.offset : sl.offset + sl.length] = t.reshape(-1)
+        data = encode_state(s.shape, s.step, p, m, v)
         write_atomic(str(path), data)
         self.emit({"type": "saved", "rank": s.rank, "path": path, "sha256": sha256_hex(data), "bytes": len(data)})
 
     def _load(self, path: Any, sha256: Any) -> None:
-        s = self._ready("load")
+        s, tr = self._trainer("load")
         try:
             with open(str(path), "rb") as f:
                 data = f.read()
@@ -524,28 +524,25 @@ class Executor:
         st = decode_state(data, s.shape, str(path))
         if st.params.numel() != s.layout.total:
             raise ValueError(f"load: {path} holds {st.params.numel()} values, layout has {s.layout.total}")
-        if s.fill is not None:
-            raise ValueError("load: the ZeRO-3 shards are created at peers (send peers first)")
-        if s.zero3 is not None:
-            s.zero3.load_flat(st.params, st.m, st.v)
-        else:
-            with torch.no_grad():
-                s.params.copy_(st.params)
-                s.m.copy_(st.m)
-                s.v.copy_(st.v)
+
+        def part(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            sl = s.layout.slices[i]
+            return tuple(x[sl.offset : sl.offset + sl.length] for x in (st.params, st.m, st.v))  # type: ignore[return-value]
+
+        tr.load_state(st.step, part)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         s.step = st.step
         self.emit({"type": "loaded", "rank": s.rank, "path": path})
 
-    def close(self) -> None:
-        """Closes the process groups, the store and the token source. Idempotent."""
+    def close(self, abort: bool = False) -> None:
+        """Closes the process groups (aborts them after a fatal error), the store and the token source. Idempotent."""
         s = self.s
         if s is None:
             return
         self.s = None
         if s.dp is not None:
-            s.dp.close()
+            s.dp.close(abort)
         if s.listener is not None:
             s.listener.close()
         s.source.close()

@@ -24,6 +24,8 @@ _SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
 #: Model families the torch executor runs: "gpt" (kernels/model.ts) and "llama" (kernels/torch/llama.py: Llama,
 #: Mistral, Qwen2 checkpoints of Hugging Face).
 FAMILIES = ("gpt", "llama")
+#: Activation checkpointing policies (config model.checkpointing).
+CHECKPOINTING = ("none", "selective", "full")
 #: RoPE scaling types the llama family implements (rope_scaling / rope_parameters rope_type of config.json).
 ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -210,8 +212,6 @@ def param_layout(shape: ModelShape) -> ParamLayout:
     """Builds the flat parameter layout (order: wte, wpe, blocks 0..L-1, lnf), as kernels/model.ts does; the llama
     family's layout is `llama.llama_layout` (Hugging Face tensor names)."""
     if shape.family == "llama":
-        from llama import llama_layout  # llama.py imports this module
-
         return llama_layout(shape)
     H, V = shape.hidden, shape.vocab
     builder = LayoutBuilder(shape)
@@ -234,6 +234,37 @@ def param_layout(shape: ModelShape) -> ParamLayout:
         add(p + "mlp.b_proj", (H,), "zeros", False)
     add("lnf.g", (H,), "ones", False)
     add("lnf.b", (H,), "zeros", False)
+    return builder.layout()
+
+
+def llama_layout(shape: ModelShape) -> ParamLayout:
+    """The flat layout of a llama-family model: Hugging Face names, [out, in] matrices, 64-element aligned."""
+    H, V, NH, KV, D, FF = shape.hidden, shape.vocab, shape.heads, shape.kv_heads, shape.head_dim, shape.intermediate
+    builder = LayoutBuilder(shape)
+    add = builder.add
+    add("model.embed_tokens.weight", (V, H), "normal", True)
+    for i in range(shape.layers):
+        p = f"model.layers.{i}."
+        add(p + "input_layernorm.weight", (H,), "ones", False)
+        add(p + "self_attn.q_proj.weight", (NH * D, H), "normal", True)
+        if shape.qkv_bias:
+            add(p + "self_attn.q_proj.bias", (NH * D,), "zeros", False)
+        add(p + "self_attn.k_proj.weight", (KV * D, H), "normal", True)
+        if shape.qkv_bias:
+            add(p + "self_attn.k_proj.bias", (KV * D,), "zeros", False)
+        add(p + "self_attn.v_proj.weight", (KV * D, H), "normal", True)
+        if shape.qkv_bias:
+            add(p + "self_attn.v_proj.bias", (KV * D,), "zeros", False)
+        add(p + "self_attn.o_proj.weight", (H, NH * D), "normal", True)
+        if shape.o_bias:
+            add(p + "self_attn.o_proj.bias", (H,), "zeros", False)
+        add(p + "post_attention_layernorm.weight", (H,), "ones", False)
+        add(p + "mlp.gate_proj.weight", (FF, H), "normal", True)
+        add(p + "mlp.up_proj.weight", (FF, H), "normal", True)
+        add(p + "mlp.down_proj.weight", (H, FF), "normal", True)
+    add("model.norm.weight", (H,), "ones", False)
+    if not shape.tied:
+        add("lm_head.weight", (V, H), "normal", True)
     return builder.layout()
 
 

@@ -1,4 +1,5 @@
-# Packing an SP group's sequences into one token stream and cutting each SP rank's slice (kernels/packing.ts),
+# Packing an SP group's sequences into one token stream and cutting each SP rank's slice (kernels/packing.ts; the
+# executor packs only its own slice with `pack_slice`),
 # and where the tokens come from (kernels/token_source.ts): the dataset token file (uint16/uint32 little-endian)
 # or the deterministic synthetic source (token p of sequence `id` is (a + p·b) mod vocab, a and b from
 # Prng(0x5eed, id)). Both are ported exactly so every executor kind trains on the same streams.
@@ -66,10 +67,75 @@ def pack_group(sequences: list[list[int]], degree: int, max_seq: int, vocab: int
     return PackedGroup(seq_len, degree, as_t(tokens), as_t(positions), as_t(targets), cu, bounds, target_count)
 
 
+@dataclass
+class PackedSlice:
+    """One SP rank's slice of its group's packed stream (only what this rank holds), plus the stream's segments."""
+
+    tokens: torch.Tensor  # int64 [hi - lo]
+    positions: torch.Tensor
+    targets: torch.Tensor  # -1: no target
+    #: Cumulative segment lengths of the WHOLE stream (real sequences, then the padding segment if any).
+    cu_seqlens: list[int]
+    seq_len: int
+    #: Targets of the whole group (every SP rank computes the same number from the lengths).
+    target_count: int
+
+
+def pack_slice(seqs: list[dict[str, Any]], source: "TokenSource", degree: int, sp_rank: int, max_seq: int,
+               vocab: int) -> PackedSlice:
+    """
+    SP rank `sp_rank`'s slice of `pack_group` over the plan's sequences, reading only the tokens it holds (plus one
+    beyond, for the last target) from `source`; vectorised. Equal to `pack_group(...)` cut at `bounds[sp_rank]`.
+    """
+    if degree < 1 or not 0 <= sp_rank < degree:
+        raise ValueError(f"packing: bad degree {degree} / SP rank {sp_rank}")
+    lengths = [int(s["length"]) for s in seqs]
+    for i, n in enumerate(lengths):
+        if n < 1:
+            raise ValueError(f"packing: sequence {i} is empty")
+        if n > max_seq:
+            raise ValueError(f"packing: sequence {i} has {n} tokens, more than maxSeq {max_seq}")
+    real = sum(lengths)
+    seq_len = max(degree, -(-real // degree) * degree)
+    cu = [0]
+    for n in lengths:
+        cu.append(cu[-1] + n)
+    if real < seq_len:
+        cu.append(seq_len)
+    lo, hi = sp_rank * seq_len // degree, (sp_rank + 1) * seq_len // degree
+    toks, poss, tgts = [], [], []
+    for k, s in enumerate(seqs):
+        start, n = cu[k], lengths[k]
+        a, b = max(lo, start), min(hi, start + n)
+        if a >= b:
+            continue
+        p0, p1 = a - start, b - start
+        got = source.read_range(s, p0, min(p1 + 1, n))
+        if got.numel() and (int(got.min()) < 0 or int(got.max()) >= vocab):
+            bad = int(got[(got < 0) | (got >= vocab)][0])
+            raise ValueError(f"packing: token {bad} outside the vocabulary [0, {vocab})")
+        toks.append(got[: p1 - p0])
+        poss.append(torch.arange(p0, p1, dtype=torch.int64))
+        t = torch.full((p1 - p0,), -1, dtype=torch.int64)
+        nt = min(p1, n - 1) - p0  # targets exist for positions < n - 1
+        if nt > 0:
+            t[:nt] = got[1 : nt + 1]
+        tgts.append(t)
+    if hi > real:  # the padding segment
+        a = max(lo, real)
+        toks.append(torch.zeros(hi - a, dtype=torch.int64))
+        poss.append(torch.arange(a - real, hi - real, dtype=torch.int64) % max_seq)
+        tgts.append(torch.full((hi - a,), -1, dtype=torch.int64))
+    cat = lambda xs: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.int64)  # noqa: E731
+    return PackedSlice(cat(toks), cat(poss), cat(tgts), cu, seq_len, sum(n - 1 for n in lengths))
+
+
 class TokenSource(Protocol):
     """Reads the tokens of sequences."""
 
     def read(self, seq: dict[str, Any]) -> list[int]: ...
+
+    def read_range(self, seq: dict[str, Any], a: int, b: int) -> torch.Tensor: ...
 
     def close(self) -> None: ...
 
@@ -85,6 +151,13 @@ class SyntheticSource:
         a = rng.below(self.vocab)
         b = 1 + rng.below(7)
         return [(a + p * b) % self.vocab for p in range(int(seq["length"]))]
+
+    def read_range(self, seq: dict[str, Any], a: int, b: int) -> torch.Tensor:
+        """Tokens [a, b) of the sequence as int64."""
+        rng = Prng(0x5EED, int(seq["id"]))
+        first = rng.below(self.vocab)
+        step = 1 + rng.below(7)
+        return (first + torch.arange(a, b, dtype=torch.int64) * step) % self.vocab
 
     def close(self) -> None:
         pass
@@ -105,19 +178,22 @@ class FileSource:
         self.tokens = os.fstat(self.f.fileno()).st_size // token_bytes
 
     def read(self, seq: dict[str, Any]) -> list[int]:
+        return self.read_range(seq, 0, int(seq["length"])).tolist()
+
+    def read_range(self, seq: dict[str, Any], a: int, b: int) -> torch.Tensor:
+        """Tokens [a, b) of the sequence as int64."""
         off, n = int(seq["offset"]), int(seq["length"])
         if not (off >= 0 and off + n <= self.tokens):
             raise ValueError(
                 f"dataset: sequence {seq['id']} [{off}, {off + n}) is outside {self.path} ({self.tokens} tokens)"
             )
-        self.f.seek(off * self.token_bytes)
-        buf = self.f.read(n * self.token_bytes)
-        if len(buf) != n * self.token_bytes:
+        self.f.seek((off + a) * self.token_bytes)
+        buf = self.f.read((b - a) * self.token_bytes)
+        if len(buf) != (b - a) * self.token_bytes:
             raise ValueError(f"dataset: {self.path} ended early reading sequence {seq['id']}")
         dtype = torch.int16 if self.token_bytes == 2 else torch.int32
-        t = torch.frombuffer(bytearray(buf), dtype=dtype).to(torch.int64)
-        t = t & (0xFFFF if self.token_bytes == 2 else 0xFFFFFFFF)  # unsigned (little-endian hosts only)
-        return t.tolist()
+        t = torch.frombuffer(bytearray(buf), dtype=dtype).to(torch.int64) if buf else torch.zeros(0, dtype=torch.int64)
+        return t & (0xFFFF if self.token_bytes == 2 else 0xFFFFFFFF)  # unsigned (little-endian hosts only)
 
     def close(self) -> None:
         try:

@@ -4,7 +4,8 @@
 # Time: CUDA events on cuda, perf_counter on the CPU. Memory: on cuda the allocator's peak above what was
 # allocated before the run (torch.cuda.max_memory_allocated, "device_peak"); on the CPU torch keeps no allocator
 # statistics, so the executor counts the bytes of the distinct tensors autograd saves for the backward (parameters
-# excluded) plus the largest transient of the run, the logits: the activation memory of that batch ("buffers").
+# excluded) plus the largest transient of the run, one chunk of logits and its gradient (loss.py): the activation
+# memory of that batch ("buffers").
 #
 # Fault injection (tests only, fault_injection.py): FLEXSP_PROFILE_FAULT="RANK:error" makes that rank's compute
 # benchmark throw, and "RANK:exit" makes the process exit, at the first timed run.
@@ -20,7 +21,7 @@ import torch
 
 from comm import DataPlane
 from fault_injection import injected_fault
-from gpt import Gpt
+from loss import chunk_tokens
 from model import ModelShape
 from packing import TokenSource, pack_group
 
@@ -118,8 +119,9 @@ def profile_compute(
     rank: int,
     world_size: int,
     shape: ModelShape,
-    model: Gpt,
-    grads: torch.Tensor,
+    forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[int]], torch.Tensor],
+    params: list[torch.Tensor],
+    zero_grad: Callable[[], None],
     source: TokenSource,
     dp: DataPlane | None,
     device: torch.device,
@@ -134,7 +136,7 @@ def profile_compute(
     fault = injected_fault("FLEXSP_PROFILE_FAULT", rank)
     timer = _Timer(device)
     cuda = device.type == "cuda"
-    param_ptrs = {p.untyped_storage().data_ptr() for p in model.params}
+    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
     samples: list[dict[str, Any]] = []
     runs = [req["order"][0]] * req["warmup"] + list(req["order"])
     for i, pi in enumerate(runs):
@@ -157,19 +159,19 @@ def profile_compute(
         packed = pack_group([source.read(r) for r in refs], 1, shape.max_seq, shape.vocab)
         tok, pos, tgt = (x.to(device) for x in (packed.tokens, packed.positions, packed.targets))
         with _saved_bytes(param_ptrs, acc), autocast():
-            losses = model.forward(tok, pos, tgt, packed.cu_seqlens, None, 1)
-        (losses.sum() * (1 / max(1, packed.target_count))).backward()
-        loss_sum = float(losses.detach().double().sum().item())
+            loss = forward(tok, pos, tgt, packed.cu_seqlens)
+        (loss * (1 / max(1, packed.target_count))).backward()
+        loss_sum = float(loss.detach().double().item())
         ms = timer.stop_ms()
         if loss_sum != loss_sum or loss_sum in (float("inf"), float("-inf")):
             raise RuntimeError(f"loss is {loss_sum} at {p['count']}x{p['length']} tokens: the device computes garbage")
         if cuda:
             peak = torch.cuda.max_memory_allocated(device) - base
         else:
-            peak = acc[0] + 2 * packed.seq_len * shape.vocab * 4  # + logits and their gradient
+            peak = acc[0] + 2 * min(packed.seq_len, chunk_tokens(shape.vocab)) * shape.vocab * 4  # + a logits chunk
         if timed:
             samples.append({"point": pi, "ms": ms, "tokens": packed.seq_len, "peakBytes": int(peak)})
-    grads.zero_()
+    zero_grad()
     return {
         "id": req["id"],
         "samples": samples,

@@ -1,0 +1,189 @@
+# How the executor trains its model, with PyTorch's own stack as torchtitan uses it:
+#   - data parallelism over ALL ranks of the run, whatever the step's SP groups (regrouping moves no parameters):
+#     ZeRO-0 is DistributedDataParallel (bucketed all-reduce overlapped with the last micro-batch's backward),
+#     ZeRO-1/2 and ZeRO-3 are FSDP2 `fully_shard` per decoder layer plus the root (ZeRO-1/2 keep the parameters
+#     unsharded between forward and backward: reshard_after_forward=False);
+#   - precision: "bf16" computes in bfloat16 with float32 master weights and float32 gradient reduction (FSDP2's
+#     MixedPrecisionPolicy under ZeRO; autocast under DDP and on one rank), "fp32" everywhere in float32;
+#   - gradients are SUMMED over ranks (each rank's loss is already scaled by 1/globalTokens), clipped by the global
+#     norm (clip_grad_norm_, DTensor-aware), and applied by torch.optim.AdamW (fused on CUDA, foreach elsewhere) with
+#     weight decay on matrices and embeddings only.
+# The model is built on the meta device and each rank materialises only what it holds (its FSDP shards under ZeRO).
+# Checkpoints (flat format, checkpoint.py) gather one tensor at a time.
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from causal_lm import CausalLm, fill
+from model import ParamLayout
+
+PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class AdamWConfig:
+    """The init message's optimizer block."""
+
+    weight_decay: float
+    grad_clip: float
+    beta1: float
+    beta2: float
+    eps: float
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def _sum_hook(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP communication hook: the SUM of the bucket over ranks (DDP's default averages)."""
+    fut = dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0])
+
+
+class Trainer:
+    """The model wrapped for data parallelism, its optimizer and its flat-format state."""
+
+    def __init__(self, model: CausalLm, layout: ParamLayout, device: torch.device, world_size: int, zero_stage: int,
+                 precision: str, opt: AdamWConfig, get: Callable[[str, str], torch.Tensor]) -> None:
+        """`model` on the meta device; `get(layout name, module name)` gives each full tensor (host) to start from."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"training.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.inner = model
+        self.layout = layout
+        self.device = device
+        self.dtype = PRECISIONS[precision]
+        self.opt_cfg = opt
+        self.sharded = world_size > 1 and zero_stage > 0
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+        if self.sharded:
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            self.mesh = init_device_mesh(device.type, (world_size,))
+            mp = MixedPrecisionPolicy(param_dtype=self.dtype, reduce_dtype=torch.float32)
+            units = [*model.blocks(), model]
+            for u in units:
+                fully_shard(u, mesh=self.mesh, mp_policy=mp, reshard_after_forward=zero_stage == 3)
+            for u in units:
+                u.set_gradient_divide_factor(1.0)  # type: ignore[operator]
+                u.set_force_sum_reduction_for_comms(True)  # type: ignore[operator]  # gloo has no PREMUL_SUM
+        model.to_empty(device=device)
+        model.after_to_empty(device)
+        fill(model, layout, get, self._shard_of)
+        self.module: nn.Module = model
+        if world_size > 1 and not self.sharded:
+            self.ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, init_sync=False)
+            self.ddp.register_comm_hook(None, lambda state, bucket: _sum_hook(state, bucket))
+            self.module = self.ddp
+        self.params = [p for _, _, p in model.named_layout_params(layout)]
+        decay = [p for s, p in zip(layout.slices, self.params) if s.decay]
+        no_decay = [p for s, p in zip(layout.slices, self.params) if not s.decay]
+        kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        self.optim = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=0.0, betas=(opt.beta1, opt.beta2), eps=opt.eps, **kw)
+
+    # ---------- sharding ----------
+
+    def _shard_of(self, full: torch.Tensor, p: nn.Parameter) -> torch.Tensor:
+        """This rank's part of a full host tensor: all of it for a replica, its dim-0 FSDP shard (torch.chunk over
+        the ranks, FSDP2's layout) under ZeRO, cut on the host so only the shard reaches the device."""
+        if not self.sharded:
+            return full.to(self.device)
+        local = _local(p)
+        n, r = self.mesh.size(), self.mesh.get_local_rank()
+        chunks = torch.chunk(full, n, dim=0)
+        part = chunks[r] if r < len(chunks) else full[:0]
+        if part.shape != local.shape:  # a padded shard: FSDP2 pads the last ranks' chunks
+            padded = torch.zeros(local.shape, dtype=full.dtype)
+            padded[: part.shape[0]] = part
+            part = padded
+        return part.to(self.device)
+
+    def _full(self, t: torch.Tensor) -> torch.Tensor:
+        """The whole tensor on the host (an all-gather of a DTensor)."""
+        if hasattr(t, "full_tensor"):
+            t = t.full_tensor()
+        return t.detach().to("cpu", torch.float32)
+
+    # ---------- a step ----------
+
+    def zero_grad(self) -> None:
+        self.optim.zero_grad(set_to_none=True)
+
+    def autocast(self) -> Any:
+        """Autocast to the compute dtype where FSDP2's policy does not cast (DDP, one rank)."""
+        if self.dtype == torch.float32 or self.sharded:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def sync(self, last: bool) -> Any:
+        """Gradient synchronisation only in the step's last backward (DDP's no_sync before)."""
+        if self.ddp is not None and not last:
+            return self.ddp.no_sync()
+        return contextlib.nullcontext()
+
+    def clip(self) -> torch.Tensor:
+        """Clips by the global gradient norm; returns the norm before clipping (a 0-d float32 tensor)."""
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        clip = self.opt_cfg.grad_clip if self.opt_cfg.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()
+        return norm
+
+    def step(self, lr: float) -> None:
+        """One AdamW step at learning rate `lr`."""
+        for g in self.optim.param_groups:
+            g["lr"] = lr
+        self.optim.step()
+
+    # ---------- state ----------
+
+    def _moments(self, p: nn.Parameter) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        st = self.optim.state.get(p, {})
+        return st.get("exp_avg"), st.get("exp_avg_sq")
+
+    def state_tensors(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(slice index, parameter, m, v) as full float32 host tensors, one slice at a time (collective under ZeRO:
+        every rank must iterate)."""
+        for i, p in enumerate(self.params):
+            m, v = self._moments(p)
+            full_p = self._full(p)
+            yield (i, full_p, self._full(m) if m is not None else torch.zeros_like(full_p),
+                   self._full(v) if v is not None else torch.zeros_like(full_p))
+
+    @torch.no_grad()
+    def load_state(self, step: int, get: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        """Sets parameters and AdamW moments from full host tensors (`get(slice index)` -> p, m, v) at `step`."""
+        fused = self.device.type == "cuda"
+        for i, p in enumerate(self.params):
+            fp, fm, fv = get(i)
+            shape = p.shape
+            _local(p).copy_(self._shard_of(fp.reshape(shape), p))
+            if step == 0:
+                self.optim.state.pop(p, None)
+                continue
+            self.optim.state[p] = {
+                "step": torch.tensor(float(step), dtype=torch.float32, device=self.device if fused else "cpu"),
+                "exp_avg": self._like(p, self._shard_of(fm.reshape(shape), p)),
+                "exp_avg_sq": self._like(p, self._shard_of(fv.reshape(shape), p)),
+            }
+
+    def _like(self, p: nn.Parameter, local: torch.Tensor) -> torch.Tensor:
+        """A moment tensor laid out like `p` (a DTensor with p's placement under ZeRO)."""
+        if not self.sharded:
+            return local.clone()
+        from torch.distributed.tensor import DTensor
+
+        return DTensor.from_local(local.clone(), p.device_mesh, p.placements, run_check=False, shape=p.shape,
+                                  stride=p.stride())
