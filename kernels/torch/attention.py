@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -92,17 +92,19 @@ class Segments:
         return self.cu_device
 
 
-@dataclass
 class UlyssesContext:
-    """What one micro-batch's attention calls need: the SP group, its degree and the stream's segments."""
+    """What one micro-batch's attention calls need: the SP group, its degree and the stream's segments. A plain
+    class, not a dataclass, so FSDP2's forward-input traversal passes it through untouched."""
 
-    group: Any
-    degree: int
-    segments: Segments
-    kernel: "AttentionKernel"
-    checkpoint_kernel: bool = False
-    #: Tests: each kernel call's (dtype, ndim) of q, k, v.
-    trace: list[tuple[torch.dtype, int]] | None = field(default=None, repr=False)
+    def __init__(self, group: Any, degree: int, segments: Segments, kernel: "AttentionKernel",
+                 trace: list[tuple[torch.dtype, int]] | None = None) -> None:
+        self.group = group
+        self.degree = degree
+        self.segments = segments
+        self.kernel = kernel
+        self.checkpoint_kernel = False
+        #: Tests and benchmarks: each kernel call's (dtype, ndim) of q.
+        self.trace = trace
 
 
 def _repeat_kv(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -60,7 +60,10 @@ def transformers_config(shape: ModelShape, config_json: dict[str, Any] | None = 
     else:
         import hf
 
-        d = dict(config_json) if config_json is not None else hf.hf_config(shape.to_json())
+        full = {**shape.to_json(), "kvHeads": shape.kv_heads, "headDim": shape.head_dim, "intermediate":
+                shape.intermediate, "ropeTheta": shape.rope_theta, "normEps": shape.norm_eps, "tieEmbeddings":
+                shape.tied, "qkvBias": shape.qkv_bias, "oBias": shape.o_bias}
+        d = dict(config_json) if config_json is not None else hf.hf_config(full)
         d["attention_dropout"] = 0.0
         d["max_position_embeddings"] = max(int(d.get("max_position_embeddings") or 0), shape.max_seq)
         mt = d.pop("model_type")
@@ -136,6 +139,10 @@ class CausalLm(nn.Module):
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor,
                 ctx: UlyssesContext) -> torch.Tensor:
         """The summed float32 token loss of this rank's slice (targets -1 ignored); differentiable."""
+        return chunked_cross_entropy(self.hidden(tokens, positions, ctx), self.lm_head.weight, targets)
+
+    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, ctx: UlyssesContext) -> torch.Tensor:
+        """The final-norm hidden states `[T, hidden]` of this rank's slice (logits are these times the head)."""
         ids, pos = tokens.unsqueeze(0), positions.unsqueeze(0)
         ctx.checkpoint_kernel = self.checkpointing == "selective"
         if self.gpt:
@@ -150,8 +157,7 @@ class CausalLm(nn.Module):
                 x = checkpoint(self._layer, block, x, rope, ctx, pos, use_reentrant=False)
             else:
                 x = self._layer(block, x, rope, ctx, pos)
-        x = (self.transformer.ln_f if self.gpt else self.model.norm)(x)
-        return chunked_cross_entropy(x[0], self.lm_head.weight, targets)
+        return (self.transformer.ln_f if self.gpt else self.model.norm)(x)[0]
 
 
 def fill(model: CausalLm, layout: ParamLayout, get: Callable[[str, str], torch.Tensor],

@@ -89,11 +89,8 @@ def shape_json(cfg: dict[str, Any], model_dir: str = ".") -> dict[str, Any]:
     heads = cfg["num_attention_heads"]
     theta, scaling = _rope(cfg, path)
     max_seq = int(cfg.get("max_position_embeddings", 4096))
-    window = cfg.get("sliding_window")
-    if mt == "mistral" and isinstance(window, int) and window < max_seq:
-        max_seq = window  # within the window, sliding-window attention is full causal attention
-    if mt == "qwen2" and cfg.get("use_sliding_window") and isinstance(window, int) and window < max_seq:
-        max_seq = window
+    # A sliding window (mistral; qwen2 with use_sliding_window) is the attention kernel's business (attention.py):
+    # it does not cap the context.
     out: dict[str, Any] = {
         "family": "llama",
         "modelType": mt,

@@ -1,14 +1,14 @@
 # Measures one forward + backward of a llama-family model slice on this device, for benchmarks (bench/llama.ts on
 # torch-cpu, bench/cuda_check.sh on a GPU): tokens/s, peak memory, activation memory per token, and on CUDA the
-# MFU against a given dense peak. Optionally under ZeRO-3 (FSDP2 `fully_shard` over a 1-rank process group, the
-# executor's zero3.py path) and with the executor's activation checkpointing policy.
+# MFU against a given dense peak, the attention kernel and the dtype/rank of its inputs. The executor's own model
+# and trainer (causal_lm.py, trainer.py); optionally under ZeRO-3 (FSDP2 over a 1-rank process group) and with the
+# executor's activation checkpointing policy and precision (default bf16 on cuda, fp32 on the CPU).
 #
 # usage: python3 llama_slice.py --shape JSON --tokens N [--policy none|selective|full] [--zero3] [--device cpu|cuda]
 #        [--repeats R] [--peak-tflops T]        -> one JSON line on stdout
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -19,9 +19,11 @@ import time
 
 import torch
 
-from llama import Llama
+from attention import AttentionKernel, Segments, UlyssesContext
+from causal_lm import CausalLm, transformers_config
 from model import ModelShape, init_params, param_layout
 from packing import pack_group
+from trainer import PRECISIONS, AdamWConfig, Trainer
 
 
 def flops_per_token(shape: ModelShape, tokens: int) -> float:
@@ -43,6 +45,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--peak-tflops", type=float, default=0.0)
+    ap.add_argument("--precision", choices=("bf16", "fp32"), default="")
     a = ap.parse_args()
     shape = ModelShape.from_json(json.loads(a.shape))
     dev = torch.device(a.device)
@@ -51,34 +54,32 @@ def main() -> int:
     lay = param_layout(shape)
     host = init_params(lay, 1, "fast")
     store_dir = tempfile.mkdtemp(prefix="flexsp-slice-")
-    model_fwd = None
     if a.zero3:
         import torch.distributed as dist
 
-        from zero3 import Zero3Llama
-
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
                                 init_method=f"file://{os.path.join(store_dir, 'store')}", rank=0, world_size=1)
-        z = Zero3Llama(lay, 1, dev, checkpointing=a.policy)
-        z.load_flat(host)
-        model_fwd = z.forward
-        state_bytes = 16 * z.local_elements()
-    else:
-        flat, grads = host.to(dev), torch.zeros(lay.total, device=dev)
-        m = Llama(lay, flat, grads, checkpointing=a.policy)
-        model_fwd = m.forward
-        state_bytes = 8 * lay.total  # params + grads (no optimizer here)
+    precision = a.precision or ("bf16" if dev.type == "cuda" else "fp32")
+    with torch.device("meta"):
+        model = CausalLm(shape, transformers_config(shape), a.policy)
+    by = lay.by_name
+    tr = Trainer(model, lay, dev, 1, 3 if a.zero3 else 0, precision, AdamWConfig(0.1, 1.0, 0.9, 0.95, 1e-8),
+                 lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
+    kernel = AttentionKernel(dev, PRECISIONS[precision], shape.heads, shape.kv_heads, shape.head_dim)
+    state_bytes = 8 * lay.total  # params + grads (no optimizer here)
     del host
     g = torch.Generator().manual_seed(0)
     seq = torch.randint(0, shape.vocab, (a.tokens,), generator=g).tolist()
     pk = pack_group([seq], 1, max(shape.max_seq, a.tokens), shape.vocab)
     tok, pos, tgt = pk.tokens.to(dev), pk.positions.to(dev), pk.targets.to(dev)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    trace: list[tuple[torch.dtype, int]] = []
 
     def once() -> None:
-        with autocast:
-            losses = model_fwd(tok, pos, tgt, pk.cu_seqlens, None, 1)
-        (losses.sum() / pk.target_count).backward()
+        ctx = UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel, trace=trace)
+        with tr.autocast():
+            loss = tr.module(tok, pos, tgt, ctx)
+        (loss / pk.target_count).backward()
+        tr.zero_grad()
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
@@ -94,7 +95,8 @@ def main() -> int:
     sec = (time.perf_counter() - t0) / a.repeats
     out = {
         "tokens": a.tokens, "policy": a.policy, "zero3": a.zero3, "device": a.device, "layers": shape.layers,
-        "seconds": sec, "tokensPerS": a.tokens / sec, "modelStateBytes": state_bytes,
+        "seconds": sec, "tokensPerS": a.tokens / sec, "modelStateBytes": state_bytes, "precision": precision,
+        "attention": kernel.describe(), "kernelInputs": sorted({f"{str(d).replace('torch.', '')} {n}-D" for d, n in trace}),
     }
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated()

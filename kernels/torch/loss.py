@@ -15,7 +15,9 @@ CHUNK_ELEMENTS = 1 << 25
 
 
 def _chunk_loss(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(h, w).float()
+    logits = F.linear(h, w)
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        logits = logits.float()
     return F.cross_entropy(logits, t, ignore_index=-1, reduction="sum")
 
 

@@ -60,7 +60,8 @@ class Trainer:
         self.device = device
         self.dtype = PRECISIONS[precision]
         self.opt_cfg = opt
-        self.sharded = world_size > 1 and zero_stage > 0
+        # ZeRO shards over the process group (one rank too, when one exists: benchmarks of the FSDP2 path).
+        self.sharded = zero_stage > 0 and (world_size > 1 or dist.is_initialized())
         self.ddp: nn.parallel.DistributedDataParallel | None = None
         if self.sharded:
             from torch.distributed.device_mesh import init_device_mesh

@@ -19,10 +19,11 @@ import json, sys, os, torch
 sys.path.insert(0, "kernels/torch")
 import hf
 from checkpoint import encode_state, decode_state, write_atomic
-from llama import Llama
+from attention import Segments, UlyssesContext
 from model import ModelShape, param_layout
 from packing import pack_group
 from tests.llama_fixtures import save_tiny
+from tests.single_rank import single_rank
 mode, kind, src, ckpt = sys.argv[1:5]
 if mode == "make":
     over = json.loads(sys.argv[5])
@@ -45,7 +46,7 @@ else:
     lay = param_layout(shape)
     # A bfloat16 export holds the checkpoint rounded as torch rounds it: compare with the model on those values.
     params = st.params.to(torch.bfloat16).float() if dtype == "bfloat16" else st.params.clone()
-    model = Llama(lay, params, torch.zeros(lay.total))
+    tr, kernel = single_rank(shape, params, config_json=hf.read_config(src))
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["torch_dtype"] == dtype
     seq = [int(x) for x in torch.randint(0, 128, (50,), generator=torch.Generator().manual_seed(4))]
@@ -54,7 +55,8 @@ else:
     assert next(back.parameters()).dtype == getattr(torch, dtype)
     back = back.float()
     with torch.no_grad():
-        ours = model.logits(pk.tokens, pk.positions, pk.cu_seqlens, None, 1)
+        h = tr.inner.hidden(pk.tokens, pk.positions, UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel))
+        ours = h @ tr.inner.lm_head.weight.t()
         theirs = back(input_ids=torch.tensor([seq])).logits[0]
     print(json.dumps({"maxDiff": float((ours - theirs).abs().max()), "scale": float(ours.abs().max())}))
 `;

@@ -1,7 +1,8 @@
 # In-process tests of the llama family against transformers (the independent oracle): tiny random llama (GQA,
-# llama3 RoPE scaling), mistral and qwen2 (q/k/v biases, tied embeddings) checkpoints saved by transformers and
-# loaded through kernels/torch/hf.py give transformers' loss; the three checkpointing policies give the same loss
-# and gradients while the saved activations fall as the cost model assumes; the export is loaded by
+# llama3 RoPE scaling), mistral (a sliding window shorter than the sequence, handled by the attention kernel) and
+# qwen2 (q/k/v biases, tied embeddings) checkpoints saved by transformers and loaded through kernels/torch/hf.py
+# give transformers' loss; the three checkpointing policies give the same loss and gradients while the saved
+# activations fall as the cost model assumes; the export is loaded by
 # transformers.AutoModelForCausalLM with identical logits (single file and sharded); bad directories and
 # incompatible SP degrees get one clear error.
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 import torch
 
 import hf
-from llama import Llama, kv_per_rank
+from attention import AttentionKernel, Segments, UlyssesContext, kv_per_rank
 from model import ModelShape, ParamLayout, init_params, param_layout
 from packing import pack_group
 from step_plan import check_plan
 from tests.llama_fixtures import hf_mean_loss, save_tiny
+from tests.single_rank import loss_and_grads, single_rank
+from trainer import Trainer
 
 torch.set_num_threads(1)
 LLAMA3 = {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -32,18 +35,20 @@ def batch(vocab: int, lengths: list[int], seed: int = 3) -> list[list[int]]:
     return [[int(x) for x in torch.randint(0, vocab, (n,), generator=g)] for n in lengths]
 
 
-def load(d: str, checkpointing: str = "none") -> tuple[Llama, ParamLayout, torch.Tensor, torch.Tensor]:
-    shape = ModelShape.from_json(hf.shape_json(hf.read_config(d), d))
+def load(d: str, checkpointing: str = "none") -> tuple[Trainer, AttentionKernel, ParamLayout, torch.Tensor]:
+    """The executor's model of a Hugging Face directory (weights read through hf.py), and its flat parameters."""
+    cfg = hf.read_config(d)
+    shape = ModelShape.from_json(hf.shape_json(cfg, d))
     lay = param_layout(shape)
-    flat, grads = torch.zeros(lay.total), torch.zeros(lay.total)
+    flat = torch.zeros(lay.total)
     hf.load_weights(d, lay, flat)
-    return Llama(lay, flat, grads, checkpointing=checkpointing), lay, flat, grads
+    tr, kernel = single_rank(shape, flat, checkpointing=checkpointing, config_json=cfg)
+    return tr, kernel, lay, flat
 
 
-def mean_loss(model: Llama, seqs: list[list[int]], vocab: int, max_seq: int = 256) -> torch.Tensor:
-    pk = pack_group(seqs, 1, max_seq, vocab)
-    losses = model.forward(pk.tokens, pk.positions, pk.targets, pk.cu_seqlens, None, 1)
-    return losses.sum() / pk.target_count
+def mean_loss(tr: Trainer, kernel: AttentionKernel, seqs: list[list[int]]) -> float:
+    loss, _ = loss_and_grads(tr, kernel, seqs)
+    return float(loss) / sum(len(s) - 1 for s in seqs)
 
 
 class Parity(unittest.TestCase):
@@ -55,10 +60,9 @@ class Parity(unittest.TestCase):
 
     def check(self, model_type: str, **over: Any) -> None:
         d, ref = save_tiny(model_type, self.dir, **over)
-        model, *_ = load(d)
+        tr, kernel, *_ = load(d)
         seqs = batch(128, [57, 23, 9])
-        got = float(mean_loss(model, seqs, 128))
-        self.assertAlmostEqual(got, hf_mean_loss(ref, seqs), delta=1e-4)
+        self.assertAlmostEqual(mean_loss(tr, kernel, seqs), hf_mean_loss(ref, seqs), delta=1e-4)
 
     def test_llama_gqa_llama3_rope_untied(self) -> None:
         self.check("llama", **LLAMA3)
@@ -68,6 +72,11 @@ class Parity(unittest.TestCase):
 
     def test_mistral(self) -> None:
         self.check("mistral")
+
+    def test_mistral_sliding_window_shorter_than_the_sequences(self) -> None:
+        self.check("mistral", sliding_window=16)
+        shape = hf.shape_json(hf.read_config(self.dir), self.dir)
+        self.assertEqual(shape["maxSeq"], hf.read_config(self.dir)["max_position_embeddings"])  # not capped
 
     def test_qwen2_biases_tied(self) -> None:
         self.check("qwen2", tie_word_embeddings=True)
@@ -88,9 +97,8 @@ class Checkpointing(unittest.TestCase):
         tokens = 400
         out: dict[str, tuple[float, torch.Tensor, float]] = {}
         for policy in ("none", "selective", "full"):
-            grads = torch.zeros(lay.total)
-            model = Llama(lay, flat, grads, checkpointing=policy)
-            params = {p.untyped_storage().data_ptr() for p in model.params}
+            tr, kernel = single_rank(shape, flat, checkpointing=policy)
+            params = {p.untyped_storage().data_ptr() for p in tr.params}
             saved: dict[int, int] = {}
 
             def pack(t: torch.Tensor) -> torch.Tensor:
@@ -100,9 +108,8 @@ class Checkpointing(unittest.TestCase):
                 return t
 
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss = mean_loss(model, seqs, 128, 512)
-            loss.backward()
-            out[policy] = (float(loss.detach()), grads.clone(), sum(saved.values()) / tokens)
+                loss, grads = loss_and_grads(tr, kernel, seqs)
+            out[policy] = (float(loss), grads, sum(saved.values()) / tokens)
         base_loss, base_grad, none_b = out["none"]
         for policy in ("selective", "full"):
             self.assertEqual(out[policy][0], base_loss, policy)
@@ -121,7 +128,7 @@ class Checkpointing(unittest.TestCase):
                                       "intermediate": 16, "vocab": 8, "maxSeq": 8, "ropeTheta": 1e4, "normEps": 1e-6})
         lay = param_layout(shape)
         with self.assertRaisesRegex(ValueError, "model.checkpointing must be one of none, selective, full"):
-            Llama(lay, torch.zeros(lay.total), torch.zeros(lay.total), checkpointing="some")
+            single_rank(shape, torch.zeros(lay.total), checkpointing="some")
 
 
 class Export(unittest.TestCase):
@@ -135,9 +142,11 @@ class Export(unittest.TestCase):
         from transformers import AutoModelForCausalLM
 
         src, _ = save_tiny(model_type, os.path.join(self.dir, "src"), seed=4, **over)
-        model, lay, flat, _ = load(src)
+        cfg = hf.read_config(src)
+        _, _, lay, flat = load(src)
         with torch.no_grad():  # a trained model is not the one that was loaded
             flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(1)) * 0.01)
+        tr, kernel = single_rank(ModelShape.from_json(hf.shape_json(cfg, src)), flat, config_json=cfg)
         out = os.path.join(self.dir, "out")
         shape = hf.shape_json(hf.read_config(src), src)
         files = hf.export_hf(out, shape, lay, flat, shard_bytes=shard_bytes)
@@ -145,7 +154,8 @@ class Export(unittest.TestCase):
         seq = batch(128, [40], seed=2)[0]
         pk = pack_group([seq], 1, 256, 128)
         with torch.no_grad():
-            ours = model.logits(pk.tokens, pk.positions, pk.cu_seqlens, None, 1)
+            h = tr.inner.hidden(pk.tokens, pk.positions, UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel))
+            ours = h @ tr.inner.lm_head.weight.t()
             theirs = back(input_ids=torch.tensor([seq])).logits[0]
         torch.testing.assert_close(theirs, ours, rtol=0, atol=2e-5)
         return [os.path.basename(f) for f in files]

@@ -1,6 +1,7 @@
-# In-process tests of the torch executor's pieces: the PRNG and initialisation streams, the GPT against an
-# independent float64 reference (plain matrix code, explicit causal masks, one sequence at a time), packed
-# sequence boundaries, plan validation messages, AdamW against the scalar formula, and the checkpoint format.
+# In-process tests of the torch executor's pieces: the PRNG and initialisation streams, the GPT (transformers'
+# GPT2 modules with the executor's attention) against an independent float64 reference (plain matrix code, explicit
+# causal masks, one sequence at a time), the bf16 path, packed sequence boundaries, plan validation messages,
+# torch.optim.AdamW + clip_grad_norm_ against the TypeScript executors' scalar formula, and the checkpoint format.
 from __future__ import annotations
 
 import math
@@ -12,11 +13,10 @@ import torch
 
 from executor import cuda_index
 from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
-from gpt import Gpt
 from model import ModelShape, Prng, init_mode, init_params, param_layout
-from optim import AdamWConfig, adamw, clip_factor, sum_squares
 from packing import SyntheticSource, pack_group
 from step_plan import check_plan
+from tests.single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
 SMALL = ModelShape.from_json({"layers": 2, "hidden": 32, "heads": 4, "vocab": 50, "maxSeq": 64})
@@ -65,16 +65,14 @@ def reference_losses(shape: ModelShape, flat: torch.Tensor, seqs: list[list[int]
     return torch.cat(out)
 
 
-def run_gpt(shape: ModelShape, flat: torch.Tensor, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss and flat gradient of the executor's GPT on the packed `seqs` (degree 1)."""
-    lay = param_layout(shape)
-    grads = torch.zeros_like(flat)
-    model = Gpt(lay, flat.clone(), grads)
-    pk = pack_group(seqs, 1, shape.max_seq, shape.vocab)
-    losses = model.forward(pk.tokens, pk.positions, pk.targets, pk.cu_seqlens, None, 1)
-    total = losses.double().sum() if losses.dtype != torch.float64 else losses.sum()
-    losses.sum().backward()
-    return total.detach(), grads
+def run_gpt(shape: ModelShape, flat: torch.Tensor, seqs: list[list[int]],
+            precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed loss and flat gradient of the executor's GPT on the packed `seqs` (degree 1), in flat's dtype."""
+    tr, kernel = single_rank(shape, flat.float(), precision)
+    if flat.dtype == torch.float64:
+        tr.inner.double()
+        kernel.dtype = torch.float64
+    return loss_and_grads(tr, kernel, seqs)
 
 
 class PrngAndInit(unittest.TestCase):
@@ -151,25 +149,22 @@ class GptParity(unittest.TestCase):
         assert flat.grad is not None
         self.assertLess(float((grads.double() - flat.grad).abs().max()), 1e-4 * float(flat.grad.abs().max()))
 
-    def test_bf16_autocast_path_of_the_cuda_kind_runs_on_the_cpu(self) -> None:
-        # The cuda kind runs the forward under bf16 autocast with float32 master weights and a float32 loss;
-        # the same code under CPU autocast must give float32 losses near the float32 run and float32 gradients
-        # (at the initialisation: the 8x weights of the other tests are too chaotic for bf16).
-        lay = param_layout(SMALL)
-        flat = init_params(lay, 7)
-        pk = pack_group(self.seqs, 1, SMALL.max_seq, SMALL.vocab)
-        grads = torch.zeros(lay.total)
-        model = Gpt(lay, flat.clone(), grads)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            losses = model.forward(pk.tokens, pk.positions, pk.targets, pk.cu_seqlens, None, 1)
-        self.assertEqual(losses.dtype, torch.float32)
-        losses.sum().backward()
+    def test_bf16_path_runs_on_the_cpu_near_float32(self) -> None:
+        # training.precision bf16 (the cuda default) on torch-cpu: bf16 compute under autocast with float32 master
+        # weights, a float32 loss and float32 gradients near the float32 run's (at the initialisation: the 8x
+        # weights of the other tests are too chaotic for bf16); the attention kernel is called with bf16 4-D tensors.
+        flat = init_params(param_layout(SMALL), 7)
+        tr, kernel = single_rank(SMALL, flat, "bf16")
+        trace: list = []
+        loss, grads = loss_and_grads(tr, kernel, self.seqs, trace)
+        self.assertEqual(loss.dtype, torch.float32)
+        self.assertEqual(trace, [(torch.bfloat16, 4)] * SMALL.layers)
         ref, ref_g = run_gpt(SMALL, flat, self.seqs)
-        self.assertLess(abs(float(losses.detach().double().sum()) - float(ref)) / float(ref), 1e-3)
-        self.assertEqual(grads.dtype, torch.float32)
+        self.assertLess(abs(float(loss) - float(ref)) / float(ref), 1e-2)
+        self.assertTrue(all(p.grad.dtype == torch.float32 for p in tr.params if p.grad is not None))
         self.assertTrue(bool(torch.isfinite(grads).all()))
-        cos = float(torch.nn.functional.cosine_similarity(grads.double(), ref_g.double(), dim=0))
-        self.assertGreater(cos, 0.999)
+        cos = float(torch.nn.functional.cosine_similarity(grads, ref_g, dim=0))
+        self.assertGreater(cos, 0.99)
 
     def test_attention_never_crosses_packed_sequence_boundaries(self) -> None:
         flat = self.flat32.double()
@@ -213,31 +208,30 @@ class PlanValidation(unittest.TestCase):
 
 
 class Optimizer(unittest.TestCase):
-    def test_adamw_equals_the_scalar_formula_bit_for_bit(self) -> None:
+    def test_torch_adamw_and_clipping_follow_the_typescript_formula(self) -> None:
+        # kernels/cpu/adamw.ts: clip factor gradClip/(norm + 1e-6) above gradClip; m = β1·m + (1−β1)·g·c,
+        # v = β2·v + (1−β2)·(g·c)², p = p·(1 − lr·wd) − lr·(m/bc1)/(sqrt(v/bc2) + eps), in float64, rounded once.
         g = torch.Generator().manual_seed(3)
-        p, grad, m, v = (torch.randn(257, generator=g) for _ in range(4))
-        v = v.abs()
-        cfg = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)
-        exp_p, exp_m, exp_v = p.tolist(), m.tolist(), v.tolist()
-        lr, step, scale = 3e-3, 4, 0.37
+        p0, grad, m0, v0 = (torch.randn(257, generator=g) for _ in range(4))
+        v0 = v0.abs()
+        lr, step, wd, clip = 3e-3, 4, 0.1, 1.0
+        norm = math.sqrt(sum(x * x for x in grad.double().tolist()))
+        c = clip / (norm + 1e-6) if norm > clip else 1.0
         bc1, bc2 = 1 - 0.9**step, 1 - 0.95**step
-        for i, gi0 in enumerate(grad.tolist()):
-            gi = gi0 * scale
-            mi = 0.9 * exp_m[i] + (1 - 0.9) * gi
-            vi = 0.95 * exp_v[i] + (1 - 0.95) * gi * gi
-            exp_m[i], exp_v[i] = mi, vi
-            exp_p[i] = exp_p[i] * (1 - lr * 0.1) - lr * (mi / bc1) / (math.sqrt(vi / bc2) + 1e-8)
-        adamw(p, grad, m, v, lr, cfg, 0.1, step, scale)
-        self.assertTrue(torch.equal(p, torch.tensor(exp_p, dtype=torch.float32)))
-        self.assertTrue(torch.equal(m, torch.tensor(exp_m, dtype=torch.float32)))
-        self.assertTrue(torch.equal(v, torch.tensor(exp_v, dtype=torch.float32)))
-
-    def test_clipping(self) -> None:
-        g = torch.tensor([3.0, 4.0, 0.0, 12.0])
-        self.assertEqual(sum_squares(g, [(0, 2), (3, 4)]), 169.0)
-        self.assertAlmostEqual(clip_factor(13.0, 1.0), 1 / (13 + 1e-6))
-        self.assertEqual(clip_factor(0.5, 1.0), 1.0)
-        self.assertEqual(clip_factor(13.0, 0.0), 1.0)
+        exp_p = []
+        for pi, gi0, mi0, vi0 in zip(p0.tolist(), grad.tolist(), m0.tolist(), v0.tolist()):
+            gi = gi0 * c
+            mi = 0.9 * mi0 + (1 - 0.9) * gi
+            vi = 0.95 * vi0 + (1 - 0.95) * gi * gi
+            exp_p.append(pi * (1 - lr * wd) - lr * (mi / bc1) / (math.sqrt(vi / bc2) + 1e-8))
+        p = torch.nn.Parameter(p0.clone())
+        p.grad = grad.clone()
+        opt = torch.optim.AdamW([p], lr=lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=wd, foreach=True)
+        opt.state[p] = {"step": torch.tensor(float(step - 1)), "exp_avg": m0.clone(), "exp_avg_sq": v0.clone()}
+        got_norm = float(torch.nn.utils.clip_grad_norm_([p], clip, foreach=True))
+        opt.step()
+        self.assertAlmostEqual(got_norm, norm, delta=1e-5 * norm)
+        torch.testing.assert_close(p.detach(), torch.tensor(exp_p, dtype=torch.float32), rtol=0, atol=5e-7)  # float32 rounding: a few ulps
 
 
 class CudaDeviceIndex(unittest.TestCase):

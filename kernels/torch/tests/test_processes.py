@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
+from attention import Segments, UlyssesContext
 from checkpoint import decode_state
-from gpt import Gpt
 from model import ModelShape, Prng, init_params, param_layout
-from optim import clip_factor
 from packing import FileSource, pack_group
 from tests.harness import TINY, Proc, group, plan, seqs, start_run, step_all, stop_all
+from tests.single_rank import flat_grads, single_rank
 
 torch.set_num_threads(1)
 SHAPE = ModelShape.from_json(TINY)
@@ -68,21 +68,22 @@ class FourRanks(unittest.TestCase):
     def reference(self, p: dict[str, Any]) -> tuple[list[list[float]], torch.Tensor]:
         """Every group at degree 1 in this process: group losses and the clipped mean gradient's first moment."""
         lay = param_layout(SHAPE)
-        grads = torch.zeros(lay.total)
-        model = Gpt(lay, init_params(lay, 1234), grads)
+        tr, kernel = single_rank(SHAPE, init_params(lay, 1234))
         src = FileSource(self.tokens, 2)
         losses = []
         for mb in p["microBatches"]:
             row = []
             for g in mb["groups"]:
                 pk = pack_group([src.read(s) for s in g["sequences"]], 1, SHAPE.max_seq, SHAPE.vocab)
-                ls = model.forward(pk.tokens, pk.positions, pk.targets, pk.cu_seqlens, None, 1)
-                (ls.sum() / p["globalTokens"]).backward()
-                row.append(float(ls.detach().double().sum()))
+                loss = tr.module(pk.tokens, pk.positions, pk.targets,
+                                 UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel))
+                (loss / p["globalTokens"]).backward()
+                row.append(float(loss.detach().double()))
             losses.append(row)
         src.close()
-        g64 = grads.double()
-        clip = clip_factor(float(g64.dot(g64).sqrt()), 1.0)
+        g64 = flat_grads(tr, lay)
+        norm = float(g64.dot(g64).sqrt())
+        clip = 1.0 / (norm + 1e-6) if norm > 1.0 else 1.0  # gradClip 1
         return losses, 0.1 * g64 * clip
 
     def run_plan(self, p: dict[str, Any]) -> tuple[list[dict[str, Any]], torch.Tensor]:
