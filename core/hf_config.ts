@@ -58,11 +58,10 @@ export function shapeFromHfConfig(cfg: Json, path: string): ModelShape {
   }
   const heads = cfg.num_attention_heads;
   const { theta, scaling } = rope(cfg, path);
-  let maxSeq = Number(cfg.max_position_embeddings ?? 4096);
+  const maxSeq = Number(cfg.max_position_embeddings ?? 4096);
   const window = cfg.sliding_window;
   const windowed = mt === "mistral" || (mt === "qwen2" && cfg.use_sliding_window);
-  // Within the window, sliding-window attention is full causal attention.
-  if (windowed && Number.isInteger(window) && window < maxSeq) maxSeq = window;
+  // A sliding window is the attention kernel's business (kernels/torch/attention.py); it does not cap the context.
   const shape: ModelShape = {
     family: "llama",
     modelType: mt,
@@ -81,6 +80,7 @@ export function shapeFromHfConfig(cfg: Json, path: string): ModelShape {
     oBias: mt !== "qwen2" && Boolean(cfg.attention_bias ?? false),
   };
   if (scaling) shape.ropeScaling = scaling;
+  if (windowed && Number.isInteger(window) && window < maxSeq) shape.slidingWindow = window;
   return shape;
 }
 
@@ -141,7 +141,9 @@ export function hfConfigOf(m: ModelShape, dtype: "float32" | "bfloat16" = "float
     rope_theta: m.ropeTheta ?? 10000,
   };
   if (mt === "llama") Object.assign(cfg, { attention_bias: m.qkvBias ?? false, mlp_bias: false });
-  if (mt === "mistral") cfg.sliding_window = null;
-  if (mt === "qwen2") cfg.use_sliding_window = false;
+  if (mt === "mistral") cfg.sliding_window = m.slidingWindow ?? null;
+  if (mt === "qwen2") {
+    Object.assign(cfg, { use_sliding_window: m.slidingWindow !== undefined, sliding_window: m.slidingWindow ?? null });
+  }
   return cfg;
 }

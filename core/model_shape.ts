@@ -44,6 +44,8 @@ export interface ModelShape {
   /** Biases on q/k/v (qwen2, llama attention_bias) and on o_proj (llama attention_bias). */
   qkvBias?: boolean;
   oBias?: boolean;
+  /** Sliding-window attention span in tokens (mistral; qwen2 with use_sliding_window), shorter than maxSeq. */
+  slidingWindow?: number;
 }
 
 /** Llama 3's published RoPE scaling (config.json of Llama-3.1 8B and 70B). */

@@ -62,6 +62,10 @@ export interface ExecutorInit {
    * moments over all ranks (FSDP2; the torch executors' llama family). Absent means 0.
    */
   zeroStage?: 0 | 1 | 2 | 3;
+  /** training.precision of the torch executors; absent: bf16 on cuda, fp32 on torch-cpu. */
+  precision?: "bf16" | "fp32";
+  /** training.allow_quadratic_attention: a sequence above 4K tokens may use an attention kernel with s² scores. */
+  allowQuadraticAttention?: boolean;
 }
 
 /** A data-plane endpoint of one rank. */
@@ -146,7 +150,17 @@ export interface PoolDegreeTiming {
 }
 
 export type ExecutorEvent =
-  | { type: "ready"; rank: number; kind: "cpu" | "webgpu" | "cuda" | "torch-cpu"; device: string; endpoint: Endpoint }
+  | {
+    type: "ready";
+    rank: number;
+    kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+    device: string;
+    endpoint: Endpoint;
+    /** The attention kernel and its dtype (torch executors), e.g. "flash varlen (bfloat16)". */
+    attention?: string;
+    /** The compute precision (torch executors). */
+    precision?: string;
+  }
   | {
     type: "connected";
     rank: number;

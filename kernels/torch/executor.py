@@ -461,23 +461,31 @@ class Executor:
         tr = s.trainer
         if tr is None:
             raise ValueError("profile_compute: the model is created at peers (send peers first)")
-        if tr.sharded:
-            raise ValueError("profile_compute: this executor shards the model (zeroStage > 0); profile with zeroStage 0")
         check_compute_request(req, s.shape)
         res: dict[str, Any] = {}
         model, kernel = tr.inner, s.kernel
+        # Storages of the parameters, so saved-activation accounting leaves them out; under ZeRO also the unsharded
+        # weights FSDP2 gathers for each layer's forward (recorded when the layer starts, after FSDP's own hook).
+        ptrs: set[int] = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        hooks = [m.register_forward_pre_hook(
+            lambda m, _a: ptrs.update(p.untyped_storage().data_ptr() for p in m.parameters(recurse=False)))
+            for m in model.modules()] if tr.sharded else []
 
         def forward(tok: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor, cu: list[int]) -> torch.Tensor:
             return model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
 
         def run() -> None:
             res.update(profile_compute(
-                req, rank=s.rank, world_size=s.world_size, shape=s.shape, forward=forward, params=tr.params,
+                req, rank=s.rank, world_size=s.world_size, shape=s.shape, forward=forward, param_ptrs=ptrs,
                 zero_grad=tr.zero_grad, source=s.source, dp=s.dp, device=self.device, device_name=self.device_name,
-                autocast=tr.autocast, model_state_bytes=4 * s.layout.total * 4,
+                autocast=tr.autocast, model_state_bytes=tr.model_state_bytes(),
             ))
 
-        self._fatal_on_error(run)
+        try:
+            self._fatal_on_error(run)
+        finally:
+            for h in hooks:
+                h.remove()
         self.emit({"type": "profile_compute_done", "rank": s.rank, "result": res})
 
     def _profile_alltoall(self, req: Any) -> None:

@@ -91,6 +91,8 @@ def shape_json(cfg: dict[str, Any], model_dir: str = ".") -> dict[str, Any]:
     max_seq = int(cfg.get("max_position_embeddings", 4096))
     # A sliding window (mistral; qwen2 with use_sliding_window) is the attention kernel's business (attention.py):
     # it does not cap the context.
+    window = cfg.get("sliding_window")
+    windowed = mt == "mistral" or (mt == "qwen2" and bool(cfg.get("use_sliding_window")))
     out: dict[str, Any] = {
         "family": "llama",
         "modelType": mt,
@@ -110,6 +112,8 @@ def shape_json(cfg: dict[str, Any], model_dir: str = ".") -> dict[str, Any]:
     }
     if scaling is not None:
         out["ropeScaling"] = scaling
+    if windowed and isinstance(window, int) and window < max_seq:
+        out["slidingWindow"] = window
     return out
 
 
@@ -292,9 +296,10 @@ def hf_config(shape: dict[str, Any], dtype: torch.dtype = torch.float32) -> dict
         cfg["attention_bias"] = bool(shape.get("qkvBias", False))
         cfg["mlp_bias"] = False
     if mt == "mistral":
-        cfg["sliding_window"] = None
+        cfg["sliding_window"] = shape.get("slidingWindow")
     if mt == "qwen2":
-        cfg["use_sliding_window"] = False
+        cfg["use_sliding_window"] = shape.get("slidingWindow") is not None
+        cfg["sliding_window"] = shape.get("slidingWindow")
     return cfg
 
 

@@ -120,7 +120,7 @@ def profile_compute(
     world_size: int,
     shape: ModelShape,
     forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[int]], torch.Tensor],
-    params: list[torch.Tensor],
+    param_ptrs: set[int],
     zero_grad: Callable[[], None],
     source: TokenSource,
     dp: DataPlane | None,
@@ -136,7 +136,6 @@ def profile_compute(
     fault = injected_fault("FLEXSP_PROFILE_FAULT", rank)
     timer = _Timer(device)
     cuda = device.type == "cuda"
-    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
     samples: list[dict[str, Any]] = []
     runs = [req["order"][0]] * req["warmup"] + list(req["order"])
     for i, pi in enumerate(runs):

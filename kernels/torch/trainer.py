@@ -90,6 +90,26 @@ class Trainer:
         self.optim = torch.optim.AdamW(
             [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=0.0, betas=(opt.beta1, opt.beta2), eps=opt.eps, **kw)
+        if self.ddp is not None:
+            self._settle_ddp_buckets()
+
+    def _settle_ddp_buckets(self) -> None:
+        """
+        DDP rebuilds its gradient buckets once, after the first backward, in the order the gradients became ready;
+        gloo's all-reduce sums each element in an order that depends on where it lies in its bucket. So that a
+        resumed run reduces exactly as an uninterrupted one (bit-identical resume), every DDP here takes that first
+        backward at start: one token without a target (zero loss, zero gradients), then the gradients are dropped.
+        """
+        from attention import AttentionKernel, Segments, UlyssesContext
+
+        sh = self.inner.shape
+        kernel = AttentionKernel(self.device, self.dtype, sh.heads, sh.kv_heads or sh.heads,
+                                 sh.head_dim or sh.hidden // sh.heads)
+        one = torch.zeros(1, dtype=torch.int64, device=self.device)
+        with self.autocast():
+            loss = self.module(one, one, one - 1, UlyssesContext(None, 1, Segments([0, 1]), kernel))
+        loss.backward()
+        self.zero_grad()
 
     # ---------- sharding ----------
 
@@ -147,6 +167,10 @@ class Trainer:
         for g in self.optim.param_groups:
             g["lr"] = lr
         self.optim.step()
+
+    def model_state_bytes(self) -> int:
+        """This rank's parameters, gradients and both AdamW moments, in float32 (its shards under ZeRO)."""
+        return 16 * sum(_local(p).numel() for p in self.params)
 
     # ---------- state ----------
 

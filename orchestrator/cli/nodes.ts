@@ -7,7 +7,7 @@ import { runCli, UserError } from "../errors.ts";
 import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config } from "../config/types.ts";
 import { ClusterSession, type NodeLaunch, type ProgressEvent } from "../cluster/cluster_session.ts";
-import { ExecutorPool, FaultError } from "../cluster/executor_pool.ts";
+import { attentionLines, ExecutorPool, FaultError } from "../cluster/executor_pool.ts";
 import type { PythonInfo } from "../../core/protocol.ts";
 import { torchProblem } from "../cluster/torch_requirement.ts";
 
@@ -144,7 +144,12 @@ function progressLine(e: ProgressEvent): string | undefined {
   return text ? `${t}  ${e.node.name}: ${text.split("\n")[0]}` : undefined;
 }
 
-async function startExecutors(cluster: ClusterSession, config: Config, problems: string[]): Promise<void> {
+async function startExecutors(
+  cluster: ClusterSession,
+  config: Config,
+  problems: string[],
+  say: (l: string) => void,
+): Promise<void> {
   let pool: ExecutorPool;
   try {
     pool = ExecutorPool.create(cluster, { config, connect: false, startTimeoutMs: 120_000 });
@@ -155,6 +160,7 @@ async function startExecutors(cluster: ClusterSession, config: Config, problems:
   }
   try {
     await pool.start();
+    for (const l of attentionLines(pool.places)) say(l);
   } catch (e) {
     if (!(e instanceof FaultError)) throw e;
     // Every rank that failed, in the order they failed (a lost node is reported by the node check).
@@ -276,7 +282,7 @@ async function main(): Promise<number> {
       say("not starting executors: fix the problems below first");
     } else if (values.executors && cluster.ready.length) {
       say(`starting executors on ${cluster.ready.length} node(s) ...`);
-      await startExecutors(cluster, config, problems);
+      await startExecutors(cluster, config, problems, say);
       if (!problems.length) say("every executor is ready");
     }
 

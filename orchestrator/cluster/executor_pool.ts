@@ -55,6 +55,13 @@ export function modelShapeOf(m: ModelConfig): ModelShape {
   return shape;
 }
 
+/** "attention: KERNEL (N ranks)" per distinct kernel the torch executors reported; empty for TypeScript executors. */
+export function attentionLines(places: RankPlace[]): string[] {
+  const by = new Map<string, number>();
+  for (const p of places) if (p.attention) by.set(p.attention, (by.get(p.attention) ?? 0) + 1);
+  return [...by].map(([k, n]) => `attention: ${k} (${n} rank${n === 1 ? "" : "s"})`);
+}
+
 /** The `init` of one executor: the config's model and optimizer, the run's secret, the node's bind address. */
 export function executorInit(o: ExecutorInitOptions): ExecutorInit {
   const { model: m, training: t } = o.config;
@@ -65,6 +72,8 @@ export function executorInit(o: ExecutorInitOptions): ExecutorInit {
     ...(m.from !== undefined ? { modelFrom: m.from } : {}),
     checkpointing: m.checkpointing,
     zeroStage: o.config.planner.zeroStage,
+    ...(t.precision !== "auto" ? { precision: t.precision } : {}),
+    ...(t.allowQuadraticAttention ? { allowQuadraticAttention: true } : {}),
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
     secret: o.secret,
@@ -205,6 +214,7 @@ export class ExecutorPool {
       if (msg.type !== "ready") return false;
       endpoints[rank] = msg.endpoint;
       places[rank].deviceName = msg.device;
+      if (msg.attention !== undefined) places[rank].attention = msg.attention;
       return true;
     });
     for (const node of cluster.ready) {

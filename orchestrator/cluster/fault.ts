@@ -13,6 +13,8 @@ export interface RankPlace {
   kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
   /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
   deviceName?: string;
+  /** The attention kernel a torch executor reported in `ready` (e.g. `flash varlen (bfloat16)`). */
+  attention?: string;
 }
 
 /** A failure of the cluster while the pool runs. */

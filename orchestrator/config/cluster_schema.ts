@@ -125,6 +125,13 @@ export const clusterConfigSpec: Spec = {
         max_restarts: f(nonNegInt, { default: 3 }),
         /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
         resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
+        /**
+         * Compute precision of the torch executors: bf16 (bfloat16 compute, float32 master weights and gradient
+         * reduction) or fp32; `auto` is bf16 on cuda and fp32 on torch-cpu. The TypeScript executors compute in fp32.
+         */
+        precision: f({ kind: "enum", values: ["auto", "bf16", "fp32"] }, { default: "auto" }),
+        /** Let a sequence above 4K tokens use an attention kernel that materialises its s² scores (refused otherwise). */
+        allow_quadratic_attention: f({ kind: "bool" }, { default: false }),
       },
     }, { default: {} }),
     planner: f({

@@ -369,6 +369,8 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       checkpointInterval: t.checkpoint_interval,
       onFailure: t.on_failure,
       keepCheckpoints: t.keep_checkpoints,
+      precision: t.precision,
+      allowQuadraticAttention: t.allow_quadratic_attention,
       maxRestarts: t.max_restarts,
       resume: t.resume,
     },

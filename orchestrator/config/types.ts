@@ -102,6 +102,10 @@ export interface TrainingConfig {
   onFailure: "stop" | "restart" | "elastic";
   /** Complete checkpoints kept. */
   keepCheckpoints: number;
+  /** training.precision of the torch executors ("auto": bf16 on cuda, fp32 on torch-cpu). */
+  precision: "auto" | "bf16" | "fp32";
+  /** training.allow_quadratic_attention: long sequences may use an attention kernel with s² scores. */
+  allowQuadraticAttention: boolean;
   /** Automatic relaunches before giving up. */
   maxRestarts: number;
   /** `auto`: resume a run directory that already holds this run (a requeued job) by itself. */

@@ -444,13 +444,14 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
     }
     say(`starting ${devices} executor(s)`);
     await opts.onPhase?.("executors", cluster);
-    // Profiling only times steps: a zero learning rate keeps the parameters as initialised. profile_compute times
-    // one rank on its own, so the model states stay replicated (zeroStage 0); the cost model adds ZeRO's memory.
+    // Profiling only times steps: a zero learning rate keeps the parameters as initialised. The executors run under
+    // the run's planner.zero_stage (every rank runs the same compute grid in lockstep, so FSDP's collectives match),
+    // so a model that fits only under ZeRO-3 can be profiled, and its times include ZeRO's gathers.
     pool = ExecutorPool.create(cluster, {
       config,
       env: opts.env,
       startTimeoutMs: opts.timeoutMs,
-      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS }, zeroStage: 0 },
+      init: { optimizer: { lr: 0, weightDecay: 0, gradClip: 0, ...ADAMW_DEFAULTS } },
     });
     await pool.start().catch(async (e) => {
       throw await profileError(pool!, "executor start", e);

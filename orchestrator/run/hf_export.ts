@@ -63,8 +63,7 @@ export interface ExportResult {
 /**
  * The context length config.json states. A run may train a model.from checkpoint at a capped model.max_seq; its
  * export keeps the source's context (the weights and RoPE are the same), read back from the source config.json the
- * run was started with, as training read it (readHfShape: a sliding window, which the export does not write, caps
- * it). Without a readable source, the trained context, with a note saying so.
+ * run was started with, as training read it (readHfShape). Without a readable source, the trained context, with a note saying so.
  */
 function sourceContext(info: RunInfo, trained: number): { length: number; note?: string } {
   const model = (info.fingerprint as { model?: { from?: unknown } } | undefined)?.model;

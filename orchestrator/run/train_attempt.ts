@@ -25,7 +25,14 @@ import {
 } from "./checkpoint_store.ts";
 import { ClusterSession, type ProgressEvent } from "../cluster/cluster_session.ts";
 import { stageDataset } from "../cluster/dataset_staging.ts";
-import { ExecutorPool, type Fault, FaultError, type RankPlace, RefusedError } from "../cluster/executor_pool.ts";
+import {
+  attentionLines,
+  ExecutorPool,
+  type Fault,
+  FaultError,
+  type RankPlace,
+  RefusedError,
+} from "../cluster/executor_pool.ts";
 import { failureReport } from "./failure_report.ts";
 import { waveReport } from "../cluster/failure_wave.ts";
 import { Ledger, type LedgerRecord, truncateLedger } from "../ledger/ledger.ts";
@@ -272,6 +279,7 @@ class Attempt {
         `(${[...kinds].map(([k, n]) => `${n}x ${k}`).join(", ")}) in ` +
         `${((performance.now() - this.tLaunch) / 1000).toFixed(1)} s`,
     );
+    for (const l of attentionLines(pool.places)) log(l);
     await ctx.observer?.attach(cluster, pool.places, ctx.log);
     return pool;
   }
