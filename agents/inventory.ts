@@ -122,6 +122,7 @@ export function parsePythonProbe(command: string, stdout: string, stderr = ""): 
     python: str(v.python),
     executable: str(v.executable),
     torch: str(v.torch),
+    ...("transformers" in v ? { transformers: str(v.transformers) } : {}),
     cuda: str(v.cuda),
     cudaAvailable: v.cudaAvailable === true,
     nccl: str(v.nccl),

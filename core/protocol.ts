@@ -262,6 +262,8 @@ export interface PythonInfo {
   executable: string | null;
   /** `2.13.0+cpu`; null without torch. */
   torch: string | null;
+  /** transformers' version (the executor's model code); null when not installed, absent from older probes. */
+  transformers?: string | null;
   /** CUDA version torch was built with; null for a CPU build. */
   cuda: string | null;
   cudaAvailable: boolean;

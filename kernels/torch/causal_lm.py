@@ -136,6 +136,13 @@ class CausalLm(nn.Module):
             return block(x, flexsp=ctx)
         return block(x, position_embeddings=rope, position_ids=positions, flexsp=ctx)
 
+    @staticmethod
+    def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
+        """Under autocast (bf16 replicas), a bf16 residual stream as under FSDP2's policy, so layer inputs are saved
+        in bf16 and RoPE's cos/sin (cast to the stream's dtype) keep q and k in bf16."""
+        dev = x.device.type
+        return x.to(torch.get_autocast_dtype(dev)) if torch.is_autocast_enabled(dev) else x
+
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor,
                 ctx: UlyssesContext) -> torch.Tensor:
         """The summed float32 token loss of this rank's slice (targets -1 ignored); differentiable."""
@@ -147,10 +154,10 @@ class CausalLm(nn.Module):
         ctx.checkpoint_kernel = self.checkpointing == "selective"
         if self.gpt:
             t = self.transformer
-            x = t.wte(ids) + t.wpe(pos)
+            x = self._compute_dtype(t.wte(ids) + t.wpe(pos))
             rope = None
         else:
-            x = self.model.embed_tokens(ids)
+            x = self._compute_dtype(self.model.embed_tokens(ids))
             rope = self.model.rotary_emb(x, position_ids=pos)
         for block in self.blocks():
             if self.checkpointing == "full":

@@ -466,10 +466,18 @@ class Executor:
         model, kernel = tr.inner, s.kernel
         # Storages of the parameters, so saved-activation accounting leaves them out; under ZeRO also the unsharded
         # weights FSDP2 gathers for each layer's forward (recorded when the layer starts, after FSDP's own hook).
-        ptrs: set[int] = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        hooks = [m.register_forward_pre_hook(
-            lambda m, _a: ptrs.update(p.untyped_storage().data_ptr() for p in m.parameters(recurse=False)))
-            for m in model.modules()] if tr.sharded else []
+        ptrs: set[int] = set()
+
+        def record(m: torch.nn.Module, _a: Any = None) -> None:
+            for p in m.parameters(recurse=False):
+                try:
+                    ptrs.add(p.untyped_storage().data_ptr())
+                except RuntimeError:  # a sharded parameter's storage FSDP2 has freed
+                    pass
+
+        for m in model.modules():
+            record(m)
+        hooks = [m.register_forward_pre_hook(record) for m in model.modules()] if tr.sharded else []
 
         def forward(tok: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor, cu: list[int]) -> torch.Tensor:
             return model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))

@@ -1,5 +1,7 @@
 # Inventory probe of a node's Python for the torch executors: prints ONE JSON line
-#   {"python", "executable", "torch", "cuda", "cudaAvailable", "nccl", "gpus": [{"name", "memoryMb"}], "error"}
+#   {"python", "executable", "torch", "transformers", "cuda", "cudaAvailable", "nccl", "gpus": [{"name", "memoryMb"}],
+#    "error"}
+# (transformers' version from its package metadata, without importing it: the executor's model code is transformers').
 # and exits 0 even when torch is missing (torch null, error saying why). Standard library only until torch.
 from __future__ import annotations
 
@@ -15,12 +17,19 @@ def probe() -> dict[str, Any]:
         "python": platform.python_version(),
         "executable": sys.executable,
         "torch": None,
+        "transformers": None,
         "cuda": None,
         "cudaAvailable": False,
         "nccl": None,
         "gpus": [],
         "error": None,
     }
+    try:
+        from importlib.metadata import version
+
+        out["transformers"] = version("transformers")
+    except Exception:  # noqa: BLE001 - not installed (PackageNotFoundError) or unreadable metadata
+        pass
     try:
         import torch
     except Exception as e:  # noqa: BLE001 - ImportError, or a broken install raising anything

@@ -103,7 +103,10 @@ def _saved_bytes(param_ptrs: set[int], acc: list[int]) -> Iterator[None]:
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         st = t.untyped_storage()
-        ptr = st.data_ptr()
+        try:
+            ptr = st.data_ptr()
+        except RuntimeError:  # a storage FSDP2 has freed (a resharded parameter): not an activation
+            return t
         if ptr not in seen and ptr not in param_ptrs:
             seen.add(ptr)
             acc[0] += st.nbytes()

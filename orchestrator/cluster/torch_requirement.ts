@@ -7,6 +7,8 @@ import type { NodeConfig } from "../config/types.ts";
 /** The torch version our CPU test machines install (`pip install torch==2.13.0` takes a local CPU wheel). */
 export const TORCH_CPU_PIN = "2.13.0";
 
+/** The transformers version the tests run (tests/requirements.txt). */
+export const TRANSFORMERS_PIN = "5.23.0";
 /** Where CUDA builds of torch come from. */
 export const TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128";
 
@@ -49,6 +51,10 @@ export function torchProblem(n: TorchNode): string | undefined {
           `other CUDA versions), `
         : `install it there: \`${pip} torch==${TORCH_CPU_PIN}\` (a CPU wheel), `) +
       setIt;
+  }
+  if (py.transformers === null) {
+    return `${n.name}: executor ${kind} runs transformers' model code, but ${which} on ${n.config.host} has no ` +
+      `transformers; install it there: \`${pip} transformers==${TRANSFORMERS_PIN}\` (the version CI tests), ${setIt}`;
   }
   if (kind === "cuda" && (!py.cuda || !py.cudaAvailable)) {
     const what = !py.cuda

@@ -63,6 +63,9 @@ Deno.test("torch probe output: the JSON line is read; garbage or silence becomes
   });
   const info = parsePythonProbe("python3", `some warning\n${line}\n`);
   assertEquals(info.torch, "2.11.0+cu130");
+  assertEquals(info.transformers, undefined, "an older probe says nothing of transformers");
+  const withTf = parsePythonProbe("python3", JSON.stringify({ ...JSON.parse(line), transformers: null }));
+  assertEquals(withTf.transformers, null);
   assertEquals(info.gpus, [{ name: "NVIDIA H200", memoryMb: 143771 }]);
   assertEquals(info.cudaAvailable, true);
   const bad = parsePythonProbe("python3", "", "Traceback ...\nSyntaxError: invalid syntax");
@@ -87,6 +90,13 @@ Deno.test("torch requirement: one message naming host, Python and the fix; auto 
   assertIncludes(cpuBuild, "--index-url https://download.pytorch.org/whl/", "executor: torch-cpu");
   const noGpu = torchProblem(await node("cuda", { torch: "2.11.0+cu130", cuda: "13.0", error: "driver too old" }, 2))!;
   assertIncludes(noGpu, "built for CUDA 13.0, but it sees no GPU (driver too old)");
+  const noTransformers = torchProblem(await node("torch-cpu", { transformers: null }))!;
+  assertIncludes(
+    noTransformers,
+    "executor torch-cpu runs transformers' model code",
+    "on gpu7 has no transformers",
+    "`/opt/py/bin/python3 -m pip install transformers==",
+  );
   const noPython = torchProblem(await node("torch-cpu", { python: null, error: "cannot run python3: not found" }))!;
   assertIncludes(noPython, "python3 (cluster.nodes[0].python) does not run there: cannot run python3: not found");
   // auto: GPUs and a CUDA torch -> cuda; GPUs with a CPU torch -> not cuda.
