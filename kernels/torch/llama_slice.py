@@ -1,11 +1,15 @@
-# Measures one forward + backward of a llama-family model slice on this device, for benchmarks (bench/llama.ts on
-# torch-cpu, bench/cuda_check.sh on a GPU): tokens/s, peak memory, activation memory per token, and on CUDA the
-# MFU against a given dense peak, the attention kernel and the dtype/rank of its inputs. The executor's own model
-# and trainer (causal_lm.py, trainer.py); optionally under ZeRO-3 (FSDP2 over a 1-rank process group) and with the
-# executor's activation checkpointing policy and precision (default bf16 on cuda, fp32 on the CPU).
+# Measures forward + backward of a llama-family model slice with the executor's own model and trainer (causal_lm.py,
+# trainer.py), for benchmarks (bench/llama.ts on torch-cpu, bench/cuda_check.sh on a GPU): per token count, tokens/s,
+# peak memory, activation memory per token, on CUDA the MFU against a given dense peak (the LM head's FLOPs are
+# counted: "mfuIncludesLmHead"), the attention kernel, and the dtype and rank of the tensors it was called with.
+# Optionally under ZeRO-3 (FSDP2 over a 1-rank process group), with a checkpointing policy and a precision (default
+# bf16 on cuda, fp32 on the CPU), as K packed sequences per count, and with a torch.profiler summary of device idle
+# time. `--require-kernel NAME` exits 3 (after printing its rows) when the kernel in use is not NAME or its inputs are
+# not 4-D in the run's dtype: the first GPU run must prove FlashAttention in bf16, not find out later.
 #
-# usage: python3 llama_slice.py --shape JSON --tokens N [--policy none|selective|full] [--zero3] [--device cpu|cuda]
-#        [--repeats R] [--peak-tflops T]        -> one JSON line on stdout
+# usage: python3 llama_slice.py --shape JSON --tokens N[,N...] [--sequences K] [--policy none|selective|full]
+#        [--zero3] [--device cpu|cuda] [--precision bf16|fp32] [--repeats R] [--peak-tflops T]
+#        [--require-kernel NAME] [--torch-profile]           -> one JSON line per token count on stdout
 from __future__ import annotations
 
 import argparse
@@ -16,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import Any
 
 import torch
 
@@ -26,28 +31,72 @@ from packing import pack_group
 from trainer import PRECISIONS, AdamWConfig, Trainer
 
 
-def flops_per_token(shape: ModelShape, tokens: int) -> float:
-    """Model FLOPs per token of forward + backward (6·matmul parameters + causal attention 6·L·S·heads·headDim)."""
-    H, D, q, kv, ff = shape.hidden, shape.head_dim, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, \
-        shape.intermediate
+def flops_per_token(shape: ModelShape, seq_len: int) -> float:
+    """Model FLOPs per token of forward + backward (6·matmul parameters incl. the LM head + causal attention at
+    sequences of `seq_len` tokens: 6·L·s·heads·headDim per token)."""
+    H, q, kv, ff = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.intermediate
     per_layer = H * q + 2 * H * kv + q * H + 3 * H * ff
     dense = shape.layers * per_layer + shape.vocab * H
-    attn = shape.layers * 2 * tokens * q  # causal: half of 4·S·q per token, times 3 for fwd+bwd -> 6·S·q/2
+    attn = shape.layers * 2 * seq_len * q  # causal: half of 4·s·q per token, times 3 for fwd+bwd
     return 6 * dense + 3 * attn
+
+
+def _idle(prof: Any, wall_ms: float) -> dict[str, float]:
+    """Device busy time (sum of kernel durations) against the profiled wall time."""
+    busy_us = 0.0
+    for e in prof.events():
+        if getattr(e, "device_type", None) is not None and str(e.device_type).endswith("CUDA"):
+            busy_us += e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total
+    busy_ms = busy_us / 1000
+    return {"wallMs": wall_ms, "deviceBusyMs": busy_ms, "idleFraction": max(0.0, 1 - busy_ms / wall_ms)}
+
+
+def _time_transformers(shape: ModelShape, seqs: list[list[int]], dev: torch.device, precision: str,
+                       repeats: int) -> float:
+    """Seconds per forward + backward of transformers' own model (its SDPA attention, float32 weights, autocast for
+    bf16) over `seqs`, one sequence per call: what a user of transformers runs instead."""
+    import transformers
+
+    cfg = transformers_config(shape)
+    cfg._attn_implementation = "sdpa"
+    model = transformers.AutoModelForCausalLM.from_config(cfg).to(dev)
+    batches = [torch.tensor([s], device=dev) for s in seqs]
+    ac = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def once() -> None:
+        for x in batches:
+            with ac:
+                loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    once()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    return (time.perf_counter() - t0) / repeats
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", required=True)
-    ap.add_argument("--tokens", type=int, required=True)
+    ap.add_argument("--tokens", required=True, help="token counts, comma-separated")
+    ap.add_argument("--sequences", type=int, default=1, help="packed sequences per count (equal lengths)")
     ap.add_argument("--policy", default="selective", choices=("none", "selective", "full"))
     ap.add_argument("--zero3", action="store_true")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--peak-tflops", type=float, default=0.0)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="")
+    ap.add_argument("--require-kernel", default="")
+    ap.add_argument("--torch-profile", action="store_true")
+    ap.add_argument("--transformers", action="store_true",
+                    help="also time transformers' own model (SDPA, one sequence per call) on the same sequences")
     a = ap.parse_args()
     shape = ModelShape.from_json(json.loads(a.shape))
+    counts = [int(x) for x in a.tokens.split(",")]
     dev = torch.device(a.device)
     if dev.type == "cuda":
         torch.cuda.set_device(0)
@@ -66,54 +115,75 @@ def main() -> int:
     tr = Trainer(model, lay, dev, 1, 3 if a.zero3 else 0, precision, AdamWConfig(0.1, 1.0, 0.9, 0.95, 1e-8),
                  lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
     kernel = AttentionKernel(dev, PRECISIONS[precision], shape.heads, shape.kv_heads, shape.head_dim)
-    state_bytes = 8 * lay.total  # params + grads (no optimizer here)
     del host
-    g = torch.Generator().manual_seed(0)
-    seq = torch.randint(0, shape.vocab, (a.tokens,), generator=g).tolist()
-    pk = pack_group([seq], 1, max(shape.max_seq, a.tokens), shape.vocab)
-    tok, pos, tgt = pk.tokens.to(dev), pk.positions.to(dev), pk.targets.to(dev)
-    trace: list[tuple[torch.dtype, int]] = []
+    failed = False
+    for tokens in counts:
+        k = max(1, min(a.sequences, tokens))
+        g = torch.Generator().manual_seed(tokens)
+        seqs = [torch.randint(0, shape.vocab, (tokens // k,), generator=g).tolist() for _ in range(k)]
+        pk = pack_group(seqs, 1, max(shape.max_seq, tokens), shape.vocab)
+        tok, pos, tgt = pk.tokens.to(dev), pk.positions.to(dev), pk.targets.to(dev)
+        trace: list[tuple[torch.dtype, int]] = []
 
-    def once() -> None:
-        ctx = UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel, trace=trace)
-        with tr.autocast():
-            loss = tr.module(tok, pos, tgt, ctx)
-        (loss / pk.target_count).backward()
-        tr.zero_grad()
+        def once() -> None:
+            ctx = UlyssesContext(None, 1, Segments(pk.cu_seqlens), kernel, trace=trace)
+            with tr.autocast():
+                loss = tr.module(tok, pos, tgt, ctx)
+            (loss / pk.target_count).backward()
+            tr.zero_grad()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        once()  # warm-up (allocations, kernels)
+        base = 0
         if dev.type == "cuda":
             torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(a.repeats):
+            once()
+        sec = (time.perf_counter() - t0) / a.repeats
+        n = pk.seq_len
+        inputs = sorted({f"{str(d).replace('torch.', '')} {r}-D" for d, r in trace})
+        out: dict[str, Any] = {
+            "tokens": n, "sequences": k, "policy": a.policy, "zero3": a.zero3, "device": a.device,
+            "layers": shape.layers, "seconds": sec, "tokensPerS": n / sec, "modelStateBytes": 8 * lay.total,
+            "precision": precision, "attention": kernel.describe(), "kernelInputs": inputs,
+            "mfuIncludesLmHead": True,
+        }
+        tflops = flops_per_token(shape, n // k) * n / sec / 1e12
+        if dev.type == "cuda":
+            peak = torch.cuda.max_memory_allocated()
+            out.update(peakBytes=peak, activationBytesPerToken=(peak - base) / n, tflops=tflops,
+                       mfu=tflops / a.peak_tflops if a.peak_tflops > 0 else None)
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            out.update(peakBytes=peak, peakGrowthBytes=max(0, peak - rss0), tflops=tflops)
+        if a.torch_profile and dev.type == "cuda":
+            from torch.profiler import ProfilerActivity, profile
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    once()  # warm-up (allocations, kernels)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(a.repeats):
-        once()
-    sec = (time.perf_counter() - t0) / a.repeats
-    out = {
-        "tokens": a.tokens, "policy": a.policy, "zero3": a.zero3, "device": a.device, "layers": shape.layers,
-        "seconds": sec, "tokensPerS": a.tokens / sec, "modelStateBytes": state_bytes, "precision": precision,
-        "attention": kernel.describe(), "kernelInputs": sorted({f"{str(d).replace('torch.', '')} {n}-D" for d, n in trace}),
-    }
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated()
-        out.update(peakBytes=peak, activationBytesPerToken=(peak - base) / a.tokens)
-        tflops = flops_per_token(shape, a.tokens) * a.tokens / sec / 1e12
-        out.update(tflops=tflops, mfu=tflops / a.peak_tflops if a.peak_tflops > 0 else None)
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        out.update(peakBytes=peak, peakGrowthBytes=max(0, peak - rss0),
-                   tflops=flops_per_token(shape, a.tokens) * a.tokens / sec / 1e12)
-    print(json.dumps(out))
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                t1 = time.perf_counter()
+                once()
+                wall = (time.perf_counter() - t1) * 1000
+            out["profile"] = _idle(prof, wall)
+        if a.transformers:
+            out["transformersTokensPerS"] = n / _time_transformers(shape, seqs, dev, precision, a.repeats)
+            out["vsTransformers"] = out["tokensPerS"] / out["transformersTokensPerS"]
+        want = f"{str(kernel.dtype).replace('torch.', '')} 4-D"
+        if a.require_kernel and (kernel.name != a.require_kernel or inputs != [want]):
+            out["requireFailed"] = (f"wanted {a.require_kernel} called with {want}, got {kernel.describe()} called "
+                                    f"with {', '.join(inputs) or 'nothing'}")
+            failed = True
+        print(json.dumps(out), flush=True)
     if a.zero3:
         import torch.distributed as dist
 
         dist.destroy_process_group()
     shutil.rmtree(store_dir, ignore_errors=True)
-    return 0
+    return 3 if failed else 0
 
 
 if __name__ == "__main__":
