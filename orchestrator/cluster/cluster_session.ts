@@ -106,9 +106,18 @@ export function resolveExecutorKind(
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
-/** Refuses nodes that cannot start their executors (a Python without torch, a torch without CUDA), naming each. */
-export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
+/**
+ * Refuses nodes that cannot start their executors (a Python without torch, a torch without CUDA, a TypeScript
+ * executor for a llama-family model), naming each; before any executor starts.
+ */
+export function assertExecutorsAvailable(nodes: readonly NodeLaunch[], family?: string): void {
   for (const n of nodes) {
+    if (family === "llama" && (n.executorKind === "cpu" || n.executorKind === "webgpu")) {
+      throw new UserError(
+        `${n.name}: executor auto resolved to ${n.executorKind}, a TypeScript executor, which runs GPT presets ` +
+          `only; the llama-family model (model.from) needs executor: torch-cpu or cuda on every node`,
+      );
+    }
     const problem = torchProblem(n);
     if (problem) throw new UserError(problem);
   }

@@ -174,7 +174,7 @@ export class ExecutorPool {
 
   /** A pool over every device of the cluster's ready nodes, listening for faults; `start` starts the executors. */
   static create(cluster: ClusterSession, opts: PoolOptions): ExecutorPool {
-    assertExecutorsAvailable(cluster.ready);
+    assertExecutorsAvailable(cluster.ready, opts.config.model.family);
     const places: RankPlace[] = [];
     for (const node of cluster.ready) {
       for (let d = 0; d < node.config.devices; d++) {

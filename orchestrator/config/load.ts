@@ -272,6 +272,14 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
           }) or correct device_memory_gb`,
       );
     }
+    if (model.family === "llama" && (n.executor === "cpu" || n.executor === "webgpu")) {
+      fail(
+        ["cluster", "nodes", index, "executor"],
+        `${n.executor} is a TypeScript executor, which runs GPT presets only; the llama-family model${
+          fromDir === undefined ? "" : ` of model.from ${fromDir}`
+        } needs executor: torch-cpu or cuda`,
+      );
+    }
     return {
       index,
       host: n.host,

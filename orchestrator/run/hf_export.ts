@@ -99,7 +99,8 @@ async function pickCheckpoint(store: CheckpointStore, step: number | undefined):
   throw new UserError(`${store.root}: no usable checkpoint: ${reasons.join("; ")}`);
 }
 
-function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
+/** A safetensors file of `part` (the slices in order, their bytes already in `dtype`). */
+export function encodeSafetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let off = 0;
   for (const { slice, data } of part) {
@@ -194,7 +195,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
         weightMap[s.name] = names[i];
       }
       const path = `${o.out}/${names[i]}`;
-      await writeAtomic(path, safetensors(parts, dtype));
+      await writeAtomic(path, encodeSafetensors(parts, dtype));
       files.push(path);
     }
     if (shards.length > 1) {

@@ -19,6 +19,7 @@ import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writ
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
 import { RunObserver } from "./observe/observer.ts";
 import { autoResume } from "./slurm_resume.ts";
+import { verifyModelWeights } from "../cluster/model_weights.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -77,6 +78,8 @@ export function shrinkCluster(config: Config, fault: Fault): Config | undefined 
 export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
   const config = await loadClusterConfig(opts.configPath, opts.sets ?? []);
+  // A truncated or corrupt model.from is refused here, before the run directory exists or anything starts.
+  if (config.model.from !== undefined) await verifyModelWeights(config.model.from, config.model);
   const resolved = await resolveProfile(config, { force: opts.force, warn: (l) => log(`warning: ${l}`) });
   const constants = resolved.constants;
   const data = await openTrainingData(config, log);
