@@ -20,6 +20,7 @@ import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attem
 import { RunObserver } from "./observe/observer.ts";
 import { autoResume } from "./slurm_resume.ts";
 import { verifyModelWeights } from "../cluster/model_weights.ts";
+import { acquireRunLock } from "./run_lock.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -105,8 +106,17 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       );
     }
     runDir = found;
-    const info = await readRunInfo(runDir);
-    if (!info) throw new UserError(`${runDir}: not a run directory (no run.json); pass the directory of a run`);
+    if (!(await readRunInfo(runDir))) {
+      throw new UserError(`${runDir}: not a run directory (no run.json); pass the directory of a run`);
+    }
+  } else {
+    runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
+    await Deno.mkdir(runDir, { recursive: true });
+  }
+  // One orchestrator per run directory: a second launch or resume is refused while this one runs.
+  using lock = acquireRunLock(runDir, log);
+  if (opts.resume) {
+    const info = (await readRunInfo(runDir))!;
     const problems: string[] = [];
     if (info.fingerprintHash !== hashes.fingerprintHash) {
       problems.push(...diffFingerprints(info.fingerprint, fingerprint).map((d) => `config ${d}`));
@@ -128,13 +138,11 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       log(`warning: resuming with changes (--force):\n${list}`);
     }
   } else {
-    runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
     if (await readRunInfo(runDir)) {
       throw new UserError(
         `${runDir} already holds a run; continue it with --resume ${runDir}, or pick another --run-dir`,
       );
     }
-    await Deno.mkdir(runDir, { recursive: true });
     const info: RunInfo = {
       version: 1,
       runId: "",
@@ -192,6 +200,7 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
         log("interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to stop at once)");
       } else {
         log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
+        lock.release();
         Deno.exit(130);
       }
     };
