@@ -21,6 +21,7 @@ import { RunObserver } from "./observe/observer.ts";
 import { autoResume } from "./slurm_resume.ts";
 import { verifyModelWeights } from "../cluster/model_weights.ts";
 import { acquireRunLock } from "./run_lock.ts";
+import { interruptListeners } from "./interrupts.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -192,21 +193,13 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const interrupt: InterruptFlag = { requested: false };
   let removeSignals = () => {};
   if (opts.signals !== false) {
-    let count = 0;
-    const handler = () => {
-      count++;
-      if (count === 1) {
-        interrupt.requested = true;
-        log("interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to stop at once)");
-      } else {
-        log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
-        lock.release();
-        Deno.exit(130);
-      }
-    };
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    for (const s of signals) Deno.addSignalListener(s, handler);
-    removeSignals = () => signals.forEach((s) => Deno.removeSignalListener(s, handler));
+    const listeners = interruptListeners(interrupt, log, () => {
+      log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
+      lock.release();
+      Deno.exit(130);
+    });
+    for (const [s, l] of listeners) Deno.addSignalListener(s, l);
+    removeSignals = () => listeners.forEach(([s, l]) => Deno.removeSignalListener(s, l));
   }
 
   let active = config;
