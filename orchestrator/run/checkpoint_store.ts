@@ -34,7 +34,10 @@ export interface ManifestPart {
   node: number;
   host: string;
   transport: "local" | "ssh";
-  /** Path on its node. */
+  /**
+   * Path on its node. A local part inside its checkpoint directory is written relative to it (`rank-R.ckpt`), so a
+   * moved or copied run directory reads its own parts; `verify` returns manifests with such paths made absolute.
+   */
   path: string;
   sha256: string;
   bytes: number;
@@ -88,7 +91,9 @@ export class CheckpointStore {
       complete: true,
       createdAt: new Date().toISOString(),
       orchestrator: { file: "orchestrator.json", sha256: sha256Hex(orchBytes), bytes: orchBytes.length },
-      parts,
+      parts: parts.map((p) =>
+        p.transport === "local" && p.path.startsWith(`${dir}/`) ? { ...p, path: p.path.slice(dir.length + 1) } : p
+      ),
     };
     await writeAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
     await fsyncDir(dir);
@@ -149,6 +154,19 @@ export class CheckpointStore {
     }
     const state = JSON.parse(new TextDecoder().decode(orchBytes)) as OrchestratorState;
     if (state.step !== manifest.step) return { ok: false, reason: "orchestrator part and manifest disagree on step" };
+    const root = await Deno.realPath(this.root).catch(() => this.root);
+    for (const p of manifest.parts) {
+      if (p.transport !== "local") continue;
+      if (!p.path.startsWith("/")) p.path = `${dir}/${p.path}`;
+      else if (!p.path.startsWith(`${root}/`) && !p.path.startsWith(`${this.root}/`)) {
+        // An older manifest's absolute path: the run directory was moved or copied from there.
+        return {
+          ok: false,
+          reason: `rank ${p.rank} part ${p.path} lies outside ${this.root} (the run directory was moved or copied ` +
+            `from elsewhere; its checkpoints name parts there)`,
+        };
+      }
+    }
     for (const p of manifest.parts) {
       if (!readable(p)) continue;
       let sha: string;

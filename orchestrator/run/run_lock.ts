@@ -1,8 +1,9 @@
 // The exclusive lock of a run directory: `RUN_DIR/run.lock`, created with O_EXCL by the orchestrator that trains
 // in it and removed when it ends. A second launch or resume of the same directory is refused with the holder's PID
 // and host. A lock whose process is gone (same host: no such PID, or a PID reused by a process started later) is
-// stale: it is taken over with a message. A lock of another host cannot be checked from here; the refusal says
-// how to remove it once that process is known to be gone.
+// stale: it is taken over with a message, as is a lock that names another directory (it came with a copy or a
+// move). A lock of another host cannot be checked from here; the refusal says how to remove it once that process is
+// known to be gone.
 
 import { UserError } from "../errors.ts";
 
@@ -13,6 +14,8 @@ export interface LockHolder {
   /** The holder's start time in clock ticks since boot (/proc/PID/stat field 22), to tell a reused PID apart. */
   startTicks?: number;
   since: string;
+  /** The run directory's real path when locked: a copy or a moved directory carries a lock that is not its own. */
+  dir?: string;
 }
 
 /** A held lock; `release` (or `using`) removes it. */
@@ -69,6 +72,7 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
     host: Deno.hostname(),
     startTicks: processStartTicks(Deno.pid),
     since: new Date().toISOString(),
+    dir: Deno.realPathSync(runDir),
   };
   for (let attempt = 0;; attempt++) {
     try {
@@ -83,22 +87,25 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
       }
     }
     const h = readHolder(path);
-    if (h && h.host !== me.host) {
+    const elsewhere = h?.dir !== undefined && h.dir !== me.dir;
+    if (h && !elsewhere && h.host !== me.host) {
       throw new UserError(
         `${runDir} is in use by process ${h.pid} on host ${h.host} (since ${h.since}); wait for that run to end or ` +
           `stop it. If it is gone (its host rebooted), remove ${path} and run this again`,
       );
     }
-    if (h && holderAlive(h)) {
+    if (h && !elsewhere && holderAlive(h)) {
       throw new UserError(
         `${runDir} is in use by process ${h.pid} on host ${h.host} (since ${h.since}); wait for that run to end ` +
           `or stop it (Ctrl-C, or kill -INT ${h.pid}), then resume`,
       );
     }
     log(
-      h
-        ? `taking over the stale lock of ${runDir}: process ${h.pid} on ${h.host} (since ${h.since}) is gone`
-        : `taking over the unreadable lock ${path}`,
+      !h
+        ? `taking over the unreadable lock ${path}`
+        : elsewhere
+        ? `taking over the lock ${path}, copied or moved with the directory (it locked ${h.dir})`
+        : `taking over the stale lock of ${runDir}: process ${h.pid} on ${h.host} (since ${h.since}) is gone`,
     );
     // Remove only the lock just judged stale (another process may have taken it over meanwhile).
     if (JSON.stringify(readHolder(path)) === JSON.stringify(h)) Deno.removeSync(path);
