@@ -68,7 +68,8 @@ export function checkpointName(step: number): string {
 
 /** The checkpoints of one run. */
 export class CheckpointStore {
-  constructor(readonly root: string) {}
+  /** `runDir`: the run directory, where parts may lie too (besides `root`, which may be outside it). */
+  constructor(readonly root: string, readonly runDir?: string) {}
 
   /** Local directory of a checkpoint (created). */
   async prepare(step: number): Promise<string> {
@@ -154,15 +155,21 @@ export class CheckpointStore {
     }
     const state = JSON.parse(new TextDecoder().decode(orchBytes)) as OrchestratorState;
     if (state.step !== manifest.step) return { ok: false, reason: "orchestrator part and manifest disagree on step" };
-    const root = await Deno.realPath(this.root).catch(() => this.root);
+    const within: string[] = [];
+    for (const d of [this.root, this.runDir]) {
+      if (d !== undefined) within.push(`${d}/`, `${await Deno.realPath(d).catch(() => d)}/`);
+    }
     for (const p of manifest.parts) {
       if (p.transport !== "local") continue;
       if (!p.path.startsWith("/")) p.path = `${dir}/${p.path}`;
-      else if (!p.path.startsWith(`${root}/`) && !p.path.startsWith(`${this.root}/`)) {
+      else if (!within.some((w) => p.path.startsWith(w))) {
         // An older manifest's absolute path: the run directory was moved or copied from there.
         return {
           ok: false,
-          reason: `rank ${p.rank} part ${p.path} lies outside ${this.root} (the run directory was moved or copied ` +
+          reason:
+            `rank ${p.rank} part ${p.path} lies outside ${
+              this.runDir ?? this.root
+            } (the run directory was moved or copied ` +
             `from elsewhere; its checkpoints name parts there)`,
         };
       }

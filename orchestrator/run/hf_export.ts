@@ -130,7 +130,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
   const info = await readRunInfo(o.runDir);
   if (!info) throw new UserError(`${o.runDir}: not a run directory (no run.json)`);
   const root = o.checkpoints ?? `${o.runDir}/checkpoints`;
-  const ck = await pickCheckpoint(new CheckpointStore(root), o.step);
+  const ck = await pickCheckpoint(new CheckpointStore(root, o.runDir), o.step);
   const part = ck.manifest.parts.find((p) => p.rank === 0);
   if (!part) throw new UserError(`${ck.dir}/manifest.json: no rank-0 part`);
   let f: Deno.FsFile;

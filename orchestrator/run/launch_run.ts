@@ -162,6 +162,7 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const runId = runDir.split("/").pop()!;
   const store = new CheckpointStore(
     config.training.checkpointDir ? `${config.training.checkpointDir}/${runId}` : `${runDir}/checkpoints`,
+    runDir,
   );
   const resumeCommand = "deno task launch " + [
     opts.configPath,
