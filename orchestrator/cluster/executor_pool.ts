@@ -17,7 +17,7 @@ import type { Config, ModelConfig } from "../config/types.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
 import { stageModel } from "./model_staging.ts";
-import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
+import { causePending, type Fault, FaultError, type RankPlace, rankRanges, RefusedError, rootCause } from "./fault.ts";
 
 export {
   causePending,
@@ -119,6 +119,8 @@ export class ExecutorPool {
   #unsettled = new Set<number>();
   /** Called whenever `#unsettled` shrinks (wakes `settled()`). */
   #onChange = new Set<() => void>();
+  /** Ranks whose process the last heartbeat of their agent reported stopped. */
+  #stopped = new Set<number>();
 
   private constructor(readonly cluster: ClusterSession, places: RankPlace[], log: (line: string) => void) {
     this.places = places;
@@ -280,6 +282,11 @@ export class ExecutorPool {
         if (w.pending.has(ev.rank) && w.accept(ev.rank, msg)) w.pending.delete(ev.rank);
       }
       if (this.#unsettled.delete(ev.rank)) { for (const l of [...this.#onChange]) l(); }
+    } else if (ev.type === "heartbeat") {
+      for (const e of ev.executors) {
+        if (e.stopped) this.#stopped.add(e.rank);
+        else this.#stopped.delete(e.rank);
+      }
     } else if (ev.type === "executor_exit") {
       if (this.#stopping) return;
       const how = ev.signal ? `killed by signal ${ev.signal.replace(/^SIG/, "")}` : `exited with code ${ev.code}`;
@@ -346,16 +353,21 @@ export class ExecutorPool {
       if (Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
           if (!this.#waiters.has(w)) return;
-          const r = [...w.pending][0];
-          const p = this.places[r];
+          // A stopped process (SIGSTOP, a debugger) is the one the others wait for: it is blamed, and named first.
+          const stopped = [...w.pending].filter((r) => this.#stopped.has(r));
+          const silent = [...stopped, ...[...w.pending].filter((r) => !this.#stopped.has(r))];
+          const p = this.places[silent[0]];
           const within = `within ${(timeoutMs / 1000).toFixed(0)} s`;
           this.#fault({
             kind: "timeout",
             node: p.node,
-            rank: r,
-            reason: `no answer to ${phase} ${within} (ranks ${[...w.pending].join(", ")} silent)`,
+            rank: silent[0],
+            reason: stopped.length
+              ? `no answer to ${phase} ${within}: the process of rank ${rankRanges(stopped)} is stopped ` +
+                `(SIGSTOP or a debugger; SIGCONT resumes it); ranks ${rankRanges(silent)} silent`
+              : `no answer to ${phase} ${within} (ranks ${rankRanges(silent)} silent)`,
             detail: within,
-            silent: [...w.pending],
+            silent,
           });
         }, timeoutMs);
       }

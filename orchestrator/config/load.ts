@@ -379,6 +379,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       keepCheckpoints: t.keep_checkpoints,
       maxRestarts: t.max_restarts,
       resume: t.resume,
+      stepTimeoutS: t.step_timeout,
     },
     planner: {
       strategy: p.strategy,

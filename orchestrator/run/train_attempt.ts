@@ -93,6 +93,18 @@ export async function usableCheckpoints(
   return { usable, skipped };
 }
 
+/** Floor of `training.step_timeout: auto`. */
+export const AUTO_STEP_TIMEOUT_MIN_MS = 120_000;
+
+/**
+ * How long a step may take: `training.step_timeout` seconds, or for `auto` 50 times the predicted step time, at least
+ * two minutes (the cost model's prediction can be several times off on an unprofiled machine; a hung rank is named
+ * by the hang watch long before).
+ */
+export function stepTimeoutMs(setting: number | "auto", predictedMs: number): number {
+  return setting === "auto" ? Math.max(AUTO_STEP_TIMEOUT_MIN_MS, 50 * predictedMs) : setting * 1000;
+}
+
 /** The part each rank loads: its own, else any copy on its host (all ranks hold the same state), else none. */
 function partsFor(places: RankPlace[], parts: ManifestPart[]): { path: string; sha256: string }[] | string {
   const out: { path: string; sha256: string }[] = [];
@@ -345,7 +357,7 @@ class Attempt {
       let result;
       ctx.observer?.stepStarted(xplan, plan);
       try {
-        result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
+        result = await pool.step(xplan, stepTimeoutMs(t.stepTimeoutS, plan.predictedMs));
       } catch (e) {
         // Let the other reports arrive (an agent reports an exit once the executor's pipes drain).
         if (e instanceof FaultError) throw await this.faulted(`step ${step}`, xplan);
