@@ -11,6 +11,7 @@
 import { fileSha256, sha256Hex } from "../../core/hash.ts";
 import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
+import { writing } from "../errors.ts";
 
 /** The orchestrator's own part of a checkpoint. */
 export interface OrchestratorState {
@@ -74,7 +75,7 @@ export class CheckpointStore {
   /** Local directory of a checkpoint (created). */
   async prepare(step: number): Promise<string> {
     const dir = `${this.root}/${checkpointName(step)}`;
-    await Deno.mkdir(dir, { recursive: true });
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
     return dir;
   }
 
@@ -82,10 +83,10 @@ export class CheckpointStore {
   async commit(state: OrchestratorState, parts: ManifestPart[]): Promise<string> {
     const name = checkpointName(state.step);
     const dir = `${this.root}/${name}`;
-    await Deno.mkdir(dir, { recursive: true });
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
     const orchText = JSON.stringify(state, null, 2) + "\n";
     const orchBytes = new TextEncoder().encode(orchText);
-    await writeAtomic(`${dir}/orchestrator.json`, orchText);
+    await writing(`${dir}/orchestrator.json`, () => writeAtomic(`${dir}/orchestrator.json`, orchText));
     const manifest: CheckpointManifest = {
       version: 1,
       step: state.step,
@@ -96,9 +97,10 @@ export class CheckpointStore {
         p.transport === "local" && p.path.startsWith(`${dir}/`) ? { ...p, path: p.path.slice(dir.length + 1) } : p
       ),
     };
-    await writeAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
+    const text = JSON.stringify(manifest, null, 2) + "\n";
+    await writing(`${dir}/manifest.json`, () => writeAtomic(`${dir}/manifest.json`, text));
     await fsyncDir(dir);
-    await writeAtomic(`${this.root}/latest`, name + "\n");
+    await writing(`${this.root}/latest`, () => writeAtomic(`${this.root}/latest`, name + "\n"));
     await fsyncDir(this.root);
     return dir;
   }

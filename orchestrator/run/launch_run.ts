@@ -5,7 +5,7 @@
 
 import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
-import { UserError } from "../errors.ts";
+import { UserError, WriteFailure } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
 import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
@@ -179,17 +179,31 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   for (const n of data.notes) log(`data: ${n}`);
   log(`cost model: ${resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config"}`);
   log(`run directory ${runDir} (ledger.jsonl, checkpoints/, logs/, tensorboard/)`);
-  const observer = await RunObserver.start({
-    config,
-    runDir,
-    runId,
-    hashes,
-    profileSource: resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config",
-    checkpointRoot: store.root,
-    resumeCommand,
-    dashboardPort: opts.dashboardPort,
-    log,
-  });
+  // A full disk or a vanished directory: one message naming the path and the OS error, and how to go on.
+  const writeStopped = async (e: WriteFailure, records: LedgerRecord[], restarts: number): Promise<LaunchResult> => {
+    const last = (await usableCheckpoints(store)).usable[0]?.state.step;
+    const kept = last !== undefined ? `the last checkpoint is step ${last}` : "there is no checkpoint yet";
+    log(`error: ${e.message}`);
+    log(`run stopped (make room or fix that path, then resume); ${kept}. Resume with:\n  ${resumeCommand}`);
+    return { code: 2, runDir, lastStep: last ?? 0, records, resumeCommand, restarts };
+  };
+  let observer: RunObserver;
+  try {
+    observer = await RunObserver.start({
+      config,
+      runDir,
+      runId,
+      hashes,
+      profileSource: resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config",
+      checkpointRoot: store.root,
+      resumeCommand,
+      dashboardPort: opts.dashboardPort,
+      log,
+    });
+  } catch (e) {
+    if (e instanceof WriteFailure) return await writeStopped(e, [], 0);
+    throw e;
+  }
 
   const interrupt: InterruptFlag = { requested: false };
   let removeSignals = () => {};
@@ -224,22 +238,29 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
         opts.print,
         opts.print || opts.log ? false : undefined,
       );
-      const r = await runAttempt({
-        config: active,
-        constants,
-        data,
-        runDir,
-        runId,
-        store,
-        hashes,
-        progress,
-        log: (l) => progress.log(l, log),
-        interrupt,
-        executorEnv: opts.executorEnv,
-        checkpoints: usable,
-        checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
-        observer,
-      });
+      let r;
+      try {
+        r = await runAttempt({
+          config: active,
+          constants,
+          data,
+          runDir,
+          runId,
+          store,
+          hashes,
+          progress,
+          log: (l) => progress.log(l, log),
+          interrupt,
+          executorEnv: opts.executorEnv,
+          checkpoints: usable,
+          checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
+          observer,
+        });
+      } catch (e) {
+        if (!(e instanceof WriteFailure)) throw e;
+        progress.finish();
+        return await writeStopped(e, records, restarts);
+      }
       progress.finish();
       records.push(...r.records);
       if (r.kind === "done") {

@@ -9,7 +9,7 @@
 
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import type { Config, CostConstants } from "../config/types.ts";
-import { UserError } from "../errors.ts";
+import { UserError, WriteFailure } from "../errors.ts";
 import type { Batch, SamplerState } from "../data/sampler.ts";
 import type { TrainingData } from "../data/training_data.ts";
 import { plannerSetup } from "../planner/from_config.ts";
@@ -443,6 +443,10 @@ async function checkpoint(
     if (e instanceof FaultError) {
       await pool.settled();
       return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pool.cause! };
+    }
+    // An executor that could not write its part (a full disk): the run ends naming the file and the OS error.
+    if (e instanceof RefusedError) {
+      throw new WriteFailure(pathOf(pool.places[e.rank]), e.detail.replace(/^.*failed: /, ""));
     }
     throw e;
   }

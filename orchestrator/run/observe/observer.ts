@@ -22,6 +22,7 @@ import { readLatestCheckpoint } from "./run_files.ts";
 import { type HangReport, type RankView, type RunInfoView, RunState, type StragglerReport } from "./run_state.ts";
 import { StragglerDetector } from "./stragglers.ts";
 import { TensorBoardWriter } from "./tensorboard_writer.ts";
+import { writing } from "../../errors.ts";
 
 /** What the observer of a run needs. */
 export interface ObserverOptions {
@@ -119,7 +120,7 @@ export class RunObserver {
       state.addRecord(r, false);
       o.metrics.step(r);
     }
-    const existing = await o.#tb.existingSteps();
+    const existing = await writing(o.#tb.dir, () => o.#tb.existingSteps());
     if (existing.length) o.#tb.lastStep = existing[existing.length - 1];
     state.lastCheckpoint = await readLatestCheckpoint(opts.checkpointRoot);
     state.live = true;
