@@ -126,7 +126,13 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     if (info.datasetHash !== hashes.datasetHash) {
       problems.push(`dataset: content hash ${info.datasetHash.slice(0, 16)} -> ${hashes.datasetHash.slice(0, 16)}`);
     }
-    if (info.profileHash !== hashes.profileHash) problems.push("profile: the cost constants changed");
+    // New cost constants (a re-profile) change the plans from here on, not the model or the data: a warning.
+    if (info.profileHash !== hashes.profileHash && problems.length === 0) {
+      log(
+        "warning: the cost constants changed since this run started (a new profile); the steps re-executed " +
+          "replay their logged plans, later steps are planned with the new constants",
+      );
+    } else if (info.profileHash !== hashes.profileHash) problems.push("profile: the cost constants changed");
     if (problems.length) {
       const list = problems.slice(0, 12).map((p) => `  ${p}`).join("\n");
       if (!opts.force) {
