@@ -130,6 +130,9 @@ export function parseConfig(text: string, source: string, overrides: string[] = 
       const op = formatPath(o.path);
       const fp = formatPath(p);
       if (fp === op || fp.startsWith(op + ".") || fp.startsWith(op + "[")) return `--set ${o.text}:`;
+      // A key the file does not have, which the --set created on its way (a misspelt section).
+      const created = !pos.has(fp) && (op.startsWith(fp + ".") || op.startsWith(fp + "["));
+      if (created) return `--set ${o.text}:`;
     }
     for (let n = p.length; n >= 0; n--) {
       const key = formatPath(p.slice(0, n));

@@ -176,6 +176,14 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     "--resume",
     runDir,
   ].map(shellArg).join(" ");
+  if (opts.resume) {
+    // A finished run: nothing to start (no cluster, no dashboard).
+    const done = (await usableCheckpoints(store)).usable[0]?.state.step;
+    if (done !== undefined && done >= config.training.steps) {
+      summary(log, [], 0, runDir, done);
+      return { code: 0, runDir, lastStep: done, records: [], restarts: 0 };
+    }
+  }
 
   log(
     `run ${runId}: ${config.cluster.nodes.length} node(s), model ${config.model.preset ?? "custom"}, ` +

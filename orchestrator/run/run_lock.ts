@@ -120,8 +120,13 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
   return { path, release, [Symbol.dispose]: release };
 }
 
-/** The live holder of `runDir`'s lock on this host, if any (for `status`). */
-export function liveLockHolder(runDir: string): LockHolder | undefined {
+/**
+ * Whether an orchestrator trains in `runDir` now (for `status`): `held` by a live process of this host, `free` (no
+ * lock, or its process is gone), or `unknown` (held from another host, which cannot be checked from here).
+ */
+export function lockState(runDir: string): { state: "held" | "free" | "unknown"; holder?: LockHolder } {
   const h = readHolder(`${runDir.replace(/\/+$/, "")}/${LOCK_FILE}`);
-  return h && (h.host !== Deno.hostname() || holderAlive(h)) ? h : undefined;
+  if (!h) return { state: "free" };
+  if (h.host !== Deno.hostname()) return { state: "unknown", holder: h };
+  return holderAlive(h) ? { state: "held", holder: h } : { state: "free", holder: h };
 }

@@ -25,6 +25,17 @@ import { TensorBoardWriter } from "./tensorboard_writer.ts";
 import { writing } from "../../errors.ts";
 
 /** What the observer of a run needs. */
+/** The devices without a known peak, counted per model (`4x cpu (TypeScript reference, f32)`): every device counts. */
+export function unknownPeaks(ranks: { peakTflops: number | null; deviceName: string }[]): string {
+  const n = new Map<string, number>();
+  for (const r of ranks) {
+    if (r.peakTflops !== null) continue;
+    const model = r.deviceName.replace(/^\S+:\d+\s+/, "");
+    n.set(model, (n.get(model) ?? 0) + 1);
+  }
+  return [...n].map(([m, k]) => `${k}x ${m}`).join(", ");
+}
+
 export interface ObserverOptions {
   config: Config;
   runDir: string;
@@ -188,8 +199,7 @@ export class RunObserver {
     }
     const mfuKnown = st.ranks.every((r) => r.peakTflops !== null);
     if (!mfuKnown) {
-      const unknown = [...new Set(st.ranks.filter((r) => r.peakTflops === null).map((r) => r.deviceName))];
-      this.#log(`MFU: n/a (no peak known for ${unknown.slice(0, 3).join(", ")}; set observe.peak_tflops to give one)`);
+      this.#log(`MFU: n/a (no peak known for ${unknownPeaks(st.ranks)}; set observe.peak_tflops to give one)`);
     }
     await this.#event({
       type: "attach",
