@@ -262,6 +262,19 @@ export class ExecutorPool {
       const msg = ev.msg;
       if (msg.type === "error") {
         if (msg.fatal) {
+          // A peer timed out waiting for a rank whose process is stopped: that rank is the cause, not the peer.
+          const waited = Number(msg.message.match(/waiting for rank (\d+)/)?.[1]);
+          if (this.#stopped.has(waited) && this.places[waited]) {
+            this.#fault({
+              kind: "timeout",
+              node: this.places[waited].node,
+              rank: waited,
+              reason: `the process of rank ${waited} is stopped (SIGSTOP or a debugger; SIGCONT resumes it); ` +
+                `rank ${ev.rank} timed out waiting for it`,
+              detail: "stopped",
+              silent: [waited],
+            });
+          }
           this.#fault({
             kind: "executor_error",
             node,
