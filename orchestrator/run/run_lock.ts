@@ -16,6 +16,8 @@ export interface LockHolder {
   since: string;
   /** The run directory's real path when locked: a copy or a moved directory carries a lock that is not its own. */
   dir?: string;
+  /** SLURM_JOB_ID of the holder: a requeued job (the same id, maybe on another node) replaces its earlier run. */
+  job?: string;
 }
 
 /** A held lock; `release` (or `using`) removes it. */
@@ -73,6 +75,7 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
     startTicks: processStartTicks(Deno.pid),
     since: new Date().toISOString(),
     dir: Deno.realPathSync(runDir),
+    ...(Deno.env.get("SLURM_JOB_ID") ? { job: Deno.env.get("SLURM_JOB_ID") } : {}),
   };
   for (let attempt = 0;; attempt++) {
     try {
@@ -87,7 +90,10 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
       }
     }
     const h = readHolder(path);
-    const elsewhere = h?.dir !== undefined && h.dir !== me.dir;
+    // A lock that came with a copied or moved directory, or one of this Slurm job before its requeue (Slurm runs a
+    // job's batch script once at a time), is not a live holder.
+    const elsewhere = (h?.dir !== undefined && h.dir !== me.dir) ||
+      (h?.job !== undefined && h.job === me.job && (h.host !== me.host || h.pid !== me.pid));
     if (h && !elsewhere && h.host !== me.host) {
       throw new UserError(
         `${runDir} is in use by process ${h.pid} on host ${h.host} (since ${h.since}); wait for that run to end or ` +
@@ -103,6 +109,8 @@ export function acquireRunLock(runDir: string, log: (line: string) => void): Run
     log(
       !h
         ? `taking over the unreadable lock ${path}`
+        : elsewhere && h.job === me.job && h.job !== undefined
+        ? `taking over the lock of Slurm job ${h.job} before its requeue (process ${h.pid} on ${h.host})`
         : elsewhere
         ? `taking over the lock ${path}, copied or moved with the directory (it locked ${h.dir})`
         : `taking over the stale lock of ${runDir}: process ${h.pid} on ${h.host} (since ${h.since}) is gone`,

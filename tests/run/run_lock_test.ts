@@ -35,6 +35,18 @@ Deno.test("run lock: refused while held (PID and host named), released, stale lo
     await Deno.writeTextFile(`${dir}/${LOCK_FILE}`, JSON.stringify(reused));
     acquireRunLock(dir, (l) => logs.push(l)).release();
     assertIncludes(logs[1], `process ${Deno.pid} on ${Deno.hostname()} (since x) is gone`);
+
+    // Another host: refused (it cannot be checked from here), unless it is this Slurm job before its requeue.
+    const remote = { pid: 4242, host: "node-b", since: "y", job: "77" };
+    await Deno.writeTextFile(`${dir}/${LOCK_FILE}`, JSON.stringify(remote));
+    assertIncludes(await assertThrows(() => acquireRunLock(dir, () => {})), "in use by process 4242 on host node-b");
+    Deno.env.set("SLURM_JOB_ID", "77");
+    try {
+      acquireRunLock(dir, (l) => logs.push(l)).release();
+    } finally {
+      Deno.env.delete("SLURM_JOB_ID");
+    }
+    assertEquals(logs[2], "taking over the lock of Slurm job 77 before its requeue (process 4242 on node-b)");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
