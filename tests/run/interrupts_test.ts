@@ -6,7 +6,7 @@
 
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { interruptListeners, SAME_INTERRUPT_MS } from "../../orchestrator/run/interrupts.ts";
-import { ledger, REPO_ROOT, shortRun } from "./launch_harness.ts";
+import { ledger, shortRun, startLaunch } from "./launch_harness.ts";
 
 Deno.test("interrupt listeners: a repeat within the window counts once; a later SIGINT stops; SIGTERM never", () => {
   let t = 0, stops = 0;
@@ -28,38 +28,10 @@ Deno.test("interrupt listeners: a repeat within the window counts once; a later 
   assertEquals(stops, 1);
 });
 
-/** `deno task launch ARGS` in a process group of its own (what a terminal's foreground job is). */
+/** `deno task launch ARGS` in a process group of its own, and a signal to that group. */
 function taskLaunch(args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["task", "launch", ...args],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    detached: true,
-    env: { NO_COLOR: "1", ...env },
-  }).spawn();
-  let out = "", err = "";
-  const pump = async (s: ReadableStream<Uint8Array>, add: (t: string) => void) => {
-    const d = new TextDecoder();
-    for await (const c of s) add(d.decode(c, { stream: true }));
-  };
-  const pumps = Promise.all([pump(child.stdout, (t) => out += t), pump(child.stderr, (t) => err += t)]);
-  return {
-    group: (sig: Deno.Signal) => Deno.kill(-child.pid, sig),
-    waitFor: async (text: string, ms: number) => {
-      const t0 = Date.now();
-      while (!(out + err).includes(text)) {
-        if (Date.now() - t0 > ms) throw new Error(`no "${text}" within ${ms} ms:\n${out}\n${err}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    },
-    finish: async () => {
-      const s = await child.status;
-      await pumps;
-      return { code: s.code, out, err };
-    },
-  };
+  const p = startLaunch(args, env, true);
+  return { ...p, group: (sig: Deno.Signal) => Deno.kill(-p.child.pid, sig) };
 }
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
