@@ -5,7 +5,7 @@
 
 import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
-import { UserError, WriteFailure } from "../errors.ts";
+import { UserError, WriteFailure, writing } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
 import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
@@ -112,7 +112,8 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     }
   } else {
     runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
-    await Deno.mkdir(runDir, { recursive: true });
+    const dir = runDir;
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
   }
   // One orchestrator per run directory: a second launch or resume is refused while this one runs.
   using lock = acquireRunLock(runDir, log);
@@ -161,8 +162,8 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       argv: [opts.configPath, ...(opts.sets ?? []).flatMap((s) => ["--set", s])],
     };
     info.runId = runDir.replace(/\/+$/, "").split("/").pop()!;
-    await writeRunInfo(runDir, info);
-    await Deno.copyFile(opts.configPath, `${runDir}/config.yaml`);
+    await writing(`${runDir}/run.json`, () => writeRunInfo(runDir, info));
+    await writing(`${runDir}/config.yaml`, () => Deno.copyFile(opts.configPath, `${runDir}/config.yaml`));
   }
   runDir = await Deno.realPath(runDir);
   const runId = runDir.split("/").pop()!;
