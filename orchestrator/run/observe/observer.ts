@@ -254,14 +254,17 @@ export class RunObserver {
   }
 
   async #event(e: ObserveEvent): Promise<void> {
-    const f = await Deno.open(`${this.opts.runDir}/observe.jsonl`, { append: true, create: true });
-    try {
-      const b = new TextEncoder().encode(JSON.stringify(e) + "\n");
-      let o = 0;
-      while (o < b.length) o += await f.write(b.subarray(o));
-    } finally {
-      f.close();
-    }
+    const path = `${this.opts.runDir}/observe.jsonl`;
+    await writing(path, async () => {
+      const f = await Deno.open(path, { append: true, create: true });
+      try {
+        const b = new TextEncoder().encode(JSON.stringify(e) + "\n");
+        let o = 0;
+        while (o < b.length) o += await f.write(b.subarray(o));
+      } finally {
+        f.close();
+      }
+    });
   }
 
   /** The attempt ended: stop following its cluster. */
