@@ -40,13 +40,14 @@ Deno.test({
   fn: async () => {
     const tmp = await Deno.makeTempDir({ prefix: "flexsp-hung-" });
     try {
-      const r = await stopRankOne(tmp, ["training.step_timeout=6"]);
+      const r = await stopRankOne(tmp, ["training.step_timeout=8", "observe.hang_min_s=4"]);
       assertEquals(r.code, 2, r.err);
       assert(r.s < 60, `failed after ${r.s} s`);
       assertIncludes(
         r.err,
         "failed: rank 1: no answer to step",
-        "within 6 s: the process of rank 1 is stopped (SIGSTOP or a debugger",
+        "not finished: the process of rank 1 on localhost is stopped (SIGSTOP or a debugger",
+        "within 8 s: the process of rank 1 is stopped (SIGSTOP or a debugger",
         "Resume with:",
       );
       assertEquals(await leftAlive(r.pids, 10_000), [], "no executor left behind");

@@ -183,7 +183,10 @@ export class RunObserver {
         const now = Date.now();
         view.lastHeartbeat = now;
         if (ev.type === "heartbeat") {
-          for (const e of ev.executors) if (e.alive) st.lastSeen.set(e.rank, now);
+          for (const e of ev.executors) {
+            if (e.alive) st.lastSeen.set(e.rank, now);
+            this.#hang.stopped(e.rank, e.stopped === true);
+          }
         } else if (ev.type === "from_executor") {
           st.lastSeen.set(ev.rank, now);
           const m = ev.msg;
