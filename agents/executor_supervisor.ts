@@ -108,9 +108,12 @@ export class ExecutorSupervisor {
   #scanTimer?: ReturnType<typeof setInterval>;
   constructor(readonly ctx: SupervisorContext) {}
 
-  /** Executor states for heartbeats. */
-  states(): { rank: number; pid: number; alive: boolean }[] {
-    return [...this.#running.values()].map((r) => ({ rank: r.spec.rank, pid: r.pid, alive: r.alive }));
+  /** Executor states for heartbeats (`stopped`: SIGSTOPped or traced, so it cannot make progress). */
+  states(): { rank: number; pid: number; alive: boolean; stopped?: boolean }[] {
+    return [...this.#running.values()].map((r) => {
+      const stopped = r.alive && processStopped(r.pid);
+      return { rank: r.spec.rank, pid: r.pid, alive: r.alive, ...(stopped ? { stopped } : {}) };
+    });
   }
 
   /** Starts executors; a failure to start one is reported as its exit, with the reason as the tail. */
@@ -287,5 +290,16 @@ export class ExecutorSupervisor {
     await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
     await killTree(this.#tracker, all.map((r) => r.pid), 500);
     await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))]);
+  }
+}
+
+/** Whether process `pid` is stopped (state T or t in /proc/PID/stat; false elsewhere and when unknown). */
+function processStopped(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat[stat.lastIndexOf(")") + 2];
+    return state === "T" || state === "t";
+  } catch {
+    return false;
   }
 }

@@ -292,7 +292,12 @@ export type AgentEvent =
       logPath: string;
     }[];
   }
-  | { type: "heartbeat"; t: number; executors: { rank: number; pid: number; alive: boolean }[] }
+  | {
+    type: "heartbeat";
+    t: number;
+    /** `stopped`: the process is stopped (SIGSTOP, a debugger): alive, but it cannot make progress. */
+    executors: { rank: number; pid: number; alive: boolean; stopped?: boolean }[];
+  }
   | { type: "from_executor"; rank: number; msg: ExecutorEvent }
   | { type: "executor_exit"; rank: number; code: number | null; signal: string | null; logTail: string }
   | { type: "log"; level: "info" | "warn" | "error"; text: string }

@@ -117,6 +117,32 @@ def shape_json(cfg: dict[str, Any], model_dir: str = ".") -> dict[str, Any]:
     return out
 
 
+def _check_entry(path: str, name: str, h: Any, data_bytes: int, base: int) -> None:
+    """One header entry: a known dtype, a shape, and data_offsets inside the file sized to the shape (else HfError)."""
+    if not isinstance(h, dict):
+        raise HfError(f"{path}: tensor {name} has no valid header entry: re-download it")
+    dt = _DTYPES.get(h.get("dtype"))
+    if dt is None:
+        raise HfError(f"{path}: tensor {name} has dtype {h.get('dtype')} (supported: {', '.join(_DTYPES)})")
+    shape, offs = h.get("shape"), h.get("data_offsets")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise HfError(f"{path}: tensor {name} has no valid shape in the header: re-download it")
+    if (not isinstance(offs, list) or len(offs) != 2
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in offs)):
+        raise HfError(f"{path}: tensor {name} has no valid data_offsets in the header: re-download it")
+    a, b = offs
+    want = dt.itemsize
+    for d in shape:
+        want *= d
+    if b < a or b - a != want:
+        raise HfError(f"{path}: tensor {name}: data_offsets [{a}, {b}] hold {b - a} bytes, its {h['dtype']} shape "
+                      f"{shape} needs {want}: re-download it")
+    if b > data_bytes:
+        size = base + data_bytes
+        raise HfError(f"{path}: truncated: tensor {name} ends at byte {base + b} of a {size}-byte file "
+                      f"({base + b - size} bytes missing): re-download it")
+
+
 class SafetensorsFile:
     """One safetensors file, memory-mapped; tensors are read one at a time."""
 
@@ -126,6 +152,15 @@ class SafetensorsFile:
             self.f = open(path, "rb")
         except OSError as e:
             raise HfError(f"{path}: cannot open ({e.strerror or e})") from None
+        try:
+            size = self._read_header(path)
+        except BaseException:
+            self.f.close()
+            raise
+        self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+
+    def _read_header(self, path: str) -> int:
+        """Reads and checks the header (every entry: dtype, shape, data_offsets within the file); the file's size."""
         head = self.f.read(8)
         if len(head) < 8:
             raise HfError(f"{path}: not a safetensors file (shorter than 8 bytes)")
@@ -137,9 +172,13 @@ class SafetensorsFile:
             self.header: dict[str, Any] = json.loads(self.f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise HfError(f"{path}: corrupt safetensors header") from None
+        if not isinstance(self.header, dict):
+            raise HfError(f"{path}: corrupt safetensors header (not a JSON object)")
         self.header.pop("__metadata__", None)
         self.base = 8 + n
-        self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+        for name, h in self.header.items():
+            _check_entry(path, name, h, size - self.base, self.base)
+        return size
 
     def names(self) -> list[str]:
         return list(self.header)
@@ -153,7 +192,11 @@ class SafetensorsFile:
         a, b = h["data_offsets"]
         assert self.mm is not None
         buf = bytearray(self.mm[self.base + a : self.base + b])
-        return torch.frombuffer(buf, dtype=dt).reshape(h["shape"]) if buf else torch.empty(h["shape"], dtype=dt)
+        if len(buf) != b - a:  # the header was checked at open; the file shrank since
+            raise HfError(f"{self.path}: truncated: tensor {name} has {len(buf)} of its {b - a} bytes")
+        if not buf:
+            return torch.zeros(h["shape"], dtype=dt)
+        return torch.frombuffer(buf, dtype=dt).reshape(h["shape"])
 
     def close(self) -> None:
         if self.mm is not None:

@@ -11,10 +11,24 @@ export function parseCommand<T extends Record<string, OptionSpec>>(
   usage: string,
   options: T,
 ): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[]; sets: string[] } {
+  // A negative number after a flag that takes a value is that value (`--limit -3`), so the flag's own check can say
+  // what is wrong with it; parseArgs would call it an ambiguous argument.
+  const takesValue = new Set([
+    "set",
+    ...Object.entries(options).filter(([, o]) => o.type === "string").map(([k]) => k),
+  ]);
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], next = argv[i + 1];
+    if (a.startsWith("--") && takesValue.has(a.slice(2)) && next !== undefined && /^-\d/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else args.push(a);
+  }
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args,
       options: { ...options, set: { type: "string", multiple: true }, help: { type: "boolean", short: "h" } },
       allowPositionals: true,
       strict: true,

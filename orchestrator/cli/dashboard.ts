@@ -43,7 +43,11 @@ async function main(): Promise<number> {
     fed = state.steps[state.steps.length - 1]?.step ?? fed;
   };
   feed();
-  const d = serveDashboard(state, metrics, { port, listen: values.listen as string | undefined });
+  const d = serveDashboard(state, metrics, {
+    port,
+    listen: values.listen as string | undefined,
+    tokenSource: "`deno task dashboard` printed (its own token, not the one in RUN_DIR/dashboard.url)",
+  });
   console.log(`dashboard of ${state.info.runDir}: ${d.url}`);
   let last = await stamp(dir);
   for (;;) {

@@ -12,6 +12,7 @@ import { checkLedger, formatLedgerCheck } from "../profile/ledger_check.ts";
 import { readLedger } from "../ledger/ledger.ts";
 import { profilePathOf, userWrite, writeProfile } from "../config/profile_file.ts";
 import { writeAtomic } from "../../core/atomic_write.ts";
+import { sha256Hex } from "../../core/hash.ts";
 import { runProfile } from "../profile/profiler.ts";
 import { formatProfileSummary } from "../profile/report_text.ts";
 import { renderHtmlReport } from "../profile/report_html.ts";
@@ -24,7 +25,9 @@ device, activation and model-state memory, all-to-all bandwidth per SP degree in
 latency and bandwidth), fits the cost model and writes the profile that plan and launch use, with an HTML report.
 
 options:
-  --out PATH          profile file (default: profile.path of the config, else profiles/<name>.json beside it)
+  --out PATH          profile file (default: profile.path of the config, else profiles/<name>.json beside it;
+                      with --set of a cluster. or model. field, <that path>.set-<hash>.json: the config's own
+                      profile stays the one of the config as written)
   --report PATH       HTML report (default: the profile's path with .html)
   --quick             small grids (about a third of the default time)
   --large             large grids: more lengths, counts, sizes and repeats
@@ -105,6 +108,24 @@ export async function runProfileCli(config: Config, o: ProfileCliOptions = {}): 
   return out;
 }
 
+/**
+ * Where `profile` writes without --out. The config's profile path belongs to the config as written: a `--set` of a
+ * cluster or model field measures another cluster or model, so its profile goes to a path of its own beside it
+ * (named by the sets), and `note` says so and how to use it. A `--set profile.path=...` names the path itself.
+ */
+export function profileTarget(config: Config, sets: string[]): { path: string; note?: string } {
+  const path = profilePathOf(config);
+  const changing = sets.filter((s) => /^(cluster|model)[.[]/.test(s.trim()));
+  if (!changing.length || sets.some((s) => s.trim().startsWith("profile.path="))) return { path };
+  const own = `${path.replace(/\.json$/, "")}.set-${sha256Hex(changing.join("\n")).slice(0, 8)}.json`;
+  return {
+    path: own,
+    note: `profile: ${changing.map((s) => `--set ${s}`).join(" ")} changes the cluster or model, so this profile ` +
+      `goes to ${own}, not ${path} (the profile of ${config.source} as written); use it with ` +
+      `--set profile.path=${own}, or pass --out PATH`,
+  };
+}
+
 /** Node index of every rank of a config (ranks numbered node by node). */
 export function rankNodeOf(config: Config): { node: number; host: string }[] {
   return config.cluster.nodes.flatMap((n) =>
@@ -174,8 +195,10 @@ export async function profileMain(argv: string[]): Promise<number> {
   if (values.iters !== undefined) grid.alltoallIters = positiveInt("iters", values.iters as string, 1);
   const fidelity = values.fidelity === undefined ? 0 : positiveInt("fidelity", values.fidelity as string, 1);
   const timeoutS = values.timeout === undefined ? 600 : positiveInt("timeout", values.timeout as string, 600);
+  const target = profileTarget(config, sets);
+  if (values.out === undefined && target.note) console.error(target.note);
   await runProfileCli(config, {
-    out: values.out as string | undefined,
+    out: (values.out as string | undefined) ?? target.path,
     report: values.report as string | undefined,
     size: values.quick ? "quick" : values.large ? "large" : "default",
     grid,

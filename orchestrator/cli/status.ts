@@ -4,6 +4,7 @@ import { runCli, UserError } from "../errors.ts";
 import { parseCommand } from "./args.ts";
 import { loadRunState } from "../run/observe/run_files.ts";
 import { statusLines } from "../run/observe/status_summary.ts";
+import { lockState } from "../run/run_lock.ts";
 
 const USAGE = `usage: deno task status RUN_DIR
 
@@ -13,7 +14,8 @@ and MFU, the slowest ranks, straggler and hang reports, the last checkpoint and 
 async function main(): Promise<number> {
   const { positionals } = parseCommand(Deno.args, USAGE, {});
   if (positionals.length !== 1) throw new UserError(`expected one run directory\n\n${USAGE}`);
-  for (const l of await statusLines(await loadRunState(positionals[0]))) console.log(l);
+  const dir = positionals[0];
+  for (const l of await statusLines(await loadRunState(dir), Date.now(), lockState(dir))) console.log(l);
   return 0;
 }
 

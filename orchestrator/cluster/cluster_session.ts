@@ -106,10 +106,33 @@ export function resolveExecutorKind(
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
-/** Refuses nodes that cannot start their executors (a Python without torch, a torch without CUDA), naming each. */
-export function assertExecutorsAvailable(nodes: readonly NodeLaunch[]): void {
+/** Host memory one executor process needs at least (GB): a Deno runtime, or a Python with torch. */
+export const MIN_EXECUTOR_GB = { cpu: 0.05, webgpu: 0.05, "torch-cpu": 0.3, cuda: 0.3 } as const;
+
+/** Why `devices` executors cannot run in the node's memory (its inventory), or undefined. */
+function memoryProblem(n: NodeLaunch): string | undefined {
+  const inv = n.inventory, kind = n.executorKind;
+  if (!inv || !kind || !(inv.memoryGb > 0)) return undefined;
+  const fit = Math.floor(inv.memoryGb / MIN_EXECUTOR_GB[kind]);
+  if (n.config.devices <= fit) return undefined;
+  return `${n.name}: devices: ${n.config.devices} ${kind} executors need at least ` +
+    `${Math.ceil(n.config.devices * MIN_EXECUTOR_GB[kind])} GB of host memory (${MIN_EXECUTOR_GB[kind] * 1000} MB ` +
+    `each), the node has ${inv.memoryGb.toFixed(0)} GB; set devices to at most ${fit} (one per GPU or device)`;
+}
+
+/**
+ * Refuses nodes that cannot start their executors (a Python without torch, a torch without CUDA, a TypeScript
+ * executor for a llama-family model), naming each; before any executor starts.
+ */
+export function assertExecutorsAvailable(nodes: readonly NodeLaunch[], family?: string): void {
   for (const n of nodes) {
-    const problem = torchProblem(n);
+    if (family === "llama" && (n.executorKind === "cpu" || n.executorKind === "webgpu")) {
+      throw new UserError(
+        `${n.name}: executor auto resolved to ${n.executorKind}, a TypeScript executor, which runs GPT presets ` +
+          `only; the llama-family model (model.from) needs executor: torch-cpu or cuda on every node`,
+      );
+    }
+    const problem = torchProblem(n) ?? memoryProblem(n);
     if (problem) throw new UserError(problem);
   }
 }

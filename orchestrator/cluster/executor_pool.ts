@@ -17,7 +17,7 @@ import type { Config, ModelConfig } from "../config/types.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
 import { stageModel } from "./model_staging.ts";
-import { causePending, type Fault, FaultError, type RankPlace, RefusedError, rootCause } from "./fault.ts";
+import { causePending, type Fault, FaultError, type RankPlace, rankRanges, RefusedError, rootCause } from "./fault.ts";
 
 export {
   causePending,
@@ -128,6 +128,8 @@ export class ExecutorPool {
   #unsettled = new Set<number>();
   /** Called whenever `#unsettled` shrinks (wakes `settled()`). */
   #onChange = new Set<() => void>();
+  /** Ranks whose process the last heartbeat of their agent reported stopped. */
+  #stopped = new Set<number>();
 
   private constructor(readonly cluster: ClusterSession, places: RankPlace[], log: (line: string) => void) {
     this.places = places;
@@ -183,7 +185,7 @@ export class ExecutorPool {
 
   /** A pool over every device of the cluster's ready nodes, listening for faults; `start` starts the executors. */
   static create(cluster: ClusterSession, opts: PoolOptions): ExecutorPool {
-    assertExecutorsAvailable(cluster.ready);
+    assertExecutorsAvailable(cluster.ready, opts.config.model.family);
     const places: RankPlace[] = [];
     for (const node of cluster.ready) {
       for (let d = 0; d < node.config.devices; d++) {
@@ -270,6 +272,19 @@ export class ExecutorPool {
       const msg = ev.msg;
       if (msg.type === "error") {
         if (msg.fatal) {
+          // A peer timed out waiting for a rank whose process is stopped: that rank is the cause, not the peer.
+          const waited = Number(msg.message.match(/waiting for rank (\d+)/)?.[1]);
+          if (this.#stopped.has(waited) && this.places[waited]) {
+            this.#fault({
+              kind: "timeout",
+              node: this.places[waited].node,
+              rank: waited,
+              reason: `the process of rank ${waited} is stopped (SIGSTOP or a debugger; SIGCONT resumes it); ` +
+                `rank ${ev.rank} timed out waiting for it`,
+              detail: "stopped",
+              silent: [waited],
+            });
+          }
           this.#fault({
             kind: "executor_error",
             node,
@@ -290,6 +305,11 @@ export class ExecutorPool {
         if (w.pending.has(ev.rank) && w.accept(ev.rank, msg)) w.pending.delete(ev.rank);
       }
       if (this.#unsettled.delete(ev.rank)) { for (const l of [...this.#onChange]) l(); }
+    } else if (ev.type === "heartbeat") {
+      for (const e of ev.executors) {
+        if (e.stopped) this.#stopped.add(e.rank);
+        else this.#stopped.delete(e.rank);
+      }
     } else if (ev.type === "executor_exit") {
       if (this.#stopping) return;
       const how = ev.signal ? `killed by signal ${ev.signal.replace(/^SIG/, "")}` : `exited with code ${ev.code}`;
@@ -356,16 +376,21 @@ export class ExecutorPool {
       if (Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
           if (!this.#waiters.has(w)) return;
-          const r = [...w.pending][0];
-          const p = this.places[r];
+          // A stopped process (SIGSTOP, a debugger) is the one the others wait for: it is blamed, and named first.
+          const stopped = [...w.pending].filter((r) => this.#stopped.has(r));
+          const silent = [...stopped, ...[...w.pending].filter((r) => !this.#stopped.has(r))];
+          const p = this.places[silent[0]];
           const within = `within ${(timeoutMs / 1000).toFixed(0)} s`;
           this.#fault({
             kind: "timeout",
             node: p.node,
-            rank: r,
-            reason: `no answer to ${phase} ${within} (ranks ${[...w.pending].join(", ")} silent)`,
+            rank: silent[0],
+            reason: stopped.length
+              ? `no answer to ${phase} ${within}: the process of rank ${rankRanges(stopped)} is stopped ` +
+                `(SIGSTOP or a debugger; SIGCONT resumes it); ranks ${rankRanges(silent)} silent`
+              : `no answer to ${phase} ${within} (ranks ${rankRanges(silent)} silent)`,
             detail: within,
-            silent: [...w.pending],
+            silent,
           });
         }, timeoutMs);
       }

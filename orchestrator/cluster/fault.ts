@@ -35,6 +35,19 @@ export interface Fault {
   atMs: number;
 }
 
+/** Rank numbers as sorted ranges (`0-3, 5, 8-1023`): readable at any rank count. */
+export function rankRanges(ranks: Iterable<number>): string {
+  const rs = [...new Set(ranks)].sort((a, b) => a - b);
+  const out: string[] = [];
+  for (let i = 0; i < rs.length;) {
+    let j = i;
+    while (j + 1 < rs.length && rs[j + 1] === rs[j] + 1) j++;
+    out.push(j === i ? `${rs[i]}` : j === i + 1 ? `${rs[i]}, ${rs[j]}` : `${rs[i]}-${rs[j]}`);
+    i = j + 1;
+  }
+  return out.join(", ");
+}
+
 /** An error message that only repeats another rank's failure (its peers notice over the data plane). */
 export function isEcho(message: string): boolean {
   return /data plane|aborted|disconnected/i.test(message);

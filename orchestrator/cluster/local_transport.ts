@@ -28,6 +28,9 @@ export function spawnLocalAgent(
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
+    // Its own process group: a Ctrl-C or a SIGTERM to the orchestrator's group is the orchestrator's to handle (it
+    // finishes the step and saves); the agent ends when its stdin closes. Under srun, Slurm's signal wiring applies.
+    detached: !opts.wrap,
   }).spawn();
   const stdin = child.stdin.getWriter();
   const encoder = new TextEncoder();

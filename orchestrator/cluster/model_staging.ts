@@ -36,7 +36,7 @@ export interface ModelIdentity {
 }
 
 /** The names of the files the torch executor reads: config.json and the safetensors weights (hf.py's rules). */
-async function modelFileNames(dir: string): Promise<string[]> {
+export async function modelFileNames(dir: string): Promise<string[]> {
   const exists = (p: string) => Deno.stat(`${dir}/${p}`).then(() => true, () => false);
   if (!(await exists("config.json"))) throw new UserError(`model.from: ${dir} has no config.json`);
   if (await exists("model.safetensors.index.json")) {

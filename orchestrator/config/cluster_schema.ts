@@ -123,6 +123,15 @@ export const clusterConfigSpec: Spec = {
         keep_checkpoints: f(posInt, { default: 3 }),
         /** Automatic relaunches (on_failure: restart or elastic) before the run gives up. */
         max_restarts: f(nonNegInt, { default: 3 }),
+        /**
+         * Seconds a step may take before it fails as a timeout naming the ranks that did not answer; `auto`:
+         * max(120 s, 50 x the predicted step time).
+         */
+        step_timeout: f({
+          kind: "oneOf",
+          options: [posNum, { kind: "enum", values: ["auto"] }],
+          expected: 'seconds (a positive number) or "auto"',
+        }, { default: "auto" }),
         /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
         resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
         /**

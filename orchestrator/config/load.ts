@@ -130,6 +130,9 @@ export function parseConfig(text: string, source: string, overrides: string[] = 
       const op = formatPath(o.path);
       const fp = formatPath(p);
       if (fp === op || fp.startsWith(op + ".") || fp.startsWith(op + "[")) return `--set ${o.text}:`;
+      // A key the file does not have, which the --set created on its way (a misspelt section).
+      const created = !pos.has(fp) && (op.startsWith(fp + ".") || op.startsWith(fp + "["));
+      if (created) return `--set ${o.text}:`;
     }
     for (let n = p.length; n >= 0; n--) {
       const key = formatPath(p.slice(0, n));
@@ -272,6 +275,14 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
           }) or correct device_memory_gb`,
       );
     }
+    if (model.family === "llama" && (n.executor === "cpu" || n.executor === "webgpu")) {
+      fail(
+        ["cluster", "nodes", index, "executor"],
+        `${n.executor} is a TypeScript executor, which runs GPT presets only; the llama-family model${
+          fromDir === undefined ? "" : ` of model.from ${fromDir}`
+        } needs executor: torch-cpu or cuda`,
+      );
+    }
     return {
       index,
       host: n.host,
@@ -373,6 +384,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       allowQuadraticAttention: t.allow_quadratic_attention,
       maxRestarts: t.max_restarts,
       resume: t.resume,
+      stepTimeoutS: t.step_timeout,
     },
     planner: {
       strategy: p.strategy,

@@ -110,6 +110,8 @@ export interface TrainingConfig {
   maxRestarts: number;
   /** `auto`: resume a run directory that already holds this run (a requeued job) by itself. */
   resume: "never" | "auto";
+  /** Seconds a step may take (`training.step_timeout`), or `auto` (see stepTimeoutMs). */
+  stepTimeoutS: number | "auto";
 }
 
 /** A fully validated config. Paths inside are resolved relative to the config file. */

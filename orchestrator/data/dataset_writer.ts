@@ -1,7 +1,8 @@
 // Writing a dataset directory (see dataset_format.ts) without ever leaving it half-written: the token file and the
 // index go to temporary names beside their targets, are fsynced and renamed, and the manifest is written last
-// (atomically). An existing dataset being replaced loses its manifest first, so a crash mid-way leaves no stale
-// dataset that looks finished. `DatasetWriter` streams documents' tokens with running sha256s; memory holds one
+// (atomically). An existing dataset being replaced (--overwrite) stays whole and usable until the new one is: a
+// failed prepare (a bad input line) leaves it as it was; only at the commit does it lose its manifest, so a crash
+// during the swap leaves no stale dataset that looks finished. A failed prepare removes the directories it created. `DatasetWriter` streams documents' tokens with running sha256s; memory holds one
 // flush chunk of tokens plus the index (16 bytes per document).
 
 import type { Hash } from "node:crypto";
@@ -29,34 +30,50 @@ export class LimitReached extends Error {
   }
 }
 
+/** The outermost of `dir` and its parents that does not exist yet (what `mkdir -p dir` creates), if any. */
+async function outermostMissing(dir: string): Promise<string | undefined> {
+  let missing: string | undefined;
+  for (let d = dir.replace(/\/+$/, ""); d && d !== "." && d !== "/";) {
+    if (await Deno.stat(d).then(() => true, () => false)) break;
+    missing = d;
+    const cut = d.lastIndexOf("/");
+    d = cut > 0 ? d.slice(0, cut) : cut === 0 ? "/" : "";
+  }
+  return missing;
+}
+
 /** The output directory of a dataset being built: temporary token and index files until `commit`. */
 export class DatasetOutput {
   private constructor(
     readonly dir: string,
     readonly tmpTokens: string,
     readonly tmpIndex: string,
+    /** The outermost directory `open` created (removed by `abort`), if any. */
+    readonly created: string | undefined,
   ) {}
 
   /** Prepares `dir` (created; refused if it holds a dataset, unless `overwrite`). */
   static async open(dir: string, overwrite: boolean): Promise<DatasetOutput> {
-    await Deno.mkdir(dir, { recursive: true });
     const manifestPath = `${dir}/${DATASET_FILES.manifest}`;
     if (!overwrite && await Deno.stat(manifestPath).then(() => true, () => false)) {
       throw new UserError(`--out ${dir}: already holds a dataset; pass --overwrite to replace it`);
     }
-    await Deno.remove(manifestPath).catch(() => {});
+    const created = await outermostMissing(dir);
+    await Deno.mkdir(dir, { recursive: true });
     const tag = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     return new DatasetOutput(
       dir,
       `${dir}/${DATASET_FILES.tokens}.tmp-${tag}`,
       `${dir}/${DATASET_FILES.index}.tmp-${tag}`,
+      created,
     );
   }
 
-  /** Removes the temporary files (after a failure). */
+  /** Removes the temporary files and the directories `open` created (after a failure). */
   async abort(): Promise<void> {
     await Deno.remove(this.tmpTokens).catch(() => {});
     await Deno.remove(this.tmpIndex).catch(() => {});
+    if (this.created) await Deno.remove(this.created, { recursive: true }).catch(() => {});
   }
 
   /**
@@ -67,6 +84,8 @@ export class DatasetOutput {
     m: Omit<DatasetManifest, "format" | "version" | "contentHash" | "createdAt" | "tokenizer" | "vocab">,
     tokenizer: TokenizerInfo,
   ): Promise<DatasetManifest> {
+    // The old dataset (if any) stops looking finished before its files are replaced.
+    await Deno.remove(`${this.dir}/${DATASET_FILES.manifest}`).catch(() => {});
     await Deno.rename(this.tmpTokens, `${this.dir}/${DATASET_FILES.tokens}`);
     await Deno.rename(this.tmpIndex, `${this.dir}/${DATASET_FILES.index}`);
     const manifest: DatasetManifest = {

@@ -10,7 +10,7 @@
 // `overheadMs = wallMs - measuredMs` (dispatch and collect: serialising, pipes through the agents, parsing).
 
 import { writeAtomic } from "../../core/atomic_write.ts";
-import { UserError } from "../errors.ts";
+import { UserError, writing } from "../errors.ts";
 import type { LedgerSequence } from "../data/data_ledger.ts";
 
 /** One SP group of a step, as executed. */
@@ -82,32 +82,79 @@ export interface LedgerRecord {
   mfu?: number | null;
 }
 
+/** Bytes of `file` up to and including its last newline (its whole lines). */
+async function wholeLinesSize(file: Deno.FsFile): Promise<number> {
+  const size = (await file.stat()).size;
+  const chunk = new Uint8Array(64 * 1024);
+  for (let end = size; end > 0;) {
+    const start = Math.max(0, end - chunk.length);
+    await file.seek(start, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < end - start) {
+      const n = await file.read(chunk.subarray(got, end - start));
+      if (n === null) break;
+      got += n;
+    }
+    const nl = chunk.subarray(0, got).lastIndexOf(10);
+    if (nl >= 0) return start + nl + 1;
+    end = start;
+  }
+  return 0;
+}
+
 /** Appends records to a run's ledger. */
 export class Ledger {
   #file: Deno.FsFile;
+  /** Bytes of whole lines in the file: a failed append is cut back to this. */
+  #size: number;
   readonly path: string;
 
-  private constructor(path: string, file: Deno.FsFile) {
+  private constructor(path: string, file: Deno.FsFile, size: number) {
     this.path = path;
     this.#file = file;
+    this.#size = size;
   }
 
-  /** Opens `<runDir>/ledger.jsonl` for appending. */
+  /**
+   * Opens `<runDir>/ledger.jsonl` for appending. A torn last line (a write cut by a kill or a full disk) is cut off
+   * first, so the next record starts on a line of its own.
+   */
   static async open(runDir: string): Promise<Ledger> {
     const path = `${runDir}/ledger.jsonl`;
-    return new Ledger(path, await Deno.open(path, { append: true, create: true }));
+    return await writing(path, async () => {
+      const file = await Deno.open(path, { read: true, append: true, create: true });
+      try {
+        const size = await wholeLinesSize(file);
+        if (size < (await file.stat()).size) await file.truncate(size);
+        return new Ledger(path, file, size);
+      } catch (e) {
+        file.close();
+        throw e;
+      }
+    });
   }
 
-  /** Appends one record (one write of one line). */
+  /**
+   * Appends one record as one line. On a failure (a full disk) the file is cut back to its whole lines and a
+   * WriteFailure naming the file is thrown: no torn line is left.
+   */
   async append(r: LedgerRecord): Promise<void> {
     const bytes = new TextEncoder().encode(JSON.stringify(r) + "\n");
-    let o = 0;
-    while (o < bytes.length) o += await this.#file.write(bytes.subarray(o));
+    await writing(this.path, async () => {
+      try {
+        let o = 0;
+        while (o < bytes.length) o += await this.#file.write(bytes.subarray(o));
+      } catch (e) {
+        await this.#file.truncate(this.#size).catch(() => {});
+        throw e;
+      }
+    });
+    this.#size += bytes.length;
   }
 
   /** Makes every appended record durable (called before a checkpoint becomes `latest`). */
   async sync(): Promise<void> {
-    await this.#file.sync();
+    await writing(this.path, () => this.#file.sync());
   }
 
   close(): void {
@@ -210,15 +257,18 @@ export async function truncateLedger(runDir: string, step: number): Promise<Ledg
   const keep = all.filter((r) => r.step <= step);
   const drop = all.filter((r) => r.step > step);
   if (drop.length) {
-    const f = await Deno.open(`${runDir}/ledger.discarded.jsonl`, { append: true, create: true });
-    try {
-      const bytes = new TextEncoder().encode(drop.map((r) => JSON.stringify(r)).join("\n") + "\n");
-      let o = 0;
-      while (o < bytes.length) o += await f.write(bytes.subarray(o));
-    } finally {
-      f.close();
-    }
+    const discarded = `${runDir}/ledger.discarded.jsonl`;
+    await writing(discarded, async () => {
+      const f = await Deno.open(discarded, { append: true, create: true });
+      try {
+        const bytes = new TextEncoder().encode(drop.map((r) => JSON.stringify(r)).join("\n") + "\n");
+        let o = 0;
+        while (o < bytes.length) o += await f.write(bytes.subarray(o));
+      } finally {
+        f.close();
+      }
+    });
   }
-  await writeAtomic(path, keep.map((r) => JSON.stringify(r) + "\n").join(""));
+  await writing(path, () => writeAtomic(path, keep.map((r) => JSON.stringify(r) + "\n").join("")));
   return drop;
 }

@@ -11,6 +11,7 @@
 import { fileSha256, sha256Hex } from "../../core/hash.ts";
 import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
+import { writing } from "../errors.ts";
 
 /** The orchestrator's own part of a checkpoint. */
 export interface OrchestratorState {
@@ -34,7 +35,10 @@ export interface ManifestPart {
   node: number;
   host: string;
   transport: "local" | "ssh";
-  /** Path on its node. */
+  /**
+   * Path on its node. A local part inside its checkpoint directory is written relative to it (`rank-R.ckpt`), so a
+   * moved or copied run directory reads its own parts; `verify` returns manifests with such paths made absolute.
+   */
   path: string;
   sha256: string;
   bytes: number;
@@ -65,12 +69,13 @@ export function checkpointName(step: number): string {
 
 /** The checkpoints of one run. */
 export class CheckpointStore {
-  constructor(readonly root: string) {}
+  /** `runDir`: the run directory, where parts may lie too (besides `root`, which may be outside it). */
+  constructor(readonly root: string, readonly runDir?: string) {}
 
   /** Local directory of a checkpoint (created). */
   async prepare(step: number): Promise<string> {
     const dir = `${this.root}/${checkpointName(step)}`;
-    await Deno.mkdir(dir, { recursive: true });
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
     return dir;
   }
 
@@ -78,21 +83,24 @@ export class CheckpointStore {
   async commit(state: OrchestratorState, parts: ManifestPart[]): Promise<string> {
     const name = checkpointName(state.step);
     const dir = `${this.root}/${name}`;
-    await Deno.mkdir(dir, { recursive: true });
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
     const orchText = JSON.stringify(state, null, 2) + "\n";
     const orchBytes = new TextEncoder().encode(orchText);
-    await writeAtomic(`${dir}/orchestrator.json`, orchText);
+    await writing(`${dir}/orchestrator.json`, () => writeAtomic(`${dir}/orchestrator.json`, orchText));
     const manifest: CheckpointManifest = {
       version: 1,
       step: state.step,
       complete: true,
       createdAt: new Date().toISOString(),
       orchestrator: { file: "orchestrator.json", sha256: sha256Hex(orchBytes), bytes: orchBytes.length },
-      parts,
+      parts: parts.map((p) =>
+        p.transport === "local" && p.path.startsWith(`${dir}/`) ? { ...p, path: p.path.slice(dir.length + 1) } : p
+      ),
     };
-    await writeAtomic(`${dir}/manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
+    const text = JSON.stringify(manifest, null, 2) + "\n";
+    await writing(`${dir}/manifest.json`, () => writeAtomic(`${dir}/manifest.json`, text));
     await fsyncDir(dir);
-    await writeAtomic(`${this.root}/latest`, name + "\n");
+    await writing(`${this.root}/latest`, () => writeAtomic(`${this.root}/latest`, name + "\n"));
     await fsyncDir(this.root);
     return dir;
   }
@@ -149,6 +157,25 @@ export class CheckpointStore {
     }
     const state = JSON.parse(new TextDecoder().decode(orchBytes)) as OrchestratorState;
     if (state.step !== manifest.step) return { ok: false, reason: "orchestrator part and manifest disagree on step" };
+    const within: string[] = [];
+    for (const d of [this.root, this.runDir]) {
+      if (d !== undefined) within.push(`${d}/`, `${await Deno.realPath(d).catch(() => d)}/`);
+    }
+    for (const p of manifest.parts) {
+      if (p.transport !== "local") continue;
+      if (!p.path.startsWith("/")) p.path = `${dir}/${p.path}`;
+      else if (!within.some((w) => p.path.startsWith(w))) {
+        // An older manifest's absolute path: the run directory was moved or copied from there.
+        return {
+          ok: false,
+          reason:
+            `rank ${p.rank} part ${p.path} lies outside ${
+              this.runDir ?? this.root
+            } (the run directory was moved or copied ` +
+            `from elsewhere; its checkpoints name parts there)`,
+        };
+      }
+    }
     for (const p of manifest.parts) {
       if (!readable(p)) continue;
       let sha: string;

@@ -2,15 +2,19 @@
 // held in that step, the victims (faults that followed it), and the last log lines.
 
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
-import { type Fault, type RankPlace, rootCause } from "../cluster/fault.ts";
+import { type Fault, type RankPlace, rankRanges, rootCause } from "../cluster/fault.ts";
 
 /** Ranks a fault concerns: its rank, or every rank of its node. */
 export function faultRanks(f: Fault, places: RankPlace[]): RankPlace[] {
   return f.rank !== undefined ? places.filter((p) => p.rank === f.rank) : places.filter((p) => p.node === f.node);
 }
 
+/** The ranks one by one when few, else as ranges (a lost node of 100,000 devices stays one short line). */
 function rankList(ps: RankPlace[]): string {
-  return ps.map((p) => `rank ${p.rank} (device ${p.device}, ${p.deviceName ?? p.kind})`).join(", ");
+  if (ps.length <= 8) return ps.map((p) => `rank ${p.rank} (device ${p.device}, ${p.deviceName ?? p.kind})`).join(", ");
+  const kinds = [...new Set(ps.map((p) => p.kind))].join(", ");
+  return `${ps.length} ranks ${rankRanges(ps.map((p) => p.rank))} (devices ${rankRanges(ps.map((p) => p.device))}, ` +
+    `${kinds})`;
 }
 
 /** Multi-line report of faults during `phase` (cause first, see `rootCause` in cluster/fault.ts), with the step plan if a step ran. */

@@ -32,6 +32,7 @@ const OPERATIONAL: Record<string, string[]> = {
     "dataset",
     "dataset_builtin",
     "resume",
+    "step_timeout",
   ],
 };
 

@@ -98,7 +98,8 @@ async function pickCheckpoint(store: CheckpointStore, step: number | undefined):
   throw new UserError(`${store.root}: no usable checkpoint: ${reasons.join("; ")}`);
 }
 
-function safetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
+/** A safetensors file of `part` (the slices in order, their bytes already in `dtype`). */
+export function encodeSafetensors(part: { slice: LlamaSlice; data: Uint8Array }[], dtype: ExportDtype): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let off = 0;
   for (const { slice, data } of part) {
@@ -128,7 +129,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
   const info = await readRunInfo(o.runDir);
   if (!info) throw new UserError(`${o.runDir}: not a run directory (no run.json)`);
   const root = o.checkpoints ?? `${o.runDir}/checkpoints`;
-  const ck = await pickCheckpoint(new CheckpointStore(root), o.step);
+  const ck = await pickCheckpoint(new CheckpointStore(root, o.runDir), o.step);
   const part = ck.manifest.parts.find((p) => p.rank === 0);
   if (!part) throw new UserError(`${ck.dir}/manifest.json: no rank-0 part`);
   let f: Deno.FsFile;
@@ -193,7 +194,7 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
         weightMap[s.name] = names[i];
       }
       const path = `${o.out}/${names[i]}`;
-      await writeAtomic(path, safetensors(parts, dtype));
+      await writeAtomic(path, encodeSafetensors(parts, dtype));
       files.push(path);
     }
     if (shards.length > 1) {

@@ -5,7 +5,7 @@
 
 import { loadClusterConfig } from "../cluster/slurm_allocation.ts";
 import type { Config, NodeConfig } from "../config/types.ts";
-import { UserError } from "../errors.ts";
+import { UserError, WriteFailure, writing } from "../errors.ts";
 import { openTrainingData } from "../data/training_data.ts";
 import { checkProfileHardware, resolveProfile } from "../config/profile_file.ts";
 import { CheckpointStore } from "./checkpoint_store.ts";
@@ -19,6 +19,9 @@ import { findLatestRun, newRunDirName, readRunInfo, type RunInfo, RUNS_DIR, writ
 import { type InterruptFlag, runAttempt, usableCheckpoints } from "./train_attempt.ts";
 import { RunObserver } from "./observe/observer.ts";
 import { autoResume } from "./slurm_resume.ts";
+import { verifyModelWeights } from "../cluster/model_weights.ts";
+import { acquireRunLock } from "./run_lock.ts";
+import { interruptListeners } from "./interrupts.ts";
 
 /** Options of `launchRun` (the flags of `deno task launch`). */
 export interface LaunchOptions {
@@ -77,6 +80,8 @@ export function shrinkCluster(config: Config, fault: Fault): Config | undefined 
 export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((l: string) => console.error(l));
   const config = await loadClusterConfig(opts.configPath, opts.sets ?? []);
+  // A truncated or corrupt model.from is refused here, before the run directory exists or anything starts.
+  if (config.model.from !== undefined) await verifyModelWeights(config.model.from, config.model);
   const resolved = await resolveProfile(config, { force: opts.force, warn: (l) => log(`warning: ${l}`) });
   const constants = resolved.constants;
   const data = await openTrainingData(config, log);
@@ -102,8 +107,18 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       );
     }
     runDir = found;
-    const info = await readRunInfo(runDir);
-    if (!info) throw new UserError(`${runDir}: not a run directory (no run.json); pass the directory of a run`);
+    if (!(await readRunInfo(runDir))) {
+      throw new UserError(`${runDir}: not a run directory (no run.json); pass the directory of a run`);
+    }
+  } else {
+    runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
+    const dir = runDir;
+    await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
+  }
+  // One orchestrator per run directory: a second launch or resume is refused while this one runs.
+  using lock = acquireRunLock(runDir, log);
+  if (opts.resume) {
+    const info = (await readRunInfo(runDir))!;
     const problems: string[] = [];
     if (info.fingerprintHash !== hashes.fingerprintHash) {
       problems.push(...diffFingerprints(info.fingerprint, fingerprint).map((d) => `config ${d}`));
@@ -112,7 +127,13 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     if (info.datasetHash !== hashes.datasetHash) {
       problems.push(`dataset: content hash ${info.datasetHash.slice(0, 16)} -> ${hashes.datasetHash.slice(0, 16)}`);
     }
-    if (info.profileHash !== hashes.profileHash) problems.push("profile: the cost constants changed");
+    // New cost constants (a re-profile) change the plans from here on, not the model or the data: a warning.
+    if (info.profileHash !== hashes.profileHash && problems.length === 0) {
+      log(
+        "warning: the cost constants changed since this run started (a new profile); the steps re-executed " +
+          "replay their logged plans, later steps are planned with the new constants",
+      );
+    } else if (info.profileHash !== hashes.profileHash) problems.push("profile: the cost constants changed");
     if (problems.length) {
       const list = problems.slice(0, 12).map((p) => `  ${p}`).join("\n");
       if (!opts.force) {
@@ -125,13 +146,11 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       log(`warning: resuming with changes (--force):\n${list}`);
     }
   } else {
-    runDir = opts.runDir ?? `${RUNS_DIR}/${newRunDirName(config.name)}`;
     if (await readRunInfo(runDir)) {
       throw new UserError(
         `${runDir} already holds a run; continue it with --resume ${runDir}, or pick another --run-dir`,
       );
     }
-    await Deno.mkdir(runDir, { recursive: true });
     const info: RunInfo = {
       version: 1,
       runId: "",
@@ -143,13 +162,14 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
       argv: [opts.configPath, ...(opts.sets ?? []).flatMap((s) => ["--set", s])],
     };
     info.runId = runDir.replace(/\/+$/, "").split("/").pop()!;
-    await writeRunInfo(runDir, info);
-    await Deno.copyFile(opts.configPath, `${runDir}/config.yaml`);
+    await writing(`${runDir}/run.json`, () => writeRunInfo(runDir, info));
+    await writing(`${runDir}/config.yaml`, () => Deno.copyFile(opts.configPath, `${runDir}/config.yaml`));
   }
   runDir = await Deno.realPath(runDir);
   const runId = runDir.split("/").pop()!;
   const store = new CheckpointStore(
     config.training.checkpointDir ? `${config.training.checkpointDir}/${runId}` : `${runDir}/checkpoints`,
+    runDir,
   );
   const resumeCommand = "deno task launch " + [
     opts.configPath,
@@ -157,6 +177,14 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
     "--resume",
     runDir,
   ].map(shellArg).join(" ");
+  if (opts.resume) {
+    // A finished run: nothing to start (no cluster, no dashboard).
+    const done = (await usableCheckpoints(store)).usable[0]?.state.step;
+    if (done !== undefined && done >= config.training.steps) {
+      summary(log, [], 0, runDir, done);
+      return { code: 0, runDir, lastStep: done, records: [], restarts: 0 };
+    }
+  }
 
   log(
     `run ${runId}: ${config.cluster.nodes.length} node(s), model ${config.model.preset ?? "custom"}, ` +
@@ -166,35 +194,42 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
   for (const n of data.notes) log(`data: ${n}`);
   log(`cost model: ${resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config"}`);
   log(`run directory ${runDir} (ledger.jsonl, checkpoints/, logs/, tensorboard/)`);
-  const observer = await RunObserver.start({
-    config,
-    runDir,
-    runId,
-    hashes,
-    profileSource: resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config",
-    checkpointRoot: store.root,
-    resumeCommand,
-    dashboardPort: opts.dashboardPort,
-    log,
-  });
+  // A full disk or a vanished directory: one message naming the path and the OS error, and how to go on.
+  const writeStopped = async (e: WriteFailure, records: LedgerRecord[], restarts: number): Promise<LaunchResult> => {
+    const last = (await usableCheckpoints(store)).usable[0]?.state.step;
+    const kept = last !== undefined ? `the last checkpoint is step ${last}` : "there is no checkpoint yet";
+    log(`error: ${e.message}`);
+    log(`run stopped (make room or fix that path, then resume); ${kept}. Resume with:\n  ${resumeCommand}`);
+    return { code: 2, runDir, lastStep: last ?? 0, records, resumeCommand, restarts };
+  };
+  let observer: RunObserver;
+  try {
+    observer = await RunObserver.start({
+      config,
+      runDir,
+      runId,
+      hashes,
+      profileSource: resolved.source === "profile" ? `profile ${resolved.path}` : "profile.constants of the config",
+      checkpointRoot: store.root,
+      resumeCommand,
+      dashboardPort: opts.dashboardPort,
+      log,
+    });
+  } catch (e) {
+    if (e instanceof WriteFailure) return await writeStopped(e, [], 0);
+    throw e;
+  }
 
   const interrupt: InterruptFlag = { requested: false };
   let removeSignals = () => {};
   if (opts.signals !== false) {
-    let count = 0;
-    const handler = () => {
-      count++;
-      if (count === 1) {
-        interrupt.requested = true;
-        log("interrupted: finishing the current step, then saving a checkpoint (Ctrl-C again to stop at once)");
-      } else {
-        log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
-        Deno.exit(130);
-      }
-    };
-    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-    for (const s of signals) Deno.addSignalListener(s, handler);
-    removeSignals = () => signals.forEach((s) => Deno.removeSignalListener(s, handler));
+    const listeners = interruptListeners(interrupt, log, () => {
+      log(`stopping at once; resume from the last checkpoint with:\n  ${resumeCommand}`);
+      lock.release();
+      Deno.exit(130);
+    });
+    for (const [s, l] of listeners) Deno.addSignalListener(s, l);
+    removeSignals = () => listeners.forEach(([s, l]) => Deno.removeSignalListener(s, l));
   }
 
   let active = config;
@@ -218,22 +253,29 @@ export async function launchRun(opts: LaunchOptions): Promise<LaunchResult> {
         opts.print,
         opts.print || opts.log ? false : undefined,
       );
-      const r = await runAttempt({
-        config: active,
-        constants,
-        data,
-        runDir,
-        runId,
-        store,
-        hashes,
-        progress,
-        log: (l) => progress.log(l, log),
-        interrupt,
-        executorEnv: opts.executorEnv,
-        checkpoints: usable,
-        checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
-        observer,
-      });
+      let r;
+      try {
+        r = await runAttempt({
+          config: active,
+          constants,
+          data,
+          runDir,
+          runId,
+          store,
+          hashes,
+          progress,
+          log: (l) => progress.log(l, log),
+          interrupt,
+          executorEnv: opts.executorEnv,
+          checkpoints: usable,
+          checkHardware: (nodes) => checkProfileHardware(resolved, nodes, { force: opts.force }),
+          observer,
+        });
+      } catch (e) {
+        if (!(e instanceof WriteFailure)) throw e;
+        progress.finish();
+        return await writeStopped(e, records, restarts);
+      }
       progress.finish();
       records.push(...r.records);
       if (r.kind === "done") {

@@ -9,7 +9,7 @@
 
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import type { Config, CostConstants } from "../config/types.ts";
-import { UserError } from "../errors.ts";
+import { UserError, WriteFailure } from "../errors.ts";
 import type { Batch, SamplerState } from "../data/sampler.ts";
 import type { TrainingData } from "../data/training_data.ts";
 import { plannerSetup } from "../planner/from_config.ts";
@@ -98,6 +98,18 @@ export async function usableCheckpoints(
     else skipped.push({ name, reason: v.reason, complete: !v.reason.startsWith("no manifest") });
   }
   return { usable, skipped };
+}
+
+/** Floor of `training.step_timeout: auto`. */
+export const AUTO_STEP_TIMEOUT_MIN_MS = 120_000;
+
+/**
+ * How long a step may take: `training.step_timeout` seconds, or for `auto` 50 times the predicted step time, at least
+ * two minutes (the cost model's prediction can be several times off on an unprofiled machine; a hung rank is named
+ * by the hang watch long before).
+ */
+export function stepTimeoutMs(setting: number | "auto", predictedMs: number): number {
+  return setting === "auto" ? Math.max(AUTO_STEP_TIMEOUT_MIN_MS, 50 * predictedMs) : setting * 1000;
 }
 
 /** The part each rank loads: its own, else any copy on its host (all ranks hold the same state), else none. */
@@ -353,7 +365,7 @@ class Attempt {
       let result;
       ctx.observer?.stepStarted(xplan, plan);
       try {
-        result = await pool.step(xplan, 600_000 + 50 * plan.predictedMs);
+        result = await pool.step(xplan, stepTimeoutMs(t.stepTimeoutS, plan.predictedMs));
       } catch (e) {
         // Let the other reports arrive (an agent reports an exit once the executor's pipes drain).
         if (e instanceof FaultError) throw await this.faulted(`step ${step}`, xplan);
@@ -439,6 +451,10 @@ async function checkpoint(
     if (e instanceof FaultError) {
       await pool.settled();
       return { report: failureReport(`checkpoint ${name}`, pool.faults, pool.places), fault: pool.cause! };
+    }
+    // An executor that could not write its part (a full disk): the run ends naming the file and the OS error.
+    if (e instanceof RefusedError) {
+      throw new WriteFailure(pathOf(pool.places[e.rank]), e.detail.replace(/^.*failed: /, ""));
     }
     throw e;
   }

@@ -23,12 +23,8 @@ async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-/** Files in a directory (names), sorted. */
-async function names(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(dir)) out.push(e.name);
-  return out.sort();
-}
+/** Whether a path exists. */
+const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
 const texts = async (dir: string) => (await datasetTokens(dir)).map((ids) => dec.decode(Uint8Array.from(ids)));
 
@@ -67,7 +63,7 @@ Deno.test({
       // Bad input: a missing column, a corrupt file. One clear error; the output directory holds nothing.
       let msg = await assertThrows(() => prepareDataset({ input: one, out: `${tmp}/bad1` }), 'no column "text"');
       assertIncludes(msg, '"id"', '"content"', "--field");
-      assertEquals(await names(`${tmp}/bad1`), []);
+      assertEquals(await exists(`${tmp}/bad1`), false, "a failed prepare removes the directory it created");
       const bytes = await Deno.readFile(one);
       const corrupt = bytes.slice();
       for (let i = 8; i < corrupt.length / 2; i++) corrupt[i] ^= 0x5a;
@@ -77,13 +73,13 @@ Deno.test({
         "corrupt.parquet",
       );
       assert(!msg.includes("    at "), `no stack trace: ${msg}`);
-      assertEquals(await names(`${tmp}/bad2`), []);
+      assertEquals(await exists(`${tmp}/bad2`), false, "a failed prepare removes the directory it created");
       await Deno.writeFile(`${tmp}/short.parquet`, bytes.slice(0, bytes.length - 100));
       await assertThrows(
         () => prepareDataset({ input: `${tmp}/short.parquet`, out: `${tmp}/bad3`, field: "content" }),
         "not a readable Parquet file",
       );
-      assertEquals(await names(`${tmp}/bad3`), []);
+      assertEquals(await exists(`${tmp}/bad3`), false, "a failed prepare removes the directory it created");
     }),
 });
 
@@ -97,7 +93,7 @@ Deno.test("jsonl: --field picks the text; a record without it is named by file a
       prepareDataset({ input: `${tmp}/b.jsonl`, out: `${tmp}/bad`, field: "content" })
     );
     assertIncludes(msg, "b.jsonl:2", '"content"', '"body"', "--field");
-    assertEquals(await names(`${tmp}/bad`), []);
+    assertEquals(await exists(`${tmp}/bad`), false, "a failed prepare removes the directory it created");
   }));
 
 Deno.test({
@@ -177,19 +173,19 @@ Deno.test({
         prepareDataset({ input, format: "megatron", out, tokenizer: `${tmp}/tok` });
       let msg = await assertThrows(() => mg(`${tmp}/magic`, `${tmp}/b1`), "not a Megatron index");
       assertIncludes(msg, "magic.idx", "MMIDIDX");
-      assertEquals(await names(`${tmp}/b1`).catch(() => []), []);
+      assertEquals(await exists(`${tmp}/b1`), false);
       await Deno.copyFile(`${p}.idx`, `${tmp}/trunc.idx`);
       const bin = await Deno.readFile(`${p}.bin`);
       await Deno.writeFile(`${tmp}/trunc.bin`, bin.slice(0, bin.length - 10));
       msg = await assertThrows(() => mg(`${tmp}/trunc`, `${tmp}/b2`), "truncated");
       assertIncludes(msg, "trunc.bin");
-      assertEquals(await names(`${tmp}/b2`).catch(() => []), []);
+      assertEquals(await exists(`${tmp}/b2`), false);
       await Deno.writeFile(`${tmp}/trunc2.idx`, idx.slice(0, idx.length - 8));
       await Deno.copyFile(`${p}.bin`, `${tmp}/trunc2.bin`);
       await assertThrows(() => mg(`${tmp}/trunc2`, `${tmp}/b3`), "damaged or truncated");
       // A token id outside the tokenizer's vocabulary: refused, and the output directory holds nothing.
       msg = await assertThrows(() => mg(`${tmp}/big`, `${tmp}/b4`), "outside the tokenizer's vocabulary of 600");
-      assertEquals(await names(`${tmp}/b4`), []);
+      assertEquals(await exists(`${tmp}/b4`), false, "a failed prepare removes the directory it created");
       // The source .bin is untouched by a failed in-place import.
       assertEquals((await Deno.stat(`${tmp}/big.bin`)).nlink, 1);
       assert((await readDatasetIndex(`${tmp}/ds-uint16`)).manifest.documents === 120);

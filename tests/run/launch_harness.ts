@@ -18,14 +18,18 @@ export interface LaunchProc {
   finish: () => Promise<{ code: number; signal: Deno.Signal | null; out: string; err: string }>;
 }
 
-/** Starts `deno run -A orchestrator/cli/launch.ts ARGS` in the repository root. */
-export function startLaunch(args: string[], env: Record<string, string> = {}): LaunchProc {
+/**
+ * Starts `deno run -A orchestrator/cli/launch.ts ARGS` in the repository root; with `task`, `deno task launch ARGS`
+ * in a process group of its own (a terminal's foreground job: signal it with `Deno.kill(-child.pid, SIG)`).
+ */
+export function startLaunch(args: string[], env: Record<string, string> = {}, task = false): LaunchProc {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${REPO_ROOT}/orchestrator/cli/launch.ts`, ...args],
+    args: task ? ["task", "launch", ...args] : ["run", "-A", `${REPO_ROOT}/orchestrator/cli/launch.ts`, ...args],
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    detached: task,
     env: { NO_COLOR: "1", ...env },
   }).spawn();
   let out = "", err = "";

@@ -269,7 +269,8 @@ Deno.test({
     a.forEach((x, i) => assertClose(b[i].loss, x.loss, 1e-5, `step ${x.step} loss`));
     const shape = { ...MODEL_PRESETS["gpt-tiny"], maxSeq: 256 };
     const load = async (d: string) => {
-      const part = (await manifestOf(d, 6)).parts[0].path;
+      // Local parts are named relative to their checkpoint directory.
+      const part = `${d}/checkpoints/step-00000006/${(await manifestOf(d, 6)).parts[0].path}`;
       return decodeState(await Deno.readFile(part), shape, part).params;
     };
     assertArrayClose(await load(dir), await load(`${tmp}/webgpu-ref`), 1e-5, 1e-4);

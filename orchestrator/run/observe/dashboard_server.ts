@@ -17,6 +17,8 @@ export interface DashboardOptions {
   port?: number;
   /** The token (default: 32 random hex digits). */
   token?: string;
+  /** Where the URL with the token is to be found, for the 401 (default: what the run printed, RUN_DIR/dashboard.url). */
+  tokenSource?: string;
 }
 
 /** A running dashboard. */
@@ -64,9 +66,17 @@ export function serveDashboard(state: RunState, metrics: RunMetrics, opts: Dashb
   try {
     server = Deno.serve({ hostname, port: opts.port ?? 0, onListen: () => {} }, async (req) => {
       const url = new URL(req.url);
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        return new Response("405 method not allowed: the dashboard is read-only (GET)\n", {
+          status: 405,
+          headers: { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" },
+        });
+      }
       if (!authorized(req, url, token)) {
         return new Response(
-          "401 unauthorized: open the URL with ?token= that the run printed (RUN_DIR/dashboard.url)\n",
+          `401 unauthorized: open the URL with ?token= that ${
+            opts.tokenSource ?? "the run printed (RUN_DIR/dashboard.url)"
+          }\n`,
           {
             status: 401,
             headers: { "content-type": "text/plain; charset=utf-8" },

@@ -23,6 +23,8 @@ export class HangWatch {
   #progress = new Map<number, Set<number>>();
   #done = new Set<number>();
   #ranks: RankView[] = [];
+  /** Ranks whose process their agent reports stopped (SIGSTOP, a debugger). */
+  #stopped = new Set<number>();
 
   constructor(readonly opts: HangOptions, readonly onHang: (r: HangReport) => void) {}
 
@@ -52,6 +54,12 @@ export class HangWatch {
     this.#progress.set(rank, s);
   }
 
+  /** A heartbeat's word on a rank's process: stopped (SIGSTOP, a debugger) or not. */
+  stopped(rank: number, stopped: boolean): void {
+    if (stopped) this.#stopped.add(rank);
+    else this.#stopped.delete(rank);
+  }
+
   /** A rank reported `step_done`. */
   done(rank: number, step: number): void {
     if (step === this.#step) this.#done.add(rank);
@@ -75,6 +83,13 @@ export class HangWatch {
     const inside = unfinished.filter((u) => u.doneMicroBatches < u.busyMicroBatches);
     const waiting = unfinished.filter((u) => u.doneMicroBatches >= u.busyMicroBatches);
     const parts: string[] = [];
+    const stopped = unfinished.filter((u) => this.#stopped.has(u.rank));
+    if (stopped.length) {
+      parts.push(
+        `the process of ${stopped.map((u) => `rank ${u.rank} on ${u.host}`).join(", ")} is stopped (SIGSTOP or a ` +
+          `debugger; SIGCONT resumes it)`,
+      );
+    }
     if (inside.length) {
       parts.push(
         "still computing: " +

@@ -22,8 +22,20 @@ import { readLatestCheckpoint } from "./run_files.ts";
 import { type HangReport, type RankView, type RunInfoView, RunState, type StragglerReport } from "./run_state.ts";
 import { StragglerDetector } from "./stragglers.ts";
 import { TensorBoardWriter } from "./tensorboard_writer.ts";
+import { writing } from "../../errors.ts";
 
 /** What the observer of a run needs. */
+/** The devices without a known peak, counted per model (`4x cpu (TypeScript reference, f32)`): every device counts. */
+export function unknownPeaks(ranks: { peakTflops: number | null; deviceName: string }[]): string {
+  const n = new Map<string, number>();
+  for (const r of ranks) {
+    if (r.peakTflops !== null) continue;
+    const model = r.deviceName.replace(/^\S+:\d+\s+/, "");
+    n.set(model, (n.get(model) ?? 0) + 1);
+  }
+  return [...n].map(([m, k]) => `${k}x ${m}`).join(", ");
+}
+
 export interface ObserverOptions {
   config: Config;
   runDir: string;
@@ -119,7 +131,7 @@ export class RunObserver {
       state.addRecord(r, false);
       o.metrics.step(r);
     }
-    const existing = await o.#tb.existingSteps();
+    const existing = await writing(o.#tb.dir, () => o.#tb.existingSteps());
     if (existing.length) o.#tb.lastStep = existing[existing.length - 1];
     state.lastCheckpoint = await readLatestCheckpoint(opts.checkpointRoot);
     state.live = true;
@@ -171,7 +183,10 @@ export class RunObserver {
         const now = Date.now();
         view.lastHeartbeat = now;
         if (ev.type === "heartbeat") {
-          for (const e of ev.executors) if (e.alive) st.lastSeen.set(e.rank, now);
+          for (const e of ev.executors) {
+            if (e.alive) st.lastSeen.set(e.rank, now);
+            this.#hang.stopped(e.rank, e.stopped === true);
+          }
         } else if (ev.type === "from_executor") {
           st.lastSeen.set(ev.rank, now);
           const m = ev.msg;
@@ -187,8 +202,7 @@ export class RunObserver {
     }
     const mfuKnown = st.ranks.every((r) => r.peakTflops !== null);
     if (!mfuKnown) {
-      const unknown = [...new Set(st.ranks.filter((r) => r.peakTflops === null).map((r) => r.deviceName))];
-      this.#log(`MFU: n/a (no peak known for ${unknown.slice(0, 3).join(", ")}; set observe.peak_tflops to give one)`);
+      this.#log(`MFU: n/a (no peak known for ${unknownPeaks(st.ranks)}; set observe.peak_tflops to give one)`);
     }
     await this.#event({
       type: "attach",
@@ -243,14 +257,17 @@ export class RunObserver {
   }
 
   async #event(e: ObserveEvent): Promise<void> {
-    const f = await Deno.open(`${this.opts.runDir}/observe.jsonl`, { append: true, create: true });
-    try {
-      const b = new TextEncoder().encode(JSON.stringify(e) + "\n");
-      let o = 0;
-      while (o < b.length) o += await f.write(b.subarray(o));
-    } finally {
-      f.close();
-    }
+    const path = `${this.opts.runDir}/observe.jsonl`;
+    await writing(path, async () => {
+      const f = await Deno.open(path, { append: true, create: true });
+      try {
+        const b = new TextEncoder().encode(JSON.stringify(e) + "\n");
+        let o = 0;
+        while (o < b.length) o += await f.write(b.subarray(o));
+      } finally {
+        f.close();
+      }
+    });
   }
 
   /** The attempt ended: stop following its cluster. */

@@ -5,6 +5,7 @@
 import { readLedger } from "../../ledger/ledger.ts";
 import type { RunState } from "./run_state.ts";
 import { rankGroupTimes } from "./stragglers.ts";
+import type { lockState } from "../run_lock.ts";
 
 function dur(s: number): string {
   if (!Number.isFinite(s)) return "n/a";
@@ -14,7 +15,11 @@ function dur(s: number): string {
 }
 
 /** The summary's lines (see the file header). */
-export async function statusLines(st: RunState, now = Date.now()): Promise<string[]> {
+export async function statusLines(
+  st: RunState,
+  now = Date.now(),
+  lock?: ReturnType<typeof lockState>,
+): Promise<string[]> {
   const i = st.info;
   const steps = st.steps;
   const last = steps[steps.length - 1];
@@ -29,8 +34,13 @@ export async function statusLines(st: RunState, now = Date.now()): Promise<strin
     : last.wallMs / 1000;
   const ago = (now - Date.parse(last.time)) / 1000;
   const done = last.step >= i.totalSteps;
+  // The run directory's lock says for sure on this host; otherwise the age of the last step is the guess.
   const state = done
     ? "finished"
+    : lock?.state === "held"
+    ? `running (process ${lock.holder!.pid}; last step ${dur(ago)} ago)`
+    : lock?.state === "free"
+    ? `stopped at step ${last.step} (no orchestrator runs it; last step ${dur(ago)} ago)`
     : ago < Math.max(60, 10 * perStepS)
     ? `running (last step ${dur(ago)} ago)`
     : `stopped at step ${last.step} (last step ${dur(ago)} ago)`;

@@ -6,6 +6,7 @@
 // existing files (each rewritten atomically), so the directory never holds a step twice.
 
 import { writeAtomic } from "../../../core/atomic_write.ts";
+import { WriteFailure } from "../../errors.ts";
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -179,6 +180,14 @@ export class TensorBoardWriter {
 
   /** Writes the scalars of one step (a step not after the last written one first truncates, see the header). */
   async scalars(step: number, values: [string, number][], wallTime = Date.now() / 1000): Promise<void> {
+    try {
+      await this.#scalars(step, values, wallTime);
+    } catch (e) {
+      throw e instanceof WriteFailure ? e : new WriteFailure(this.#path || this.dir, e);
+    }
+  }
+
+  async #scalars(step: number, values: [string, number][], wallTime: number): Promise<void> {
     if (step <= this.#lastStep) await this.truncateFrom(step);
     if (!this.#file) {
       await Deno.mkdir(this.dir, { recursive: true });
