@@ -161,6 +161,8 @@ export interface Calibration {
   microbenchGbps: number;
   /** v[d] after calibration. */
   calibratedGbps: number;
+  /** Fixed ms per group per micro-batch this degree showed on top of β1 and the micro-batch's (`group_ms`). */
+  groupMs?: number;
   points: number;
   /** Whether the constants use it (only when it predicts the validation better than the microbenchmark). */
   applied: boolean;
@@ -176,6 +178,11 @@ export interface ValidationSection {
    * a step's measured time that the cost model (and so a plan's prediction) does not include.
    */
   stepOverheadMs?: number;
+  /**
+   * The validation's real steps at degree 1 against the compute grid's fit: `measured ≈ computeScale·(β1 + compute)
+   * + microBatchMs` (the scale is applied to α1, α2 and β1 when the fitted terms predict the validation better).
+   */
+  degreeOne?: { computeScale: number; microBatchMs: number };
   /** The same errors with the microbenchmark's bandwidths (before calibration), when calibrated. */
   uncalibrated?: { medianRelErr: number; maxRelErr: number };
 }
