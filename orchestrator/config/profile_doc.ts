@@ -174,8 +174,8 @@ export interface ValidationSection {
   medianRelErr: number;
   maxRelErr: number;
   /**
-   * Median per-step time outside the micro-batches (gradient all-reduce, optimizer) in the validation steps: part of
-   * a step's measured time that the cost model (and so a plan's prediction) does not include.
+   * Median per-step time outside the micro-batches (gradient all-reduce, optimizer) in the validation steps: the
+   * cost model's `step_ms` (plans predict whole steps with it).
    */
   stepOverheadMs?: number;
   /**

@@ -35,8 +35,8 @@ export interface LedgerCheck {
   steps: number;
   groups: number;
   step: ErrorStats;
-  /** Steps against the sum of their micro-batches' measured times (when the ledger records `microBatchMs`: the
-   * part the plan models, without the gradient all-reduce and optimizer). */
+  /** The plans' micro-batches (their predictions added up, without the step's fixed cost) against the sum of their
+   * measured times (when the ledger records `microBatchMs`: without the gradient all-reduce and optimizer). */
   microBatches?: ErrorStats;
   group: ErrorStats;
   byDegree: { degree: number; stats: ErrorStats }[];
@@ -153,7 +153,9 @@ export function checkLedger(
     groups: groupRows.length,
     step: errorStats(stepErrs),
     microBatches: sorted.every((e) => typeof e.microBatchMs === "number" && Number.isFinite(e.microBatchMs))
-      ? errorStats(sorted.map((e) => rel(e.predictedMs, e.microBatchMs!)))
+      ? errorStats(
+        sorted.map((e) => rel(e.plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0), e.microBatchMs!)),
+      )
       : undefined,
     group: errorStats(groupRows.map((g) => rel(g.p, g.m))),
     byDegree: degrees.map((degree) => ({
