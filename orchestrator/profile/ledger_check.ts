@@ -39,6 +39,12 @@ export interface LedgerCheck {
    * measured times (when the ledger records `microBatchMs`: without the gradient all-reduce and optimizer). */
   microBatches?: ErrorStats;
   group: ErrorStats;
+  /**
+   * Step and group errors with the run's overall speed taken out (every prediction times the run's median
+   * measured/predicted): what is left is the model's error between plans, apart from how fast the machine ran (on a
+   * shared machine other work changes that between the profile and the run).
+   */
+  relative: { speed: number; step: ErrorStats; group: ErrorStats };
   byDegree: { degree: number; stats: ErrorStats }[];
   histogram: { lo: number; hi: number; count: number }[];
   ranks: RankDrift[];
@@ -158,6 +164,7 @@ export function checkLedger(
       )
       : undefined,
     group: errorStats(groupRows.map((g) => rel(g.p, g.m))),
+    relative: relativeStats(sorted, groupRows),
     byDegree: degrees.map((degree) => ({
       degree,
       stats: errorStats(groupRows.filter((g) => g.degree === degree).map((g) => rel(g.p, g.m))),
@@ -166,6 +173,17 @@ export function checkLedger(
     ranks,
     flags,
     threshold,
+  };
+}
+
+/** Errors after scaling every prediction by the run's median measured/predicted step time. */
+function relativeStats(steps: LedgerEntry[], groups: { p: number; m: number }[]): LedgerCheck["relative"] {
+  const timed = steps.filter((e) => e.measuredMs > 0 && e.predictedMs > 0);
+  const speed = timed.length ? median(timed.map((e) => e.measuredMs / e.predictedMs)) : 1;
+  return {
+    speed,
+    step: errorStats(timed.map((e) => (e.predictedMs * speed - e.measuredMs) / e.measuredMs)),
+    group: errorStats(groups.map((g) => (g.p * speed - g.m) / g.m)),
   };
 }
 
@@ -181,6 +199,8 @@ export function formatLedgerCheck(c: LedgerCheck, path: string): string {
     `  step time:  ${line(c.step)}`,
     ...(c.microBatches ? [`  step time without all-reduce and optimizer (microBatchMs): ${line(c.microBatches)}`] : []),
     `  group time: ${line(c.group)}`,
+    `  with the run's speed taken out (measured/predicted ${c.relative.speed.toFixed(2)} overall): step median ` +
+    `|error| ${abs(c.relative.step.medianAbs)}, group ${abs(c.relative.group.medianAbs)}`,
   ];
   for (const d of c.byDegree) out.push(`    degree ${d.degree}: ${line(d.stats)} over ${d.stats.count} group(s)`);
   out.push("  step error histogram:");

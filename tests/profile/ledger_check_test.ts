@@ -105,3 +105,10 @@ Deno.test("ledger check: the micro-batch error compares the plans' micro-batches
   assertEquals(c.step.maxAbs, 0);
   assertEquals(c.microBatches!.maxAbs, 0);
 });
+
+Deno.test("ledger check: a machine 30% slower than profiled shows as the run's speed, not as error between plans", () => {
+  const c = checkLedger(ledger(8, () => 1.3, 0).map((e) => ({ ...e, measuredMs: 1.3 * e.predictedMs })));
+  assertClose(c.step.medianAbs, 1 - 1 / 1.3, 1e-6);
+  assertClose(c.relative.speed, 1.3, 0.01);
+  assert(c.relative.step.maxAbs < 0.01 && c.relative.group.maxAbs < 0.01, `relative ${JSON.stringify(c.relative)}`);
+});
