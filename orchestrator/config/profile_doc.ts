@@ -183,6 +183,17 @@ export interface ValidationSection {
    * + microBatchMs` (the scale is applied to α1, α2 and β1 when the fitted terms predict the validation better).
    */
   degreeOne?: { computeScale: number; microBatchMs: number };
+  /**
+   * The planner's own plans with the fitted constants, run as training steps (`--fidelity N`): predicted against
+   * measured step and group times (signed median and median |error|; error = predicted/measured - 1).
+   */
+  planned?: {
+    steps: number;
+    step: { medianAbs: number; median: number; maxAbs: number };
+    group: { medianAbs: number; median: number; maxAbs: number };
+    /** Device speed after the replay relative to the validation (1: the machine's load did not change). */
+    speedAfter?: number;
+  };
   /** The same errors with the microbenchmark's bandwidths (before calibration), when calibrated. */
   uncalibrated?: { medianRelErr: number; maxRelErr: number };
 }

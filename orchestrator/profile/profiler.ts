@@ -38,6 +38,7 @@ import type { PlannerSetup } from "../planner/from_config.ts";
 import { alignedGroups, type MeasuredPoint, predictValidation, runPlannedStep, validateDegrees } from "./step_runs.ts";
 import type { Calibration } from "./calibrate.ts";
 import { fitStepTerms } from "./fixed_costs.ts";
+import { checkLedger, type ErrorStats } from "./ledger_check.ts";
 
 /** Options of {@link runProfile}. */
 export interface ProfileRunOptions {
@@ -426,6 +427,18 @@ async function replaySteps(
   return { ledger, speedAfter };
 }
 
+/** Predicted against measured for the replayed plans, as the profile stores it. */
+function plannedSummary(ledger: LedgerRecord[], speedAfter?: number): NonNullable<ValidationSection["planned"]> {
+  const c = checkLedger(ledger);
+  const pick = (s: ErrorStats) => ({ medianAbs: sig(s.medianAbs), median: sig(s.median), maxAbs: sig(s.maxAbs) });
+  return {
+    steps: c.steps,
+    step: pick(c.step),
+    group: pick(c.group),
+    ...(speedAfter === undefined ? {} : { speedAfter: sig(speedAfter) }),
+  };
+}
+
 /** Measures the cluster of `config` and returns the profile document (not yet written). */
 export async function runProfile(config: Config, opts: ProfileRunOptions): Promise<ProfileRunResult> {
   const t0 = performance.now();
@@ -553,7 +566,9 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
         representativeTokens: config.model.maxSeq,
         calibration,
       },
-      validation,
+      validation: validation && replay.ledger.length
+        ? { ...validation, planned: plannedSummary(replay.ledger, replay.speedAfter) }
+        : validation,
       warnings: ctx.warnings,
     };
     return { doc, ledger: replay.ledger, speedAfterReplay: replay.speedAfter };

@@ -154,6 +154,18 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
           `(${c.step_ms ? "the cost model's step_ms" : "not in the cost model"})`,
       );
     }
+    if (v.planned) {
+      const e = (s: { medianAbs: number; median: number }) =>
+        `median |error| ${pct(s.medianAbs)} (signed ${s.median >= 0 ? "+" : ""}${(s.median * 100).toFixed(1)}%)`;
+      out.push(
+        `  the planner's own plans, ${v.planned.steps} step(s) run: step time ${e(v.planned.step)}, group time ` +
+          `${e(v.planned.group)}${
+            v.planned.speedAfter !== undefined && Math.abs(v.planned.speedAfter - 1) > 0.15
+              ? ` (the devices ran at ${v.planned.speedAfter}x their validation speed after them)`
+              : ""
+          }`,
+      );
+    }
     if (v.degreeOne) {
       out.push(
         `  degree-1 steps against the compute grid's fit: ${v.degreeOne.computeScale}x its compute plus ` +
