@@ -42,8 +42,12 @@ Deno.test("per-micro-batch, per-group and per-step costs are in group, plan and 
   assertEquals(cost.minGroupFixedMs(), TOY_CONSTANTS.beta1 + 5);
   assertEquals(cost.groupMs([100], 2, false), TOY_CONSTANTS.beta1 + 5 + 7 + cost.seqMs(100, 2, false));
   const lengths = randomLengths(11, 20, 3500);
-  for (const strategy of ["flexsp", "static", "batchada"] as Strategy[]) {
-    const plan = await planStep(lengths, topo, cost, { ...ctx.options, strategy });
+  const runs: [Strategy, "none" | "highs"][] = [["flexsp", "none"], ["flexsp", "highs"], ["static", "none"], [
+    "batchada",
+    "none",
+  ]];
+  for (const [strategy, milp] of runs) {
+    const plan = await planStep(lengths, topo, cost, { ...ctx.options, strategy, milp, deterministic: true });
     assertEquals(planViolations(plan, ctx, lengths), [], strategy);
     const mbs = plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0);
     assert(Math.abs(plan.predictedMs - (mbs + 40)) < 1e-9, `${strategy}: ${plan.predictedMs} vs ${mbs} + 40`);
