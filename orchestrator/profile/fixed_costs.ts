@@ -47,6 +47,9 @@ export function fitDegreeOne(points: readonly MeasuredPoint[], topo: Topology, c
 
 const sig = (x: number) => Number(x.toPrecision(5));
 
+/** The degree-1 compute scale beyond which (this or its inverse) the validation is taken as a load change. */
+const MIN_SCALE = 2 / 3;
+
 /** What {@link fitStepTerms} fitted, and how the validation is predicted with and without it. */
 export interface StepTermsFit {
   /** The constants with every fitted term (the caller keeps them when `better`). */
@@ -56,7 +59,10 @@ export interface StepTermsFit {
   skipped?: string;
   before: ValidationSection;
   after: ValidationSection;
-  /** Whether the fitted terms predict the validation's group runs better (median + a quarter of the max error). */
+  /**
+   * Whether the fitted terms predict the validation's group runs better (median + a quarter of the max error).
+   * `degreeOne` is what the degree-1 runs showed; with `skipped` it was not applied.
+   */
   better: boolean;
 }
 
@@ -74,7 +80,11 @@ export function fitStepTerms(
   const base = setupOf(constants);
   const before = predictValidation([...measured], base.topology, base.cost);
   const fitted: StoredConstants = structuredClone(constants);
-  const degreeOne = fitDegreeOne(measured, base.topology, base.cost);
+  const measuredOne = fitDegreeOne(measured, base.topology, base.cost);
+  // Real steps off the grid by more than half (or under two thirds) mean the machine's load changed between the
+  // phases, not a path of its own: nothing is fitted from the degree-1 runs then (the calibration below skips too).
+  const loaded = !(measuredOne.computeScale >= MIN_SCALE && measuredOne.computeScale <= 1 / MIN_SCALE);
+  const degreeOne = loaded ? { computeScale: 1, microBatchMs: 0 } : measuredOne;
   fitted.alpha1 = sig(fitted.alpha1 * degreeOne.computeScale);
   fitted.alpha2 = sig(fitted.alpha2 * degreeOne.computeScale);
   fitted.beta1 = sig(fitted.beta1 * degreeOne.computeScale);
@@ -97,9 +107,16 @@ export function fitStepTerms(
   const score = (v: ValidationSection) => v.medianRelErr + 0.25 * v.maxRelErr;
   return {
     fitted,
-    degreeOne: { computeScale: sig(degreeOne.computeScale), microBatchMs: sig(degreeOne.microBatchMs) },
+    degreeOne: { computeScale: sig(measuredOne.computeScale), microBatchMs: sig(measuredOne.microBatchMs) },
     calibration: cal.calibrations,
-    skipped: "skipped" in cal ? cal.skipped as string | undefined : undefined,
+    skipped: loaded
+      ? `the validation's degree-1 steps ran at ${
+        sig(measuredOne.computeScale)
+      }x the compute grid's fit (the machine's load changed between the phases): compute scale and fixed costs not ` +
+        `fitted; re-run on a quiet cluster`
+      : "skipped" in cal
+      ? cal.skipped as string | undefined
+      : undefined,
     before,
     after,
     better: score(after) < score(before) - 0.01,

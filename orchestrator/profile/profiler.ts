@@ -334,7 +334,7 @@ async function validateAndCalibrate(
     `validation: degree-1 steps ran at ${degreeOne.computeScale}x the compute fit plus ` +
       `${degreeOne.microBatchMs} ms per micro-batch`,
   );
-  if (Math.abs(degreeOne.computeScale - 1) > 0.2) {
+  if (Math.abs(degreeOne.computeScale - 1) > 0.2 && !fit.skipped) {
     warnings.push(
       `the validation's degree-1 steps ran at ${degreeOne.computeScale}x the compute grid's fit (the machine's ` +
         `load changed between the phases, or real steps run another path): compute constants scaled to the steps`,
