@@ -155,11 +155,12 @@ export async function validateDegrees(
       `validation at degree ${d}`,
     );
     step++;
-    // Outside the micro-batches: the gradient all-reduce and the optimizer, as launch's ledger counts it (the
-    // slowest rank's step less each micro-batch's slowest rank), so it is what a plan's step_ms must add. A rank's
-    // own step less its own micro-batches would count its wait for slower groups at the all-reduce twice.
-    const slowestMbs = microBatches.reduce((t, _, i) => t + Math.max(...[...m.mb.values()].map((v) => v[i])), 0);
-    stepOverheadMs.push(Math.max(0, Math.max(...m.stepMs.values()) - slowestMbs));
+    // Outside the micro-batches: the gradient all-reduce and the optimizer. Each rank's own step less its own
+    // micro-batches also holds its wait at the all-reduce for slower groups; the rank that waited least (the last to
+    // arrive) shows the step's own cost, which a plan's step_ms adds to its slowest micro-batches.
+    stepOverheadMs.push(
+      Math.max(0, Math.min(...[...m.stepMs].map(([r, ms]) => ms - m.mb.get(r)!.reduce((a, b) => a + b, 0)))),
+    );
     for (const spans of [false, true]) {
       const mine = groups.filter((g) => spansNodes(topo, g[0], d) === spans);
       if (mine.length === 0) continue;
