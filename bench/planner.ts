@@ -9,9 +9,10 @@
 // group holds the whole context: SP=64, spanning both types, so at the A100 speed), BatchAda, FlexSP on the
 // fast nodes alone, and FlexSP with every device held to the A100 budget (what one global budget gives).
 //
-// Static SP is what a DeepSpeed-Ulysses user must run: the smallest degree that holds the model's whole
-// context (SP=64 at 192K and 384K under the 28 GB budget), best-fit-decreasing packing. BatchAda is the best
-// homogeneous degree per batch. Length distributions: orchestrator/data/length_distributions.ts.
+// Static SP is what a DeepSpeed-Ulysses or Megatron CP user must run: the smallest degree that holds the model's
+// whole context (SP=64 at 192K and 384K under the 28 GB budget), every data-parallel group of it given its share of
+// every micro-batch (orchestrator/planner/baselines.ts). BatchAda is the best homogeneous degree per batch, planned
+// the same way. Length distributions: orchestrator/data/length_distributions.ts.
 
 import { loadConfig } from "../orchestrator/config/load.ts";
 import { plannerSetup } from "../orchestrator/planner/from_config.ts";

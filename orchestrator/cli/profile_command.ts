@@ -38,10 +38,11 @@ options:
   --sizes A,B,..      all-to-all message sizes in KiB per rank
   --iters N           timed all-to-all iterations per size
   --no-validate       skip the per-degree validation with real steps (and the calibration)
-  --no-calibrate      keep the microbenchmark's all-to-all bandwidths instead of refitting them to the
-                      validation's real group times
-  --fidelity N        after fitting, plan and run N training steps and report predicted vs measured (writes a
-                      ledger.jsonl that --check reads)
+  --no-calibrate      keep the microbenchmark's all-to-all bandwidths and the grid's compute instead of fitting
+                      them and the fixed costs to the validation's real group times
+  --fidelity N        after fitting, plan and run N training steps with the planner's own plans and report
+                      predicted vs measured (in the profile, and a ledger.jsonl that --check reads; default 5,
+                      3 with --quick, 0 to skip)
   --run-dir DIR       where agent logs and the --fidelity ledger go (default runs/profile-<timestamp>)
   --timeout S         longest wait for one benchmark command, seconds (default 600)
   --json              print the profile document instead of the summary
@@ -193,7 +194,11 @@ export async function profileMain(argv: string[]): Promise<number> {
   if (values["max-tokens"] !== undefined) grid.maxTokens = positiveInt("max-tokens", values["max-tokens"] as string, 1);
   if (values.repeats !== undefined) grid.repeats = positiveInt("repeats", values.repeats as string, 1);
   if (values.iters !== undefined) grid.alltoallIters = positiveInt("iters", values.iters as string, 1);
-  const fidelity = values.fidelity === undefined ? 0 : positiveInt("fidelity", values.fidelity as string, 1);
+  const fidelity = values.fidelity === undefined
+    ? (values["no-validate"] ? 0 : values.quick ? 3 : 5)
+    : values.fidelity === "0"
+    ? 0
+    : positiveInt("fidelity", values.fidelity as string, 1);
   const timeoutS = values.timeout === undefined ? 600 : positiveInt("timeout", values.timeout as string, 600);
   const target = profileTarget(config, sets);
   if (values.out === undefined && target.note) console.error(target.note);

@@ -11,6 +11,8 @@ const f = (spec: Spec, extra: Omit<Field, "spec"> = {}): Field => ({ spec, ...ex
 
 /** Per-degree bandwidth table, GB/s per device: `{2: 119.5, 4: 104.1}`. Keys are checked by the resolver. */
 const bandwidthTable: Spec = { kind: "object", fields: {}, openKeys: posNum };
+/** Per-degree fixed ms of a group per micro-batch: `{2: 1.5, 4: 3.2}`. */
+const groupMsTable: Spec = { kind: "object", fields: {}, openKeys: { kind: "number", min: 0 } };
 
 /** Cost constants of one model on one cluster (the paper's α/β model; times in ms). */
 export const costConstantsSpec: Spec = {
@@ -30,6 +32,10 @@ export const costConstantsSpec: Spec = {
     }, { required: true }),
     /** Relative speed of each executor kind's device; a group runs at its slowest device. */
     device_speed: f({ kind: "object", fields: {}, openKeys: posNum }),
+    /** Fixed ms per micro-batch, per group by degree (on top of beta1) and per step (profiled; absent: 0). */
+    micro_batch_ms: f({ kind: "number", min: 0 }),
+    group_ms: f(groupMsTable),
+    step_ms: f({ kind: "number", min: 0 }),
   },
 };
 

@@ -14,6 +14,10 @@ export interface StoredConstants {
   params_by_max_seq?: Record<string, number>;
   bandwidth_gbps: { intra: Record<string, number>; inter: Record<string, number> };
   device_speed?: Record<string, number>;
+  /** Fixed ms per micro-batch (every rank), per group by degree (on top of beta1) and per step; absent: 0. */
+  micro_batch_ms?: number;
+  group_ms?: Record<string, number>;
+  step_ms?: number;
 }
 
 /** Cost constants (planner form) from their stored form. */
@@ -28,6 +32,9 @@ export function storedToConstants(c: StoredConstants): CostConstants {
     params: c.params,
     bandwidth: { intra: table(c.bandwidth_gbps.intra), inter: table(c.bandwidth_gbps.inter) },
     deviceSpeed: c.device_speed,
+    ...(c.micro_batch_ms ? { microBatchMs: c.micro_batch_ms } : {}),
+    ...(c.group_ms && Object.keys(c.group_ms).length ? { groupMs: table(c.group_ms) } : {}),
+    ...(c.step_ms ? { stepMs: c.step_ms } : {}),
   };
 }
 
@@ -44,5 +51,8 @@ export function constantsToStored(c: CostConstants): StoredConstants {
   if (c.actMbPerTokenFull !== undefined) out.act_mb_per_token_full = c.actMbPerTokenFull;
   if (c.params !== undefined) out.params = c.params;
   if (c.deviceSpeed) out.device_speed = c.deviceSpeed;
+  if (c.microBatchMs) out.micro_batch_ms = c.microBatchMs;
+  if (c.groupMs && Object.keys(c.groupMs).length) out.group_ms = table(c.groupMs);
+  if (c.stepMs) out.step_ms = c.stepMs;
   return out;
 }

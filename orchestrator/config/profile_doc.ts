@@ -161,6 +161,8 @@ export interface Calibration {
   microbenchGbps: number;
   /** v[d] after calibration. */
   calibratedGbps: number;
+  /** Fixed ms per group per micro-batch this degree showed on top of β1 and the micro-batch's (`group_ms`). */
+  groupMs?: number;
   points: number;
   /** Whether the constants use it (only when it predicts the validation better than the microbenchmark). */
   applied: boolean;
@@ -172,10 +174,26 @@ export interface ValidationSection {
   medianRelErr: number;
   maxRelErr: number;
   /**
-   * Median per-step time outside the micro-batches (gradient all-reduce, optimizer) in the validation steps: part of
-   * a step's measured time that the cost model (and so a plan's prediction) does not include.
+   * Median per-step time outside the micro-batches (gradient all-reduce, optimizer) in the validation steps: the
+   * cost model's `step_ms` (plans predict whole steps with it).
    */
   stepOverheadMs?: number;
+  /**
+   * The validation's real steps at degree 1 against the compute grid's fit: `measured ≈ computeScale·(β1 + compute)
+   * + microBatchMs` (the scale is applied to α1, α2 and β1 when the fitted terms predict the validation better).
+   */
+  degreeOne?: { computeScale: number; microBatchMs: number };
+  /**
+   * The planner's own plans with the fitted constants, run as training steps (`--fidelity N`): predicted against
+   * measured step and group times (signed median and median |error|; error = predicted/measured - 1).
+   */
+  planned?: {
+    steps: number;
+    step: { medianAbs: number; median: number; maxAbs: number };
+    group: { medianAbs: number; median: number; maxAbs: number };
+    /** Device speed after the replay relative to the validation (1: the machine's load did not change). */
+    speedAfter?: number;
+  };
   /** The same errors with the microbenchmark's bandwidths (before calibration), when calibrated. */
   uncalibrated?: { medianRelErr: number; maxRelErr: number };
 }

@@ -54,8 +54,20 @@ export interface CostConstants {
   alpha1: number;
   /** ms per token at degree 1. */
   alpha2: number;
-  /** ms paid once per group per micro-batch. */
+  /** ms paid once per group per micro-batch, at the group's speed. */
   beta1: number;
+  /**
+   * ms every micro-batch pays on every rank whatever its groups (ZeRO-3 gathers and reduce-scatters, launch and
+   * synchronisation); measured by the profile's validation at degree 1. Absent: 0.
+   */
+  microBatchMs?: number;
+  /**
+   * ms a group of degree d pays per micro-batch on top of β1 (its all-to-alls' per-call latency, the cost of
+   * small per-rank shards); by degree, from the profile's validation. Absent degrees: nearest measured one; none: 0.
+   */
+  groupMs?: Record<number, number>;
+  /** ms every step pays outside its micro-batches (gradient all-reduce, optimizer). Absent: 0. */
+  stepMs?: number;
   /** Activation memory per token (MB) under the profiled checkpointing policy. */
   actMbPerToken: number;
   /** Activation memory per token (MB) with full checkpointing, if profiled. */

@@ -1,5 +1,6 @@
-// Baselines: static SP with best-fit-decreasing packing (what DeepSpeed-Ulysses users do, paper §4.5
-// `fix_sp_bfd`) and BatchAda (the best homogeneous degree per batch, `adaptive_bfd`).
+// Baselines: static SP (what DeepSpeed-Ulysses and Megatron CP users run: one degree, every data-parallel group of it
+// gets its share of every micro-batch; the micro-batch count from the paper §4.5 `fix_sp_bfd` packing) and BatchAda
+// (the best homogeneous degree per batch, `adaptive_bfd`).
 
 import type { PlanContext } from "./context.ts";
 import type { Block } from "./placement.ts";
@@ -7,7 +8,15 @@ import type { MicroBatchPlan } from "./plan_types.ts";
 import { toMicroBatch } from "./microbatch_heuristic.ts";
 import { sortedByLength } from "./blaster.ts";
 
-/** Micro-batches of a static degree-d plan, or undefined if some sequence does not fit a degree-d group. */
+/**
+ * Micro-batches of a static degree-d plan, or undefined if some sequence does not fit a degree-d group. As
+ * DeepSpeed-Ulysses and Megatron CP run a fixed degree: the cluster is `N/d` data-parallel groups of degree d and
+ * every micro-batch gives each group its share of the batch (static SP=1 is plain data parallelism). The
+ * micro-batch count is what the memory needs: a best-fit-decreasing packing into bins of 90% of a group's memory
+ * (the reference's `fix_sp_bfd`), spread over the groups; the sequences are then dealt most expensive first to the
+ * (micro-batch, group) slot that finishes earliest, within the same memory, so the groups share every micro-batch's
+ * work by cost. When that dealing does not fit the memory, the packed bins themselves are dealt, heaviest first.
+ */
 export function staticPlan(
   ctx: PlanContext,
   lengths: readonly number[],
@@ -41,21 +50,63 @@ export function staticPlan(
       bins[best].seqs.push(k);
     }
   }
-  // Every `blocks.length` bins form a micro-batch; the last one steals a sequence per empty group.
-  const perMb = blocks.length;
-  const mbs: { tokens: number; seqs: number[] }[][] = [];
-  for (let i = 0; i < bins.length; i += perMb) mbs.push(bins.slice(i, i + perMb));
-  const last = mbs[mbs.length - 1];
-  if (mbs.length > 1) {
-    const donors = mbs.slice(0, -1).flat().filter((b) => b.seqs.length > 1);
-    while (last.length < perMb && donors.length > 0) {
-      const donor = donors.pop()!;
-      const k = donor.seqs.pop()!;
-      donor.tokens -= lengths[k];
-      last.push({ tokens: lengths[k], seqs: [k] });
+  const groups = blocks.length;
+  const m = Math.ceil(bins.length / groups);
+  const slots = dealByCost(ctx, lengths, order, blocks, m, binCap) ?? dealBins(ctx, lengths, bins, blocks, m);
+  return slots.map((mb) => toMicroBatch(ctx, lengths, mb.map((s, i) => ({ block: blocks[i], seqs: s }))));
+}
+
+/** A sequence's time on a block (without the group's fixed cost). */
+function seqOn(ctx: PlanContext, s: number, b: Block): number {
+  return ctx.cost.seqMs(s, b.degree, b.spans, b.speed);
+}
+
+/**
+ * Deals sequences (most expensive first) to the slot of `m` micro-batches x the blocks whose load after it is
+ * least, each slot within `binCap` tokens; undefined when some sequence finds no room.
+ */
+function dealByCost(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  order: readonly number[],
+  blocks: readonly Block[],
+  m: number,
+  binCap: number,
+): number[][][] | undefined {
+  const slots = Array.from({ length: m }, () => blocks.map(() => ({ tokens: 0, load: 0, seqs: [] as number[] })));
+  const byCost = [...order].sort((a, b) =>
+    seqOn(ctx, lengths[b], blocks[0]) - seqOn(ctx, lengths[a], blocks[0]) || a - b
+  );
+  for (const k of byCost) {
+    const s = lengths[k];
+    let pick: { tokens: number; load: number; seqs: number[] } | undefined;
+    let pickLoad = Infinity;
+    for (const mb of slots) {
+      mb.forEach((slot, i) => {
+        if (slot.tokens + s > binCap) return;
+        const load = slot.load + seqOn(ctx, s, blocks[i]) + (slot.seqs.length ? 0 : ctx.cost.beta1 / blocks[i].speed);
+        if (load < pickLoad) [pick, pickLoad] = [slot, load];
+      });
     }
+    if (!pick) return undefined;
+    pick.tokens += s;
+    pick.load = pickLoad;
+    pick.seqs.push(k);
   }
-  return mbs.map((bs) => toMicroBatch(ctx, lengths, bs.map((b, i) => ({ block: blocks[i], seqs: b.seqs }))));
+  return slots.map((mb) => mb.map((slot) => slot.seqs));
+}
+
+/** The packed bins, heaviest first, `blocks.length` to a micro-batch (the fastest block gets the heaviest). */
+function dealBins(
+  ctx: PlanContext,
+  lengths: readonly number[],
+  bins: readonly { seqs: number[] }[],
+  blocks: readonly Block[],
+  m: number,
+): number[][][] {
+  const work = (b: { seqs: number[] }) => b.seqs.reduce((t, k) => t + seqOn(ctx, lengths[k], blocks[0]), 0);
+  const sorted = [...bins].sort((a, b) => work(b) - work(a));
+  return Array.from({ length: m }, (_, i) => blocks.map((_, j) => sorted[i * blocks.length + j]?.seqs ?? []));
 }
 
 /** Total predicted time of micro-batches. */

@@ -22,7 +22,7 @@ export function minMicroBatches(ctx: PlanContext, lengths: readonly number[], se
 export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seqs: readonly number[]): number {
   if (seqs.length === 0) return 0;
   const n = ctx.topo.devices;
-  const beta = ctx.cost.beta1 / ctx.maxSpeed;
+  const beta = ctx.cost.minGroupFixedMs(ctx.maxSpeed);
   const m = minMicroBatches(ctx, lengths, seqs);
   let longest = seqs[0];
   let work = 0;
@@ -67,7 +67,8 @@ export function stepLowerBound(ctx: PlanContext, lengths: readonly number[], seq
   }
   // On devices of different speeds, the speed-weighted work over the cluster's total speed (see speedWork).
   const weighted = ctx.weightedBound(tokens, speedWork, m);
-  return Math.max(m * beta + best, hugeBound, weighted);
+  // Every step with a sequence pays the step's fixed cost once.
+  return Math.max(m * beta + best, hugeBound, weighted) + ctx.cost.stepMs;
 }
 
 /**

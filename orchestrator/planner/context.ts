@@ -230,7 +230,7 @@ export class PlanContext {
    */
   weightedBound(tokens: number, work: number, count: number): number {
     const total = this.capacity.reduce((a, b) => a + b, 0);
-    const betaFast = this.cost.beta1 / this.maxSpeed;
+    const betaFast = this.cost.minGroupFixedMs(this.maxSpeed);
     if (this.fastSpeedSum === this.speedSum) return count * betaFast + work / this.speedSum;
     let best = Infinity;
     const maxFast = this.fastCapacity > 0 ? Math.ceil(tokens / this.fastCapacity) : 0;

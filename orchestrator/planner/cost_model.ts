@@ -27,6 +27,11 @@ export class CostModel {
   readonly alpha1: number;
   readonly alpha2: number;
   readonly beta1: number;
+  /** Fixed ms of every micro-batch on every rank (0 when not profiled). */
+  readonly microBatchMs: number;
+  /** Fixed ms of every step outside its micro-batches (0 when not profiled). */
+  readonly stepMs: number;
+  private readonly groupExtra: [number, number][];
   /** Activation MB per token under the checkpointing policy in force. */
   readonly actMbPerToken: number;
   /** Model-state MB per device. */
@@ -47,6 +52,8 @@ export class CostModel {
     this.alpha1 = constants.alpha1 * recompute;
     this.alpha2 = constants.alpha2 * recompute;
     this.beta1 = constants.beta1;
+    this.microBatchMs = constants.microBatchMs ?? 0;
+    this.stepMs = constants.stepMs ?? 0;
     this.actMbPerToken = ckpt === "full"
       ? constants.actMbPerTokenFull ??
         (2 * model.hidden * model.layers) / 2 ** 20 + constants.actMbPerToken / model.layers
@@ -59,6 +66,34 @@ export class CostModel {
     this.intra = sorted(constants.bandwidth.intra);
     this.inter = sorted(constants.bandwidth.inter);
     this.budgetMb = options.memoryBudgetGb * 1024;
+    this.groupExtra = sorted(constants.groupMs ?? {});
+  }
+
+  /** Fixed ms a group of degree d pays per micro-batch on top of β1 (nearest profiled degree; degree 1: its own). */
+  groupExtraMs(d: number): number {
+    const t = this.groupExtra;
+    if (t.length === 0) return 0;
+    const exact = t.find(([k]) => k === d);
+    if (exact) return exact[1];
+    if (d === 1) return 0;
+    let best = t[0];
+    for (const e of t) if (Math.abs(Math.log2(e[0] / d)) < Math.abs(Math.log2(best[0] / d))) best = e;
+    return best[1];
+  }
+
+  /**
+   * Fixed ms of a non-empty group of degree d per micro-batch: β1 at its speed, its degree's fixed cost and the
+   * micro-batch's own (every group of a micro-batch waits for it, so a micro-batch's slowest group carries it).
+   */
+  groupFixedMs(d: number, speed = 1): number {
+    return this.beta1 / speed + this.groupExtraMs(d) + this.microBatchMs;
+  }
+
+  /** The least fixed ms any non-empty group pays per micro-batch at `speed` (for lower bounds). */
+  minGroupFixedMs(speed = 1): number {
+    const extras = [0, ...this.groupExtra.map(([, v]) => v)];
+    const least = this.groupExtra.some(([k]) => k === 1) ? Math.min(...extras.slice(1)) : Math.min(...extras);
+    return this.beta1 / speed + least + this.microBatchMs;
   }
 
   /** Per-device all-to-all bandwidth (GB/s) of a group of degree d, inside one node or spanning nodes. */
@@ -107,10 +142,10 @@ export class CostModel {
     return this.computeMs(s, d, speed) + this.commMs(s, d, spans);
   }
 
-  /** Time of a group: β1 plus the sum over its sequences (0 for an empty group). */
+  /** Time of a group: its fixed costs plus the sum over its sequences (0 for an empty group). */
   groupMs(lengths: readonly number[], d: number, spans: boolean, speed = 1): number {
     if (lengths.length === 0) return 0;
-    let t = this.beta1 / speed;
+    let t = this.groupFixedMs(d, speed);
     for (const s of lengths) t += this.seqMs(s, d, spans, speed);
     return t;
   }

@@ -71,6 +71,20 @@ export function describeTypes(topo: Topology): string {
   return runs.map((x) => `${x.nodes} node${x.nodes > 1 ? "s" : ""} ${x.type} (ranks ${x.first}-${x.last})`).join(", ");
 }
 
+/**
+ * What a baseline stands for: `static` is the fixed degree DeepSpeed-Ulysses and Megatron CP run (SP=1: plain data
+ * parallelism), `batchada` the best homogeneous degree for each batch; both give each of their data-parallel groups
+ * its share of every micro-batch.
+ */
+export function baselineMeaning(name: string, degree: number, devices: number): string {
+  const groups = Math.floor(devices / degree);
+  const dp = `${groups} data-parallel group${groups === 1 ? "" : "s"}`;
+  if (name === "static") {
+    return degree === 1 ? `plain data parallelism, ${dp}` : `fixed degree as DeepSpeed-Ulysses / Megatron CP, ${dp}`;
+  }
+  return `best homogeneous degree for this batch, ${dp}`;
+}
+
 /** Renders one step's plans of every strategy. */
 export function formatPlanText(
   step: number,
@@ -89,7 +103,7 @@ export function formatPlanText(
     const gap = p.lowerBoundMs > 0 ? ` (gap ${((p.predictedMs / p.lowerBoundMs - 1) * 100).toFixed(1)}%)` : "";
     const head = name === "flexsp"
       ? `bound ${sec(p.lowerBoundMs)}${gap}   solve ${p.solveMs.toFixed(0)} ms`
-      : `SP=${p.degree}`;
+      : `SP=${p.degree} (${baselineMeaning(name, p.degree ?? 1, setup.topology.devices)})`;
     const dropped = p.dropped.length ? `   ${p.dropped.length} dropped (too long)` : "";
     lines.push(
       `  ${name.padEnd(9)} ${sec(p.predictedMs).padStart(10)}   ${head}   ${p.microBatches.length} micro-batch` +

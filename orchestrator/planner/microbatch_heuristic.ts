@@ -65,7 +65,7 @@ export function packAtTarget(
     if (alloc.freeRanks < d) return false;
     const block = alloc.peek(d, Math.ceil(s / d));
     if (!block) return false;
-    const load = cost.beta1 / block.speed + cost.seqMs(s, d, block.spans, block.speed);
+    const load = cost.groupFixedMs(d, block.speed) + cost.seqMs(s, d, block.spans, block.speed);
     if (load > target) return false;
     alloc.take(block);
     const g: OpenGroup = { block, load, tokens: s, seqs: [k] };
@@ -111,7 +111,7 @@ export function microBatchLowerBound(ctx: PlanContext, lengths: readonly number[
     speedWork += ctx.speedWork(lengths[k]);
     tokens += lengths[k];
   }
-  const beta = ctx.cost.beta1 / ctx.maxSpeed;
+  const beta = ctx.cost.minGroupFixedMs(ctx.maxSpeed);
   return Math.max(beta + Math.max(longest, work / ctx.topo.devices), ctx.weightedBound(tokens, speedWork, 1));
 }
 

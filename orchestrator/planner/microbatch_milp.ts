@@ -88,7 +88,8 @@ export interface BuiltMicroBatchMilp {
   c: number;
   /** Group time of one bucket-q sequence on degree d (ms, β1 excluded). */
   time: (q: number, d: number) => number;
-  beta: number;
+  /** Fixed ms of a group of degree d (β1 and the profiled per-group and per-micro-batch costs). */
+  betaOf: (d: number) => number;
   /** Token capacity of a degree-d group in the model (d times the best aligned block's per-device capacity). */
   groupCapacity: (d: number) => number;
   /** Upper bound applied to C (Infinity if none). */
@@ -146,7 +147,8 @@ export function buildMicroBatchMilp(
 ): BuiltMicroBatchMilp {
   const n = ctx.topo.devices;
   const speed = ctx.maxSpeed;
-  const beta = ctx.cost.beta1 / speed;
+  const betaOf = (d: number) => ctx.cost.groupFixedMs(d, speed);
+  const beta = ctx.cost.minGroupFixedMs(speed);
   const Q = bks.length;
   const degrees = ctx.degrees;
   const tCache = new Map<number, number>();
@@ -158,10 +160,10 @@ export function buildMicroBatchMilp(
   };
   const cap = (d: number) => ctx.blockCapacity(d);
   // Bucket q may go to degree d when d holds its bound and one such sequence alone is not slower than the bound.
-  const allowed = (q: number, d: number) => bks[q].bound <= d * cap(d) && beta + time(q, d) <= ub;
+  const allowed = (q: number, d: number) => bks[q].bound <= d * cap(d) && betaOf(d) + time(q, d) <= ub;
   const model = new MilpModel();
   const groupCapacity = (d: number) => d * cap(d);
-  const built: BuiltMicroBatchMilp = { model, buckets: bks, groups: [], c: -1, time, beta, groupCapacity, ub };
+  const built: BuiltMicroBatchMilp = { model, buckets: bks, groups: [], c: -1, time, betaOf, groupCapacity, ub };
 
   const minAllowed = bks.map((_, q) => degrees.find((d) => allowed(q, d)) ?? Infinity);
   const stuck = minAllowed.findIndex((d) => !Number.isFinite(d));
@@ -229,7 +231,7 @@ export function buildMicroBatchMilp(
       bks.forEach((b, q) => {
         if (!allowed(q, d)) return;
         const byMemory = Math.floor((d * cap(d)) / b.bound);
-        const byTime = ub < Infinity ? Math.floor((ub - beta) / time(q, d) + 1e-9) : Infinity;
+        const byTime = ub < Infinity ? Math.floor((ub - betaOf(d)) / time(q, d) + 1e-9) : Infinity;
         const hi = Math.min(b.seqs.length, byMemory, byTime);
         if (hi >= 1) a[q] = model.addVar(`a${q}_${p}`, "integer", 0, hi);
       });
@@ -243,11 +245,11 @@ export function buildMicroBatchMilp(
   const cover: Term[][] = bks.map(() => []);
   built.groups.forEach((g, p) => {
     const d = g.degree;
-    const timeRow: Term[] = [{ v: g.m, coef: beta }, { v: C, coef: -1 }];
+    const timeRow: Term[] = [{ v: g.m, coef: betaOf(d) }, { v: C, coef: -1 }];
     // Memory in kilotokens keeps the coefficients near the time rows' scale.
     const memRow: Term[] = [{ v: g.m, coef: -(d * cap(d)) / 1024 }];
     const nonEmpty: Term[] = [{ v: g.m, coef: -1 }];
-    workTerms.push({ v: g.m, coef: -d * beta });
+    workTerms.push({ v: g.m, coef: -d * betaOf(d) });
     g.a.forEach((v, q) => {
       if (v < 0) return;
       const t = time(q, d);
@@ -280,7 +282,7 @@ function bucketedMakespan(ctx: PlanContext, bks: Bucket[], plan: MicroBatchPlan)
   for (const g of plan.groups) {
     if (g.sequences.length === 0) continue;
     const spans = ctx.degreeSpans(g.degree);
-    let t = ctx.cost.beta1 / ctx.maxSpeed;
+    let t = ctx.cost.groupFixedMs(g.degree, ctx.maxSpeed);
     for (const k of g.sequences) t += ctx.cost.seqMs(bound.get(k) ?? 0, g.degree, spans, ctx.maxSpeed);
     max = Math.max(max, t);
   }
@@ -294,7 +296,7 @@ function bucketedTime(built: BuiltMicroBatchMilp, counts: ArrayLike<number>, d: 
   for (let q = 0; q < counts.length; q++) {
     if (counts[q] > 0) [t, any] = [t + counts[q] * built.time(q, d), true];
   }
-  return any ? t + built.beta : 0;
+  return any ? t + built.betaOf(d) : 0;
 }
 
 /**
@@ -398,7 +400,7 @@ export function expandSolution(
 ): { plan?: MicroBatchPlan; note?: string } {
   const { buckets, groups } = built;
   const quota = groups.map((g) => Array.from(g.a, (v) => (v < 0 ? 0 : Math.round(values[v]))));
-  const load = groups.map(() => ctx.cost.beta1);
+  const load = groups.map((g) => ctx.cost.groupFixedMs(g.degree));
   const tokens = groups.map(() => 0);
   const members: number[][] = groups.map(() => []);
   for (let q = buckets.length - 1; q >= 0; q--) {

@@ -95,7 +95,7 @@ export async function planStep(
       lowerBoundMs: stepLowerBound(ctx, lengths, kept),
       dropped: [...dropped, ...over].sort((a, b) => a - b),
     };
-    return finish({ ...base, ...extra, degree: d, microBatches: mbs, details: { degree: d } }, t0);
+    return finish({ ...base, ...extra, degree: d, microBatches: mbs, details: { degree: d } }, t0, cost.stepMs);
   }
   if (strategy === "batchada") {
     const r = batchAdaPlan(ctx, lengths, seqs, opts.overflow === "drop");
@@ -113,6 +113,7 @@ export async function planStep(
     return finish(
       { ...base, ...extra, degree: r.degree, microBatches: r.microBatches, details: { degree: r.degree } },
       t0,
+      cost.stepMs,
     );
   }
 
@@ -121,7 +122,9 @@ export async function planStep(
   // Every better split is offered at once: under load the search alone can take most of the budget.
   const offer = onIncumbent &&
     ((mbs: MicroBatchPlan[], how: string) =>
-      onIncumbent(finish({ ...base, microBatches: mbs, details: { chunking: how, incumbent: "search" } }, t0)));
+      onIncumbent(
+        finish({ ...base, microBatches: mbs, details: { chunking: how, incumbent: "search" } }, t0, cost.stepMs),
+      ));
   const search = searchMicroBatchSplits(ctx, lengths, seqs, deadline, offer);
   if (!search) throw new UserError("no plan fits this batch in memory (even one sequence per micro-batch)");
   let { microBatches } = search;
@@ -129,7 +132,7 @@ export async function planStep(
   const before = totalMs(microBatches);
   // Incumbents for a deadline fallback: each improving move, then each micro-batch the MILP improves.
   const post = (mbs: MicroBatchPlan[], phase: string) =>
-    onIncumbent?.(finish({ ...base, microBatches: mbs, details: { ...details, incumbent: phase } }, t0));
+    onIncumbent?.(finish({ ...base, microBatches: mbs, details: { ...details, incumbent: phase } }, t0, cost.stepMs));
   microBatches = improveAcrossMicroBatches(ctx, lengths, microBatches, {
     deadline,
     onMove: onIncumbent && ((mbs) => post(mbs, "rebalance")),
@@ -147,7 +150,7 @@ export async function planStep(
     microBatches = r.microBatches;
     Object.assign(details, r.details);
   }
-  return finish({ ...base, microBatches, details }, t0);
+  return finish({ ...base, microBatches, details }, t0, cost.stepMs);
 }
 
 /** Tries micro-batch counts M_min..M_min+trials-1 with token- and work-balanced chunking; keeps the best. */
@@ -214,7 +217,7 @@ export function boundGreedyChunks(
   m: number,
 ): number[][] {
   const n = ctx.topo.devices;
-  const beta = ctx.cost.beta1 / ctx.maxSpeed;
+  const beta = ctx.cost.minGroupFixedMs(ctx.maxSpeed);
   const capDev = ctx.minCapacity;
   // Devices a sequence ties up: its whole minimal group if it needs more than one device, else its share.
   const demand = (s: number) => {
@@ -249,7 +252,9 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-function finish(p: Omit<Plan, "predictedMs" | "solveMs">, t0: number): Plan {
+/** The plan with its step time: its micro-batches plus the step's fixed cost (`CostModel.stepMs`) when it has any. */
+function finish(p: Omit<Plan, "predictedMs" | "solveMs">, t0: number, stepMs: number): Plan {
   const microBatches = p.microBatches.filter((mb) => mb.groups.some((g) => g.sequences.length > 0));
-  return { ...p, microBatches, predictedMs: totalMs(microBatches), solveMs: round(performance.now() - t0) };
+  const predictedMs = totalMs(microBatches) + (microBatches.length ? stepMs : 0);
+  return { ...p, microBatches, predictedMs, solveMs: round(performance.now() - t0) };
 }

@@ -56,9 +56,12 @@ export function planViolations(plan: Plan, ctx: PlanContext, lengths: readonly n
     if (dropped.has(k) && c > 0) errors.push(`sequence ${k} is both dropped and planned`);
     if (!dropped.has(k) && c !== 1) errors.push(`sequence ${k} is planned ${c} times`);
   });
-  const total = plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0);
+  const total = plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0) +
+    (plan.microBatches.length ? ctx.cost.stepMs : 0);
   if (Math.abs(total - plan.predictedMs) > 1e-6 * Math.max(1, total)) {
-    errors.push(`plan predicts ${plan.predictedMs} ms but its micro-batches add up to ${total} ms`);
+    errors.push(
+      `plan predicts ${plan.predictedMs} ms but its micro-batches (and the step's fixed cost) add up to ${total} ms`,
+    );
   }
   if (plan.lowerBoundMs > plan.predictedMs * (1 + 1e-9)) {
     errors.push(`lower bound ${plan.lowerBoundMs} ms exceeds the plan's ${plan.predictedMs} ms`);

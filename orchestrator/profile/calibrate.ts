@@ -1,14 +1,16 @@
-// Calibration of the cost model's all-to-all bandwidth v[d] against real group runs. The microbenchmark measures
-// the network with idle devices; in a training step the same exchanges share the CPU with compute and every rank
-// waits for the slowest member at each of the 4·L exchanges (on oversubscribed cores this dominates). Per degree
-// and placement, v[d] is refitted so the cost model reproduces the validation's measured group times: the time the
-// model cannot attribute to compute and β1 is treated as communication, and 1/v[d] is its weighted least-squares
-// slope against the communicated volume (relative error, through the origin). v[d] never rises above the
-// microbenchmark's value (what it adds are costs the microbenchmark cannot see: a real run is never faster than the
-// network allows; faster-than-predicted groups mean the compute part was overestimated, or noise) nor falls below a
-// twentieth of it, and the microbenchmark's ratios between links are kept; both values are kept in the profile. Degree-1 runs of
-// the same validation scale the compute part (the load of a shared machine varies); when they are off by more than
-// 20%, calibration is skipped with a warning.
+// Calibration of the cost model's all-to-all terms against real group runs. The microbenchmark measures the network
+// with idle devices; in a training step the same exchanges share the CPU with compute and every rank waits for the
+// slowest member at each of the 4·L exchanges (on oversubscribed cores this dominates). Per degree and placement,
+// the time the model cannot attribute to compute, β1 and the micro-batch's fixed cost is fitted as a line against
+// the communicated volume (weighted least squares on relative error): its slope is 1/v[d], its intercept the
+// degree's fixed cost per group (`group_ms`: the exchanges' per-call latency, the cost of small shards), which a
+// bandwidth alone cannot represent (short sequences pay it as much as long ones). With one validation length the
+// line goes through the origin (bandwidth only). v[d] never rises above the microbenchmark's value (what it adds
+// are costs the microbenchmark cannot see: a real run is never faster than the network allows; faster-than-predicted
+// groups mean the compute part was overestimated, or noise) nor falls below a twentieth of it (the fixed part then
+// takes the rest), and the microbenchmark's ratios between links are kept; both values are kept in the profile.
+// Degree-1 runs of the same validation scale the compute part (the load of a shared machine varies); when they are
+// off by more than 20%, calibration is skipped with a warning.
 
 import type { CostModel } from "../planner/cost_model.ts";
 import { blockSpeed, type Topology } from "../planner/topology.ts";
@@ -44,23 +46,26 @@ export function calibrateBandwidth(
   for (const key of keys) {
     const d = Number(key.split("|")[0]), spans = key.endsWith("true");
     const mine = points.filter((p) => p.degree === d && p.spans === spans && p.measuredMs > 0);
-    let num = 0, den = 0;
-    for (const p of mine) {
-      const comm = cost.commMs(p.length, d, spans);
-      const target = p.measuredMs - (predicted(p) - comm) * speedFactor;
-      const a = (commMbPerToken * p.length) / d;
-      const w = 1 / (p.measuredMs * p.measuredMs);
-      num += w * a * target;
-      den += w * a * a;
-    }
+    const rows = mine.map((p) => ({
+      a: (commMbPerToken * p.length) / d,
+      // What the model leaves to the all-to-all (its own fixed cost of this degree taken out, so it is refitted).
+      target: p.measuredMs - (predicted(p) - cost.commMs(p.length, d, spans) - cost.groupExtraMs(d)) * speedFactor,
+      w: 1 / (p.measuredMs * p.measuredMs),
+    }));
     const old = cost.bandwidth(d, spans);
-    const inv = den > 0 ? num / den : 0;
-    const v = inv > 0 ? Math.min(old, Math.max(old / 20, 1 / inv)) : old;
+    const { inv, fixed } = fitLine(rows);
+    let v = inv > 0 ? Math.min(old, Math.max(old / 20, 1 / inv)) : old;
+    let groupMs = fixed;
+    // A bandwidth held to its bounds leaves the fixed part to take the rest.
+    if (1 / v !== inv) groupMs = Math.max(0, weightedMean(rows.map((r) => [r.target - r.a / v, r.w])));
+    if (!(groupMs > 0)) groupMs = 0;
+    v = Number(v.toPrecision(4));
     out.push({
       degree: d,
       spans,
       microbenchGbps: old,
-      calibratedGbps: Number(v.toPrecision(4)),
+      calibratedGbps: v,
+      groupMs: Number(groupMs.toPrecision(4)),
       points: mine.length,
       applied: false,
     });
@@ -76,4 +81,32 @@ export function calibrateBandwidth(
     }
   }
   return { calibrations: out };
+}
+
+/** Σ w·x / Σ w of [x, w] pairs (0 when empty). */
+function weightedMean(xw: [number, number][]): number {
+  const sw = xw.reduce((t, [, w]) => t + w, 0);
+  return sw > 0 ? xw.reduce((t, [x, w]) => t + x * w, 0) / sw : 0;
+}
+
+/**
+ * Weighted least squares of `target ≈ fixed + a·inv` with both non-negative: a per-group fixed cost (the exchanges'
+ * per-call latency, small shards) and the inverse bandwidth. With one length (or lengths too close to tell them
+ * apart) the line goes through the origin: all of it is bandwidth, as before the fixed cost was fitted.
+ */
+export function fitLine(rows: { a: number; target: number; w: number }[]): { inv: number; fixed: number } {
+  const sw = rows.reduce((t, r) => t + r.w, 0);
+  const through = () => {
+    const den = rows.reduce((t, r) => t + r.w * r.a * r.a, 0);
+    return { inv: den > 0 ? rows.reduce((t, r) => t + r.w * r.a * r.target, 0) / den : 0, fixed: 0 };
+  };
+  if (rows.length < 2 || !(sw > 0)) return through();
+  const ma = weightedMean(rows.map((r) => [r.a, r.w])), mt = weightedMean(rows.map((r) => [r.target, r.w]));
+  const saa = rows.reduce((t, r) => t + r.w * (r.a - ma) ** 2, 0);
+  if (!(saa > 1e-12 * sw * ma * ma)) return through();
+  const inv = rows.reduce((t, r) => t + r.w * (r.a - ma) * (r.target - mt), 0) / saa;
+  const fixed = mt - inv * ma;
+  if (inv < 0) return { inv: 0, fixed: Math.max(0, mt) };
+  if (fixed < 0) return through();
+  return { inv, fixed };
 }

@@ -35,10 +35,16 @@ export interface LedgerCheck {
   steps: number;
   groups: number;
   step: ErrorStats;
-  /** Steps against the sum of their micro-batches' measured times (when the ledger records `microBatchMs`: the
-   * part the plan models, without the gradient all-reduce and optimizer). */
+  /** The plans' micro-batches (their predictions added up, without the step's fixed cost) against the sum of their
+   * measured times (when the ledger records `microBatchMs`: without the gradient all-reduce and optimizer). */
   microBatches?: ErrorStats;
   group: ErrorStats;
+  /**
+   * Step and group errors with the run's overall speed taken out (every prediction times the run's median
+   * measured/predicted): what is left is the model's error between plans, apart from how fast the machine ran (on a
+   * shared machine other work changes that between the profile and the run).
+   */
+  relative: { speed: number; step: ErrorStats; group: ErrorStats };
   byDegree: { degree: number; stats: ErrorStats }[];
   histogram: { lo: number; hi: number; count: number }[];
   ranks: RankDrift[];
@@ -153,9 +159,12 @@ export function checkLedger(
     groups: groupRows.length,
     step: errorStats(stepErrs),
     microBatches: sorted.every((e) => typeof e.microBatchMs === "number" && Number.isFinite(e.microBatchMs))
-      ? errorStats(sorted.map((e) => rel(e.predictedMs, e.microBatchMs!)))
+      ? errorStats(
+        sorted.map((e) => rel(e.plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0), e.microBatchMs!)),
+      )
       : undefined,
     group: errorStats(groupRows.map((g) => rel(g.p, g.m))),
+    relative: relativeStats(sorted, groupRows),
     byDegree: degrees.map((degree) => ({
       degree,
       stats: errorStats(groupRows.filter((g) => g.degree === degree).map((g) => rel(g.p, g.m))),
@@ -164,6 +173,17 @@ export function checkLedger(
     ranks,
     flags,
     threshold,
+  };
+}
+
+/** Errors after scaling every prediction by the run's median measured/predicted step time. */
+function relativeStats(steps: LedgerEntry[], groups: { p: number; m: number }[]): LedgerCheck["relative"] {
+  const timed = steps.filter((e) => e.measuredMs > 0 && e.predictedMs > 0);
+  const speed = timed.length ? median(timed.map((e) => e.measuredMs / e.predictedMs)) : 1;
+  return {
+    speed,
+    step: errorStats(timed.map((e) => (e.predictedMs * speed - e.measuredMs) / e.measuredMs)),
+    group: errorStats(groups.map((g) => (g.p * speed - g.m) / g.m)),
   };
 }
 
@@ -179,6 +199,8 @@ export function formatLedgerCheck(c: LedgerCheck, path: string): string {
     `  step time:  ${line(c.step)}`,
     ...(c.microBatches ? [`  step time without all-reduce and optimizer (microBatchMs): ${line(c.microBatches)}`] : []),
     `  group time: ${line(c.group)}`,
+    `  with the run's speed taken out (measured/predicted ${c.relative.speed.toFixed(2)} overall): step median ` +
+    `|error| ${abs(c.relative.step.medianAbs)}, group ${abs(c.relative.group.medianAbs)}`,
   ];
   for (const d of c.byDegree) out.push(`    degree ${d.degree}: ${line(d.stats)} over ${d.stats.count} group(s)`);
   out.push("  step error histogram:");

@@ -36,7 +36,9 @@ import {
 import { storedToConstants } from "../config/profile_file.ts";
 import type { PlannerSetup } from "../planner/from_config.ts";
 import { alignedGroups, type MeasuredPoint, predictValidation, runPlannedStep, validateDegrees } from "./step_runs.ts";
-import { calibrateBandwidth, type Calibration } from "./calibrate.ts";
+import type { Calibration } from "./calibrate.ts";
+import { fitStepTerms } from "./fixed_costs.ts";
+import { checkLedger, type ErrorStats } from "./ledger_check.ts";
 
 /** Options of {@link runProfile}. */
 export interface ProfileRunOptions {
@@ -288,8 +290,10 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
 }
 
 /**
- * Per-degree validation with real steps, and the calibration of v[d] against it (kept only when it predicts the
- * real group runs better). Updates `constants.bandwidth_gbps` in place when calibrated.
+ * Per-degree validation with real steps, and the fixed costs and all-to-all terms fitted to it: the step's fixed
+ * cost (outside the micro-batches), the degree-1 runs' compute scale and per-micro-batch cost (fixed_costs.ts), and
+ * per degree v[d] and the per-group fixed cost (calibrate.ts). The fitted terms are kept only when they predict the
+ * real group runs better than the microbenchmarks' constants. Updates `constants` in place.
  */
 async function validateAndCalibrate(
   ctx: RunContext,
@@ -311,47 +315,61 @@ async function validateAndCalibrate(
     timeoutMs: opts.timeoutMs,
     onDegree: (d) => say(`validation: degree ${d}`),
   });
-  const overhead = median(stepOverheadMs);
+  const overhead = Math.max(0, median(stepOverheadMs));
   say(`validation: ${overhead.toFixed(1)} ms per step outside the micro-batches (gradient all-reduce, optimizer)`);
-  const before = { ...predictValidation(measured, setup.topology, setup.cost), stepOverheadMs: overhead };
-  if (opts.calibrate === false || degrees.length === 0) return { setup, validation: before, measured };
-  const cal = calibrateBandwidth(measured, setup.topology, setup.cost, config.model);
-  if (cal.skipped) {
-    warnings.push(cal.skipped);
-    say(`calibration skipped: ${cal.skipped}`);
+  // The step's fixed cost is a measurement of its own: plans predict whole steps with it.
+  if (overhead > 0) constants.step_ms = sig(overhead);
+  const setupOf = (c: StoredConstants) => plannerSetup(pconfig, storedToConstants(c));
+  const withStep = setupOf(constants);
+  if (opts.calibrate === false) {
+    return {
+      setup: withStep,
+      validation: { ...predictValidation(measured, setup.topology, setup.cost), stepOverheadMs: overhead },
+      measured,
+    };
   }
-  const calibration = cal.calibrations;
-  if (calibration.length === 0) return { setup, validation: before, calibration, measured };
-  const trial: StoredConstants = structuredClone(constants);
-  for (const c of calibration) {
-    (c.spans ? trial.bandwidth_gbps.inter : trial.bandwidth_gbps.intra)[String(c.degree)] = c.calibratedGbps;
-  }
-  const trialSetup = plannerSetup(pconfig, storedToConstants(trial));
-  const after = predictValidation(measured, trialSetup.topology, trialSetup.cost);
-  const score = (v: ValidationSection) => v.medianRelErr + 0.25 * v.maxRelErr;
-  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  if (score(after) >= score(before) - 0.01) {
-    say(
-      `calibration: not applied (validation median error ${pct(before.medianRelErr)} with the microbenchmark's ` +
-        `v[d], ${pct(after.medianRelErr)} calibrated)`,
+  const fit = fitStepTerms(constants, measured, setupOf, config.model);
+  const { degreeOne, calibration, before, after } = fit;
+  say(
+    `validation: degree-1 steps ran at ${degreeOne.computeScale}x the compute fit plus ` +
+      `${degreeOne.microBatchMs} ms per micro-batch`,
+  );
+  if (Math.abs(degreeOne.computeScale - 1) > 0.2 && !fit.skipped) {
+    warnings.push(
+      `the validation's degree-1 steps ran at ${degreeOne.computeScale}x the compute grid's fit (the machine's ` +
+        `load changed between the phases, or real steps run another path): compute constants scaled to the steps`,
     );
-    return { setup, validation: before, calibration, measured };
+  }
+  if (fit.skipped) {
+    warnings.push(fit.skipped);
+    say(`calibration skipped: ${fit.skipped}`);
+  }
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  if (!fit.better) {
+    say(
+      `calibration: not applied (validation median error ${pct(before.medianRelErr)} with the microbenchmarks' ` +
+        `constants, ${pct(after.medianRelErr)} fitted)`,
+    );
+    return { setup: withStep, validation: { ...before, stepOverheadMs: overhead, degreeOne }, calibration, measured };
   }
   for (const c of calibration) c.applied = true;
-  constants.bandwidth_gbps = trial.bandwidth_gbps;
+  Object.assign(constants, fit.fitted);
+  if (!fit.fitted.micro_batch_ms) delete constants.micro_batch_ms;
+  if (!fit.fitted.group_ms) delete constants.group_ms;
   say(
-    `calibration: v[d] ${
+    `calibration: ${
       calibration.map((c) =>
-        `${c.degree}${c.spans ? " across" : ""}: ${c.microbenchGbps.toPrecision(3)} -> ${c.calibratedGbps}`
-      )
-        .join(", ")
-    } GB/s; validation median error ${pct(before.medianRelErr)} -> ${pct(after.medianRelErr)}`,
+        `degree ${c.degree}${c.spans ? " across" : ""}: v ${c.microbenchGbps.toPrecision(3)} -> ${c.calibratedGbps} ` +
+        `GB/s, ${(c.groupMs ?? 0).toFixed(2)} ms per group`
+      ).join("; ") || "no all-to-all degree"
+    }; validation median error ${pct(before.medianRelErr)} -> ${pct(after.medianRelErr)}`,
   );
   return {
-    setup: trialSetup,
+    setup: setupOf(constants),
     validation: {
       ...after,
       stepOverheadMs: overhead,
+      degreeOne,
       uncalibrated: { medianRelErr: before.medianRelErr, maxRelErr: before.maxRelErr },
     },
     calibration,
@@ -407,6 +425,18 @@ async function replaySteps(
     );
   }
   return { ledger, speedAfter };
+}
+
+/** Predicted against measured for the replayed plans, as the profile stores it. */
+function plannedSummary(ledger: LedgerRecord[], speedAfter?: number): NonNullable<ValidationSection["planned"]> {
+  const c = checkLedger(ledger);
+  const pick = (s: ErrorStats) => ({ medianAbs: sig(s.medianAbs), median: sig(s.median), maxAbs: sig(s.maxAbs) });
+  return {
+    steps: c.steps,
+    step: pick(c.step),
+    group: pick(c.group),
+    ...(speedAfter === undefined ? {} : { speedAfter: sig(speedAfter) }),
+  };
 }
 
 /** Measures the cluster of `config` and returns the profile document (not yet written). */
@@ -537,7 +567,9 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
         representativeTokens: config.model.maxSeq,
         calibration,
       },
-      validation,
+      validation: validation && replay.ledger.length
+        ? { ...validation, planned: plannedSummary(replay.ledger, replay.speedAfter) }
+        : validation,
       warnings: ctx.warnings,
     };
     return { doc, ledger: replay.ledger, speedAfterReplay: replay.speedAfter };

@@ -150,9 +150,26 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
     );
     if (v.stepOverheadMs !== undefined) {
       out.push(
-        `  per step outside the micro-batches (gradient all-reduce, optimizer; not in the cost model): ${
-          ms(v.stepOverheadMs)
-        } ms`,
+        `  per step outside the micro-batches (gradient all-reduce, optimizer): ${ms(v.stepOverheadMs)} ms ` +
+          `(${c.step_ms ? "the cost model's step_ms" : "not in the cost model"})`,
+      );
+    }
+    if (v.planned) {
+      const e = (s: { medianAbs: number; median: number }) =>
+        `median |error| ${pct(s.medianAbs)} (signed ${s.median >= 0 ? "+" : ""}${(s.median * 100).toFixed(1)}%)`;
+      out.push(
+        `  the planner's own plans, ${v.planned.steps} step(s) run: step time ${e(v.planned.step)}, group time ` +
+          `${e(v.planned.group)}${
+            v.planned.speedAfter !== undefined && Math.abs(v.planned.speedAfter - 1) > 0.15
+              ? ` (the devices ran at ${v.planned.speedAfter}x their validation speed after them)`
+              : ""
+          }`,
+      );
+    }
+    if (v.degreeOne) {
+      out.push(
+        `  degree-1 steps against the compute grid's fit: ${v.degreeOne.computeScale}x its compute plus ` +
+          `${ms(v.degreeOne.microBatchMs)} ms per micro-batch${c.micro_batch_ms === undefined ? " (not applied)" : ""}`,
       );
     }
     const degs = [...new Set(v.points.map((x) => `${x.degree}${x.spans ? "x" : ""}`))];
@@ -170,6 +187,8 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
     `constants: alpha1 ${c.alpha1}, alpha2 ${c.alpha2}, beta1 ${c.beta1}, act_mb_per_token ${c.act_mb_per_token}, ` +
       `bandwidth intra {${bw(c.bandwidth_gbps.intra)}} inter {${bw(c.bandwidth_gbps.inter)}}, device_speed ${
         JSON.stringify(c.device_speed ?? {})
+      }, fixed ms per micro-batch ${c.micro_batch_ms ?? 0}, per group {${bw(c.group_ms ?? {})}}, per step ${
+        c.step_ms ?? 0
       }`,
   );
   for (const w of doc.warnings) out.push(`warning: ${w}`);

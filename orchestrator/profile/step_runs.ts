@@ -155,9 +155,11 @@ export async function validateDegrees(
       `validation at degree ${d}`,
     );
     step++;
-    // Outside the micro-batches: the gradient all-reduce and the optimizer (the slowest rank's).
+    // Outside the micro-batches: the gradient all-reduce and the optimizer. Each rank's own step less its own
+    // micro-batches also holds its wait at the all-reduce for slower groups; the rank that waited least (the last to
+    // arrive) shows the step's own cost, which a plan's step_ms adds to its slowest micro-batches.
     stepOverheadMs.push(
-      Math.max(...[...m.stepMs].map(([r, ms]) => ms - m.mb.get(r)!.reduce((a, b) => a + b, 0))),
+      Math.max(0, Math.min(...[...m.stepMs].map(([r, ms]) => ms - m.mb.get(r)!.reduce((a, b) => a + b, 0)))),
     );
     for (const spans of [false, true]) {
       const mine = groups.filter((g) => spansNodes(topo, g[0], d) === spans);

@@ -95,3 +95,18 @@ Deno.test("plan on a mixed cluster names each group's device type, in the summar
     assertEquals(g.deviceType, want, `group ${g.ranks[0]}-${g.ranks[g.ranks.length - 1]}`);
   }
 });
+
+Deno.test("plan's text says what each baseline stands for", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".txt" });
+  try {
+    await Deno.writeTextFile(file, Array(8).fill(100).join("\n"));
+    const r = await plan("configs/local.yaml", "--lengths", file, "--set", "planner.static_degree=1");
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stdout.includes("SP=1 (plain data parallelism, 4 data-parallel groups)"), r.stdout);
+    assert(r.stdout.includes("best homogeneous degree for this batch"), r.stdout);
+    const wide = await plan("configs/local.yaml", "--lengths", file, "--set", "planner.static_degree=2");
+    assert(wide.stdout.includes("SP=2 (fixed degree as DeepSpeed-Ulysses / Megatron CP, 2 data-parallel groups)"));
+  } finally {
+    await Deno.remove(file);
+  }
+});

@@ -93,3 +93,22 @@ Deno.test("profile --check RUN_DIR: the CLI report, drift named; damaged ledgers
     await Deno.remove(cfgDir, { recursive: true });
   }
 });
+
+Deno.test("ledger check: the micro-batch error compares the plans' micro-batches, without the step's fixed cost", () => {
+  // Plans that predict 40 ms per step outside the micro-batches (step_ms): the whole step and its micro-batches
+  // are each predicted exactly.
+  const entries = ledger(6, () => 1, 0).map((e) => {
+    const mbs = e.plan.microBatches.reduce((t, mb) => t + mb.predictedMs, 0);
+    return { ...e, predictedMs: mbs + 40, measuredMs: mbs + 40, microBatchMs: mbs };
+  });
+  const c = checkLedger(entries);
+  assertEquals(c.step.maxAbs, 0);
+  assertEquals(c.microBatches!.maxAbs, 0);
+});
+
+Deno.test("ledger check: a machine 30% slower than profiled shows as the run's speed, not as error between plans", () => {
+  const c = checkLedger(ledger(8, () => 1.3, 0).map((e) => ({ ...e, measuredMs: 1.3 * e.predictedMs })));
+  assertClose(c.step.medianAbs, 1 - 1 / 1.3, 1e-6);
+  assertClose(c.relative.speed, 1.3, 0.01);
+  assert(c.relative.step.maxAbs < 0.01 && c.relative.group.maxAbs < 0.01, `relative ${JSON.stringify(c.relative)}`);
+});

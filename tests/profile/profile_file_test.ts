@@ -225,3 +225,29 @@ Deno.test("plan: refuses a mismatched profile, --force overrides it, no profile 
     assertIncludes(broken.err, `${dir}/profiles/ptest.json: constants.beta1: expected a number, got "x"`);
   });
 });
+
+Deno.test("profile file: the fixed costs per micro-batch, group and step load when present and are 0 when absent", async () => {
+  await withDir(async (dir) => {
+    const config = await load(await writeLocalConfig(dir));
+    const path = `${dir}/profiles/ptest.json`;
+    // A profile written before these terms existed: no keys, the cost model's terms are 0.
+    await writeProfile(path, sampleProfile(config));
+    const old = await resolveProfile(config);
+    assertEquals(old.constants.microBatchMs, undefined);
+    assertEquals(old.constants.groupMs, undefined);
+    assertEquals(old.constants.stepMs, undefined);
+    const fixed = { ...SAMPLE_CONSTANTS, micro_batch_ms: 12.5, group_ms: { "2": 3, "4": 7.25 }, step_ms: 80 };
+    await writeProfile(path, sampleProfile(config, fixed));
+    assertEquals((await readProfile(path)).constants, fixed);
+    const now = await resolveProfile(config);
+    assertEquals(now.constants.microBatchMs, 12.5);
+    assertEquals(now.constants.groupMs, { 2: 3, 4: 7.25 });
+    assertEquals(now.constants.stepMs, 80);
+    // A negative fixed cost is refused by field.
+    const bad = JSON.parse(await Deno.readTextFile(path));
+    bad.constants.group_ms["4"] = -1;
+    await Deno.writeTextFile(path, JSON.stringify(bad));
+    const msg = await assertThrows(() => readProfile(path));
+    assertIncludes(msg, "group_ms");
+  });
+});

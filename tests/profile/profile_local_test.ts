@@ -79,6 +79,13 @@ Deno.test({
         doc.validation!.points.map((v) => v.degree),
         [1, 1, 2, 2, 4, 4],
       );
+      // The fitted real-step terms: the step's fixed cost always (a step does an all-reduce and an optimizer step),
+      // the degree-1 fit, and the planner's own plans' errors, stored and printed.
+      assert(doc.constants.step_ms! > 0, `step_ms ${doc.constants.step_ms}`);
+      assert(doc.validation!.degreeOne!.computeScale > 0, JSON.stringify(doc.validation!.degreeOne));
+      assertEquals(doc.validation!.planned!.steps, 3);
+      assert(doc.validation!.planned!.step.medianAbs >= 0, JSON.stringify(doc.validation!.planned));
+      assertIncludes(r.out, "the planner's own plans, 3 step(s) run: step time median |error|");
       const html = await Deno.readTextFile(`${dir}/out/profile.html`);
       assert((html.match(/<svg/g) ?? []).length >= 7, "compute, validation, memory, 2 network, 2 matrix, steps");
 
