@@ -1,6 +1,6 @@
 // The CPU-side parts of the GPU check (bench/cuda_check.sh, bench/cuda_slice.ts), which CI cannot run on a GPU: its
 // argument handling, the configs it generates (validated by `deno task plan`), the FLOP and peak arithmetic behind
-// MFU, and the slice driver's real `profile_compute` path on torch-cpu.
+// MFU, the slice driver's real `profile_compute` path on torch-cpu, and the llama slice's kernel requirement.
 
 import { bf16PeakTflops, sliceConfig, stepFlops } from "../../bench/cuda_slice.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
@@ -34,17 +34,16 @@ Deno.test({
   name: "cuda_check.sh --dry-run: configs generated and planned, the slice requests printed; bad arguments refused",
   sanitizeResources: false,
   fn: async () => {
-    const r = await run("bash", ["bench/cuda_check.sh", "--dry-run", "--steps", "7", "--lengths", "4096,32768"]);
+    const r = await run("bash", ["bench/cuda_check.sh", "--dry-run", "--steps", "20", "--lengths", "4096,32768"]);
     assertEquals(r.code, 0, r.out + r.err);
+    assertIncludes(r.out, "executor: cuda", "steps: 20", "checkpoint_interval: 10", "flexsp");
     assertIncludes(
       r.out,
-      "executor: cuda",
-      "steps: 7",
-      "flexsp",
-      '"id":"slice-32768"',
-      "peak bf16 of NVIDIA H200: 989",
+      "dry run: would run launch (20 steps, killed after step 12, then --resume), profile --quick and the llama " +
+        "slice at 4096,32768",
+      "--tokens 4096,32768 --policy selective --device cuda --require-kernel 'flash varlen' --torch-profile",
+      "then at 32768 tokens under full checkpointing, and as 512 sequences of 64 tokens",
     );
-    assertIncludes(r.out, "dry run: would run launch (7 steps), profile --quick and the slice at 4096,32768");
     assertIncludes(r.err, '"deno": "deno ');
     for (const bad of [["--steps", "0"], ["--lengths", "4096,,8"], ["--frobnicate"]]) {
       const b = await run("bash", ["bench/cuda_check.sh", ...bad]);
@@ -91,5 +90,36 @@ Deno.test({
     } finally {
       await Deno.remove(out);
     }
+  },
+});
+
+Deno.test({
+  name: "llama_slice.py --require-kernel: rows printed, exit 3 when the kernel or its inputs are not as required",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const shape = JSON.stringify({
+      family: "llama",
+      layers: 1,
+      hidden: 32,
+      heads: 4,
+      kvHeads: 2,
+      intermediate: 64,
+      vocab: 64,
+      maxSeq: 256,
+      ropeTheta: 10000,
+      normEps: 1e-5,
+    });
+    const args = ["kernels/torch/llama_slice.py", "--shape", shape, "--tokens", "128,256", "--sequences", "4"];
+    const ok = await run(torch.ok ? torch.python : "python3", [...args, "--require-kernel", "sdpa"]);
+    assertEquals(ok.code, 0, ok.err);
+    const rows = ok.out.trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(rows.map((r) => [r.tokens, r.sequences, r.kernelInputs]), [
+      [128, 4, ["float32 4-D"]],
+      [256, 4, ["float32 4-D"]],
+    ]);
+    const bad = await run(torch.ok ? torch.python : "python3", [...args, "--require-kernel", "flash varlen"]);
+    assertEquals(bad.code, 3, bad.err);
+    assertIncludes(bad.out, "wanted flash varlen called with float32 4-D, got sdpa (float32)");
   },
 });
