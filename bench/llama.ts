@@ -3,6 +3,10 @@
 // selective): tokens/s, peak RSS growth during the step and the ratio to "none", all in one run, each case in its
 // own process (kernels/torch/llama_slice.py) so peak memory is per case. The cost model's expectation: selective
 // drops the attention core's activations, full keeps only each layer's input, and full costs one more forward.
+// A second table holds the executor's slice against what a user would run instead, transformers' own
+// LlamaForCausalLM (SDPA, one sequence per call, float32) on the same sequences, in the same process, one after the
+// other, alternating, the fastest run of each (target: >= 1.0x), at 4 packed sequences of the corpus' typical length
+// and at one long sequence.
 // Runnable alone: `deno run -A bench/llama.ts [--quick]`.
 
 import type { BenchSection } from "./report.ts";
@@ -28,9 +32,12 @@ interface SliceResult {
   tokensPerS: number;
   peakGrowthBytes: number;
   modelStateBytes: number;
+  transformersTokensPerS?: number;
+  fastestTokensPerS?: number;
+  vsTransformers?: number;
 }
 
-async function slice(policy: string, zero3: boolean, tokens: number): Promise<SliceResult> {
+async function slice(policy: string, zero3: boolean, tokens: number, extra: string[] = []): Promise<SliceResult> {
   const args = [
     SCRIPT,
     "--shape",
@@ -43,6 +50,7 @@ async function slice(policy: string, zero3: boolean, tokens: number): Promise<Sl
     QUICK ? "1" : "2",
   ];
   if (zero3) args.push("--zero3");
+  args.push(...extra);
   const out = await new Deno.Command("python3", {
     args,
     env: { OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1" },
@@ -68,10 +76,24 @@ export async function bench(): Promise<BenchSection> {
     "peak RSS growth MB": Math.round(r.peakGrowthBytes / 2 ** 20),
     "memory vs none": Math.round((r.peakGrowthBytes / base.peakGrowthBytes) * 100) / 100,
   }));
+  const peers: { sequences: number; r: SliceResult }[] = [];
+  for (const sequences of [4, 1]) {
+    peers.push({
+      sequences,
+      r: await slice("none", false, tokens, ["--sequences", String(sequences), "--transformers"]),
+    });
+  }
+  const peerRows = peers.map(({ sequences, r }) => ({
+    sequences: `${sequences} x ${tokens / sequences}`,
+    "flexsp executor tokens/s": Math.round(r.fastestTokensPerS!),
+    "transformers LlamaForCausalLM tokens/s": Math.round(r.transformersTokensPerS!),
+    "ratio (target >= 1.0)": Math.round(r.vsTransformers! * 100) / 100,
+  }));
   return {
     title: `llama: torch-cpu forward+backward per checkpointing policy (GQA llama, 4 layers, ${tokens} tokens)`,
     rows,
-    json: { shape: SHAPE, tokens, results },
+    json: { shape: SHAPE, tokens, results, vsTransformers: peers },
+    extra: [{ title: "llama: the executor's slice against transformers' own model, same sequences", rows: peerRows }],
   };
 }
 

@@ -5,6 +5,8 @@ export interface BenchSection {
   title: string;
   rows: Record<string, string | number>[];
   json: unknown;
+  /** Further tables of the same part (printed after the first, their rows also in `json`). */
+  extra?: { title: string; rows: Record<string, string | number>[] }[];
 }
 
 /** Prints a section as an aligned table. */
@@ -20,4 +22,5 @@ export function printSection(s: BenchSection): void {
   console.log(line(cols));
   console.log(line(width.map((w) => "-".repeat(w))));
   for (const r of s.rows) console.log(line(cols.map((c) => String(r[c] ?? ""))));
+  for (const e of s.extra ?? []) printSection({ title: e.title, rows: e.rows, json: undefined });
 }

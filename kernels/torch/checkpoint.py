@@ -48,7 +48,8 @@ def encode_state(shape: ModelShape, step: int, params: torch.Tensor, m: torch.Te
     header = json.dumps({"shape": shape.to_json(), "step": step, "total": total}, separators=(",", ":")).encode()
     head_len = 16 + len(header)
     pad = (4 - head_len % 4) % 4
-    return b"".join([MAGIC, struct.pack("<II", VERSION, len(header)), header, b"\0" * pad, _raw(params), _raw(m), _raw(v)])
+    return b"".join([MAGIC, struct.pack("<II", VERSION, len(header)), header, b"\0" * pad, _raw(params), _raw(m),
+                     _raw(v)])
 
 
 def decode_state(data: bytes, expect: ModelShape, path: str) -> ExecutorState:

@@ -163,7 +163,8 @@ class DataPlane:
             theirs = get(0)
             self.store.set(f"auth/{self.rank}", digest)
             if theirs != digest:
-                raise RuntimeError("rendezvous: rank 0 rejected this rank: wrong data-plane secret (another run's store)")
+                raise RuntimeError(
+                    "rendezvous: rank 0 rejected this rank: wrong data-plane secret (another run's store)")
 
     def _create_pool(self) -> None:
         n = self.world_size

@@ -139,7 +139,8 @@ class Executor:
         return self.s.rank if self.s else -1
 
     def handle(self, cmd: dict[str, Any]) -> str:
-        """Runs one command to completion; errors become `error` events. Returns "exit" after shutdown or a fatal error."""
+        """Runs one command to completion; errors become `error` events. Returns "exit" after shutdown or a fatal
+        error."""
         t = cmd["type"]
         try:
             if t == "init":
@@ -323,7 +324,8 @@ class Executor:
                              endpoints, self.connect_timeout_s, self.op_timeout_s, self.log)
             self._materialise(s)
             pool = [{"degree": p.degree, "groups": p.groups, "ms": round(p.ms, 3)} for p in s.dp.pool_times]
-            self.log(f"rendezvous + pool in {time.perf_counter() - t0:.2f} s: {pool}; threads {torch.get_num_threads()}")
+            self.log(f"rendezvous + pool in {time.perf_counter() - t0:.2f} s: {pool}; "
+                     f"threads {torch.get_num_threads()}")
         self.emit({"type": "connected", "rank": s.rank, "pool": pool})
 
     # ---------- steps ----------
@@ -389,7 +391,8 @@ class Executor:
         except Exception as e:  # noqa: BLE001
             raise FatalError(f"step {plan['step']}: gradient reduction failed: {self._peer_hint(e)}") from e
         if norm != norm or norm == float("inf"):
-            raise FatalError(f"step {plan['step']}: gradient norm is {'NaN' if norm != norm else 'Infinity'}; update skipped")
+            what = "NaN" if norm != norm else "Infinity"
+            raise FatalError(f"step {plan['step']}: gradient norm is {what}; update skipped")
         s.step += 1
         tr.step(float(plan["lr"]))
         if cuda:
@@ -424,7 +427,8 @@ class Executor:
         its group's peers are in their first collective; "RANK:error" makes it raise there (a fatal step error)."""
         fault = injected_fault("FLEXSP_STEP_FAULT", rank)
         if fault == "exit":
-            print(f"rank {rank}: injected fault (FLEXSP_STEP_FAULT) in step {step}: exiting", file=sys.stderr, flush=True)
+            print(f"rank {rank}: injected fault (FLEXSP_STEP_FAULT) in step {step}: exiting", file=sys.stderr,
+                  flush=True)
             os._exit(3)
         if fault == "error":
             raise RuntimeError(f"injected fault (FLEXSP_STEP_FAULT) in step {step}")

@@ -38,7 +38,8 @@ def read_config(model_dir: str) -> dict[str, Any]:
         with open(path) as f:
             cfg = json.load(f)
     except FileNotFoundError:
-        raise HfError(f"{path}: not found (model.from must be a Hugging Face model directory with config.json)") from None
+        raise HfError(f"{path}: not found (model.from must be a Hugging Face model directory with config.json)") \
+            from None
     except (OSError, json.JSONDecodeError) as e:
         raise HfError(f"{path}: cannot read it as JSON ({e})") from None
     if not isinstance(cfg, dict):

@@ -374,13 +374,15 @@ def init_mode(layout: ParamLayout) -> str:
     return mode or ("exact" if layout.count <= EXACT_INIT_LIMIT else "fast")
 
 
-def init_params(layout: ParamLayout, seed: int, mode: str = "exact", device: torch.device | None = None) -> torch.Tensor:
+def init_params(layout: ParamLayout, seed: int, mode: str = "exact",
+                device: torch.device | None = None) -> torch.Tensor:
     """
-    The seeded initial parameters as a flat float32 tensor of `layout.total` values (on `device`, default CPU). "exact" is bit-identical
-    to `initParams` of kernels/model.ts: weights N(0, 0.02), residual projections N(0, 0.02/sqrt(2·layers)),
-    biases 0, LayerNorm gains 1, each slice from its own stream (seed, slice index + 1). "fast" draws the same
-    distributions from torch's generator of `device` seeded by (seed, slice index): identical on every rank of a
-    device type and on every run, seconds for billions of parameters, but not the TypeScript executors' bits.
+    The seeded initial parameters as a flat float32 tensor of `layout.total` values (on `device`, default CPU).
+    "exact" is bit-identical to `initParams` of kernels/model.ts: weights N(0, 0.02), residual projections
+    N(0, 0.02/sqrt(2·layers)), biases 0, LayerNorm gains 1, each slice from its own stream (seed, slice index + 1).
+    "fast" draws the same distributions from torch's generator of `device` seeded by (seed, slice index): identical
+    on every rank of a device type and on every run, seconds for billions of parameters, but not the TypeScript
+    executors' bits.
     """
     if mode not in ("exact", "fast"):
         raise ValueError(f"init_params: unknown mode {mode}")

@@ -40,7 +40,8 @@ class ExecutorMain(unittest.TestCase):
         self.assertEqual(len(events), 1)
         e = events[0]
         self.assertEqual((e["type"], e["fatal"]), ("error", True))
-        self.assertRegex(e["message"], r"torch-cpu executor: .*python.* cannot import torch \(No module named 'torch'\)")
+        self.assertRegex(e["message"],
+                         r"torch-cpu executor: .*python.* cannot import torch \(No module named 'torch'\)")
         self.assertIn("pip install torch", e["message"])
 
     def test_bad_lines_and_early_commands_are_non_fatal_errors(self) -> None:
@@ -89,7 +90,8 @@ class ExecutorMain(unittest.TestCase):
         # Another rank's fault leaves this one alone; "exit" ends the process with status 3 and no event.
         code, events, _ = run([init, step, json.dumps({"type": "shutdown"})], env={"FLEXSP_STEP_FAULT": "1:exit"})
         self.assertEqual(([e["type"] for e in events], code), (["ready", "step_progress", "step_done"], 0))
-        self.assertEqual({k: events[1][k] for k in ("rank", "step", "microBatch")}, {"rank": 0, "step": 0, "microBatch": 0})
+        self.assertEqual({k: events[1][k] for k in ("rank", "step", "microBatch")},
+                         {"rank": 0, "step": 0, "microBatch": 0})
         self.assertGreater(events[1]["ms"], 0)
         code, events, err = run([init, step], env={"FLEXSP_STEP_FAULT": "0:exit"})
         self.assertEqual(([e["type"] for e in events], code), (["ready"], 3))

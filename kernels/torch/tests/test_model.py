@@ -231,7 +231,8 @@ class Optimizer(unittest.TestCase):
         got_norm = float(torch.nn.utils.clip_grad_norm_([p], clip, foreach=True))
         opt.step()
         self.assertAlmostEqual(got_norm, norm, delta=1e-5 * norm)
-        torch.testing.assert_close(p.detach(), torch.tensor(exp_p, dtype=torch.float32), rtol=0, atol=5e-7)  # float32 rounding: a few ulps
+        torch.testing.assert_close(p.detach(), torch.tensor(exp_p, dtype=torch.float32), rtol=0,
+                                   atol=5e-7)  # float32 rounding: a few ulps
 
 
 class CudaDeviceIndex(unittest.TestCase):
