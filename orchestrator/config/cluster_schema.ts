@@ -44,7 +44,7 @@ const nodeSpec: Spec = {
     known_hosts: f(str),
     host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
     devices: f(posInt, { required: true }),
-    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }, { default: "auto" }),
+    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }, { default: "auto" }),
     device_memory_gb: f(posNum),
     /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
     memory_budget_gb: f(posNum),
@@ -75,7 +75,7 @@ export const clusterConfigSpec: Spec = {
         /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
         devices_per_node: f(posInt),
         /** Slurm: node keys applied to every node of the allocation. */
-        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }),
+        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }),
         device_memory_gb: f(posNum),
         speed: f(posNum),
         deno: f(str),
@@ -125,6 +125,11 @@ export const clusterConfigSpec: Spec = {
         max_restarts: f(nonNegInt, { default: 3 }),
         /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
         resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
+        /**
+         * A simulation, not training: every node runs `executor: sim` (kernels/sim_executor.ts), which sleeps for the
+         * planner's predicted time and reports made-up losses. For measuring the control plane (tests, bench).
+         */
+        simulate: f({ kind: "bool" }, { default: false }),
       },
     }, { default: {} }),
     planner: f({

@@ -31,6 +31,7 @@ export function toExecutorPlan(
           globalTokens += batch.lengths[k] - 1;
           return { id: batch.ids[k], offset: batch.offsets[k], length: batch.lengths[k] };
         }),
+        ...(g.predictedMs > 0 ? { predictedMs: Math.round(g.predictedMs * 1000) / 1000 } : {}),
       };
     });
     for (let r = 0; r < worldSize; r++) if (!covered.has(r)) groups.push({ degree: 1, ranks: [r], sequences: [] });
