@@ -23,6 +23,8 @@ export interface SimOptions {
   scale?: number;
   /** Relative jitter of a group's time, e.g. 0.1 for ±10 % (default 0). */
   jitter?: number;
+  /** Its environment (FLEXSP_STEP_FAULT is read here; default: the process environment). */
+  env?: Record<string, string | undefined>;
   /** Called when an injected fault makes the executor "exit" (code 3). */
   onExit?: (code: number) => void;
 }
@@ -35,7 +37,7 @@ export function simOptionsFromEnv(env: Record<string, string | undefined>, devic
     if (!(n >= 0) || !Number.isFinite(n)) throw new Error(`${name} must be a non-negative number, got "${v}"`);
     return n;
   };
-  return { device, scale: num("FLEXSP_SIM_SCALE", 1), jitter: num("FLEXSP_SIM_JITTER", 0) };
+  return { device, env, scale: num("FLEXSP_SIM_SCALE", 1), jitter: num("FLEXSP_SIM_JITTER", 0) };
 }
 
 /** A deterministic number in [0, 1) from integers (the same on every member of a group). */
@@ -52,6 +54,7 @@ export class SimExecutor {
   #init?: ExecutorInit;
   #step = 0;
   #connected = false;
+  readonly #env = (name: string) => this.options.env ? this.options.env[name] : Deno.env.get(name);
   constructor(readonly options: SimOptions, readonly emit: (ev: ExecutorEvent) => void) {}
 
   /** Runs one command; errors become `error` events (fatal ones after init or a step's start). */
@@ -139,7 +142,7 @@ export class SimExecutor {
     for (let i = 0; i < mine.length; i++) {
       const tm = performance.now();
       const { group, spRank } = mine[i];
-      const fault = i === 0 ? injectedFault("FLEXSP_STEP_FAULT", rank) : undefined;
+      const fault = i === 0 ? injectedFault("FLEXSP_STEP_FAULT", rank, this.#env) : undefined;
       if (fault === "exit") {
         this.options.onExit?.(3);
         return "exit";
@@ -199,8 +202,11 @@ export class SimExecutor {
     if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
       throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);
     }
-    const st = JSON.parse(new TextDecoder().decode(bytes));
-    if (st?.sim !== true) throw new Error(`load: ${path} is not a simulated executor's state (a real checkpoint?)`);
+    let st: { sim?: boolean; step?: number } | undefined;
+    try {
+      st = JSON.parse(new TextDecoder().decode(bytes));
+    } catch { /* not JSON: refused below */ }
+    if (st?.sim !== true || typeof st.step !== "number") throw new Error(`load: ${path} is not a simulated executor's state (a real checkpoint?)`);
     this.#step = st.step;
     this.emit({ type: "loaded", rank: init.rank, path });
   }
