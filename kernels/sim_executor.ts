@@ -206,7 +206,9 @@ export class SimExecutor {
     try {
       st = JSON.parse(new TextDecoder().decode(bytes));
     } catch { /* not JSON: refused below */ }
-    if (st?.sim !== true || typeof st.step !== "number") throw new Error(`load: ${path} is not a simulated executor's state (a real checkpoint?)`);
+    if (st?.sim !== true || typeof st.step !== "number") {
+      throw new Error(`load: ${path} is not a simulated executor's state (a real checkpoint?)`);
+    }
     this.#step = st.step;
     this.emit({ type: "loaded", rank: init.rank, path });
   }
