@@ -7,6 +7,7 @@ import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
 import { eventually } from "../assert.ts";
 import { isAlive } from "../../agents/process_tree.ts";
+import type { TestHost, TestHosts } from "../hosts/test_hosts.ts";
 
 /** A running `launch` process. */
 export interface LaunchProc {
@@ -169,3 +170,15 @@ export async function leftAlive(pids: number[], ms: number): Promise<number[]> {
 
 /** Repository root (the working directory of launches). */
 export { REPO_ROOT };
+
+/** Kills every sshd of a host (the listener and the sessions it forked), as when the machine drops off. */
+export async function killSshd(th: TestHosts, h: TestHost): Promise<void> {
+  for (const pid of await th.pids(h)) {
+    const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+    if (comm === "sshd") {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+}
