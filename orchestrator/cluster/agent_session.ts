@@ -203,6 +203,8 @@ export class AgentSession {
 
   /** Bytes (UTF-16 code units, i.e. bytes for the ASCII JSON the protocol writes) sent to the agent so far. */
   bytesSent = 0;
+  /** The same over every session of this process (the benchmarks' orchestrator bytes per step). */
+  static bytesSentTotal = 0;
 
   /** Sends one command; false when the channel is already closed. */
   send(cmd: AgentCommand): boolean {
@@ -213,6 +215,7 @@ export class AgentSession {
   sendRaw(line: string): boolean {
     const l = line.endsWith("\n") ? line : line + "\n";
     this.bytesSent += l.length;
+    AgentSession.bytesSentTotal += l.length;
     return this.channel.write(l);
   }
 
