@@ -9,8 +9,7 @@
 // `training.simulate: true` to use it (orchestrator/config/load.ts): it never stands in for training by mistake.
 
 import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
-import { writeAtomic } from "../core/atomic_write.ts";
-import { sha256Hex } from "../core/hash.ts";
+import { readStateFile, writeStateFile } from "./checkpoint.ts";
 import { injectedFault } from "./fault_injection.ts";
 import { checkAllToAllRequest, checkComputeRequest } from "./profiling.ts";
 import { checkPlan } from "./step_plan.ts";
@@ -184,24 +183,13 @@ export class SimExecutor {
   async #save(path: string): Promise<void> {
     const init = this.#ready("save");
     const bytes = new TextEncoder().encode(JSON.stringify({ sim: true, step: this.#step }) + "\n");
-    await writeAtomic(path, bytes, {
-      mkdir: true,
-      error: (message) => new Error(`checkpoint: writing ${path} failed: ${message}`),
-    });
-    this.emit({ type: "saved", rank: init.rank, path, sha256: sha256Hex(bytes), bytes: bytes.length });
+    const written = await writeStateFile(path, bytes);
+    this.emit({ type: "saved", rank: init.rank, path, ...written });
   }
 
   async #load(path: string, sha256?: string): Promise<void> {
     const init = this.#ready("load");
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch (e) {
-      throw new Error(`load: cannot read ${path}: ${(e as Error).message}`);
-    }
-    if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
-      throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);
-    }
+    const bytes = await readStateFile(path, sha256);
     let st: { sim?: boolean; step?: number } | undefined;
     try {
       st = JSON.parse(new TextDecoder().decode(bytes));

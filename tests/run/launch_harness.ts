@@ -16,6 +16,8 @@ export interface LaunchProc {
   err: () => string;
   /** Resolves once stdout (or stderr) contains `text`; throws after `ms`. */
   waitFor: (text: string, ms: number) => Promise<void>;
+  /** Like `waitFor`, but fails at once (with the output) when the process ends before printing `text`. */
+  waitWhileRunning: (text: string, ms: number) => Promise<void>;
   finish: () => Promise<{ code: number; signal: Deno.Signal | null; out: string; err: string }>;
 }
 
@@ -42,6 +44,18 @@ export function startLaunch(args: string[], env: Record<string, string> = {}): L
     waitFor: async (text, ms) => {
       const ok = await eventually(() => out.includes(text) || err.includes(text), ms);
       if (!ok) throw new Error(`launch did not print ${JSON.stringify(text)} within ${ms} ms:\n${out}\n${err}`);
+    },
+    waitWhileRunning: async (text, ms) => {
+      let seen = false;
+      const ended = child.status.then(() => {
+        if (!seen) throw new Error(`launch ended before printing ${JSON.stringify(text)}:\n${out}\n${err}`);
+      });
+      ended.catch(() => {});
+      const ok = eventually(() => out.includes(text) || err.includes(text), ms).then((ok) => {
+        seen = ok;
+        if (!ok) throw new Error(`launch did not print ${JSON.stringify(text)} within ${ms} ms:\n${out}\n${err}`);
+      });
+      await Promise.race([ok, ended.then(() => ok)]);
     },
     finish: async () => {
       const s = await child.status;

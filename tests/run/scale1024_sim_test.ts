@@ -34,11 +34,7 @@ Deno.test({
       const victim = th.hosts[7];
       const dir = `${th.dir}/run`;
       const p = startLaunch([cfg, "--run-dir", dir]);
-      const ended = p.child.status.then(() => {
-        throw new Error(`launch ended before step 2:\n${p.out()}\n${p.err()}`);
-      });
-      await Promise.race([p.waitFor("step    2/1000", 240_000), ended]);
-      ended.catch(() => {});
+      await p.waitWhileRunning("step    2/1000", 240_000);
       await killSshd(th, victim);
       const r = await p.finish();
       assertEquals(r.code, 2, r.out + r.err);
