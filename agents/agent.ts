@@ -205,7 +205,8 @@ async function handle(cmd: AgentCommand): Promise<void> {
         return;
       }
       const ranks = supervisor.ranks();
-      replies.start(cmd.plan.step, ranks);
+      // A rank already gone gets nothing to wait for (its exit was reported; `send` logs the drop).
+      replies.start(cmd.plan.step, supervisor.ranks(true));
       for (const rank of ranks) {
         let plan;
         try {

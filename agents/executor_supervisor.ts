@@ -116,9 +116,9 @@ export class ExecutorSupervisor {
     return [...this.#running.values()].map((r) => ({ rank: r.spec.rank, pid: r.pid, alive: r.alive }));
   }
 
-  /** The ranks this node was told to run, in rank order. */
-  ranks(): number[] {
-    return [...this.#running.keys()].sort((a, b) => a - b);
+  /** The ranks this node was told to run (only those still running with `alive`), in rank order. */
+  ranks(alive = false): number[] {
+    return [...this.#running.values()].filter((r) => !alive || r.alive).map((r) => r.spec.rank).sort((a, b) => a - b);
   }
 
   /** Starts executors; a failure to start one is reported as its exit, with the reason as the tail. */
