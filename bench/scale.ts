@@ -39,6 +39,14 @@ interface Case {
   executor: "cpu" | "sim";
 }
 
+const ALL: Case[] = [
+  { hosts: 4, devices: 4, executor: "cpu" },
+  { hosts: 32, devices: 4, executor: "cpu" },
+  { hosts: 4, devices: 8, executor: "sim" },
+  { hosts: 32, devices: 32, executor: "sim" },
+  { hosts: 128, devices: 8, executor: "sim" },
+];
+
 const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -214,15 +222,10 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
   // The full sweep (many minutes on 2 cores) runs when asked for: `--only scale` or this file alone.
   const asked = import.meta.main || Deno.args.includes("scale");
   const quick = Deno.args.includes("--quick") || !asked;
-  const cases: Case[] = quick
-    ? [{ hosts: 4, devices: 4, executor: "cpu" }, { hosts: 4, devices: 8, executor: "sim" }]
-    : [
-      { hosts: 4, devices: 4, executor: "cpu" },
-      { hosts: 32, devices: 4, executor: "cpu" },
-      { hosts: 4, devices: 8, executor: "sim" },
-      { hosts: 32, devices: 32, executor: "sim" },
-      { hosts: 128, devices: 8, executor: "sim" },
-    ];
+  let cases: Case[] = quick ? ALL.filter((c) => c.hosts === 4) : ALL;
+  // `--case=128x8-sim` (runnable alone: `deno run -A bench/scale.ts --case=128x8-sim`) runs that case only.
+  const only = Deno.args.find((a) => a.startsWith("--case="))?.slice("--case=".length);
+  if (only) cases = ALL.filter((c) => `${c.hosts}x${c.devices}-${c.executor}` === only);
   const rows: Record<string, string | number>[] = [];
   const json: Record<string, unknown> = { steps: STEPS, warmup: WARMUP, cases };
   const data = await Deno.makeTempDir({ prefix: "flexsp-bench-scale-" });
@@ -232,6 +235,7 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
     for (const c of cases) {
       const name = `${c.hosts}x${c.devices} ${c.executor}`;
       const th = await startTestHosts({ count: c.hosts });
+      const before = rows.length;
       try {
         const base = await th.writeConfig({
           devices: c.devices,
@@ -277,8 +281,14 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
           });
         }
         json[name] = entry;
+      } catch (e) {
+        // One case failing (e.g. the machine runs out of something at 128 hosts) leaves the others' numbers.
+        rows.push({ case: name, ranks: c.hosts * c.devices, note: `failed: ${(e as Error).message.split("\n")[0]}` });
+        json[name] = { error: (e as Error).message };
       } finally {
         await th.close();
+        // Each case's rows as soon as they are known (the sweep takes many minutes).
+        for (const row of rows.slice(before)) console.error(`scale: ${JSON.stringify(row)}`);
       }
     }
     json.targets = "overhead < 20 ms at 32 hosts x 4 real executors, < 50 ms at 1,024 simulated ranks; bytes per " +

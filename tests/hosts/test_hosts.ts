@@ -173,7 +173,7 @@ async function releaseNeighbourRoom(): Promise<void> {
 export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> {
   const can = canCreateTestHosts();
   if (!can.ok) throw new Error(can.reason);
-  if (opts.count < 1 || opts.count > 32) throw new Error("count must be 1-32");
+  if (opts.count < 1 || opts.count > 128) throw new Error("count must be 1-128");
   await cleanupStaleTestHosts();
   const seq = sequence++;
   const octet = await pickSubnet();
