@@ -159,17 +159,21 @@ async function warmLaunch(base: string, dir: string): Promise<{ agentsMs: number
 async function steady(cfg: string, runDir: string) {
   const cpuAt: number[] = [];
   const bytesAt: number[] = [];
+  const logged: string[] = [];
   const r = await launchRun({
     configPath: cfg,
     runDir,
     signals: false,
-    log: () => {},
+    log: (l) => logged.push(l),
     print: () => {
       cpuAt.push(threadCpuMs());
       bytesAt.push(AgentSession.bytesSentTotal);
     },
   });
-  if (r.code !== 0) throw new Error(`run ${cfg} ended with code ${r.code}`);
+  if (r.code !== 0) {
+    const why = logged.filter((l) => /error|lost|failed/i.test(l)).slice(0, 3).join(" | ");
+    throw new Error(`run ${cfg} ended with code ${r.code}: ${why}`);
+  }
   const rs = r.records.slice(WARMUP);
   const over = rs.map((x) => x.overheadMs);
   return {
@@ -207,7 +211,9 @@ async function failurePath(th: TestHosts, cfg: string, runDir: string, victims: 
   });
   const endMs = performance.now() - killedAt;
   await Promise.all(killing);
-  const report = lines.filter((l) => !/^(node \d+ .*agent ready|dashboard|data:|run |cost model|MFU)/.test(l));
+  // The report: from its first line (`... failed: ...`) on; the live `node N: LOST: ...` progress lines come before.
+  const all = lines.join("\n").split("\n");
+  const report = all.slice(Math.max(0, all.findIndex((l) => / failed: /.test(l))));
   const text = report.join("\n");
   const names = victims.map((i) => `node ${i} (${th.hosts[i].ip})`);
   const once = names.every((n) => text.split(n).length - 1 === 1);
