@@ -246,7 +246,8 @@ export async function bench(): Promise<{ title: string; rows: Record<string, str
         const base = await th.writeConfig({
           devices: c.devices,
           executor: c.executor,
-          heartbeatTimeoutS: 10,
+          // Generous: on a shared 2-core machine 128 agents can be starved for seconds (not a lost node).
+          heartbeatTimeoutS: 30,
           connectTimeoutS: 60,
         });
         // The pool needs a whole config (model, and training.simulate for sim executors).
