@@ -17,6 +17,8 @@ import { collectInventory, probeWebGpu } from "./inventory.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 import { ExecutorSupervisor } from "./executor_supervisor.ts";
 import { descendants, signalAll } from "./process_tree.ts";
+import { StepBatch } from "./step_batch.ts";
+import { rankPlan } from "../core/plan_scope.ts";
 
 type Hello = Extract<AgentCommand, { type: "hello" }>;
 
@@ -52,6 +54,8 @@ let lastHeard = Date.now();
 let heartbeatTimer: ReturnType<typeof setInterval> | undefined;
 let watchdogTimer: ReturnType<typeof setInterval> | undefined;
 let stopping: Promise<never> | undefined;
+/** The node's replies to node steps, collected per node (agents/step_batch.ts). */
+const replies = new StepBatch(send);
 
 function safeName(s: string): string {
   return s.replace(/[^A-Za-z0-9._-]/g, "_");
@@ -63,6 +67,7 @@ function shutdown(reason: string, graceMs: number): Promise<never> {
     logLine("info", `shutting down: ${reason}`);
     clearInterval(heartbeatTimer);
     clearInterval(watchdogTimer);
+    replies.close();
     try {
       if (supervisor) await supervisor.stopAll(graceMs);
       // Anything else this agent started (probes) goes too.
@@ -118,7 +123,7 @@ async function onHello(cmd: Hello): Promise<Inventory> {
       }
       return inventory.webgpu ? "webgpu" : "cpu";
     },
-    emit: send,
+    emit: (ev) => replies.offer(ev),
     log: (level, text) => logLine(level, text),
   });
   heartbeatTimer = setInterval(() => {
@@ -187,6 +192,34 @@ async function handle(cmd: AgentCommand): Promise<void> {
       }
       supervisor.send(cmd.rank, cmd.msg);
       return;
+    case "to_executors":
+      if (!supervisor) {
+        send({ type: "protocol_error", source: "orchestrator", message: "to_executors before hello ignored" });
+        return;
+      }
+      for (const rank of cmd.ranks) supervisor.send(rank, cmd.msg);
+      return;
+    case "step": {
+      if (!supervisor) {
+        send({ type: "protocol_error", source: "orchestrator", message: "step before hello ignored" });
+        return;
+      }
+      const ranks = supervisor.ranks();
+      // A rank already gone gets nothing to wait for (its exit was reported; `send` logs the drop).
+      replies.start(cmd.plan.step, supervisor.ranks(true));
+      for (const rank of ranks) {
+        let plan;
+        try {
+          plan = rankPlan(cmd.plan, rank);
+        } catch (e) {
+          const message = (e as Error).message;
+          replies.offer({ type: "from_executor", rank, msg: { type: "error", rank, message, fatal: false } });
+          continue;
+        }
+        supervisor.send(rank, { type: "step", plan });
+      }
+      return;
+    }
     case "shutdown":
       await shutdown(`orchestrator: ${cmd.reason ?? "shutdown"}`, cmd.graceMs ?? 3000);
       return;
@@ -215,7 +248,7 @@ async function main(): Promise<void> {
   }, "agent_command");
   for await (const cmd of commands) {
     lastHeard = Date.now();
-    if (cmd.type === "spawn" || cmd.type === "to_executor") {
+    if (cmd.type === "spawn" || cmd.type === "to_executor" || cmd.type === "to_executors" || cmd.type === "step") {
       chain = chain.then(() => handle(cmd)).catch((e) => logLine("error", `${cmd.type}: ${(e as Error).message}`));
     } else {
       await handle(cmd);

@@ -12,6 +12,7 @@ import {
   parseMessage,
 } from "../core/protocol.ts";
 import { killTree, TreeTracker } from "./process_tree.ts";
+import { SimExecutor, simOptionsFromEnv } from "../kernels/sim_executor.ts";
 
 /** How executors are started on this node. */
 export interface SupervisorContext {
@@ -74,8 +75,10 @@ interface Running {
   spec: ExecutorSpawn;
   kind: ExecutorKind;
   pid: number;
-  child: Deno.ChildProcess;
-  stdin: WritableStreamDefaultWriter<Uint8Array>;
+  /** Hands the executor a command: a line on its stdin, or a call into a simulated executor in this process. */
+  deliver: (msg: ExecutorCommand) => void;
+  /** End of input (stdin closed). */
+  close: () => void;
   alive: boolean;
   logPath: string;
   /** Resolves when the process has exited and its output is drained and reported. */
@@ -114,6 +117,11 @@ export class ExecutorSupervisor {
       const stopped = r.alive && processStopped(r.pid);
       return { rank: r.spec.rank, pid: r.pid, alive: r.alive, ...(stopped ? { stopped } : {}) };
     });
+  }
+
+  /** The ranks this node was told to run (only those still running with `alive`), in rank order. */
+  ranks(alive = false): number[] {
+    return [...this.#running.values()].filter((r) => !alive || r.alive).map((r) => r.spec.rank).sort((a, b) => a - b);
   }
 
   /** Starts executors; a failure to start one is reported as its exit, with the reason as the tail. */
@@ -156,8 +164,56 @@ export class ExecutorSupervisor {
     return [Deno.execPath(), "run", "-A", ...(this.ctx.denoFlags ?? []), this.ctx.executorEntry, ...tail];
   }
 
+  /**
+   * A simulated executor (kernels/sim_executor.ts) inside the agent's process: no process per rank, so a node holds
+   * dozens. Its commands run one after the other; an injected exit is reported like a process's.
+   */
+  #startSim(spec: ExecutorSpawn): Running {
+    const rank = spec.rank;
+    const emit = (msg: ExecutorEvent) => this.ctx.emit({ type: "from_executor", rank, msg });
+    let chain = Promise.resolve();
+    let exited: () => void = () => {};
+    const done = new Promise<void>((r) => exited = r);
+    const exit = (code: number) => {
+      if (!running.alive) return;
+      running.alive = false;
+      this.ctx.emit({
+        type: "executor_exit",
+        rank,
+        code,
+        signal: null,
+        logTail: `simulated executor exited (${code})`,
+      });
+      exited();
+    };
+    const sim = new SimExecutor({
+      ...simOptionsFromEnv({ ...Deno.env.toObject(), ...spec.env }, spec.device),
+      onExit: exit,
+    }, emit);
+    const running: Running = {
+      spec,
+      kind: "sim",
+      pid: Deno.pid,
+      alive: true,
+      logPath: "(in the agent's process)",
+      done,
+      deliver: (cmd) => {
+        chain = chain.then(async () => {
+          if (running.alive && (await sim.handle(cmd)) === "exit") exit(0);
+        });
+      },
+      close: () => void chain.then(() => exit(0)),
+    };
+    return running;
+  }
+
   async #start(spec: ExecutorSpawn, threads: number): Promise<Running | undefined> {
     const kind = await this.ctx.resolveKind(spec.kind);
+    if (kind === "sim") {
+      const r = this.#startSim(spec);
+      this.#running.set(spec.rank, r);
+      return r;
+    }
     const logPath = `${this.ctx.logDir}/executor-${spec.rank}.log`;
     let log: Deno.FsFile | undefined;
     try {
@@ -229,12 +285,13 @@ export class ExecutorSupervisor {
     const pumpErr = (async () => {
       for await (const line of lines(child.stderr)) write(line);
     })().catch(() => {});
+    const stdin = child.stdin.getWriter();
     const running: Running = {
       spec,
       kind,
       pid: child.pid,
-      child,
-      stdin: child.stdin.getWriter(),
+      deliver: (msg) => void stdin.write(encoder.encode(encodeMessage(msg))).catch(() => {}),
+      close: () => void stdin.close().catch(() => {}),
       alive: true,
       logPath,
       done: Promise.resolve(),
@@ -246,7 +303,7 @@ export class ExecutorSupervisor {
       await Promise.race([Promise.all([pumpOut, pumpErr]), new Promise((r) => setTimeout(r, 500))]);
       write(`--- exited: code ${status.code}${status.signal ? `, signal ${status.signal}` : ""}`);
       log?.close();
-      running.stdin.close().catch(() => {});
+      running.close();
       this.ctx.emit({
         type: "executor_exit",
         rank: spec.rank,
@@ -270,7 +327,7 @@ export class ExecutorSupervisor {
       });
       return;
     }
-    r.stdin.write(encoder.encode(encodeMessage(msg))).catch(() => {});
+    r.deliver(msg);
   }
 
   /**
@@ -283,12 +340,12 @@ export class ExecutorSupervisor {
     this.#tracker.scan();
     const all = [...this.#running.values()];
     for (const r of all.filter((r) => r.alive)) {
-      r.stdin.write(encoder.encode(encodeMessage({ type: "shutdown" }))).catch(() => {});
-      r.stdin.close().catch(() => {});
+      r.deliver({ type: "shutdown" });
+      r.close();
     }
     const exited = Promise.all(all.map((r) => r.done));
     await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
-    await killTree(this.#tracker, all.map((r) => r.pid), 500);
+    await killTree(this.#tracker, all.filter((r) => r.kind !== "sim").map((r) => r.pid), 500);
     await Promise.race([exited, new Promise((r) => setTimeout(r, 1000))]);
   }
 }

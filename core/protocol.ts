@@ -29,12 +29,20 @@ export interface GroupAssignment {
   /** Global ranks, an aligned block; the executor's position in it is its SP rank. */
   ranks: number[];
   sequences: SequenceRef[];
+  /** The planner's predicted time of this group's micro-batch (ms); the simulated executor sleeps this long. */
+  predictedMs?: number;
 }
 
-/** The part of a step plan every executor receives. */
+/**
+ * A step plan as an executor (or an agent) receives it. `scope` says which groups it holds: all of them (absent or
+ * "all": every executor checks the whole plan), those that involve one node's ranks ("node": the orchestrator's
+ * one step message per agent, see core/plan_scope.ts), or, per micro-batch, only the receiving rank's own group
+ * ("rank": what an agent hands each executor; the orchestrator checked that the groups cover every rank).
+ */
 export interface ExecutorStepPlan {
   step: number;
   microBatches: { groups: GroupAssignment[] }[];
+  scope?: "all" | "node" | "rank";
   /** Tokens whose loss is averaged this step (over all groups and micro-batches). */
   globalTokens: number;
   lr: number;
@@ -153,7 +161,7 @@ export type ExecutorEvent =
   | {
     type: "ready";
     rank: number;
-    kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+    kind: ExecutorKindName;
     device: string;
     endpoint: Endpoint;
     /** The attention kernel and its dtype (torch executors), e.g. "flash varlen (bfloat16)". */
@@ -187,12 +195,18 @@ export type ExecutorEvent =
 
 // ---------- orchestrator -> agent ----------
 
+/**
+ * A concrete executor kind. `sim` is the simulated executor (kernels/sim_executor.ts): a test and benchmark tool that
+ * trains nothing; the agent runs it in its own process.
+ */
+export type ExecutorKindName = "cpu" | "webgpu" | "cuda" | "torch-cpu" | "sim";
+
 export interface ExecutorSpawn {
   rank: number;
   /** Device index on the node. */
   device: number;
   /** `auto`: the agent picks cuda (GPUs and torch with CUDA), else webgpu (a WebGPU adapter), else cpu. */
-  kind: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
+  kind: ExecutorKindName | "auto";
   env?: Record<string, string>;
   /** Working directory of the executor (default: the node's run directory). */
   cwd?: string;
@@ -228,6 +242,13 @@ export type AgentCommand =
   | { type: "ping"; id: number; t: number }
   | { type: "spawn"; executors: ExecutorSpawn[] }
   | { type: "to_executor"; rank: number; msg: ExecutorCommand }
+  /** The same command for several of the node's ranks (one line per node in place of one per rank). */
+  | { type: "to_executors"; ranks: number[]; msg: ExecutorCommand }
+  /**
+   * One step for the node: `plan` (scope "node") holds the groups that involve the node's ranks; the agent hands
+   * each local executor a plan of scope "rank" and answers with one `from_executors` line of their `step_done`s.
+   */
+  | { type: "step"; plan: ExecutorStepPlan }
   | {
     type: "shutdown";
     reason: string;
@@ -287,7 +308,7 @@ export type AgentEvent =
     executors: {
       rank: number;
       pid: number;
-      kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+      kind: ExecutorKindName;
       device: number;
       logPath: string;
     }[];
@@ -299,6 +320,8 @@ export type AgentEvent =
     executors: { rank: number; pid: number; alive: boolean; stopped?: boolean }[];
   }
   | { type: "from_executor"; rank: number; msg: ExecutorEvent }
+  /** Several executors' events in one line (the node's `step_done`s of a node step); read as one `from_executor` each. */
+  | { type: "from_executors"; msgs: { rank: number; msg: ExecutorEvent }[] }
   | { type: "executor_exit"; rank: number; code: number | null; signal: string | null; logTail: string }
   | { type: "log"; level: "info" | "warn" | "error"; text: string }
   | { type: "protocol_error"; source: string; message: string };
@@ -349,6 +372,8 @@ const AGENT_COMMANDS: Rows<AgentCommand> = {
   ping: { id: "number", t: "number" },
   spawn: { executors: "array" },
   to_executor: { rank: "number", msg: "object" },
+  to_executors: { ranks: "array", msg: "object" },
+  step: { plan: "object" },
   shutdown: {},
 };
 const AGENT_EVENTS: Rows<AgentEvent> = {
@@ -357,6 +382,7 @@ const AGENT_EVENTS: Rows<AgentEvent> = {
   spawned: { executors: "array" },
   heartbeat: { t: "number", executors: "array" },
   from_executor: { rank: "number", msg: "object" },
+  from_executors: { msgs: "array" },
   executor_exit: { rank: "number", logTail: "string" },
   log: { level: "string", text: "string" },
   protocol_error: { source: "string", message: "string" },
@@ -376,7 +402,7 @@ const ANY_CHANNEL: Record<string, Schema> = {
   hello: { version: "number" },
 };
 const SPAWN_ITEM: Schema = { rank: "number", device: "number", kind: "string" };
-const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "torch-cpu", "auto"];
+const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"];
 
 /** The outcome of reading one line. */
 export type ParseResult<T> = { ok: true; msg: T } | { ok: false; error: string };
@@ -429,12 +455,20 @@ export function checkMessage(value: unknown, channel?: Channel): string | undefi
   }
   const bad = checkFields(m, schema, m.type);
   if (bad) return bad;
-  if (m.type === "to_executor" || m.type === "from_executor") {
+  if (m.type === "to_executor" || m.type === "from_executor" || m.type === "to_executors") {
     const inner = checkMessage(
       m.msg,
-      channel === undefined ? undefined : m.type === "to_executor" ? "executor_command" : "executor_event",
+      channel === undefined ? undefined : m.type === "from_executor" ? "executor_event" : "executor_command",
     );
     if (inner) return `inner msg: ${inner}`;
+  }
+  if (m.type === "from_executors") {
+    for (const item of m.msgs as unknown[]) {
+      const e = item as Record<string, unknown>;
+      if (typeOf(item) !== "object" || typeof e.rank !== "number") return '"from_executors" msgs need rank: number';
+      const inner = checkMessage(e.msg, channel === undefined ? undefined : "executor_event");
+      if (inner) return `inner msg: ${inner}`;
+    }
   }
   if (m.type === "spawn" && (channel === "agent_command")) {
     for (const item of m.executors as unknown[]) {

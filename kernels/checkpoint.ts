@@ -5,6 +5,8 @@
 // params, m, v as float32 little-endian, `total` values each.
 
 import type { ModelShape } from "./model.ts";
+import { writeAtomic } from "../core/atomic_write.ts";
+import { sha256Hex } from "../core/hash.ts";
 
 const MAGIC = "FLEXSPCK";
 const VERSION = 1;
@@ -66,4 +68,27 @@ export function decodeState(bytes: Uint8Array, expect: ModelShape, path: string)
   }
   const arr = (i: number) => new Float32Array(bytes.slice(start + i * total * 4, start + (i + 1) * total * 4).buffer);
   return { shape: header.shape, step: header.step, params: arr(0), m: arr(1), v: arr(2) };
+}
+
+/** Writes a state file atomically (creating its folder); returns what a `saved` event reports. */
+export async function writeStateFile(path: string, bytes: Uint8Array): Promise<{ sha256: string; bytes: number }> {
+  await writeAtomic(path, bytes, {
+    mkdir: true,
+    error: (message) => new Error(`checkpoint: writing ${path} failed: ${message}`),
+  });
+  return { sha256: sha256Hex(bytes), bytes: bytes.length };
+}
+
+/** Reads a state file, refusing one whose sha256 is not `sha256` (when given). */
+export async function readStateFile(path: string, sha256?: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new Error(`load: cannot read ${path}: ${(e as Error).message}`);
+  }
+  if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
+    throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);
+  }
+  return bytes;
 }

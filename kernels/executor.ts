@@ -15,9 +15,7 @@
 import { injectedFault } from "./fault_injection.ts";
 import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
-import { decodeState, encodeState } from "./checkpoint.ts";
-import { writeAtomic } from "../core/atomic_write.ts";
-import { sha256Hex } from "../core/hash.ts";
+import { decodeState, encodeState, readStateFile, writeStateFile } from "./checkpoint.ts";
 import { DataPlaneError, Mesh } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
 import { initParams, type ParamLayout, paramLayout, validateShape } from "./model.ts";
@@ -316,24 +314,13 @@ export class Executor {
     const s = this.#ready("save");
     const [params, m, v] = await Promise.all([s.params, s.m, s.v].map((t) => s.backend.download(t)));
     const bytes = encodeState({ shape: s.init.model, step: s.step, params, m, v });
-    await writeAtomic(path, bytes, {
-      mkdir: true,
-      error: (message) => new Error(`checkpoint: writing ${path} failed: ${message}`),
-    });
-    this.#emit({ type: "saved", rank: s.init.rank, path, sha256: sha256Hex(bytes), bytes: bytes.length });
+    const written = await writeStateFile(path, bytes);
+    this.#emit({ type: "saved", rank: s.init.rank, path, ...written });
   }
 
   async #load(path: string, sha256?: string): Promise<void> {
     const s = this.#ready("load");
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch (e) {
-      throw new Error(`load: cannot read ${path}: ${(e as Error).message}`);
-    }
-    if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
-      throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);
-    }
+    const bytes = await readStateFile(path, sha256);
     const st = decodeState(bytes, s.init.model, path);
     if (st.params.length !== s.layout.total) {
       throw new Error(`load: ${path} holds ${st.params.length} values, layout has ${s.layout.total}`);

@@ -2,9 +2,16 @@
 // rank fail at a known point, so tests provoke a failure mid-operation without sleeping and killing from outside.
 // FLEXSP_PROFILE_FAULT (kernels/profiling.ts) and FLEXSP_STEP_FAULT (kernels/executor.ts) use it.
 
-/** The fault mode `variable` asks of `rank` (`error` unless it says `exit`), or undefined when none. */
-export function injectedFault(variable: string, rank: number): "error" | "exit" | undefined {
-  const spec = Deno.env.get(variable);
+/**
+ * The fault mode `variable` asks of `rank` (`error` unless it says `exit`), or undefined when none. `env` reads the
+ * variable (default: the process environment; an in-process simulated executor reads its own spawn environment).
+ */
+export function injectedFault(
+  variable: string,
+  rank: number,
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): "error" | "exit" | undefined {
+  const spec = env(variable);
   if (!spec) return undefined;
   const [r, mode] = spec.split(":");
   if (Number(r) !== rank) return undefined;

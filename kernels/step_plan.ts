@@ -1,6 +1,8 @@
-// Validation of an executor step plan. Every rank checks the WHOLE plan the same way, so a bad plan (a degree
+// Validation of an executor step plan. Every rank checks the plan it gets the same way, so a bad plan (a degree
 // that does not divide the head count, a rank missing from a micro-batch, a rank in two groups, an over-long
-// sequence) is refused by all ranks at once with the same clear message, before any collective could hang.
+// sequence) is refused by all ranks of a group at once with the same clear message, before any collective could
+// hang. A plan of scope "rank" (core/plan_scope.ts: what an agent hands each executor) holds only the rank's own
+// group per micro-batch; the orchestrator checked that the whole plan's groups cover every rank.
 
 import type { ExecutorStepPlan, GroupAssignment } from "../core/protocol.ts";
 import type { ModelShape } from "./model.ts";
@@ -53,6 +55,10 @@ export function checkPlan(plan: ExecutorStepPlan, rank: number, worldSize: numbe
         if (!Number.isInteger(s.offset) || s.offset < 0) throw new Error(`${gat}: sequence ${s.id} has bad offset`);
       }
     });
+    if (plan.scope === "rank") {
+      if (!mine) throw new Error(`${at}: rank ${rank} is in no group of its plan`);
+      return mine;
+    }
     const missing = owner.flatMap((g, r) => (g < 0 ? [r] : []));
     if (missing.length) {
       throw new Error(

@@ -90,6 +90,12 @@ def check_plan(
                     f"{gat}: ranks {ranks} are not an aligned power-of-two block of the SP-group pool "
                     f"(groups of degree d must be ranks [k·d, (k+1)·d) with d a power of two)"
                 )
+        if plan.get("scope") == "rank":
+            # A rank-local plan (core/plan_scope.ts): only this rank's group; the orchestrator checked coverage.
+            if mine is None:
+                raise ValueError(f"{at}: rank {rank} is in no group of its plan")
+            mine_all.append(mine)
+            continue
         missing = [str(r) for r, o in enumerate(owner) if o < 0]
         if missing:
             raise ValueError(

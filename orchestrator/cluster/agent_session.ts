@@ -137,11 +137,17 @@ export class AgentSession {
         } else if (ev.type === "protocol_error") {
           this.opts.onProtocolError?.(`${ev.source} (reported by the agent on ${this.opts.name})`, ev.message);
         }
-        for (const l of this.#listeners) {
-          try {
-            l(ev);
-          } catch (e) {
-            console.error(`listener failed on ${ev.type} from ${this.opts.name}: ${(e as Error).message}`);
+        // A node's batch of executor events reaches listeners as one `from_executor` each.
+        const evs: AgentEvent[] = ev.type === "from_executors"
+          ? ev.msgs.map((m) => ({ type: "from_executor", rank: m.rank, msg: m.msg }))
+          : [ev];
+        for (const e of evs) {
+          for (const l of this.#listeners) {
+            try {
+              l(e);
+            } catch (err) {
+              console.error(`listener failed on ${e.type} from ${this.opts.name}: ${(err as Error).message}`);
+            }
           }
         }
       }
@@ -195,14 +201,22 @@ export class AgentSession {
     });
   }
 
+  /** Bytes (UTF-16 code units, i.e. bytes for the ASCII JSON the protocol writes) sent to the agent so far. */
+  bytesSent = 0;
+  /** The same over every session of this process (the benchmarks' orchestrator bytes per step). */
+  static bytesSentTotal = 0;
+
   /** Sends one command; false when the channel is already closed. */
   send(cmd: AgentCommand): boolean {
-    return this.channel.write(encodeMessage(cmd));
+    return this.sendRaw(encodeMessage(cmd));
   }
 
-  /** Writes a raw line (tests: malformed input). */
+  /** Writes a raw line (an already serialised command, or, in tests, malformed input). */
   sendRaw(line: string): boolean {
-    return this.channel.write(line.endsWith("\n") ? line : line + "\n");
+    const l = line.endsWith("\n") ? line : line + "\n";
+    this.bytesSent += l.length;
+    AgentSession.bytesSentTotal += l.length;
+    return this.channel.write(l);
   }
 
   /**

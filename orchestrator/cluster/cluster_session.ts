@@ -3,7 +3,7 @@
 
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import type { AgentCommand, Inventory } from "../../core/protocol.ts";
+import type { AgentCommand, ExecutorKindName, Inventory } from "../../core/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import {
@@ -81,7 +81,7 @@ export interface NodeLaunch {
   conn?: SshConnection;
   inventory?: Inventory;
   /** Executor kind the node's devices get (config, with `auto` resolved from the inventory). */
-  executorKind?: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+  executorKind?: ExecutorKindName;
   boot?: BootstrapResult;
   /** Run directory on the node. */
   runDir?: string;
@@ -100,14 +100,14 @@ export interface NodeLaunch {
 export function resolveExecutorKind(
   executor: NodeConfig["executor"],
   inv: Inventory,
-): "cpu" | "webgpu" | "cuda" | "torch-cpu" {
+): ExecutorKindName {
   if (executor !== "auto") return executor;
   if (inv.gpus.length && inv.python?.torch && inv.python.cuda && inv.python.cudaAvailable) return "cuda";
   return inv.webgpu && !inv.webgpu.isFallbackAdapter ? "webgpu" : "cpu";
 }
 
-/** Host memory one executor process needs at least (GB): a Deno runtime, or a Python with torch. */
-export const MIN_EXECUTOR_GB = { cpu: 0.05, webgpu: 0.05, "torch-cpu": 0.3, cuda: 0.3 } as const;
+/** Host memory one executor needs at least (GB): a Deno runtime, a Python with torch, or a simulated one in its agent. */
+export const MIN_EXECUTOR_GB = { cpu: 0.05, webgpu: 0.05, "torch-cpu": 0.3, cuda: 0.3, sim: 0.001 } as const;
 
 /** Why `devices` executors cannot run in the node's memory (its inventory), or undefined. */
 function memoryProblem(n: NodeLaunch): string | undefined {

@@ -12,7 +12,8 @@ import type {
   ExecutorInit,
   ExecutorStepPlan,
 } from "../../core/protocol.ts";
-import { STEP_FIELDS } from "../../core/protocol.ts";
+import { PROTOCOL_VERSION, STEP_FIELDS } from "../../core/protocol.ts";
+import { nodePlanJsons } from "../../core/plan_scope.ts";
 import type { Config, ModelConfig } from "../config/types.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { assertExecutorsAvailable, type ClusterSession, type NodeLaunch } from "./cluster_session.ts";
@@ -245,7 +246,7 @@ export class ExecutorPool {
     await ready;
     if (places.length > 1 && opts.connect !== false) {
       const connected = pool.#collect("start", places.map((p) => p.rank), timeout, (_r, m) => m.type === "connected");
-      for (const p of places) pool.#send(p, JSON.stringify({ type: "peers", endpoints }));
+      pool.#broadcast(places, JSON.stringify({ type: "peers", endpoints }));
       await connected;
     }
   }
@@ -402,20 +403,53 @@ export class ExecutorPool {
     p.node.session!.sendRaw(`${STEP_FIELDS(p.rank)}${msgJson}}\n`);
   }
 
+  /** Writes the same executor command (already JSON) to `ranks`: one `to_executors` line per node. */
+  #broadcast(ranks: readonly RankPlace[], msgJson: string): void {
+    const byNode = new Map<NodeLaunch, number[]>();
+    for (const p of ranks) {
+      const list = byNode.get(p.node);
+      if (list) list.push(p.rank);
+      else byNode.set(p.node, [p.rank]);
+    }
+    for (const [node, rs] of byNode) {
+      node.session!.sendRaw(
+        `{"v":${PROTOCOL_VERSION},"type":"to_executors","ranks":${JSON.stringify(rs)},"msg":${msgJson}}\n`,
+      );
+    }
+  }
+
+  /** The nodes of the pool in rank order, and each rank's index among them. */
+  #nodeIndex(): { nodes: NodeLaunch[]; nodeOf: number[] } {
+    if (!this.#nodes) {
+      const nodes: NodeLaunch[] = [];
+      const nodeOf = this.places.map((p) => {
+        let i = nodes.indexOf(p.node);
+        if (i < 0) i = nodes.push(p.node) - 1;
+        return i;
+      });
+      this.#nodes = { nodes, nodeOf };
+    }
+    return this.#nodes;
+  }
+  #nodes?: { nodes: NodeLaunch[]; nodeOf: number[] };
+
   /**
-   * Runs one step on every rank and returns each rank's `step_done` (indexed by rank). `dispatchMs` is the time spent
-   * serialising and writing the commands. Rejects with FaultError when the cluster fails meanwhile.
+   * Runs one step on every rank and returns each rank's `step_done` (indexed by rank): one `step` line per node
+   * holding only the groups that involve its ranks (core/plan_scope.ts), which its agent splits per rank.
+   * `dispatchMs` is the time spent splitting, serialising and writing them. Rejects with FaultError when the
+   * cluster fails meanwhile; throws at once when the plan's groups do not cover every rank.
    */
   async step(plan: ExecutorStepPlan, timeoutMs = Infinity): Promise<{ done: StepDone[]; dispatchMs: number }> {
+    const t0 = performance.now();
+    const { nodes, nodeOf } = this.#nodeIndex();
+    const jsons = nodePlanJsons(plan, nodeOf, nodes.length);
     const done: StepDone[] = new Array(this.places.length);
     const collected = this.#collect("step " + plan.step, this.places.map((p) => p.rank), timeoutMs, (rank, msg) => {
       if (msg.type !== "step_done" || msg.step !== plan.step) return false;
       done[rank] = msg;
       return true;
     });
-    const t0 = performance.now();
-    const json = JSON.stringify({ type: "step", plan });
-    for (const p of this.places) this.#send(p, json);
+    nodes.forEach((n, i) => n.session!.sendRaw(`{"v":${PROTOCOL_VERSION},"type":"step","plan":${jsons[i]}}\n`));
     const dispatchMs = performance.now() - t0;
     await collected;
     return { done, dispatchMs };
@@ -438,7 +472,17 @@ export class ExecutorPool {
       results.set(rank, msg as EventOf<K>);
       return true;
     });
-    for (const [p, cmd] of cmds) this.#send(p, JSON.stringify(cmd));
+    // Ranks given the same command object share one line per node.
+    const same = new Map<ExecutorCommand, RankPlace[]>();
+    for (const [p, cmd] of cmds) {
+      const list = same.get(cmd!);
+      if (list) list.push(p);
+      else same.set(cmd!, [p]);
+    }
+    for (const [cmd, ps] of same) {
+      if (ps.length === 1) this.#send(ps[0], JSON.stringify(cmd));
+      else this.#broadcast(ps, JSON.stringify(cmd));
+    }
     await collected;
     return new Map([...results].sort((a, b) => a[0] - b[0]));
   }

@@ -2,6 +2,7 @@
 // a fatal executor error, a phase that times out), and the one root-cause policy that names which fault caused the
 // others. launch, profile and nodes all report failures through it, so they blame the same rank.
 
+import type { ExecutorKindName } from "../../core/protocol.ts";
 import type { NodeLaunch } from "./cluster_session.ts";
 
 /** Where a rank runs. */
@@ -10,7 +11,7 @@ export interface RankPlace {
   node: NodeLaunch;
   /** Device index on the node. */
   device: number;
-  kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
+  kind: ExecutorKindName;
   /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
   deviceName?: string;
   /** The attention kernel a torch executor reported in `ready` (e.g. `flash varlen (bfloat16)`). */

@@ -50,7 +50,7 @@ const nodeSpec: Spec = {
     known_hosts: f(str),
     host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
     devices: f(posInt, { required: true }),
-    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }, { default: "auto" }),
+    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }, { default: "auto" }),
     device_memory_gb: f(posNum),
     /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
     memory_budget_gb: f(posNum),
@@ -81,7 +81,7 @@ export const clusterConfigSpec: Spec = {
         /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
         devices_per_node: f(posInt),
         /** Slurm: node keys applied to every node of the allocation. */
-        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] }),
+        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }),
         device_memory_gb: f(posNum),
         speed: f(posNum),
         deno: f(str),
@@ -147,6 +147,11 @@ export const clusterConfigSpec: Spec = {
         precision: f({ kind: "enum", values: ["auto", "bf16", "fp32"] }, { default: "auto" }),
         /** Let a sequence above 4K tokens use an attention kernel that materialises its s² scores (refused otherwise). */
         allow_quadratic_attention: f({ kind: "bool" }, { default: false }),
+        /**
+         * A simulation, not training: every node runs `executor: sim` (kernels/sim_executor.ts), which sleeps for the
+         * planner's predicted time and reports made-up losses. For measuring the control plane (tests, bench).
+         */
+        simulate: f({ kind: "bool" }, { default: false }),
       },
     }, { default: {} }),
     planner: f({

@@ -264,6 +264,20 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
     fail(["cluster", "nodes"], "missing; list the nodes, or set cluster.scheduler: slurm inside a Slurm allocation");
   }
   const nodes: NodeConfig[] = (raw.cluster.nodes ?? []).map((n: Raw, index: number) => {
+    if (n.executor === "sim" && !raw.training.simulate) {
+      fail(
+        ["cluster", "nodes", index, "executor"],
+        "sim is the simulated executor, a test and benchmark tool that trains nothing; set training.simulate: true " +
+          "to measure the control plane with it, or pick cpu, webgpu, cuda, torch-cpu or auto to train",
+      );
+    }
+    if (raw.training.simulate && n.executor !== "sim") {
+      fail(
+        ["cluster", "nodes", index, "executor"],
+        `${n.executor} trains for real, but training.simulate is true; set executor: sim on every node to simulate, ` +
+          "or remove training.simulate to train",
+      );
+    }
     if (
       n.memory_budget_gb !== undefined && n.device_memory_gb !== undefined && n.memory_budget_gb > n.device_memory_gb
     ) {
@@ -385,6 +399,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       maxRestarts: t.max_restarts,
       resume: t.resume,
       stepTimeoutS: t.step_timeout,
+      simulate: t.simulate,
     },
     planner: {
       strategy: p.strategy,

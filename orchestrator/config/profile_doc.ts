@@ -251,7 +251,7 @@ export const clusterKeySpec: Spec = {
             host: { spec: str, required: true },
             devices: { spec: posInt, required: true },
             executor: {
-              spec: { kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "auto"] },
+              spec: { kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] },
               required: true,
             },
           },

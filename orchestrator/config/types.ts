@@ -1,6 +1,7 @@
 // The resolved, typed configuration every part of the orchestrator reads.
 
 import type { ModelShape } from "../../core/model_shape.ts";
+import type { ExecutorKindName } from "../../core/protocol.ts";
 
 /** One node of the cluster as configured. */
 export interface NodeConfig {
@@ -14,7 +15,7 @@ export interface NodeConfig {
   knownHosts?: string;
   hostKeyPolicy: "strict" | "accept-new";
   devices: number;
-  executor: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
+  executor: ExecutorKindName | "auto";
   deviceMemoryGb?: number;
   /** Planner memory budget of each device of this node (GB); overrides `planner.memoryBudgetGb`. */
   memoryBudgetGb?: number;
@@ -124,6 +125,8 @@ export interface TrainingConfig {
   resume: "never" | "auto";
   /** Seconds a step may take (`training.step_timeout`), or `auto` (see stepTimeoutMs). */
   stepTimeoutS: number | "auto";
+  /** A simulation with `executor: sim` on every node (a test and benchmark tool; trains nothing). */
+  simulate: boolean;
 }
 
 /** A fully validated config. Paths inside are resolved relative to the config file. */

@@ -11,7 +11,11 @@ import type { LedgerMicroBatch, LedgerRecord } from "./ledger.ts";
 /** One rank's `step_done`. */
 export type StepDone = Extract<ExecutorEvent, { type: "step_done" }>;
 
-/** The executors' plan of a step: sequence refs in place of batch indices; ranks left idle get empty groups. */
+/**
+ * The executors' plan of a step: sequence refs in place of batch indices; ranks left idle (in no group, or in a group
+ * the planner left empty, which may have any degree) get empty degree-1 groups, so an executor never refuses an idle
+ * block whose degree the model could not split.
+ */
 export function toExecutorPlan(
   step: number,
   plan: Plan,
@@ -22,7 +26,7 @@ export function toExecutorPlan(
   let globalTokens = 0;
   const microBatches = plan.microBatches.map((mb) => {
     const covered = new Set<number>();
-    const groups: GroupAssignment[] = mb.groups.map((g) => {
+    const groups: GroupAssignment[] = mb.groups.filter((g) => g.sequences.length > 0).map((g) => {
       for (const r of g.ranks) covered.add(r);
       return {
         degree: g.degree,
@@ -31,6 +35,7 @@ export function toExecutorPlan(
           globalTokens += batch.lengths[k] - 1;
           return { id: batch.ids[k], offset: batch.offsets[k], length: batch.lengths[k] };
         }),
+        ...(g.predictedMs > 0 ? { predictedMs: Math.round(g.predictedMs * 1000) / 1000 } : {}),
       };
     });
     for (let r = 0; r < worldSize; r++) if (!covered.has(r)) groups.push({ degree: 1, ranks: [r], sequences: [] });

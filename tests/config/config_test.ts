@@ -114,6 +114,19 @@ const CASES: [string, string, string[], string][] = [
     "profile.constants.params_by_max_seq: model.max_seq 8192 is outside the table's contexts (2048, 4096); add " +
     "an entry for it or set model.params",
   ],
+  [
+    "the simulated executor in a config meant to train",
+    GOOD.replace("devices: 4", "devices: 4\n      executor: sim"),
+    [],
+    "c.yaml:6:17 cluster.nodes[0].executor: sim is the simulated executor, a test and benchmark tool that trains " +
+    "nothing; set training.simulate: true",
+  ],
+  [
+    "a simulation with a real executor",
+    GOOD.replace("devices: 4", "devices: 4\n      executor: cpu"),
+    ["training.simulate=true"],
+    "cluster.nodes[0].executor: cpu trains for real, but training.simulate is true; set executor: sim on every node",
+  ],
 ];
 
 for (const [name, text, sets, expected] of CASES) {
@@ -123,6 +136,13 @@ for (const [name, text, sets, expected] of CASES) {
     assert(!msg.includes("\n    at "), "no stack trace in the message");
   });
 }
+
+Deno.test("a simulation: executor sim with training.simulate", () => {
+  const c = parseConfig(GOOD.replace("devices: 4", "devices: 4\n      executor: sim"), "c.yaml", [
+    "training.simulate=true",
+  ]);
+  assertEquals([c.cluster.nodes[0].executor, c.training.simulate], ["sim", true]);
+});
 
 Deno.test("a good config resolves presets, defaults and overrides", () => {
   const c = parseConfig(GOOD, "c.yaml", ["model.preset=gpt-13b", "cluster.nodes[0].executor=webgpu"]);

@@ -2,6 +2,7 @@
 // generated per run, optional tc link shaping; torn down by PID and name, also after a crashed earlier run.
 
 import $ from "dax";
+import type { ExecutorKindName } from "../../core/protocol.ts";
 import { cleanupStaleTestHosts, linkNames, NAME_PREFIX, namespaceName } from "./names.ts";
 
 /** How `deno` looks on a test host: present (the machine's own), missing, or too old to use. */
@@ -75,7 +76,7 @@ export interface ConfigOptions {
   /** Host indices to include (default all). */
   only?: number[];
   devices?: number;
-  executor?: "cpu" | "webgpu" | "cuda" | "torch-cpu" | "auto";
+  executor?: ExecutorKindName | "auto";
   identity?: string;
   knownHosts?: string;
   hostKeyPolicy?: "strict" | "accept-new";
@@ -172,7 +173,7 @@ async function releaseNeighbourRoom(): Promise<void> {
 export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> {
   const can = canCreateTestHosts();
   if (!can.ok) throw new Error(can.reason);
-  if (opts.count < 1 || opts.count > 32) throw new Error("count must be 1-32");
+  if (opts.count < 1 || opts.count > 128) throw new Error("count must be 1-128");
   await cleanupStaleTestHosts();
   const seq = sequence++;
   const octet = await pickSubnet();

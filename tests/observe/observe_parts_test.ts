@@ -6,7 +6,7 @@ import { assert, assertClose, assertEquals, assertThrows } from "../assert.ts";
 import { crc32c, TensorBoardWriter } from "../../orchestrator/run/observe/tensorboard_writer.ts";
 import { sequenceFlops, stepThroughput } from "../../orchestrator/run/observe/flops.ts";
 import { devicePeakTflops } from "../../orchestrator/run/observe/device_peaks.ts";
-import { StragglerDetector } from "../../orchestrator/run/observe/stragglers.ts";
+import { medianWithoutOne, StragglerDetector } from "../../orchestrator/run/observe/stragglers.ts";
 import { RunState } from "../../orchestrator/run/observe/run_state.ts";
 import { RunMetrics } from "../../orchestrator/run/observe/metrics.ts";
 import { serveDashboard } from "../../orchestrator/run/observe/dashboard_server.ts";
@@ -159,4 +159,16 @@ Deno.test("observe: the observe section is checked and stays out of the resume f
   assert(msg.includes("observe.hang_factor"), msg);
   const { configFingerprint } = await import("../../orchestrator/run/fingerprint.ts");
   assertEquals(configFingerprint(c), configFingerprint(parseConfig(base, "x.yaml")));
+});
+
+Deno.test("stragglers: the median of the other ranks' ratios, computed once per step, equals removing each in turn", () => {
+  const cases = [[], [2], [1, 3], [1, 1, 1, 5], [4, 1, 3, 1, 2, 2, 9], [0.5, 2, 2, 2, 1.5, 3, 0.5, 7]];
+  for (const xs of cases) {
+    const f = medianWithoutOne(xs);
+    xs.forEach((v, i) => {
+      const others = xs.filter((_, j) => j !== i).sort((a, b) => a - b);
+      const expected = others.length ? others[Math.floor((others.length - 1) / 2)] : 1;
+      assertEquals(f(v), expected, `${xs} without index ${i}`);
+    });
+  }
 });

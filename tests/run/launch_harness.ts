@@ -7,6 +7,7 @@ import type { LedgerRecord } from "../../orchestrator/ledger/ledger.ts";
 import type { CheckpointManifest } from "../../orchestrator/run/checkpoint_store.ts";
 import { eventually } from "../assert.ts";
 import { isAlive } from "../../agents/process_tree.ts";
+import type { TestHost, TestHosts } from "../hosts/test_hosts.ts";
 
 /** A running `launch` process. */
 export interface LaunchProc {
@@ -15,6 +16,8 @@ export interface LaunchProc {
   err: () => string;
   /** Resolves once stdout (or stderr) contains `text`; throws after `ms`. */
   waitFor: (text: string, ms: number) => Promise<void>;
+  /** Like `waitFor`, but fails at once (with the output) when the process ends before printing `text`. */
+  waitWhileRunning: (text: string, ms: number) => Promise<void>;
   finish: () => Promise<{ code: number; signal: Deno.Signal | null; out: string; err: string }>;
 }
 
@@ -45,6 +48,18 @@ export function startLaunch(args: string[], env: Record<string, string> = {}, ta
     waitFor: async (text, ms) => {
       const ok = await eventually(() => out.includes(text) || err.includes(text), ms);
       if (!ok) throw new Error(`launch did not print ${JSON.stringify(text)} within ${ms} ms:\n${out}\n${err}`);
+    },
+    waitWhileRunning: async (text, ms) => {
+      let seen = false;
+      const ended = child.status.then(() => {
+        if (!seen) throw new Error(`launch ended before printing ${JSON.stringify(text)}:\n${out}\n${err}`);
+      });
+      ended.catch(() => {});
+      const ok = eventually(() => out.includes(text) || err.includes(text), ms).then((ok) => {
+        seen = ok;
+        if (!ok) throw new Error(`launch did not print ${JSON.stringify(text)} within ${ms} ms:\n${out}\n${err}`);
+      });
+      await Promise.race([ok, ended.then(() => ok)]);
     },
     finish: async () => {
       const s = await child.status;
@@ -173,3 +188,15 @@ export async function leftAlive(pids: number[], ms: number): Promise<number[]> {
 
 /** Repository root (the working directory of launches). */
 export { REPO_ROOT };
+
+/** Kills every sshd of a host (the listener and the sessions it forked), as when the machine drops off. */
+export async function killSshd(th: TestHosts, h: TestHost): Promise<void> {
+  for (const pid of await th.pids(h)) {
+    const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
+    if (comm === "sshd") {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+}

@@ -55,6 +55,25 @@ Deno.test("executor plan: sequence refs from the batch, idle ranks get empty gro
   assertEquals(x.lr, 0.001);
 });
 
+Deno.test("executor plan: an idle group of any degree becomes degree-1 groups; groups carry their predicted ms", () => {
+  const idle: Plan = {
+    ...plan,
+    microBatches: [{
+      predictedMs: 9,
+      groups: [
+        { degree: 2, ranks: [0, 1], sequences: [1], lengths: [200], predictedMs: 9, spansNodes: false },
+        { degree: 2, ranks: [2, 3], sequences: [], lengths: [], predictedMs: 0, spansNodes: false },
+      ],
+    }],
+  };
+  const x = toExecutorPlan(5, idle, batch, 0.001, 4);
+  assertEquals(x.microBatches[0].groups.map((g) => [g.degree, g.ranks, g.predictedMs]), [
+    [2, [0, 1], 9],
+    [1, [2], undefined],
+    [1, [3], undefined],
+  ]);
+});
+
 Deno.test("ledger record: loss summed over ranks, group time = max over its ranks, overhead = wall - slowest rank", () => {
   const results = [
     done(0, [[8, 100, 199], [3, 30, 49]], 14),

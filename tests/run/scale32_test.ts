@@ -2,26 +2,14 @@
 // killed mid-run ends the run with one report naming that host; then a wave (sshd gone on five hosts at once) fails
 // the next launch with ONE report that groups the five by their common reason and names every one, no stack traces.
 
-import { canCreateTestHosts, startTestHosts, type TestHost, type TestHosts } from "../hosts/test_hosts.ts";
+import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { ONE_DEVICE_NODES, writeTrainingConfig } from "../hosts/training_config.ts";
 import { buildBuiltinDataset } from "../../orchestrator/data/builtin_corpus.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
-import { launchCli, ledger, startLaunch } from "./launch_harness.ts";
+import { killSshd, launchCli, ledger, startLaunch } from "./launch_harness.ts";
 
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the 32-host test: ${can.reason}`);
-
-/** Kills every sshd of a host (the listener and the sessions it forked), as when the machine drops off. */
-async function killSshd(th: TestHosts, h: TestHost): Promise<void> {
-  for (const pid of await th.pids(h)) {
-    const comm = (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "")).trim();
-    if (comm === "sshd") {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* gone */ }
-    }
-  }
-}
 
 Deno.test({
   name: "32 hosts: launch and steps, one sshd killed mid-run, a wave of five at launch: one report each",
@@ -49,11 +37,7 @@ Deno.test({
       await t.step("launch on 32 hosts, steps, one host's sshd killed: one report naming it", async () => {
         const dir = `${th.dir}/run1`;
         const p = startLaunch([cfg, "--run-dir", dir]);
-        const ended = p.child.status.then(() => {
-          throw new Error(`launch ended before step 1:\n${p.out()}\n${p.err()}`);
-        });
-        await Promise.race([p.waitFor("step 1/3", 240_000), ended]);
-        ended.catch(() => {});
+        await p.waitWhileRunning("step 1/3", 240_000);
         await killSshd(th, victim);
         const r = await p.finish();
         assertEquals(r.code, 2, r.out + r.err);
