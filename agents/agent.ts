@@ -17,6 +17,7 @@ import { collectInventory, probeWebGpu } from "./inventory.ts";
 import { ensureXdgRuntimeDir } from "../kernels/webgpu/device.ts";
 import { ExecutorSupervisor } from "./executor_supervisor.ts";
 import { descendants, signalAll } from "./process_tree.ts";
+import { ownCpus } from "../core/cpu_list.ts";
 
 type Hello = Extract<AgentCommand, { type: "hello" }>;
 
@@ -108,6 +109,8 @@ async function onHello(cmd: Hello): Promise<Inventory> {
     python,
     torchPackage: cmd.torchPackage,
     cpus: inventory.cpus,
+    availableCpus: ownCpus(),
+    cpuPinning: cmd.cpuPinning,
     resolveKind: async (kind: ExecutorSpawn["kind"]) => {
       if (kind !== "auto") return kind;
       if (inventory.gpus.length && inventory.python?.torch && inventory.python.cudaAvailable) return "cuda";

@@ -13,6 +13,9 @@ export interface RankPlace {
   kind: "cpu" | "webgpu" | "cuda" | "torch-cpu";
   /** As the executor named it in `ready` (e.g. `cpu:2 cpu`). */
   deviceName?: string;
+  /** The CPUs it may run on, as its agent reported at spawn (a CPU list), and whether it was pinned to them. */
+  cpus?: string;
+  pinned?: boolean;
 }
 
 /** A failure of the cluster while the pool runs. */

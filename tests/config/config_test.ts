@@ -114,6 +114,24 @@ const CASES: [string, string, string[], string][] = [
     "profile.constants.params_by_max_seq: model.max_seq 8192 is outside the table's contexts (2048, 4096); add " +
     "an entry for it or set model.params",
   ],
+  [
+    "cpu_pinning with fewer CPU lists than devices",
+    GOOD.replace("devices: 4", 'devices: 4\n      cpu_pinning: ["0", "1"]'),
+    [],
+    "cluster.nodes[0].cpu_pinning: 2 CPU list(s) for 4 device(s); list one per device, or use auto",
+  ],
+  [
+    "cpu_pinning with a list that is not a CPU list",
+    GOOD.replace("devices: 4", 'devices: 2\n      cpu_pinning: ["0-1", "3-2"]'),
+    [],
+    'cluster.nodes[0].cpu_pinning[1]: "3-2": range 3-2 runs backwards; write CPU lists like 0-3 or 0,2',
+  ],
+  [
+    "cpu_pinning that is neither auto, off nor a list",
+    GOOD.replace("devices: 4", "devices: 4\n      cpu_pinning: yes"),
+    [],
+    "cluster.nodes[0].cpu_pinning",
+  ],
 ];
 
 for (const [name, text, sets, expected] of CASES) {
@@ -123,6 +141,13 @@ for (const [name, text, sets, expected] of CASES) {
     assert(!msg.includes("\n    at "), "no stack trace in the message");
   });
 }
+
+Deno.test("cpu_pinning resolves to auto, off or the lists as written, and is absent when not set", () => {
+  assertEquals(parseConfig(GOOD, "c.yaml").cluster.nodes[0].cpuPinning, undefined);
+  assertEquals(parseConfig(GOOD, "c.yaml", ["cluster.nodes[0].cpu_pinning=auto"]).cluster.nodes[0].cpuPinning, "auto");
+  const lists = GOOD.replace("devices: 4", 'devices: 2\n      cpu_pinning: ["0-1", "2,3"]');
+  assertEquals(parseConfig(lists, "c.yaml").cluster.nodes[0].cpuPinning, ["0-1", "2,3"]);
+});
 
 Deno.test("a good config resolves presets, defaults and overrides", () => {
   const c = parseConfig(GOOD, "c.yaml", ["model.preset=gpt-13b", "cluster.nodes[0].executor=webgpu"]);
