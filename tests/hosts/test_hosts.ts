@@ -101,6 +101,8 @@ export interface ConfigOptions {
   heartbeatTimeoutS?: number;
   /** Replace a host's address (e.g. with `unreachableIp`). */
   hostOverride?: Record<number, string>;
+  /** `cpu_pinning` of every node: `auto`, `off`, or one CPU list per device (see README "Cores"). */
+  cpuPinning?: "auto" | "off" | string[];
   /** Extra YAML lines appended to each node entry (indented by the caller's choice of 6 spaces). */
   nodeExtra?: string;
 }
@@ -413,6 +415,7 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
             `      host_key_policy: ${c.hostKeyPolicy ?? "strict"}`,
             `      devices: ${c.devices ?? 1}`,
             `      executor: ${c.executor ?? "cpu"}`,
+            ...(c.cpuPinning ? [`      cpu_pinning: ${JSON.stringify(c.cpuPinning)}`] : []),
             ...(c.nodeExtra ? [c.nodeExtra.replace(/^/gm, "      ")] : []),
           ].join("\n");
         });
