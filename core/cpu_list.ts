@@ -44,12 +44,17 @@ export function autoCpuSets(available: number[], executors: number): number[][] 
 /** How a node's executors are given cores: `off` (the OS schedules them anywhere), `auto`, or one list per device. */
 export type CpuPinning = "off" | "auto" | string[];
 
-/** This process's usable CPUs (Linux: Cpus_allowed_list of /proc/self/status; elsewhere 0..n-1). */
-export function ownCpus(): number[] {
+/** The CPUs process `pid` may run on, as the kernel applies them (Linux: Cpus_allowed_list of /proc/PID/status). */
+export function processCpus(pid: number | "self"): number[] | undefined {
   try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(status);
-    if (m) return parseCpuList(m[1]);
-  } catch { /* not Linux */ }
-  return Array.from({ length: navigator.hardwareConcurrency }, (_, i) => i);
+    const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m ? parseCpuList(m[1]) : undefined;
+  } catch {
+    return undefined; // not Linux, or the process is gone
+  }
+}
+
+/** This process's usable CPUs (its affinity on Linux; elsewhere 0..n-1). */
+export function ownCpus(): number[] {
+  return processCpus("self") ?? Array.from({ length: navigator.hardwareConcurrency }, (_, i) => i);
 }

@@ -7,16 +7,15 @@ import { loadConfig } from "../../orchestrator/config/load.ts";
 import { ClusterSession } from "../../orchestrator/cluster/cluster_session.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import type { AgentEvent } from "../../core/protocol.ts";
-import { autoCpuSets, formatCpuList, ownCpus } from "../../core/cpu_list.ts";
+import { autoCpuSets, formatCpuList, ownCpus, processCpus } from "../../core/cpu_list.ts";
+
+/** The kernel's CPU affinity of a running process, as a CPU list. */
+const affinity = (pid: number) => formatCpuList(processCpus(pid) ?? []);
 import { assert, assertEquals, eventually } from "../assert.ts";
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the SSH cpu_pinning test: ${can.reason}`);
-
-function affinityOf(pid: number): string {
-  return /^Cpus_allowed_list:\s*(\S+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1] ?? "";
-}
 
 Deno.test({
   name: "cpu_pinning: auto on an SSH test host pins each executor to its own block of the host's CPUs",
@@ -46,8 +45,8 @@ Deno.test({
         const want = autoCpuSets(ownCpus(), 2).map(formatCpuList);
         assertEquals(spawned.executors.map((e) => [e.cpus, e.pinned]), want.map((w) => [w, true]));
         for (const e of spawned.executors) {
-          const ok = await eventually(() => affinityOf(e.pid) === want[e.device], 5000);
-          assert(ok, `rank ${e.rank} (pid ${e.pid}) runs on ${affinityOf(e.pid)}, expected ${want[e.device]}`);
+          const ok = await eventually(() => affinity(e.pid) === want[e.device], 5000);
+          assert(ok, `rank ${e.rank} (pid ${e.pid}) runs on ${affinity(e.pid)}, expected ${want[e.device]}`);
         }
       } finally {
         await cluster.shutdown("test over");

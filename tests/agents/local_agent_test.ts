@@ -8,7 +8,10 @@ import { AgentSession } from "../../orchestrator/cluster/agent_session.ts";
 import { spawnLocalAgent } from "../../orchestrator/cluster/local_transport.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
-import { autoCpuSets, formatCpuList, ownCpus } from "../../core/cpu_list.ts";
+import { autoCpuSets, formatCpuList, ownCpus, processCpus } from "../../core/cpu_list.ts";
+
+/** The kernel's CPU affinity of a running process, as a CPU list. */
+const affinity = (pid: number) => formatCpuList(processCpus(pid) ?? []);
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const REAL = `${REPO_ROOT}/kernels/executor_main.ts`;
@@ -284,12 +287,6 @@ Deno.test({
   },
 });
 
-/** The CPU affinity of a running process, as the kernel applies it (Cpus_allowed_list of /proc/PID/status). */
-function affinityOf(pid: number): string {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return /^Cpus_allowed_list:\s*(\S+)/m.exec(status)?.[1] ?? "";
-}
-
 const cpus = ownCpus();
 const linux = Deno.build.os === "linux";
 
@@ -306,8 +303,8 @@ Deno.test({
       assertEquals(spawned.executors.map((e) => [e.cpus, e.pinned]), [[lists[0], true], [lists[1], true]]);
       for (const e of spawned.executors) {
         // taskset sets the affinity, then execs the executor in the same process.
-        const ok = await eventually(() => affinityOf(e.pid) === lists[e.device], 5000);
-        assert(ok, `rank ${e.rank} (pid ${e.pid}) runs on ${affinityOf(e.pid)}, expected ${lists[e.device]}`);
+        const ok = await eventually(() => affinity(e.pid) === lists[e.device], 5000);
+        assert(ok, `rank ${e.rank} (pid ${e.pid}) runs on ${affinity(e.pid)}, expected ${lists[e.device]}`);
       }
     } finally {
       await a.cleanup();
@@ -325,7 +322,7 @@ Deno.test({
       a.session.send({ type: "spawn", executors: [0, 1].map((d) => ({ rank: d, device: d, kind: "cpu" })) });
       const spawned = await a.waitEvent(isType("spawned"), 10000, "spawned");
       for (const e of spawned.executors) {
-        assert(await eventually(() => affinityOf(e.pid) === want[e.device], 5000), `rank ${e.rank} on ${want}`);
+        assert(await eventually(() => affinity(e.pid) === want[e.device], 5000), `rank ${e.rank} on ${want}`);
       }
     } finally {
       await a.cleanup();
@@ -335,7 +332,7 @@ Deno.test({
       b.session.send({ type: "spawn", executors: [{ rank: 0, device: 0, kind: "cpu" }] });
       const spawned = await b.waitEvent(isType("spawned"), 10000, "spawned");
       assertEquals([spawned.executors[0].cpus, spawned.executors[0].pinned], [formatCpuList(cpus), false]);
-      assertEquals(affinityOf(spawned.executors[0].pid), formatCpuList(cpus));
+      assertEquals(affinity(spawned.executors[0].pid), formatCpuList(cpus));
     } finally {
       await b.cleanup();
     }
