@@ -11,7 +11,9 @@
 // The peers train the very sequences flexsp trained at each step (read back from its ledger) at the learning rates
 // it used, so their losses follow flexsp's (the table shows the largest difference from DDP's). Tokens/s counts the
 // steps after the first two. The machine is shared and its 2 cores busy: the ratios come from back-to-back runs.
-// Runnable alone: `deno run -A bench/peers.ts [--quick] [--no-profile]`; FLEXSP_PEERS_PYTHON picks the Python.
+// `--rounds N` repeats every system N times, interleaved, and reports medians (the ratios are per round).
+// Runnable alone: `deno run -A bench/peers.ts [--quick] [--no-profile] [--rounds N]`; FLEXSP_PEERS_PYTHON picks the
+// Python (DeepSpeed must import in it for the DeepSpeed row; else the plain-PyTorch Ulysses runs).
 
 import { launchRun } from "../orchestrator/run/launch_run.ts";
 import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
@@ -23,6 +25,7 @@ import type { BenchSection } from "./report.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const PROFILE = !Deno.args.includes("--no-profile");
+const ROUNDS = Deno.args.includes("--rounds") ? Number(Deno.args[Deno.args.indexOf("--rounds") + 1]) : 1;
 const STEPS = QUICK ? 6 : 20;
 const WARMUP = 2;
 const RANKS = 2;
@@ -67,11 +70,11 @@ async function run(cmd: string, args: string[], env: Record<string, string> = {}
 }
 
 /** The flexsp run of one strategy: its ledger records. */
-async function flexsp(sets: string[], strategy: string, dir: string): Promise<LedgerRecord[]> {
+async function flexsp(sets: string[], strategy: string, runDir: string): Promise<LedgerRecord[]> {
   const r = await launchRun({
     configPath: CONFIG,
     sets: [...sets, `planner.strategy=${strategy}`],
-    runDir: `${dir}/run-${strategy}`,
+    runDir,
     force: true,
     signals: false,
     log: () => {},
@@ -140,6 +143,36 @@ export async function peer(
   };
 }
 
+/** The peers' job: the sequences flexsp trained as tokens, its learning rates and optimizer settings, the cores. */
+async function peerJob(
+  records: LedgerRecord[],
+  model: string,
+  sets: string[],
+  cpus: number[],
+  pinned: boolean,
+): Promise<PeerJob> {
+  const config = await loadConfig(CONFIG, sets);
+  const data = await openTrainingData(config);
+  if (!data.dataset) throw new Error("configs/local.yaml has no dataset");
+  const steps: number[][][] = [];
+  for (const r of records) {
+    const seqs: number[][] = [];
+    for (const q of r.sequences) seqs.push([...await readDocumentRange(data.dataset, q.doc!, q.offset, q.length)]);
+    steps.push(seqs);
+  }
+  const t = config.training;
+  return {
+    model,
+    steps,
+    lrs: records.map((r) => r.lr),
+    weight_decay: t.weightDecay,
+    grad_clip: t.gradClip,
+    seed: SEED,
+    threads: pinned ? Math.floor(cpus.length / RANKS) : 1,
+    cpus: pinned ? autoCpuSets(cpus, RANKS) : null,
+  };
+}
+
 /** The benchmark section. */
 export async function bench(): Promise<BenchSection> {
   const dir = await Deno.makeTempDir({ prefix: "fxbench-peers-" });
@@ -176,90 +209,85 @@ export async function bench(): Promise<BenchSection> {
         ...sets.flatMap((s) => ["--set", s]),
       ]);
     }
-    const runs: Record<string, LedgerRecord[]> = {};
-    for (const s of STRATEGIES) {
-      console.error(`peers: flexsp ${s} ...`);
-      runs[s] = await flexsp(sets, s, dir);
-    }
-    // Every strategy trains the same sequences per step (the sampler does not depend on the plan).
-    const ids = (rs: LedgerRecord[]) => JSON.stringify(rs.map((r) => r.sequences.map((q) => q.id)));
-    for (const s of STRATEGIES) {
-      if (ids(runs[s]) !== ids(runs.flexsp)) throw new Error(`flexsp ${s} trained other sequences than flexsp`);
-    }
-
-    // The job of the peers: flexsp's sequences as tokens, its learning rates, the same optimizer settings and cores.
-    const config = await loadConfig(CONFIG, sets);
-    const data = await openTrainingData(config);
-    if (!data.dataset) throw new Error("configs/local.yaml has no dataset");
-    const steps: number[][][] = [];
-    for (const r of runs.flexsp) {
-      const seqs: number[][] = [];
-      for (const q of r.sequences) seqs.push([...await readDocumentRange(data.dataset, q.doc!, q.offset, q.length)]);
-      steps.push(seqs);
-    }
-    const t = config.training;
-    const job: PeerJob = {
-      model,
-      steps,
-      lrs: runs.flexsp.map((r) => r.lr),
-      weight_decay: t.weightDecay,
-      grad_clip: t.gradClip,
-      seed: SEED,
-      threads: pinned ? Math.floor(cpus.length / RANKS) : 1,
-      cpus: pinned ? autoCpuSets(cpus, RANKS) : null,
-    };
-    console.error("peers: plain PyTorch DDP (torchrun) ...");
-    const ddp = await peer("peers_ddp.py", job, dir);
-    console.error("peers: Ulysses SP, degree 2 (torchrun) ...");
-    const ulysses = await peer("peers_ulysses.py", job, dir);
-
+    // Each round runs every system once, back to back (in reverse order every other round, so that a trend in the
+    // machine's load does not favour one side); ratios are taken inside a round, then the median over rounds.
     const fromLedger = (rs: LedgerRecord[]): Steps => ({
       ms: rs.map((r) => r.wallMs),
       tokens: rs.map((r) => r.tokens),
       losses: rs.map((r) => r.loss),
     });
-    const base = tokensPerS(ddp);
-    const rowsIn: [string, string, Steps, string][] = [
-      ["plain PyTorch DDP", "torchrun, 2 gloo DDP ranks, LlamaForCausalLM (SDPA), LPT-balanced", ddp, "ddp"],
-      [
-        `Ulysses SP=2 (${ulysses.peer === "ulysses-deepspeed" ? "DeepSpeed DistributedAttention" : "plain PyTorch"})`,
+    const ids = (rs: LedgerRecord[]) => JSON.stringify(rs.map((r) => r.sequences.map((q) => q.id)));
+    const results: Record<string, Steps[]> = {};
+    let first: LedgerRecord[] | undefined;
+    let job: PeerJob | undefined;
+    let ulyssesImpl = "";
+    const systems = [...STRATEGIES, "ddp", "ulysses"] as const;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const sys of round % 2 ? [...systems].reverse() : systems) {
+        console.error(`peers: round ${round + 1}/${ROUNDS}: ${sys} ...`);
+        let st: Steps;
+        if (sys === "ddp" || sys === "ulysses") {
+          job ??= await peerJob(first ?? await flexsp(sets, "flexsp", `${dir}/run-first`), model, sets, cpus, pinned);
+          const p = await peer(sys === "ddp" ? "peers_ddp.py" : "peers_ulysses.py", job, dir);
+          if (sys === "ulysses") ulyssesImpl = p.peer;
+          st = p;
+        } else {
+          const rs = await flexsp(sets, sys, `${dir}/run-${round + 1}-${sys}`);
+          // Every strategy trains the same sequences per step (the sampler does not depend on the plan).
+          first ??= rs;
+          if (ids(rs) !== ids(first)) throw new Error(`flexsp ${sys} trained other sequences than the first run`);
+          st = fromLedger(rs);
+        }
+        (results[sys] ??= []).push(st);
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    const ddp0 = results.ddp[0];
+    const label: Record<(typeof systems)[number], [string, string]> = {
+      ddp: ["plain PyTorch DDP", "torchrun, 2 gloo DDP ranks, LlamaForCausalLM (SDPA), LPT-balanced"],
+      ulysses: [
+        `Ulysses SP=2 (${ulyssesImpl === "ulysses-deepspeed" ? "DeepSpeed DistributedAttention" : "plain PyTorch"})`,
         "torchrun, every sequence over both ranks, all-to-all around SDPA",
-        ulysses,
-        ulysses.peer,
       ],
-      ...STRATEGIES.map((s): [string, string, Steps, string] => [
-        `flexsp, strategy ${s}`,
-        `torch-cpu executors, ${PROFILE ? "profiled" : "config constants"}`,
-        fromLedger(runs[s]),
-        s,
-      ]),
-    ];
-    const rows = rowsIn.map(([name, what, st]) => ({
-      system: name,
-      what,
-      "tokens/s": r1(tokensPerS(st)),
-      "vs DDP": r2(tokensPerS(st) / base),
-      "step ms (mean)": Math.round(st.ms.slice(WARMUP).reduce((a, b) => a + b, 0) / (st.ms.length - WARMUP)),
-      "max |loss - DDP|": Math.max(...st.losses.map((l, i) => Math.abs(l - ddp.losses[i]))).toExponential(1),
-    }));
-    const plans = runs.flexsp.map((r) =>
+      flexsp: ["flexsp, strategy flexsp", `torch-cpu executors, ${PROFILE ? "profiled" : "config constants"}`],
+      static: ["flexsp, strategy static", "torch-cpu executors, one fixed SP degree"],
+      batchada: ["flexsp, strategy batchada", "torch-cpu executors, best homogeneous degree per batch"],
+    };
+    const rows = (["ddp", "ulysses", ...STRATEGIES] as const).map((sys) => {
+      const tps = results[sys].map(tokensPerS);
+      const ratios = tps.map((x, i) => x / tokensPerS(results.ddp[i]));
+      const st = results[sys][0];
+      return {
+        system: label[sys][0],
+        what: label[sys][1],
+        "tokens/s": r1(median(tps)),
+        "vs DDP": r2(median(ratios)),
+        ...(ROUNDS > 1 ? { "vs DDP range": `${r2(Math.min(...ratios))}-${r2(Math.max(...ratios))}` } : {}),
+        "max |loss - DDP|": Math.max(...st.losses.map((l, i) => Math.abs(l - ddp0.losses[i]))).toExponential(1),
+      };
+    });
+    const plans = first!.map((r) =>
       r.plan.microBatches.map((m) => m.groups.map((g) => `d${g.degree}x${g.sequences.length}`).join("+")).join(" | ")
     );
     return {
-      title: `peers: flexsp vs plain DDP and Ulysses SP, ${RANKS} ranks${
-        pinned ? " pinned to their own cores" : ""
-      }, embedded corpus, max_seq ${SHAPE.maxSeq}, steps ${WARMUP + 1}-${STEPS} (target: flexsp >= 1.0x DDP)`,
+      title:
+        `peers: flexsp vs plain DDP and Ulysses SP, ${RANKS} ranks${
+          pinned ? " pinned to their own cores" : ""
+        }, embedded corpus, max_seq ${SHAPE.maxSeq}, steps ${WARMUP + 1}-${STEPS}, ${ROUNDS} round(s), median ` +
+        "(target: flexsp >= 1.0x DDP)",
       rows,
       json: {
         shape: SHAPE,
         steps: STEPS,
         warmup: WARMUP,
         ranks: RANKS,
+        rounds: ROUNDS,
         cpus: pinned ? autoCpuSets(cpus, RANKS) : null,
         profiled: PROFILE,
+        ulysses: ulyssesImpl,
         rows,
         flexspPlans: plans,
-        perStep: Object.fromEntries(rowsIn.map(([, , st, key]) => [key, st])),
+        perRound: results,
       },
     };
   } finally {
