@@ -1,6 +1,7 @@
 # Benchmark peer, written for `deno task bench --only peers` (bench/peers.ts), not part of flexsp: fixed-degree
-# Ulysses sequence parallelism (DeepSpeed-Ulysses) as a user would run it, with the SP degree equal to the world
-# size. Every sequence is split over all ranks (rank r holds tokens [r·S/P, (r+1)·S/P), padded to a multiple of P with
+# Ulysses sequence parallelism (DeepSpeed-Ulysses) as a user would run it: SP groups of P consecutive ranks (default:
+# all of them), the step's sequences spread over the groups (longest processing time first, by tokens), each
+# sequence split over its group (rank r of the group holds tokens [r·S/P, (r+1)·S/P), padded to a multiple of P with
 # an ignored token at the end); in each attention layer an all-to-all turns "local tokens, all heads" into "all tokens,
 # heads/P", SDPA runs causally over the whole sequence, and an all-to-all turns it back. The attention is plugged into
 # transformers' LlamaForCausalLM through its AttentionInterface. The all-to-alls are DeepSpeed's DistributedAttention
@@ -9,7 +10,8 @@
 # of the replicated parameters are all-reduced by DistributedDataParallel (no_sync until the step's last sequence);
 # the all-to-alls use a process group of their own.
 #
-# usage: python -m torch.distributed.run --nproc-per-node 2 bench/peers_ulysses.py JOB.json OUT.json [plain|deepspeed]
+# usage: python -m torch.distributed.run --nproc-per-node 2 bench/peers_ulysses.py JOB.json OUT.json
+#        [auto|plain|deepspeed [DEGREE]]
 from __future__ import annotations
 
 import sys
@@ -24,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from peers_common import finish, load_model, read_job, start, train
+from peers_common import finish, load_model, lpt, read_job, start, train
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, module: torch.nn.Module,
@@ -63,7 +65,12 @@ def main() -> int:
     job = read_job(sys.argv[1])
     want = sys.argv[3] if len(sys.argv) > 3 else "auto"
     rank, world = start(job)
-    group = dist.new_group(list(range(world)))
+    degree = int(sys.argv[4]) if len(sys.argv) > 4 else world
+    if degree < 1 or world % degree:
+        raise SystemExit(f"SP degree {degree} does not divide the {world} ranks")
+    # Every rank takes part in creating every group; each keeps its own.
+    groups = [dist.new_group(list(range(g * degree, (g + 1) * degree))) for g in range(world // degree)]
+    group, me = groups[rank // degree], rank % degree
     impl = "plain"
     dist_attn: Callable[..., torch.Tensor] = PlainUlysses(group)
     if want in ("auto", "deepspeed"):
@@ -91,22 +98,26 @@ def main() -> int:
     model = DistributedDataParallel(load_model(job, "ulysses"))
 
     def micro(_step: int, seqs: list[list[int]], targets: int) -> list[tuple[Callable[[], torch.Tensor], bool]]:
+        ours = [seqs[i] for i in lpt([len(q) for q in seqs], world // degree)[rank // degree]]
+        if not ours:
+            raise SystemExit(f"SP group of rank {rank} has no sequence in a step of {len(seqs)}: use a larger batch")
+
         def loss_of(ids: list[int]) -> Callable[[], torch.Tensor]:
             def run() -> torch.Tensor:
                 n = len(ids)
-                padded = -(-n // world) * world
+                padded = -(-n // degree) * degree
                 x = torch.tensor(ids + [0] * (padded - n))
                 labels = torch.full((padded,), -100)
                 labels[: n - 1] = x[1:n]
-                per = padded // world
-                mine = slice(rank * per, (rank + 1) * per)
+                per = padded // degree
+                mine = slice(me * per, (me + 1) * per)
                 pos = torch.arange(padded)[mine].unsqueeze(0)
                 logits = model(input_ids=x[mine].unsqueeze(0), position_ids=pos).logits[0]
                 return F.cross_entropy(logits, labels[mine], reduction="sum", ignore_index=-100) * (world / targets)
 
             return run
 
-        return [(loss_of(s), k == len(seqs) - 1) for k, s in enumerate(seqs)]
+        return [(loss_of(q), k == len(ours) - 1) for k, q in enumerate(ours)]
 
     finish(rank, sys.argv[2], f"ulysses-{impl}", train(job, model, micro))
     return 0

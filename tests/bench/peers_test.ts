@@ -1,5 +1,6 @@
 // The peers of `deno task bench --only peers` compute what flexsp computes: plain PyTorch DDP and the plain-PyTorch
-// Ulysses SP (bench/peers_ddp.py, bench/peers_ulysses.py under torchrun, 2 gloo ranks) train the same small llama on
+// Ulysses SP at degrees 2 and 1 (bench/peers_ddp.py, bench/peers_ulysses.py under torchrun, 2 gloo ranks; at degree 1
+// each rank is an SP group of its own and takes its LPT share of the sequences) train the same small llama on
 // the same sequences (odd lengths included, which Ulysses pads) to the same losses, step after step, so that the
 // bench compares equal work.
 
@@ -11,7 +12,7 @@ const missing = await pythonImportFailure("torch, transformers");
 if (missing) console.log(`skipping the peers test: python3 cannot import torch and transformers (${missing})`);
 
 Deno.test({
-  name: "peers: DDP and Ulysses SP=2 give the same losses on the same sequences over 3 steps",
+  name: "peers: DDP and Ulysses SP=2 and SP=1 give the same losses on the same sequences over 3 steps",
   ignore: missing !== undefined,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "fxpeers-" });
@@ -34,8 +35,11 @@ Deno.test({
       const ddp = await peer("peers_ddp.py", job, dir);
       const ulysses = await peer("peers_ulysses.py", job, dir, ["plain"]);
       assert(ulysses.peer === "ulysses-plain", ulysses.peer);
+      // Degree 1: two SP groups of one rank each, the sequences spread over them as DDP spreads them.
+      const groups = await peer("peers_ulysses.py", job, dir, ["plain", "1"]);
       for (const [i, l] of ddp.losses.entries()) {
         assert(Math.abs(l - ulysses.losses[i]) < 1e-4, `step ${i + 1}: DDP ${l}, Ulysses ${ulysses.losses[i]}`);
+        assert(Math.abs(l - groups.losses[i]) < 1e-4, `step ${i + 1}: DDP ${l}, Ulysses SP=1 ${groups.losses[i]}`);
       }
       // The steps trained: different sequences and updated weights give different losses.
       assert(new Set(ddp.losses).size === 3 && ddp.losses.every(Number.isFinite), `losses ${ddp.losses}`);
