@@ -241,7 +241,10 @@ export async function bench(): Promise<BenchSection> {
         (results[sys] ??= []).push(st);
       }
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+    const median = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b), m = s.length / 2;
+      return s.length % 2 ? s[Math.floor(m)] : (s[m - 1] + s[m]) / 2;
+    };
     const ddp0 = results.ddp[0];
     const label: Record<(typeof systems)[number], [string, string]> = {
       ddp: ["plain PyTorch DDP", "torchrun, 2 gloo DDP ranks, LlamaForCausalLM (SDPA), LPT-balanced"],
