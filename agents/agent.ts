@@ -19,6 +19,7 @@ import { ExecutorSupervisor } from "./executor_supervisor.ts";
 import { descendants, signalAll } from "./process_tree.ts";
 import { StepBatch } from "./step_batch.ts";
 import { rankPlan } from "../core/plan_scope.ts";
+import { ownCpus } from "../core/cpu_list.ts";
 
 type Hello = Extract<AgentCommand, { type: "hello" }>;
 
@@ -113,6 +114,8 @@ async function onHello(cmd: Hello): Promise<Inventory> {
     python,
     torchPackage: cmd.torchPackage,
     cpus: inventory.cpus,
+    availableCpus: ownCpus(),
+    cpuPinning: cmd.cpuPinning,
     resolveKind: async (kind: ExecutorSpawn["kind"]) => {
       if (kind !== "auto") return kind;
       if (inventory.gpus.length && inventory.python?.torch && inventory.python.cudaAvailable) return "cuda";

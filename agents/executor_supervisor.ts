@@ -13,6 +13,7 @@ import {
 } from "../core/protocol.ts";
 import { killTree, TreeTracker } from "./process_tree.ts";
 import { SimExecutor, simOptionsFromEnv } from "../kernels/sim_executor.ts";
+import { autoCpuSets, formatCpuList, parseCpuList } from "../core/cpu_list.ts";
 
 /** How executors are started on this node. */
 export interface SupervisorContext {
@@ -32,6 +33,10 @@ export interface SupervisorContext {
   torchPackage?: string;
   /** CPU cores of the node, shared by its torch-cpu executors (default: all the OS reports). */
   cpus?: number;
+  /** The CPUs this agent may use (its own affinity); the executors' sets are drawn from them. */
+  availableCpus?: number[];
+  /** `cluster.nodes[].cpu_pinning`: `auto` or one CPU list per device; absent: no pinning. */
+  cpuPinning?: "auto" | string[];
   /** Resolves `auto` to a concrete kind. */
   resolveKind: (kind: ExecutorSpawn["kind"]) => Promise<ExecutorKind>;
   /** Sends an event to the orchestrator. */
@@ -134,19 +139,62 @@ export class ExecutorSupervisor {
       this.ctx.log("error", `cannot create log directory ${this.ctx.logDir}: ${(e as Error).message}`);
     }
     const onNode = specs.length + [...this.#running.values()].filter((r) => r.alive).length;
-    const threads = threadsPerExecutor(this.ctx.cpus ?? navigator.hardwareConcurrency, onNode);
+    const shared = threadsPerExecutor(this.ctx.cpus ?? navigator.hardwareConcurrency, onNode);
+    const devices = Math.max(onNode, ...specs.map((s) => s.device + 1));
     for (const spec of specs) {
       const prev = this.#running.get(spec.rank);
       if (prev?.alive) {
         this.ctx.emit({ type: "log", level: "error", text: `rank ${spec.rank} already runs (pid ${prev.pid})` });
         continue;
       }
-      const r = await this.#start(spec, threads);
-      if (r) started.push({ rank: spec.rank, pid: r.pid, kind: r.kind, device: spec.device, logPath: r.logPath });
+      const pin = this.#cpuSet(spec.device, devices);
+      const threads = typeof pin === "object" ? pin.length : shared;
+      const r = await this.#start(spec, threads, pin);
+      if (!r) continue;
+      const cpus = typeof pin === "object" ? pin : this.ctx.availableCpus;
+      started.push({
+        rank: spec.rank,
+        pid: r.pid,
+        kind: r.kind,
+        device: spec.device,
+        logPath: r.logPath,
+        ...(cpus ? { cpus: formatCpuList(cpus) } : {}),
+        pinned: typeof pin === "object",
+      });
     }
     this.#tracker.scan();
     this.#scanTimer ??= setInterval(() => this.#tracker.scan(), 1000);
     this.ctx.emit({ type: "spawned", executors: started });
+  }
+
+  /**
+   * The CPUs device `device` of `devices` is pinned to under `cpu_pinning`; undefined when not pinned; a string when
+   * the configured set cannot be used here (the reason).
+   */
+  #cpuSet(device: number, devices: number): number[] | string | undefined {
+    const pinning = this.ctx.cpuPinning;
+    if (!pinning) return undefined;
+    const available = this.ctx.availableCpus ??
+      Array.from({ length: this.ctx.cpus ?? navigator.hardwareConcurrency }, (_, i) => i);
+    if (pinning === "auto") return autoCpuSets(available, devices)[device];
+    const text = pinning[device];
+    if (text === undefined) {
+      return `cpu_pinning lists ${pinning.length} CPU set(s) but device ${device} needs one: list one per device`;
+    }
+    let set: number[];
+    try {
+      set = parseCpuList(text);
+    } catch (e) {
+      return `cpu_pinning "${text}" of device ${device}: ${(e as Error).message}`;
+    }
+    const missing = set.filter((c) => !available.includes(c));
+    if (missing.length) {
+      return `cpu_pinning "${text}" of device ${device}: CPU ${
+        formatCpuList(missing)
+      } not usable on ${this.ctx.node} ` +
+        `(it has ${formatCpuList(available)}); list CPUs of this node or use cpu_pinning: auto`;
+    }
+    return set;
   }
 
   /** The default argv of a kind, or why there is none. */
@@ -207,7 +255,7 @@ export class ExecutorSupervisor {
     return running;
   }
 
-  async #start(spec: ExecutorSpawn, threads: number): Promise<Running | undefined> {
+  async #start(spec: ExecutorSpawn, threads: number, pin: number[] | string | undefined): Promise<Running | undefined> {
     const kind = await this.ctx.resolveKind(spec.kind);
     if (kind === "sim") {
       const r = this.#startSim(spec);
@@ -228,7 +276,13 @@ export class ExecutorSupervisor {
         log?.writeSync(encoder.encode(line + "\n"));
       } catch { /* disk full: keep running */ }
     };
-    const argv = spec.command ?? this.#defaultArgv(kind, spec.device);
+    const base = spec.command ?? this.#defaultArgv(kind, spec.device);
+    // Pinned: `taskset -c SET` execs the executor with that affinity, inherited by every thread it starts.
+    const argv = typeof pin === "string"
+      ? pin
+      : pin && typeof base !== "string"
+      ? ["taskset", "-c", formatCpuList(pin), ...base]
+      : base;
     const fail = (why: string) => {
       write(why);
       log?.close();
@@ -267,7 +321,12 @@ export class ExecutorSupervisor {
         detached: true,
       }).spawn();
     } catch (e) {
-      fail(`cannot start ${argv.join(" ")}: ${(e as Error).message}`);
+      const noTaskset = pin && argv[0] === "taskset" && e instanceof Deno.errors.NotFound;
+      fail(
+        noTaskset
+          ? `cpu_pinning needs taskset, which ${this.ctx.node} lacks: install util-linux there or set cpu_pinning: off`
+          : `cannot start ${argv.join(" ")}: ${(e as Error).message}`,
+      );
       return undefined;
     }
     write(`--- ${new Date().toISOString()} rank ${spec.rank} device ${spec.device} kind ${kind} pid ${child.pid}`);

@@ -238,6 +238,11 @@ export type AgentCommand =
     torchPackage?: string;
     /** Probe the Python and torch for the inventory: always, never, or (default) when the node has NVIDIA GPUs. */
     probePython?: boolean;
+    /**
+     * `cluster.nodes[].cpu_pinning`: `auto` (the agent splits its usable CPUs into one block per device) or one CPU
+     * list per device (`0-3`); absent: executors are not pinned.
+     */
+    cpuPinning?: "auto" | string[];
   }
   | { type: "ping"; id: number; t: number }
   | { type: "spawn"; executors: ExecutorSpawn[] }
@@ -311,6 +316,10 @@ export type AgentEvent =
       kind: ExecutorKindName;
       device: number;
       logPath: string;
+      /** The CPUs the executor may run on (a CPU list, `0-3`): its pinned set, or all the agent's when unpinned. */
+      cpus?: string;
+      /** Whether the agent pinned it to `cpus` (cpu_pinning). */
+      pinned?: boolean;
     }[];
   }
   | {

@@ -245,6 +245,7 @@ export class ClusterSession {
         probeWebgpu: opts.probeWebgpu === true ||
           ((opts.probeWebgpu ?? "as-needed") === "as-needed" && ["auto", "webgpu"].includes(node.config.executor)),
         python: node.config.python,
+        ...(node.config.cpuPinning && node.config.cpuPinning !== "off" ? { cpuPinning: node.config.cpuPinning } : {}),
         // as-needed: torch kinds always; `auto` lets the agent probe when it finds NVIDIA GPUs.
         probePython: opts.probePython === true || ["cuda", "torch-cpu"].includes(node.config.executor) ||
           (node.config.executor === "auto" ? undefined : false),

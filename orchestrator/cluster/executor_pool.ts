@@ -269,7 +269,12 @@ export class ExecutorPool {
   }
 
   #onEvent(node: NodeLaunch, ev: AgentEvent): void {
-    if (ev.type === "from_executor") {
+    if (ev.type === "spawned") {
+      for (const e of ev.executors) {
+        const place = this.places.find((p) => p.rank === e.rank && p.node === node);
+        if (place) Object.assign(place, { cpus: e.cpus, pinned: e.pinned });
+      }
+    } else if (ev.type === "from_executor") {
       const msg = ev.msg;
       if (msg.type === "error") {
         if (msg.fatal) {

@@ -16,6 +16,9 @@ export interface RankPlace {
   deviceName?: string;
   /** The attention kernel a torch executor reported in `ready` (e.g. `flash varlen (bfloat16)`). */
   attention?: string;
+  /** The CPUs it may run on, as its agent reported at spawn (a CPU list), and whether it was pinned to them. */
+  cpus?: string;
+  pinned?: boolean;
 }
 
 /** A failure of the cluster while the pool runs. */

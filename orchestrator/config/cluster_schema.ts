@@ -62,6 +62,16 @@ const nodeSpec: Spec = {
     jump: f({ kind: "oneOf", options: [str, { kind: "array", of: str }], expected: "a host or a list of hosts" }),
     /** The ssh config whose Host entries apply (default ~/.ssh/config). */
     ssh_config: f(str),
+    /**
+     * Cores of each executor: `off` (the OS schedules them anywhere), `auto` (the node's usable CPUs in one block per
+     * device) or one CPU list per device (`["0-3", "4-7"]`). No default: an absent key is `off` and leaves the run's
+     * document as it was.
+     */
+    cpu_pinning: f({
+      kind: "oneOf",
+      options: [{ kind: "enum", values: ["auto", "off"] }, { kind: "array", of: str, minItems: 1 }],
+      expected: "auto, off or a list of CPU lists (one per device)",
+    }),
   },
 };
 

@@ -5,6 +5,7 @@ import type { Node as YamlNode } from "yaml";
 import { UserError } from "../errors.ts";
 import { clusterConfigSpec } from "./cluster_schema.ts";
 import { MODEL_PRESETS, type ModelShape } from "../../core/model_shape.ts";
+import { parseCpuList } from "../../core/cpu_list.ts";
 import { HfConfigError, readHfShape } from "../../core/hf_config.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, ModelConfig, NodeConfig } from "./types.ts";
@@ -297,6 +298,19 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
         } needs executor: torch-cpu or cuda`,
       );
     }
+    if (Array.isArray(n.cpu_pinning)) {
+      const at = ["cluster", "nodes", index, "cpu_pinning"];
+      if (n.cpu_pinning.length !== n.devices) {
+        fail(at, `${n.cpu_pinning.length} CPU list(s) for ${n.devices} device(s); list one per device, or use auto`);
+      }
+      for (const [k, text] of (n.cpu_pinning as string[]).entries()) {
+        try {
+          parseCpuList(text);
+        } catch (e) {
+          fail([...at, k], `"${text}": ${(e as Error).message}; write CPU lists like 0-3 or 0,2`);
+        }
+      }
+    }
     return {
       index,
       host: n.host,
@@ -316,6 +330,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       workdir: n.workdir,
       jump: n.jump === undefined ? undefined : [n.jump].flat(),
       sshConfig: rel(n.ssh_config),
+      ...(n.cpu_pinning !== undefined ? { cpuPinning: n.cpu_pinning } : {}),
     };
   });
 

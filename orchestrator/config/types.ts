@@ -2,6 +2,7 @@
 
 import type { ModelShape } from "../../core/model_shape.ts";
 import type { ExecutorKindName } from "../../core/protocol.ts";
+import type { CpuPinning } from "../../core/cpu_list.ts";
 
 /** One node of the cluster as configured. */
 export interface NodeConfig {
@@ -32,6 +33,8 @@ export interface NodeConfig {
   jump?: string[];
   /** ssh config file (default ~/.ssh/config). */
   sshConfig?: string;
+  /** `cpu_pinning`: the cores of each executor (`off` when absent); lists are checked against `devices`. */
+  cpuPinning?: CpuPinning;
   /** Slurm: the job's GPUs on the node as its steps see them (CUDA_VISIBLE_DEVICES of the probe step). */
   slurmGpus?: string;
 }

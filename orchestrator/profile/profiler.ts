@@ -4,6 +4,7 @@
 // step plans; optionally replay planned training steps to prove the fit. Any node or device failure ends the run
 // with one message naming it; nothing is written then.
 
+import { coreSharingWarnings } from "./core_sharing.ts";
 import type { LedgerRecord } from "../ledger/ledger.ts";
 import type { ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
@@ -504,6 +505,16 @@ export async function runProfile(config: Config, opts: ProfileRunOptions): Promi
       },
       warnings: [],
     };
+    const sharing = coreSharingWarnings(pool.places.map((p) => ({
+      rank: p.rank,
+      node: p.node.name,
+      nodeIndex: p.node.config.index,
+      nodeCpus: p.node.inventory?.cpus ?? 1,
+      cpus: p.cpus,
+      pinned: p.pinned,
+    })));
+    for (const w of sharing) say(`warning: ${w}`);
+    ctx.warnings.push(...sharing);
 
     const { compute, memory } = await measureCompute(ctx);
     const degrees: number[] = [];

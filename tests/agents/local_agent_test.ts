@@ -8,6 +8,10 @@ import { AgentSession } from "../../orchestrator/cluster/agent_session.ts";
 import { spawnLocalAgent } from "../../orchestrator/cluster/local_transport.ts";
 import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { assert, assertEquals, assertIncludes, eventually } from "../assert.ts";
+import { autoCpuSets, formatCpuList, ownCpus, processCpus } from "../../core/cpu_list.ts";
+
+/** The kernel's CPU affinity of a running process, as a CPU list. */
+const affinity = (pid: number) => formatCpuList(processCpus(pid) ?? []);
 
 const FAKE = `${REPO_ROOT}/tests/agents/fixtures/fake_executor.ts`;
 const REAL = `${REPO_ROOT}/kernels/executor_main.ts`;
@@ -24,7 +28,9 @@ function init(rank: number): ExecutorInit {
   };
 }
 
-async function startAgent(opts: { heartbeatTimeoutMs?: number; entry?: string } = {}) {
+async function startAgent(
+  opts: { heartbeatTimeoutMs?: number; entry?: string; cpuPinning?: "auto" | string[] } = {},
+) {
   const runDir = await Deno.makeTempDir({ prefix: "fxlocal-" });
   const events: AgentEvent[] = [];
   const protocolErrors: string[] = [];
@@ -44,6 +50,7 @@ async function startAgent(opts: { heartbeatTimeoutMs?: number; entry?: string } 
     executorDenoFlags: ["--config", `${REPO_ROOT}/deno.json`],
     probeWebgpu: false,
     orphanTimeoutMs: 10000,
+    ...(opts.cpuPinning ? { cpuPinning: opts.cpuPinning } : {}),
   }, 30000);
   const waitEvent = <E extends AgentEvent>(pred: (ev: AgentEvent) => ev is E, ms = 20000, what = "event") =>
     session.waitFor(pred, ms, what);
@@ -278,4 +285,71 @@ Deno.test({
       await a.cleanup();
     }
   },
+});
+
+const cpus = ownCpus();
+const linux = Deno.build.os === "linux";
+
+Deno.test({
+  name: "cpu_pinning: each executor runs on the CPUs its list names (the kernel's affinity of the running process)",
+  ignore: !linux,
+  fn: async () => {
+    // Two devices on the last CPU and the first, in that order, so that the sets differ from any default.
+    const lists = [String(cpus.at(-1)), String(cpus[0])];
+    const a = await startAgent({ cpuPinning: lists });
+    try {
+      a.session.send({ type: "spawn", executors: [0, 1].map((d) => ({ rank: d, device: d, kind: "cpu" })) });
+      const spawned = await a.waitEvent(isType("spawned"), 10000, "spawned");
+      assertEquals(spawned.executors.map((e) => [e.cpus, e.pinned]), [[lists[0], true], [lists[1], true]]);
+      for (const e of spawned.executors) {
+        // taskset sets the affinity, then execs the executor in the same process.
+        const ok = await eventually(() => affinity(e.pid) === lists[e.device], 5000);
+        assert(ok, `rank ${e.rank} (pid ${e.pid}) runs on ${affinity(e.pid)}, expected ${lists[e.device]}`);
+      }
+    } finally {
+      await a.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "cpu_pinning auto: the node's CPUs in one block per device; unpinned executors keep all of them",
+  ignore: !linux,
+  fn: async () => {
+    const want = autoCpuSets(cpus, 2).map(formatCpuList);
+    const a = await startAgent({ cpuPinning: "auto" });
+    try {
+      a.session.send({ type: "spawn", executors: [0, 1].map((d) => ({ rank: d, device: d, kind: "cpu" })) });
+      const spawned = await a.waitEvent(isType("spawned"), 10000, "spawned");
+      for (const e of spawned.executors) {
+        assert(await eventually(() => affinity(e.pid) === want[e.device], 5000), `rank ${e.rank} on ${want}`);
+      }
+    } finally {
+      await a.cleanup();
+    }
+    const b = await startAgent();
+    try {
+      b.session.send({ type: "spawn", executors: [{ rank: 0, device: 0, kind: "cpu" }] });
+      const spawned = await b.waitEvent(isType("spawned"), 10000, "spawned");
+      assertEquals([spawned.executors[0].cpus, spawned.executors[0].pinned], [formatCpuList(cpus), false]);
+      assertEquals(affinity(spawned.executors[0].pid), formatCpuList(cpus));
+    } finally {
+      await b.cleanup();
+    }
+  },
+});
+
+Deno.test("cpu_pinning naming a CPU the node lacks: the executor does not start, and the reason names it", async () => {
+  const a = await startAgent({ cpuPinning: ["4095"] });
+  try {
+    a.session.send({ type: "spawn", executors: [{ rank: 0, device: 0, kind: "cpu" }] });
+    const exit = await a.waitEvent(isType("executor_exit"), 10000, "executor_exit");
+    assertIncludes(
+      exit.logTail,
+      'cpu_pinning "4095" of device 0: CPU 4095 not usable on local-test',
+      "use cpu_pinning",
+    );
+  } finally {
+    await a.cleanup();
+  }
 });

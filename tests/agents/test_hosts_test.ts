@@ -5,6 +5,8 @@ import $ from "dax";
 import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
 import { cleanupStaleTestHosts, linkNames, namespaceName } from "../hosts/names.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
+import { INTER_NODE_DELAY_MS, INTER_NODE_MBIT, INTRA_NODE_MBIT, twoTierNetwork } from "../hosts/two_tier.ts";
+import { measureTcpMbit } from "../hosts/tcp_throughput.ts";
 
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the test-host harness tests: ${can.reason}`);
@@ -39,6 +41,39 @@ Deno.test({
       assert(dirGone, "temp dir removed");
     } finally {
       if (!closed) await th.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "test hosts: the two-tier network carries what was set, between nodes and inside one (within 20%)",
+  ignore: !can.ok,
+  fn: async () => {
+    const net = await twoTierNetwork();
+    if (net.note) console.log(net.note);
+    const th = await startTestHosts({ count: 2, shaping: net.shaping });
+    try {
+      const [h1, h2] = th.hosts;
+      const lo = await $`ip netns exec ${h1.netns} tc qdisc show dev lo`.text();
+      assertIncludes(lo, "tbf", `rate ${INTRA_NODE_MBIT / 1000}Gbit`);
+      const eth0 = await $`ip netns exec ${h1.netns} tc qdisc show dev eth0`.text();
+      if (net.shaping.delayMs) assertIncludes(eth0, "netem", `delay ${INTER_NODE_DELAY_MS * 1000}us`);
+      else assertIncludes(eth0, "tbf", `rate ${INTER_NODE_MBIT}Mbit`);
+      // About two seconds of traffic each: the token buckets' bursts are a small part of it.
+      const inter = await measureTcpMbit(
+        { fromNetns: h1.netns, toNetns: h2.netns, toIp: h2.ip },
+        INTER_NODE_MBIT * 250e3,
+      );
+      const intra = await measureTcpMbit(
+        { fromNetns: h2.netns, toNetns: h2.netns, toIp: h2.ip },
+        INTRA_NODE_MBIT * 250e3,
+      );
+      console.log(`measured: ${inter.toFixed(0)} Mbit/s between nodes, ${intra.toFixed(0)} inside one`);
+      const within = (got: number, set: number) => Math.abs(got - set) <= 0.2 * set;
+      assert(within(inter, INTER_NODE_MBIT), `between nodes: ${inter.toFixed(0)} Mbit/s, set ${INTER_NODE_MBIT}`);
+      assert(within(intra, INTRA_NODE_MBIT), `inside a node: ${intra.toFixed(0)} Mbit/s, set ${INTRA_NODE_MBIT}`);
+    } finally {
+      await th.close();
     }
   },
 });

@@ -127,6 +127,24 @@ const CASES: [string, string, string[], string][] = [
     ["training.simulate=true"],
     "cluster.nodes[0].executor: cpu trains for real, but training.simulate is true; set executor: sim on every node",
   ],
+  [
+    "cpu_pinning with fewer CPU lists than devices",
+    GOOD.replace("devices: 4", 'devices: 4\n      cpu_pinning: ["0", "1"]'),
+    [],
+    "cluster.nodes[0].cpu_pinning: 2 CPU list(s) for 4 device(s); list one per device, or use auto",
+  ],
+  [
+    "cpu_pinning with a list that is not a CPU list",
+    GOOD.replace("devices: 4", 'devices: 2\n      cpu_pinning: ["0-1", "3-2"]'),
+    [],
+    'cluster.nodes[0].cpu_pinning[1]: "3-2": range 3-2 runs backwards; write CPU lists like 0-3 or 0,2',
+  ],
+  [
+    "cpu_pinning that is neither auto, off nor a list",
+    GOOD.replace("devices: 4", "devices: 4\n      cpu_pinning: yes"),
+    [],
+    "cluster.nodes[0].cpu_pinning",
+  ],
 ];
 
 for (const [name, text, sets, expected] of CASES) {
@@ -142,6 +160,13 @@ Deno.test("a simulation: executor sim with training.simulate", () => {
     "training.simulate=true",
   ]);
   assertEquals([c.cluster.nodes[0].executor, c.training.simulate], ["sim", true]);
+});
+
+Deno.test("cpu_pinning resolves to auto, off or the lists as written, and is absent when not set", () => {
+  assertEquals(parseConfig(GOOD, "c.yaml").cluster.nodes[0].cpuPinning, undefined);
+  assertEquals(parseConfig(GOOD, "c.yaml", ["cluster.nodes[0].cpu_pinning=auto"]).cluster.nodes[0].cpuPinning, "auto");
+  const lists = GOOD.replace("devices: 4", 'devices: 2\n      cpu_pinning: ["0-1", "2,3"]');
+  assertEquals(parseConfig(lists, "c.yaml").cluster.nodes[0].cpuPinning, ["0-1", "2,3"]);
 });
 
 Deno.test("a good config resolves presets, defaults and overrides", () => {

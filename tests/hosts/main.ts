@@ -1,5 +1,6 @@
 // Brings test hosts up by hand for trying things out: writes a cluster config for them, waits for Ctrl-C, tears
 // everything down. Usage (root): deno run -A tests/hosts/main.ts [COUNT] [--missing-deno I] [--rate-mbit R]
+//   [--two-tier]   links between hosts (nodes) shaped like InfiniBand, each host's loopback 10x faster (two_tier.ts)
 //   deno run -A tests/hosts/main.ts --cleanup    removes leftovers of crashed runs
 //   deno run -A tests/hosts/main.ts --slurm 2,4  a Slurm cluster instead: one slurmd per node, that many fake GPUs
 
@@ -7,6 +8,7 @@ import { parseArgs } from "node:util";
 import { cleanupStaleTestHosts } from "./names.ts";
 import { type DenoOnHost, startTestHosts } from "./test_hosts.ts";
 import { startSlurmCluster } from "./slurm_cluster.ts";
+import { twoTierNetwork } from "./two_tier.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -14,6 +16,7 @@ const { values, positionals } = parseArgs({
   options: {
     "missing-deno": { type: "string", multiple: true, default: [] },
     "rate-mbit": { type: "string" },
+    "two-tier": { type: "boolean", default: false },
     cleanup: { type: "boolean", default: false },
     slurm: { type: "string" },
   },
@@ -45,7 +48,9 @@ const count = Number(positionals[0] ?? 3);
 const deno: Record<number, DenoOnHost> = {};
 for (const i of values["missing-deno"]) deno[Number(i)] = "missing";
 const rate = values["rate-mbit"] ? Number(values["rate-mbit"]) : undefined;
-const th = await startTestHosts({ count, deno, shaping: rate ? { rateMbit: rate } : undefined });
+const net = values["two-tier"] ? await twoTierNetwork() : undefined;
+if (net?.note) console.log(net.note);
+const th = await startTestHosts({ count, deno, shaping: net?.shaping ?? (rate ? { rateMbit: rate } : undefined) });
 const config = await th.writeConfig();
 console.log(th.hosts.map((h) => `${h.name}  ${h.ip}  netns ${h.netns}  sshd pid ${h.sshdPid}`).join("\n"));
 console.log(

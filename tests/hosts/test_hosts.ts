@@ -8,6 +8,19 @@ import { cleanupStaleTestHosts, linkNames, NAME_PREFIX, namespaceName } from "./
 /** How `deno` looks on a test host: present (the machine's own), missing, or too old to use. */
 export type DenoOnHost = "present" | "missing" | "old";
 
+/** Whether this kernel has the netem qdisc (tc latency); checked once on a dummy link in a namespace of its own. */
+export async function netemAvailable(): Promise<boolean> {
+  const ns = `${NAME_PREFIX}-netem-${Deno.pid}`;
+  try {
+    await $`ip netns add ${ns}`.quiet();
+    return (await $`ip netns exec ${ns} tc qdisc add dev lo root netem delay 1ms`.noThrow().quiet()).code === 0;
+  } catch {
+    return false;
+  } finally {
+    await $`ip netns del ${ns}`.noThrow().quiet();
+  }
+}
+
 /** Options of `startTestHosts`. */
 export interface TestHostOptions {
   /** Number of hosts (1-32). */
@@ -20,8 +33,13 @@ export interface TestHostOptions {
   topology?: "flat" | "bastion";
   /** Per host index: how `deno` looks there (default: present everywhere). */
   deno?: Record<number, DenoOnHost>;
-  /** Shape every host link with tc (token bucket), e.g. `{ rateMbit: 1000 }` for 1 Gbit/s. */
-  shaping?: { rateMbit: number; delayMs?: number };
+  /**
+   * Shape links with tc, e.g. `{ rateMbit: 1000 }` for 1 Gbit/s (`TWO_TIER_NETWORK` in two_tier.ts: a cluster's
+   * two tiers). `rateMbit`: every host's link to the others (between nodes), each direction (token bucket);
+   * `delayMs`: one-way latency added where a packet leaves its host (netem); `intraRateMbit`: each host's loopback, the
+   * link between executors of one node (they talk over the host's own address), unshaped when absent.
+   */
+  shaping?: { rateMbit: number; delayMs?: number; intraRateMbit?: number };
   /** Per host index: false for an sshd without `Subsystem sftp` (a hardened host); default true. */
   sftp?: Record<number, boolean>;
   /**
@@ -84,6 +102,8 @@ export interface ConfigOptions {
   heartbeatTimeoutS?: number;
   /** Replace a host's address (e.g. with `unreachableIp`). */
   hostOverride?: Record<number, string>;
+  /** `cpu_pinning` of every node: `auto`, `off`, or one CPU list per device (see README "Cores"). */
+  cpuPinning?: "auto" | "off" | string[];
   /** Extra YAML lines appended to each node entry (indented by the caller's choice of 6 spaces). */
   nodeExtra?: string;
 }
@@ -305,14 +325,25 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       await $`ip -n ${ns} link set eth0 up`.quiet();
       await $`ip -n ${ns} link set lo up`.quiet();
       if (opts.shaping) {
-        const { rateMbit, delayMs } = opts.shaping;
-        for (const [where, dev] of [["", veth], [ns, "eth0"]]) {
-          const netem = delayMs ? ` delay ${delayMs}ms` : "";
-          const cmd = delayMs
-            ? `tc qdisc add dev ${dev} root netem${netem} rate ${rateMbit}mbit`
-            : `tc qdisc add dev ${dev} root tbf rate ${rateMbit}mbit burst 256kb latency 50ms`;
-          if (where) await $`ip netns exec ${where} sh -c ${cmd}`.quiet();
-          else await $`sh -c ${cmd}`.quiet();
+        const { rateMbit, delayMs, intraRateMbit } = opts.shaping;
+        const tbf = (rate: number, burst: string) => `tbf rate ${rate}mbit burst ${burst} latency 50ms`;
+        // Towards the host (the bridge's side of its veth): a token bucket. Leaving it (its eth0): the same, or netem
+        // with the latency and the rate, so that a packet between two hosts is delayed once.
+        await $`sh -c ${`tc qdisc add dev ${veth} root ${tbf(rateMbit, "256kb")}`}`.quiet();
+        const out = delayMs ? `netem delay ${delayMs}ms rate ${rateMbit}mbit limit 100000` : tbf(rateMbit, "256kb");
+        const added = await $`ip netns exec ${ns} sh -c ${`tc qdisc add dev eth0 root ${out}`}`.noThrow().quiet();
+        if (added.code !== 0) {
+          const why = added.stderr.trim();
+          throw new Error(
+            delayMs && /unknown/i.test(why)
+              ? `shaping.delayMs needs the netem qdisc, which this kernel lacks (${why}): load sch_netem ` +
+                "(modprobe sch_netem) or leave delayMs out"
+              : `tc on ${name}'s eth0: ${why}`,
+          );
+        }
+        // The loopback's packets are up to 64 KiB: the bucket holds several.
+        if (intraRateMbit) {
+          await $`ip netns exec ${ns} sh -c ${`tc qdisc add dev lo root ${tbf(intraRateMbit, "1mb")}`}`.quiet();
         }
       }
       // Inside the namespace, /usr/local/bin (on root's PATH) is a directory of this host's own: with this
@@ -385,6 +416,7 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
             `      host_key_policy: ${c.hostKeyPolicy ?? "strict"}`,
             `      devices: ${c.devices ?? 1}`,
             `      executor: ${c.executor ?? "cpu"}`,
+            ...(c.cpuPinning ? [`      cpu_pinning: ${JSON.stringify(c.cpuPinning)}`] : []),
             ...(c.nodeExtra ? [c.nodeExtra.replace(/^/gm, "      ")] : []),
           ].join("\n");
         });

@@ -48,6 +48,8 @@ Deno.test({
       assertIncludes(r.out, `wrote ${out}`, `report ${dir}/out/profile.html`, "prediction check of");
 
       const doc = await readProfile(out);
+      // Two unpinned executors per node on this machine's cores: the profile says they compete.
+      assertIncludes(doc.warnings.join("\n"), "its 2 executors are not pinned and may run on the same cores");
       assertEquals(doc.fingerprint.cluster.nodes.map((n) => n.devices), [2, 2]);
       assertEquals(doc.fingerprint.nodes.map((n) => n.hostname), [Deno.hostname(), Deno.hostname()]);
       assertEquals(doc.fingerprint.nodes.flatMap((n) => n.devices).length, 4);
