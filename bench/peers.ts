@@ -299,7 +299,8 @@ export async function bench(): Promise<BenchSection> {
       },
     };
   } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    if (Deno.env.get("FLEXSP_PEERS_KEEP")) console.error(`peers: kept ${dir}`);
+    else await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 
