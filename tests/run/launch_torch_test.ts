@@ -90,17 +90,22 @@ globalThis.addEventListener("unload", () => {
   } catch { /* gone */ }
 });
 
+/** A torch-cpu run of the shortened default with `sets` on top: its launch output and ledger. */
+async function variant(name: string, sets: string[]) {
+  const dir = `${tmp}/${name}`;
+  const r = await launchCli([CONFIG, ...TORCH, ...sets.flatMap((s) => ["--set", s]), "--run-dir", dir]);
+  assertEquals(r.code, 0, r.out + r.err);
+  return { dir, err: r.err, recs: await ledger(dir) };
+}
+
 Deno.test({
   name: "launch torch-cpu, training.precision bf16: the log names the kernel and dtype, the loss falls near fp32's",
   ignore: !torch.ok,
   sanitizeResources: false,
   fn: async () => {
     const ref = await torchReference();
-    const dir = `${tmp}/bf16`;
-    const r = await launchCli([CONFIG, ...TORCH, "--set", "training.precision=bf16", "--run-dir", dir]);
-    assertEquals(r.code, 0, r.out + r.err);
-    assertIncludes(r.err, "attention: sdpa (bfloat16)", "(4 ranks)");
-    const recs = await ledger(dir);
+    const { err, recs } = await variant("bf16", ["training.precision=bf16"]);
+    assertIncludes(err, "attention: sdpa (bfloat16)", "(4 ranks)");
     assert(recs[5].loss < recs[0].loss, `the loss falls: ${recs.map((x) => x.loss)}`);
     // bf16 compute with float32 master weights and float32 gradient reduction: within 2% of the float32 run.
     for (let i = 0; i < 6; i++) assertClose(recs[i].loss, ref.losses[i], 2e-2, `step ${i + 1} loss vs fp32`);
@@ -113,10 +118,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const ref = await torchReference();
-    const dir = `${tmp}/zero3`;
-    const r = await launchCli([CONFIG, ...TORCH, "--set", "planner.zero_stage=3", "--run-dir", dir]);
-    assertEquals(r.code, 0, r.out + r.err);
-    const recs = await ledger(dir);
+    const { dir, recs } = await variant("zero3", ["planner.zero_stage=3"]);
     for (let i = 0; i < 6; i++) assertClose(recs[i].loss, ref.losses[i], 1e-5, `step ${i + 1} loss vs ZeRO-0`);
     const node = `${dir}/logs/node0-localhost`;
     const logs = await Array.fromAsync(Deno.readDir(node));
