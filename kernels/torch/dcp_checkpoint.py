@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
@@ -82,6 +83,25 @@ def _fsync_dir(d: str) -> None:
         pass
 
 
+def _unwrap(e: BaseException) -> Exception:
+    """DCP's CheckpointException (a BaseException gathering every rank's failure) as its first rank's exception: an
+    OSError when every rank failed on the file system (a full disk), else a RuntimeError naming it."""
+    failures = getattr(e, "failures", None) or {}
+    errs = [f[0] if isinstance(f, tuple) else f for _, f in sorted(failures.items())]
+    if errs and all(isinstance(x, OSError) for x in errs):
+        return errs[0]
+    first = errs[0] if errs else e
+    return RuntimeError((str(first) or type(first).__name__).strip().splitlines()[-1])
+
+
+def _dcp(f: Any, state: dict[str, Any], **kw: Any) -> None:
+    """dcp.save or dcp.load, with DCP's CheckpointException unwrapped (`_unwrap`)."""
+    try:
+        f(state, **kw)
+    except CheckpointException as e:
+        raise _unwrap(e) from None
+
+
 def _state(inner: torch.nn.Module, optim: torch.optim.Optimizer, with_optim: bool) -> dict[str, Any]:
     if not with_optim:
         return {"model": get_model_state_dict(inner)}
@@ -103,7 +123,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
         os.makedirs(tmp)
     _gather(None)  # the directory is ready before anyone writes
     state = _state(inner, optim, step > 0)
-    dcp.save(state, storage_writer=dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True))
+    _dcp(dcp.save, state, storage_writer=dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True))
     mine = sorted(f for f in os.listdir(tmp) if f.startswith(f"__{rank}_"))
     if rank == 0:
         info = {"format": FORMAT, "version": VERSION, "step": step, "shape": shape.to_json(), "names": names}
@@ -179,12 +199,12 @@ def load(path: str, info: dict[str, Any], inner: torch.nn.Module, optim: torch.o
     step = int(info["step"])
     if step == 0:
         state = {"model": get_model_state_dict(inner)}
-        dcp.load(state, storage_reader=dcp.FileSystemReader(path))
+        _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
         set_model_state_dict(inner, state["model"])
         optim.state.clear()
         return 0
     state = _state(inner, optim, True)
-    dcp.load(state, storage_reader=dcp.FileSystemReader(path))
+    _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
     set_state_dict(inner, optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
     return step
 
@@ -210,7 +230,7 @@ def read_tensors(path: str, keys: list[str]) -> dict[str, torch.Tensor]:
         if m is None or not hasattr(m, "size"):
             raise ValueError(f"{path}: the checkpoint has no tensor {k}")
         out[k] = torch.empty(tuple(m.size), dtype=m.properties.dtype)
-    dcp.load(out, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    _dcp(dcp.load, out, storage_reader=dcp.FileSystemReader(path), no_dist=True)
     return out
 
 

@@ -521,11 +521,8 @@ class Executor:
         s, tr = self._trainer("save")
         if not isinstance(path, str) or not path:
             raise ValueError("save: path must be a directory path")
-        try:
-            files = dcp_checkpoint.save(path, tr.inner, tr.optim, s.step, s.shape,
-                                        dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank)
-        except OSError as e:
-            raise ValueError(f"save: writing {getattr(e, 'filename', None) or path} failed: {e.strerror or e}") from None
+        files = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
+            path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank))
         digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
         self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
                    "bytes": sum(f["bytes"] for f in files)})
@@ -534,12 +531,26 @@ class Executor:
         """Loads the DCP checkpoint directory `path` whose files the manifest lists (checked first, see
         dcp_checkpoint.check); refused, with nothing loaded, if any is missing or altered."""
         s, tr = self._trainer("load")
-        info = dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size)
-        step = dcp_checkpoint.load(str(path), info, tr.inner, tr.optim)
+        info = self._checkpoint_io("load", str(path),
+                                   lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
+        step = self._checkpoint_io("load", str(path), lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         s.step = step
         self.emit({"type": "loaded", "rank": s.rank, "path": path})
+
+    def _checkpoint_io(self, what: str, path: str, f: Callable[[], Any]) -> Any:
+        """Runs a collective save or load: a file-system error (the same on every rank: DCP gathers them) is refused,
+        anything else (a peer gone mid-collective) is fatal."""
+        try:
+            return f()
+        except OSError as e:
+            verb = "writing" if what == "save" else "reading"
+            raise ValueError(f"{what}: {verb} {e.filename or path} failed: {e.strerror or e}") from None
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FatalError(f"{what} {path}: {self._peer_hint(e)}") from e
 
     def close(self, abort: bool = False) -> None:
         """Closes the process groups (aborts them after a fatal error), the store and the token source. Idempotent."""
