@@ -4,7 +4,8 @@
 # goes through dcp.save into `dir.tmp/`: each rank writes only what it owns (its shards; each replicated tensor once,
 # spread over the ranks by DCP's deduplication), in one file `__R_0.distcp` per rank; rank 0 adds DCP's `.metadata`
 # and `flexsp.json` (format, step, model shape, layout name -> module name). Every file is fsynced, then one rank per
-# host and directory renames `dir.tmp` to `dir`. Each rank returns the files it wrote with their size and sha256 (the
+# filesystem renames `dir.tmp` to `dir` (rank 0, and on nodes that do not see its directory, their lowest rank; but
+# loading needs every file where the loading rank can read it: a shared filesystem on a multi-node cluster). Each rank returns the files it wrote with their size and sha256 (the
 # orchestrator's manifest lists them). At step 0 only the model is saved (AdamW has no state yet).
 #
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import socket
 from typing import Any
@@ -37,6 +39,8 @@ from model import ModelShape, ParamLayout
 
 FORMAT_FILE = "flexsp.json"
 METADATA_FILE = ".metadata"
+#: Written by rank 0 into the temporary directory: the ranks that read it back share rank 0's filesystem.
+OWNER_FILE = ".flexsp-owner"
 FORMAT = "flexsp-dcp"
 VERSION = 1
 _SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
@@ -66,10 +70,31 @@ def _gather(obj: Any) -> list[Any]:
     return out
 
 
-def _fs_leader(path: str, rank: int) -> bool:
-    """Whether this rank is the lowest one that writes `path` on this host (it prepares and renames the directory)."""
-    me = (socket.gethostname(), os.path.abspath(path))
-    return next(r for r, x in enumerate(_gather(me)) if tuple(x) == me) == rank
+def _prepare(tmp: str, rank: int) -> bool:
+    """Creates the empty directory `tmp` for every rank (collective); returns whether this rank renames it at the end:
+    rank 0 for the ranks that see rank 0's directory (one filesystem, shared or not), else the lowest rank of each
+    host that does not (a node-local filesystem)."""
+    token = _gather(secrets.token_hex(8) if rank == 0 else None)[0]
+    marker = os.path.join(tmp, OWNER_FILE)
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        with open(marker, "w") as f:
+            f.write(token)
+    _gather(None)
+    try:
+        with open(marker) as f:
+            sees = f.read() == token
+    except OSError:
+        sees = False
+    host = socket.gethostname()
+    every = _gather((sees, host))
+    leader = rank == 0 or (not sees and next(r for r, (s, h) in enumerate(every) if not s and h == host) == rank)
+    if leader and not sees:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    _gather(None)
+    return leader
 
 
 def _fsync_dir(d: str) -> None:
@@ -117,11 +142,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
     """Writes the checkpoint directory `path` (collective: every rank calls it); returns this rank's files as
     {name, bytes, sha256}, names relative to `path`."""
     tmp = path + ".tmp"
-    leader = _fs_leader(path, rank)
-    if leader:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-    _gather(None)  # the directory is ready before anyone writes
+    leader = _prepare(tmp, rank)
     state = _state(inner, optim, step > 0)
     _dcp(dcp.save, state, storage_writer=dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True))
     mine = sorted(f for f in os.listdir(tmp) if f.startswith(f"__{rank}_"))
@@ -133,6 +154,8 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
              for f in mine]
     _gather(None)  # every rank's files are whole and synced
     if leader:
+        if os.path.exists(os.path.join(tmp, OWNER_FILE)):
+            os.unlink(os.path.join(tmp, OWNER_FILE))
         if os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -130,9 +130,15 @@ function partsFor(places: RankPlace[], parts: ManifestPart[]): { path: string; s
   return out;
 }
 
-/** Where rank `p` writes or reads a "dcp" checkpoint `name` (in `dir` here, in its node's run directory on SSH). */
-function dcpDir(p: RankPlace, dir: string, name: string): string {
-  return p.node.config.transport === "local" ? `${dir}/${DCP_DIR}` : `${p.node.runDir}/checkpoints/${name}/${DCP_DIR}`;
+/**
+ * Where rank `p` writes or reads a "dcp" checkpoint `name`: in its directory `dir` here, and on SSH nodes too when
+ * `training.checkpoint_dir` is set (`shared`: a filesystem every node mounts at that path, which DCP needs to load
+ * across nodes), else in the node's run directory.
+ */
+function dcpDir(p: RankPlace, dir: string, name: string, shared: boolean): string {
+  return p.node.config.transport === "local" || shared
+    ? `${dir}/${DCP_DIR}`
+    : `${p.node.runDir}/checkpoints/${name}/${DCP_DIR}`;
 }
 
 const FORMAT_WORDS: Record<CheckpointFormat, string> = {
@@ -144,7 +150,7 @@ const FORMAT_WORDS: Record<CheckpointFormat, string> = {
  * Loads checkpoint `ck` into every rank: the flat format's per-rank parts (`partsFor`), or the sharded directory
  * with its file list (each rank checks the files, DCP reshards to this run's ranks). A string says why it cannot be.
  */
-async function loadInto(pool: ExecutorPool, ck: VerifiedCheckpoint): Promise<string | undefined> {
+async function loadInto(pool: ExecutorPool, ck: VerifiedCheckpoint, shared: boolean): Promise<string | undefined> {
   const format = ck.manifest.format ?? "flat";
   const mine = formatOf(pool.places[0].kind);
   if (format !== mine) {
@@ -160,7 +166,7 @@ async function loadInto(pool: ExecutorPool, ck: VerifiedCheckpoint): Promise<str
   const files = [...new Map(ck.manifest.parts.map((p) => [p.path.slice(p.path.lastIndexOf("/") + 1), p])).entries()]
     .map(([name, p]) => ({ name, bytes: p.bytes, sha256: p.sha256 }));
   await pool.request(
-    (r) => ({ type: "load", path: dcpDir(pool.places[r], ck.dir, ck.name), files }),
+    (r) => ({ type: "load", path: dcpDir(pool.places[r], ck.dir, ck.name, shared), files }),
     "loaded",
     300_000,
     "load",
@@ -344,7 +350,7 @@ class Attempt {
     let loaded: VerifiedCheckpoint | undefined;
     for (const ck of ctx.checkpoints) {
       try {
-        const why = await loadInto(pool, ck);
+        const why = await loadInto(pool, ck, ctx.config.training.checkpointDir !== undefined);
         if (why !== undefined) {
           log(`checkpoint ${ck.name} cannot be used: ${why}; trying the previous one`);
           continue;
@@ -483,7 +489,7 @@ async function checkpoint(
   const format = formatOf(pool.places[0].kind);
   const pathOf = (p: RankPlace) =>
     format === "dcp"
-      ? dcpDir(p, dir, name)
+      ? dcpDir(p, dir, name, ctx.config.training.checkpointDir !== undefined)
       : p.node.config.transport === "local"
       ? `${dir}/rank-${p.rank}.ckpt`
       : `${p.node.runDir}/checkpoints/${name}/rank-${p.rank}.ckpt`;

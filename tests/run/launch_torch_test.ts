@@ -62,16 +62,24 @@ async function torchReference(): Promise<{ losses: number[]; params: Record<stri
   return reference;
 }
 
+let cpuDir: string | undefined;
+
+/** The same run on the TypeScript CPU executors (made once). */
+async function cpuRun(): Promise<string> {
+  if (cpuDir) return cpuDir;
+  const dir = `${tmp}/cpu`;
+  const r = await launchCli([CONFIG, ...FAST, "--set", "cluster.nodes[0].executor=cpu", "--run-dir", dir]);
+  assertEquals(r.code, 0, r.out + r.err);
+  return cpuDir = dir;
+}
+
 Deno.test({
   name: "launch torch-cpu: the same losses as the cpu executor within 1e-4 over 5 steps, plans and all",
   ignore: !torch.ok,
   sanitizeResources: false,
   fn: async () => {
     const ref = await torchReference();
-    const dir = `${tmp}/cpu`;
-    const r = await launchCli([CONFIG, ...FAST, "--set", "cluster.nodes[0].executor=cpu", "--run-dir", dir]);
-    assertEquals(r.code, 0, r.out + r.err);
-    const cpu = await ledger(dir);
+    const cpu = await ledger(await cpuRun());
     const torchRecs = await ledger(`${tmp}/torch-ref`);
     for (let i = 0; i < 5; i++) {
       assertEquals(
@@ -148,6 +156,36 @@ Deno.test({
     );
     assertEquals((await ledger(b)).map((x) => x.loss), ref.losses, "bit-identical losses");
     assertEquals(await shards(b, 6), ref.params, "identical parameters");
+  },
+});
+
+Deno.test({
+  name: "launch --resume --force across executor kinds: each kind's checkpoints are refused by the other, by name",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    await torchReference();
+    const copy = `${tmp}/torch-ref-for-cpu`;
+    await new Deno.Command("cp", { args: ["-r", `${tmp}/torch-ref`, copy] }).output();
+    const flat = await launchCli([CONFIG, ...TORCH, "--resume", await cpuRun(), "--force"]);
+    assertEquals(flat.code, 1, flat.err);
+    assertIncludes(
+      flat.err,
+      "checkpoint step-00000006 cannot be used: it is in the TypeScript executors' flat format (executor: cpu or " +
+        "webgpu) and this run's torch-cpu executors read the torch executors' sharded format",
+      "no checkpoint of",
+    );
+    const sharded = await launchCli([
+      CONFIG,
+      ...FAST,
+      "--set",
+      "cluster.nodes[0].executor=cpu",
+      "--resume",
+      copy,
+      "--force",
+    ]);
+    assertEquals(sharded.code, 1, sharded.err);
+    assertIncludes(sharded.err, "it is in the torch executors' sharded format (executor: torch-cpu or cuda) and this");
   },
 });
 
