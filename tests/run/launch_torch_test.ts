@@ -167,7 +167,9 @@ Deno.test({
     await torchReference();
     const copy = `${tmp}/torch-ref-for-cpu`;
     await new Deno.Command("cp", { args: ["-r", `${tmp}/torch-ref`, copy] }).output();
-    const flat = await launchCli([CONFIG, ...TORCH, "--resume", await cpuRun(), "--force"]);
+    // Two more steps than the finished runs took, so that a checkpoint is loaded.
+    const more = ["--set", "training.steps=8"];
+    const flat = await launchCli([CONFIG, ...TORCH, ...more, "--resume", await cpuRun(), "--force"]);
     assertEquals(flat.code, 1, flat.err);
     assertIncludes(
       flat.err,
@@ -180,6 +182,7 @@ Deno.test({
       ...FAST,
       "--set",
       "cluster.nodes[0].executor=cpu",
+      ...more,
       "--resume",
       copy,
       "--force",
