@@ -15,6 +15,7 @@ const PARTS = [
   "scale",
   "torch",
   "llama",
+  "checkpoint",
 ];
 
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;
