@@ -34,7 +34,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from checkpoint import write_atomic
+from checkpoint import fsync_dir, write_atomic
 from model import ModelShape, ParamLayout
 
 FORMAT_FILE = "flexsp.json"
@@ -97,17 +97,6 @@ def _prepare(tmp: str, rank: int) -> bool:
     return leader
 
 
-def _fsync_dir(d: str) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def _unwrap(e: BaseException) -> Exception:
     """DCP's CheckpointException (a BaseException gathering every rank's failure) as its first rank's exception: an
     OSError when every rank failed on the file system (a full disk), else a RuntimeError naming it."""
@@ -159,7 +148,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
         if os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
     _gather(None)
     return files
 
