@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import socket
+import warnings
 from typing import Any
 
 import torch
@@ -111,7 +112,9 @@ def _unwrap(e: BaseException) -> Exception:
 def _dcp(f: Any, state: dict[str, Any], **kw: Any) -> None:
     """dcp.save or dcp.load, with DCP's CheckpointException unwrapped (`_unwrap`)."""
     try:
-        f(state, **kw)
+        with warnings.catch_warnings():  # one process without a process group is what we mean: no warning
+            warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+            f(state, no_dist=not _dist(), **kw)
     except CheckpointException as e:
         raise _unwrap(e) from None
 
@@ -242,7 +245,7 @@ def read_tensors(path: str, keys: list[str]) -> dict[str, torch.Tensor]:
         if m is None or not hasattr(m, "size"):
             raise ValueError(f"{path}: the checkpoint has no tensor {k}")
         out[k] = torch.empty(tuple(m.size), dtype=m.properties.dtype)
-    _dcp(dcp.load, out, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    _dcp(dcp.load, out, storage_reader=dcp.FileSystemReader(path))
     return out
 
 

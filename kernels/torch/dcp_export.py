@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,7 +42,6 @@ def main(path: str, out: str, flat: bool) -> None:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
     try:
         main(sys.argv[1], sys.argv[2], "--flat" in sys.argv[3:])
     except (OSError, ValueError, KeyError) as e:
