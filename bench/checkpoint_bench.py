@@ -57,7 +57,6 @@ def worker(rank: int, a: argparse.Namespace, port: int) -> None:
         model = CausalLm(shape, transformers_config(shape, None), "none")
     tr = Trainer(model, lay, torch.device("cpu"), a.world, a.stage, "fp32", OPT,
                  lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
-    del host
     names = dcp_checkpoint.layout_names(tr.inner, lay)
     ck = os.path.join(a.dir, "dcp")
     dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)  # warm-up; creates the AdamW state

@@ -10,12 +10,12 @@ const PARTS = [
   "webgpu",
   "launch",
   "profile",
+  "checkpoint",
   "data",
   "observe",
   "scale",
   "torch",
   "llama",
-  "checkpoint",
 ];
 
 const only = Deno.args.includes("--only") ? Deno.args[Deno.args.indexOf("--only") + 1] : undefined;

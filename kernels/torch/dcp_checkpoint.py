@@ -5,8 +5,9 @@
 # spread over the ranks by DCP's deduplication), in one file `__R_0.distcp` per rank; rank 0 adds DCP's `.metadata`
 # and `flexsp.json` (format, step, model shape, layout name -> module name). Every file is fsynced, then one rank per
 # filesystem renames `dir.tmp` to `dir` (rank 0, and on nodes that do not see its directory, their lowest rank; but
-# loading needs every file where the loading rank can read it: a shared filesystem on a multi-node cluster). Each rank returns the files it wrote with their size and sha256 (the
-# orchestrator's manifest lists them). At step 0 only the model is saved (AdamW has no state yet).
+# loading needs every file where the loading rank can read it: a shared filesystem on a multi-node cluster). Each
+# rank returns the files it wrote with their size and sha256 (the orchestrator's manifest lists them). At step 0 only
+# the model is saved (AdamW has no state yet).
 #
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
 # (file i on rank i mod world), and all ranks refuse together, naming the file, if any is missing, short or altered

@@ -169,7 +169,8 @@ class FourRanks(unittest.TestCase):
         for p in self.procs:
             p.send({"type": "load", "path": saved[0]["path"], "files": files})
         for p in self.procs:
-            self.assertRegex(p.of("error")["message"], rf"{victim['name']} has {victim['bytes'] - 10} bytes, the manifest")
+            self.assertRegex(p.of("error")["message"],
+                             rf"{victim['name']} has {victim['bytes'] - 10} bytes, the manifest")
         flat = os.path.join(self.dir, "flat.ckpt")
         with open(flat, "wb") as f:
             f.write(b"FLEXSPCK")
