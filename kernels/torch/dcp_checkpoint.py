@@ -11,9 +11,9 @@
 #
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
 # (file i on rank i mod world), and all ranks refuse together, naming the file, if any is missing, short or altered
-# (nothing is loaded then). Then dcp.load reads what this rank holds, whatever the world size and ZeRO stage of the
-# run that wrote it (DCP reshards), and set_state_dict puts it in place. A flat file of the TypeScript executors'
-# format is refused with a clear message.
+# (nothing is loaded then; rank 0 alone reports it: RefusedByAll). Then dcp.load reads what this rank holds, whatever
+# the world size and ZeRO stage of the run that wrote it (DCP reshards), and set_state_dict puts it in place. A flat
+# file of the TypeScript executors' format is refused with a clear message.
 from __future__ import annotations
 
 import hashlib
@@ -99,13 +99,19 @@ def _prepare(tmp: str, rank: int) -> bool:
     return leader
 
 
-def _unwrap(e: BaseException) -> Exception:
-    """DCP's CheckpointException (a BaseException gathering every rank's failure) as its first rank's exception: an
-    OSError when every rank failed on the file system (a full disk), else a RuntimeError naming it."""
+class RefusedByAll(ValueError):
+    """A refusal every rank raises identically after a collective (a bad checkpoint, a file-system error DCP gathered):
+    the executor lets rank 0 alone report it."""
+
+
+def _unwrap(e: BaseException, what: str) -> Exception:
+    """DCP's CheckpointException (a BaseException gathering every rank's failure) as its first rank's exception:
+    RefusedByAll when every rank failed on the file system (a full disk), else a RuntimeError naming it."""
     failures = getattr(e, "failures", None) or {}
     errs = [f[0] if isinstance(f, tuple) else f for _, f in sorted(failures.items())]
     if errs and all(isinstance(x, OSError) for x in errs):
-        return errs[0]
+        x = errs[0]
+        return RefusedByAll(f"{what}: {x.filename or ''} failed: {x.strerror or x}")
     first = errs[0] if errs else e
     return RuntimeError((str(first) or type(first).__name__).strip().splitlines()[-1])
 
@@ -117,7 +123,7 @@ def _dcp(f: Any, state: dict[str, Any], **kw: Any) -> None:
             warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
             f(state, no_dist=not _dist(), **kw)
     except CheckpointException as e:
-        raise _unwrap(e) from None
+        raise _unwrap(e, "save: writing" if f is dcp.save else "load: reading") from None
 
 
 def _state(inner: torch.nn.Module, optim: torch.optim.Optimizer, with_optim: bool) -> dict[str, Any]:
@@ -206,7 +212,7 @@ def check(path: str, files: Any, shape: ModelShape, rank: int, world_size: int) 
                     break
     every = [e for per_rank in _gather(errors[:1]) for e in per_rank]
     if every:
-        raise ValueError(f"load: {every[0]}")
+        raise RefusedByAll(f"load: {every[0]}")
     return info
 
 

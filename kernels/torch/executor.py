@@ -166,6 +166,11 @@ class Executor:
         except Exception as e:  # noqa: BLE001 - every failure becomes an error event
             fatal = isinstance(e, FatalError)
             message = str(e) or type(e).__name__
+            if isinstance(e, dcp_checkpoint.RefusedByAll) and self.rank != 0:
+                # Every rank refused the same checkpoint together: rank 0 reports it, so that no late refusal of
+                # another rank is taken for one of the orchestrator's next request.
+                self.log(f"refused with rank 0: {message}")
+                return "continue"
             if fatal and e.__cause__ is not None and not isinstance(e.__cause__, (ValueError, RuntimeError)):
                 self.log("".join(traceback.format_exception(e.__cause__)))
             self.emit({"type": "error", "rank": self.rank, "message": message, "fatal": fatal})
@@ -544,6 +549,8 @@ class Executor:
         anything else (a peer gone mid-collective) is fatal."""
         try:
             return f()
+        except dcp_checkpoint.RefusedByAll:
+            raise
         except OSError as e:
             verb = "writing" if what == "save" else "reading"
             raise ValueError(f"{what}: {verb} {e.filename or path} failed: {e.strerror or e}") from None
