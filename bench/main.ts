@@ -10,6 +10,7 @@ const PARTS = [
   "webgpu",
   "launch",
   "profile",
+  "checkpoint",
   "data",
   "observe",
   "scale",

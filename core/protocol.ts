@@ -83,18 +83,35 @@ export interface Endpoint {
   port: number;
 }
 
+/** One file of a sharded (torch) checkpoint: its name in the checkpoint directory, size and sha256. */
+export interface CheckpointFile {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
 // ---------- orchestrator -> executor (forwarded by the agent) ----------
 
 export type ExecutorCommand =
   | { type: "init"; init: ExecutorInit }
   | { type: "peers"; endpoints: Endpoint[] }
   | { type: "step"; plan: ExecutorStepPlan }
+  /**
+   * The TypeScript executors write their whole state to the file `path`; the torch executors write a sharded
+   * checkpoint (torch.distributed.checkpoint) into the directory `path`, every rank of the run together, each rank
+   * only what it owns, and list its files in `saved`.
+   */
   | { type: "save"; path: string }
   | {
     type: "load";
     path: string;
-    /** Expected sha256 of the file; a mismatch is refused (non-fatal error) and nothing is loaded. */
+    /** TypeScript executors: expected sha256 of the file; a mismatch is refused (non-fatal error), nothing loaded. */
     sha256?: string;
+    /**
+     * Torch executors: every file of the checkpoint directory `path` (from its manifest). Every rank checks they
+     * are all there with their sizes, hashes its share, and all refuse together (non-fatal) if one is wrong.
+     */
+    files?: CheckpointFile[];
   }
   | { type: "shutdown" }
   | { type: "profile_compute"; request: ProfileComputeRequest }
@@ -187,7 +204,11 @@ export type ExecutorEvent =
   }
   /** Sent after each micro-batch of a step (lets the orchestrator name the ranks a slow step waits for). */
   | { type: "step_progress"; rank: number; step: number; microBatch: number; ms: number }
-  | { type: "saved"; rank: number; path: string; sha256: string; bytes: number }
+  /**
+   * `sha256` and `bytes`: of the file `path` (TypeScript executors); torch executors add `files`, the files of the
+   * directory `path` this rank wrote, with `bytes` their sum and `sha256` that of the list.
+   */
+  | { type: "saved"; rank: number; path: string; sha256: string; bytes: number; files?: CheckpointFile[] }
   | { type: "loaded"; rank: number; path: string }
   | { type: "error"; rank: number; message: string; fatal: boolean }
   | { type: "profile_compute_done"; rank: number; result: ProfileComputeResult }
@@ -360,7 +381,7 @@ const EXECUTOR_COMMANDS: Rows<ExecutorCommand> = {
   peers: { endpoints: "array" },
   step: { plan: "object" },
   save: { path: "string" },
-  load: { path: "string" },
+  load: { path: "string", sha256: "string?", files: "array?" },
   shutdown: {},
   profile_compute: { request: "object" },
   profile_alltoall: { request: "object" },
@@ -370,7 +391,7 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   connected: { rank: "number", pool: "array?" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
   step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
-  saved: { rank: "number", path: "string", sha256: "string", bytes: "number" },
+  saved: { rank: "number", path: "string", sha256: "string", bytes: "number", files: "array?" },
   loaded: { rank: "number", path: "string" },
   error: { message: "string" },
   profile_compute_done: { rank: "number", result: "object" },

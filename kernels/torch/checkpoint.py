@@ -1,8 +1,9 @@
-# An executor's full training state (parameters, AdamW moments, step count) in one file, byte for byte the format
-# of kernels/checkpoint.ts, so the run directory's layout and manifest (sha256 per rank) stay as they are:
+# An executor's full training state (parameters, AdamW moments, step count) in one file, byte for byte the flat format
+# of the TypeScript executors (kernels/checkpoint.ts). The torch executor itself writes sharded checkpoints
+# (dcp_checkpoint.py); this format is what dcp_export.py --flat converts them to (tests, small models).
 #   "FLEXSPCK" | u32 LE version | u32 LE header length | header JSON | zero padding to 4 bytes |
 #   params, m, v as float32 little-endian, `total` values each.
-# Written atomically (temporary file beside the target, fsync, rename, fsync of the directory).
+# Files are written atomically (temporary file beside the target, fsync, rename, fsync of the directory).
 from __future__ import annotations
 
 import ctypes
@@ -110,8 +111,13 @@ def write_atomic(path: str, data: bytes) -> None:
         except OSError:
             pass
         raise RuntimeError(f"checkpoint: writing {path} failed: {e.strerror or e}") from None
+    fsync_dir(d or ".")
+
+
+def fsync_dir(d: str) -> None:
+    """Makes a directory's entries (a rename) durable; best effort."""
     try:
-        fd = os.open(d or ".", os.O_RDONLY)
+        fd = os.open(d, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

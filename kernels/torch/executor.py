@@ -16,6 +16,7 @@
 # for their timeouts).
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -30,7 +31,8 @@ import torch.distributed as dist
 
 from attention import AttentionKernel, Segments, UlyssesContext
 from causal_lm import CausalLm, transformers_config
-from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
+import dcp_checkpoint
+from checkpoint import sha256_hex
 from comm import DataPlane, StoreListener, interface_of
 from fault_injection import injected_fault
 from hf import TensorReader, read_config, shape_json
@@ -152,7 +154,7 @@ class Executor:
             elif t == "save":
                 self._save(cmd["path"])
             elif t == "load":
-                self._load(cmd["path"], cmd.get("sha256"))
+                self._load(cmd["path"], cmd.get("files"))
             elif t == "profile_compute":
                 self._profile_compute(cmd["request"])
             elif t == "profile_alltoall":
@@ -165,6 +167,11 @@ class Executor:
         except Exception as e:  # noqa: BLE001 - every failure becomes an error event
             fatal = isinstance(e, FatalError)
             message = str(e) or type(e).__name__
+            if isinstance(e, dcp_checkpoint.RefusedByAll) and self.rank != 0:
+                # Every rank refused the same checkpoint together: rank 0 reports it, so that no late refusal of
+                # another rank is taken for one of the orchestrator's next request.
+                self.log(f"refused with rank 0: {message}")
+                return "continue"
             if fatal and e.__cause__ is not None and not isinstance(e.__cause__, (ValueError, RuntimeError)):
                 self.log("".join(traceback.format_exception(e.__cause__)))
             self.emit({"type": "error", "rank": self.rank, "message": message, "fatal": fatal})
@@ -519,41 +526,42 @@ class Executor:
         return s, s.trainer
 
     def _save(self, path: Any) -> None:
+        """A sharded DCP checkpoint in the directory `path` (dcp_checkpoint.py): this rank's files in `saved`."""
         s, tr = self._trainer("save")
-        n = s.layout.total
-        p, m, v = (torch.zeros(n, dtype=torch.float32) for _ in range(3))
-        for i, fp, fm, fv in tr.state_tensors():
-            sl = s.layout.slices[i]
-            for buf, t in ((p, fp), (m, fm), (v, fv)):
-                buf[sl.offset : sl.offset + sl.length] = t.reshape(-1)
-        data = encode_state(s.shape, s.step, p, m, v)
-        write_atomic(str(path), data)
-        self.emit({"type": "saved", "rank": s.rank, "path": path, "sha256": sha256_hex(data), "bytes": len(data)})
+        if not isinstance(path, str) or not path:
+            raise ValueError("save: path must be a directory path")
+        files = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
+            path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank))
+        digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
+        self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
+                   "bytes": sum(f["bytes"] for f in files)})
 
-    def _load(self, path: Any, sha256: Any) -> None:
+    def _load(self, path: Any, files: Any) -> None:
+        """Loads the DCP checkpoint directory `path` whose files the manifest lists (checked first, see
+        dcp_checkpoint.check); refused, with nothing loaded, if any is missing or altered."""
         s, tr = self._trainer("load")
-        try:
-            with open(str(path), "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ValueError(f"load: cannot read {path}: {e.strerror or e}") from None
-        if sha256 is not None:
-            got = sha256_hex(data)
-            if got != sha256:
-                raise ValueError(f"load: {path}: sha256 {got[:12]}… is not {str(sha256)[:12]}…")
-        st = decode_state(data, s.shape, str(path))
-        if st.params.numel() != s.layout.total:
-            raise ValueError(f"load: {path} holds {st.params.numel()} values, layout has {s.layout.total}")
-
-        def part(i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            sl = s.layout.slices[i]
-            return tuple(x[sl.offset : sl.offset + sl.length] for x in (st.params, st.m, st.v))  # type: ignore[return-value]
-
-        tr.load_state(st.step, part)
+        info = self._checkpoint_io("load", str(path),
+                                   lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
+        step = self._checkpoint_io("load", str(path), lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        s.step = st.step
+        s.step = step
         self.emit({"type": "loaded", "rank": s.rank, "path": path})
+
+    def _checkpoint_io(self, what: str, path: str, f: Callable[[], Any]) -> Any:
+        """Runs a collective save or load: a file-system error (the same on every rank: DCP gathers them) is refused,
+        anything else (a peer gone mid-collective) is fatal."""
+        try:
+            return f()
+        except dcp_checkpoint.RefusedByAll:
+            raise
+        except OSError as e:
+            verb = "writing" if what == "save" else "reading"
+            raise ValueError(f"{what}: {verb} {e.filename or path} failed: {e.strerror or e}") from None
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FatalError(f"{what} {path}: {self._peer_hint(e)}") from e
 
     def close(self, abort: bool = False) -> None:
         """Closes the process groups (aborts them after a fatal error), the store and the token source. Idempotent."""

@@ -9,12 +9,12 @@
 #     norm (clip_grad_norm_, DTensor-aware), and applied by torch.optim.AdamW (fused on CUDA, foreach elsewhere) with
 #     weight decay on matrices and embeddings only.
 # The model is built on the meta device and each rank materialises only what it holds (its FSDP shards under ZeRO).
-# Checkpoints (flat format, checkpoint.py) gather one tensor at a time.
+# Checkpoints: dcp_checkpoint.py saves and loads the model and optimizer through torch.distributed.checkpoint.
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -48,7 +48,7 @@ def _sum_hook(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch
 
 
 class Trainer:
-    """The model wrapped for data parallelism, its optimizer and its flat-format state."""
+    """The model wrapped for data parallelism and its optimizer."""
 
     def __init__(self, model: CausalLm, layout: ParamLayout, device: torch.device, world_size: int, zero_stage: int,
                  precision: str, opt: AdamWConfig, get: Callable[[str, str], torch.Tensor]) -> None:
@@ -128,12 +128,6 @@ class Trainer:
             part = padded
         return part.to(self.device)
 
-    def _full(self, t: torch.Tensor) -> torch.Tensor:
-        """The whole tensor on the host (an all-gather of a DTensor)."""
-        if hasattr(t, "full_tensor"):
-            t = t.full_tensor()
-        return t.detach().to("cpu", torch.float32)
-
     # ---------- a step ----------
 
     def zero_grad(self) -> None:
@@ -171,44 +165,3 @@ class Trainer:
     def model_state_bytes(self) -> int:
         """This rank's parameters, gradients and both AdamW moments, in float32 (its shards under ZeRO)."""
         return 16 * sum(_local(p).numel() for p in self.params)
-
-    # ---------- state ----------
-
-    def _moments(self, p: nn.Parameter) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        st = self.optim.state.get(p, {})
-        return st.get("exp_avg"), st.get("exp_avg_sq")
-
-    def state_tensors(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(slice index, parameter, m, v) as full float32 host tensors, one slice at a time (collective under ZeRO:
-        every rank must iterate)."""
-        for i, p in enumerate(self.params):
-            m, v = self._moments(p)
-            full_p = self._full(p)
-            yield (i, full_p, self._full(m) if m is not None else torch.zeros_like(full_p),
-                   self._full(v) if v is not None else torch.zeros_like(full_p))
-
-    @torch.no_grad()
-    def load_state(self, step: int, get: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """Sets parameters and AdamW moments from full host tensors (`get(slice index)` -> p, m, v) at `step`."""
-        fused = self.device.type == "cuda"
-        for i, p in enumerate(self.params):
-            fp, fm, fv = get(i)
-            shape = p.shape
-            _local(p).copy_(self._shard_of(fp.reshape(shape), p))
-            if step == 0:
-                self.optim.state.pop(p, None)
-                continue
-            self.optim.state[p] = {
-                "step": torch.tensor(float(step), dtype=torch.float32, device=self.device if fused else "cpu"),
-                "exp_avg": self._like(p, self._shard_of(fm.reshape(shape), p)),
-                "exp_avg_sq": self._like(p, self._shard_of(fv.reshape(shape), p)),
-            }
-
-    def _like(self, p: nn.Parameter, local: torch.Tensor) -> torch.Tensor:
-        """A moment tensor laid out like `p` (a DTensor with p's placement under ZeRO)."""
-        if not self.sharded:
-            return local.clone()
-        from torch.distributed.tensor import DTensor
-
-        return DTensor.from_local(local.clone(), p.device_mesh, p.placements, run_check=False, shape=p.shape,
-                                  stride=p.stride())

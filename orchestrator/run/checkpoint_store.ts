@@ -1,7 +1,11 @@
-// Checkpoints of a run: `<root>/step-NNNNNNNN/` holds one part per rank (`rank-R.ckpt`, written atomically by the
-// executor; on SSH nodes the part lives in the node's run directory), `orchestrator.json` (step, sampler position
-// and RNG state, config / dataset / profile hashes, rank layout) and `manifest.json` (every part's path, size and
-// sha256), written last. `<root>/latest` names the newest checkpoint and is replaced (temporary file, fsync, rename)
+// Checkpoints of a run: `<root>/step-NNNNNNNN/` holds the executors' state, `orchestrator.json` (step, sampler
+// position and RNG state, config / dataset / profile hashes, rank layout) and `manifest.json` (every part's path,
+// size and sha256), written last. The executors' state is one of two formats (the manifest's `format`):
+//   - "flat" (the TypeScript executors): one whole-state part per rank (`rank-R.ckpt`, written atomically by the
+//     executor; on SSH nodes the part lives in the node's run directory);
+//   - "dcp" (the torch executors): a sharded torch.distributed.checkpoint directory `dcp/` that the ranks write
+//     together, each only what it owns (written as `dcp.tmp/`, renamed when whole); the manifest lists each of its
+//     files as a part (`dcp/__R_0.distcp`, `dcp/.metadata`, `dcp/flexsp.json`) with the rank that wrote it. `<root>/latest` names the newest checkpoint and is replaced (temporary file, fsync, rename)
 // only after the manifest and the directory are durable, so a checkpoint is either complete or ignored.
 //
 // Loading walks `latest`, then every other checkpoint with a manifest, newest first; the first one whose manifest,
@@ -44,10 +48,23 @@ export interface ManifestPart {
   bytes: number;
 }
 
+/** The executors' state format of a checkpoint (see the file header). */
+export type CheckpointFormat = "flat" | "dcp";
+
+/** The directory of a "dcp" checkpoint's files, inside the checkpoint directory. */
+export const DCP_DIR = "dcp";
+
+/** The format an executor kind writes and reads: the torch executors' sharded DCP, else the flat one. */
+export function formatOf(kind: string): CheckpointFormat {
+  return kind === "cuda" || kind === "torch-cpu" ? "dcp" : "flat";
+}
+
 /** `manifest.json` of a checkpoint. */
 export interface CheckpointManifest {
   version: 1;
   step: number;
+  /** Absent in manifests written before sharded checkpoints: "flat". */
+  format?: CheckpointFormat;
   complete: true;
   createdAt: string;
   orchestrator: { file: string; sha256: string; bytes: number };
@@ -80,7 +97,7 @@ export class CheckpointStore {
   }
 
   /** Writes the orchestrator part and the manifest, then points `latest` at the checkpoint. */
-  async commit(state: OrchestratorState, parts: ManifestPart[]): Promise<string> {
+  async commit(state: OrchestratorState, parts: ManifestPart[], format: CheckpointFormat = "flat"): Promise<string> {
     const name = checkpointName(state.step);
     const dir = `${this.root}/${name}`;
     await writing(dir, () => Deno.mkdir(dir, { recursive: true }));
@@ -90,6 +107,7 @@ export class CheckpointStore {
     const manifest: CheckpointManifest = {
       version: 1,
       step: state.step,
+      ...(format === "dcp" ? { format } : {}),
       complete: true,
       createdAt: new Date().toISOString(),
       orchestrator: { file: "orchestrator.json", sha256: sha256Hex(orchBytes), bytes: orchBytes.length },

@@ -3,9 +3,11 @@
 // parameters as float32 or bfloat16 safetensors (one model.safetensors, or shards plus model.safetensors.index.json);
 // bfloat16 rounds each float32 to nearest, ties to even (torch's `.to(torch.bfloat16)`), NaN kept a quiet NaN.
 //
-// The checkpoint is verified as for a resume (manifest, orchestrator part, sha256 of the part read); the
-// parameters are read from rank 0's part (every rank holds the full state: replicas, or ZeRO-3's gathered save)
-// one tensor at a time, so memory holds one shard, not the model. Every file is written atomically.
+// The checkpoint is verified as for a resume (manifest, orchestrator part, sha256 of the parts read). A flat
+// checkpoint (TypeScript executors) is read from rank 0's part (every rank holds the full state); a sharded one (the
+// torch executors' DCP directory) is first turned by kernels/torch/dcp_export.py (python3 with torch) into a
+// temporary file of the parameters in layout order, tensor by tensor. Either way the parameters are then read one
+// tensor at a time, so memory holds one shard, not the model. Every file is written atomically.
 //
 // safetensors: u64 LE header length | JSON header {name: {dtype, shape, data_offsets}} padded with spaces to 8 bytes
 // | raw little-endian data.
@@ -16,7 +18,7 @@ import { readAt } from "../../core/read_at.ts";
 import { hfConfigOf, readHfShape } from "../../core/hf_config.ts";
 import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
-import { checkpointName, CheckpointStore, type VerifiedCheckpoint } from "./checkpoint_store.ts";
+import { checkpointName, CheckpointStore, DCP_DIR, type VerifiedCheckpoint } from "./checkpoint_store.ts";
 import { readRunInfo, type RunInfo } from "./run_dir.ts";
 import { configRelativePath } from "../config/load.ts";
 
@@ -91,7 +93,7 @@ async function pickCheckpoint(store: CheckpointStore, step: number | undefined):
   }
   const reasons: string[] = [];
   for (const n of wanted) {
-    const v = await store.verify(n, (p) => p.rank === 0);
+    const v = await store.verify(n, (p) => p.rank === 0 || p.path.includes(`/${DCP_DIR}/`));
     if (v.ok) return v.checkpoint;
     reasons.push(`${n}: ${v.reason}`);
   }
@@ -124,12 +126,51 @@ export function encodeSafetensors(part: { slice: LlamaSlice; data: Uint8Array }[
   return out;
 }
 
+/** The parameters of a sharded checkpoint as a flat float32 file `out` (dcp_export.py); its shape and size. */
+async function flattenSharded(ck: VerifiedCheckpoint, out: string): Promise<{ shape: ModelShape; total: number }> {
+  const script = new URL("../../kernels/torch/dcp_export.py", import.meta.url).pathname;
+  const python = Deno.env.get("FLEXSP_PYTHON") ?? "python3";
+  let res: Deno.CommandOutput;
+  try {
+    res = await new Deno.Command(python, {
+      args: [script, `${ck.dir}/${DCP_DIR}`, out],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+  } catch (e) {
+    throw new UserError(
+      `${ck.dir}: a sharded (torch) checkpoint is read with ${python} and torch, which cannot run here ` +
+        `(${(e as Error).message}); set FLEXSP_PYTHON to a Python with torch`,
+    );
+  }
+  if (!res.success) {
+    const err = new TextDecoder().decode(res.stderr).trim().split("\n").at(-1);
+    throw new UserError(`${ck.dir}: reading the sharded checkpoint with ${python} failed: ${err}`);
+  }
+  return JSON.parse(new TextDecoder().decode(res.stdout).trim().split("\n").at(-1)!);
+}
+
 /** Exports a run's checkpoint as a Hugging Face model directory (see the file header). */
 export async function exportHf(o: ExportOptions): Promise<ExportResult> {
   const info = await readRunInfo(o.runDir);
   if (!info) throw new UserError(`${o.runDir}: not a run directory (no run.json)`);
   const root = o.checkpoints ?? `${o.runDir}/checkpoints`;
   const ck = await pickCheckpoint(new CheckpointStore(root, o.runDir), o.step);
+  if (ck.manifest.format === "dcp") {
+    const flat = await Deno.makeTempFile({ dir: o.runDir, prefix: ".export-", suffix: ".f32" });
+    try {
+      const { shape, total } = await flattenSharded(ck, flat);
+      const f = await Deno.open(flat);
+      try {
+        return await writeExport(o, info, ck, { f, path: flat, start: 0, shape, total });
+      } finally {
+        f.close();
+      }
+    } finally {
+      await Deno.remove(flat).catch(() => {});
+    }
+  }
   const part = ck.manifest.parts.find((p) => p.rank === 0);
   if (!part) throw new UserError(`${ck.dir}/manifest.json: no rank-0 part`);
   let f: Deno.FsFile;
@@ -151,70 +192,81 @@ export async function exportHf(o: ExportOptions): Promise<ExportResult> {
       shape: ModelShape;
       total: number;
     };
-    const shape = header.shape;
-    if (shape.family !== "llama") {
-      throw new UserError(
-        `${o.runDir}: the run trains the ${shape.family ?? "gpt"} family; --hf exports llama-family runs ` +
-          "(model.from or a llama preset)",
-      );
-    }
-    const layout = llamaLayout(shape);
-    if (layout.total !== header.total) {
-      throw new UserError(
-        `${part.path}: holds ${header.total} values, the ${shape.modelType} layout has ${layout.total}`,
-      );
-    }
     const start = 16 + hl + ((4 - ((16 + hl) % 4)) % 4);
-    const limit = o.shardBytes ?? 2 ** 31;
-    const dtype = o.dtype ?? "float32";
-    const width = dtype === "bfloat16" ? 2 : 4;
-    const shards: LlamaSlice[][] = [[]];
-    let size = 0;
-    for (const s of layout.slices) {
-      if (shards.at(-1)!.length && size + s.length * width > limit) {
-        shards.push([]);
-        size = 0;
-      }
-      shards.at(-1)!.push(s);
-      size += s.length * width;
-    }
-    await Deno.mkdir(o.out, { recursive: true });
-    const names = shards.length === 1
-      ? ["model.safetensors"]
-      : shards.map((_, i) =>
-        `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`
-      );
-    const files: string[] = [];
-    const weightMap: Record<string, string> = {};
-    for (const [i, sl] of shards.entries()) {
-      const parts = [];
-      for (const s of sl) {
-        const f32 = await readAt(f, start + s.offset * 4, s.length * 4);
-        parts.push({ slice: s, data: dtype === "bfloat16" ? float32ToBfloat16(f32) : f32 });
-        weightMap[s.name] = names[i];
-      }
-      const path = `${o.out}/${names[i]}`;
-      await writeAtomic(path, encodeSafetensors(parts, dtype));
-      files.push(path);
-    }
-    if (shards.length > 1) {
-      const total = layout.slices.reduce((a, s) => a + s.length * width, 0);
-      const path = `${o.out}/model.safetensors.index.json`;
-      await writeAtomic(path, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
-      files.push(path);
-    }
-    const cfgPath = `${o.out}/config.json`;
-    const context = sourceContext(info, shape.maxSeq);
-    await writeAtomic(cfgPath, JSON.stringify(hfConfigOf({ ...shape, maxSeq: context.length }, dtype), null, 2) + "\n");
-    files.push(cfgPath);
-    return {
-      step: ck.state.step,
-      files,
-      shape,
-      contextLength: context.length,
-      notes: context.note ? [context.note] : [],
-    };
+    return await writeExport(o, info, ck, { f, path: part.path, start, shape: header.shape, total: header.total });
   } finally {
     f.close();
   }
+}
+
+/** The parameters of `src` (float32 values in layout order from byte `start` of the open file) as a Hugging Face
+ * directory. */
+async function writeExport(
+  o: ExportOptions,
+  info: RunInfo,
+  ck: VerifiedCheckpoint,
+  src: { f: Deno.FsFile; path: string; start: number; shape: ModelShape; total: number },
+): Promise<ExportResult> {
+  const { f, start, shape, total } = src;
+  if (shape.family !== "llama") {
+    throw new UserError(
+      `${o.runDir}: the run trains the ${shape.family ?? "gpt"} family; --hf exports llama-family runs ` +
+        "(model.from or a llama preset)",
+    );
+  }
+  const layout = llamaLayout(shape);
+  if (layout.total !== total) {
+    throw new UserError(
+      `${src.path}: holds ${total} values, the ${shape.modelType} layout has ${layout.total}`,
+    );
+  }
+  const limit = o.shardBytes ?? 2 ** 31;
+  const dtype = o.dtype ?? "float32";
+  const width = dtype === "bfloat16" ? 2 : 4;
+  const shards: LlamaSlice[][] = [[]];
+  let size = 0;
+  for (const s of layout.slices) {
+    if (shards.at(-1)!.length && size + s.length * width > limit) {
+      shards.push([]);
+      size = 0;
+    }
+    shards.at(-1)!.push(s);
+    size += s.length * width;
+  }
+  await Deno.mkdir(o.out, { recursive: true });
+  const names = shards.length === 1
+    ? ["model.safetensors"]
+    : shards.map((_, i) =>
+      `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`
+    );
+  const files: string[] = [];
+  const weightMap: Record<string, string> = {};
+  for (const [i, sl] of shards.entries()) {
+    const parts = [];
+    for (const s of sl) {
+      const f32 = await readAt(f, start + s.offset * 4, s.length * 4);
+      parts.push({ slice: s, data: dtype === "bfloat16" ? float32ToBfloat16(f32) : f32 });
+      weightMap[s.name] = names[i];
+    }
+    const path = `${o.out}/${names[i]}`;
+    await writeAtomic(path, encodeSafetensors(parts, dtype));
+    files.push(path);
+  }
+  if (shards.length > 1) {
+    const total = layout.slices.reduce((a, s) => a + s.length * width, 0);
+    const path = `${o.out}/model.safetensors.index.json`;
+    await writeAtomic(path, JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+    files.push(path);
+  }
+  const cfgPath = `${o.out}/config.json`;
+  const context = sourceContext(info, shape.maxSeq);
+  await writeAtomic(cfgPath, JSON.stringify(hfConfigOf({ ...shape, maxSeq: context.length }, dtype), null, 2) + "\n");
+  files.push(cfgPath);
+  return {
+    step: ck.state.step,
+    files,
+    shape,
+    contextLength: context.length,
+    notes: context.note ? [context.note] : [],
+  };
 }

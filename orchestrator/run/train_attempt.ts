@@ -18,8 +18,11 @@ import { PlannerWorker } from "../planner/worker.ts";
 import { nodeFingerprintOf } from "../config/profile_fingerprint.ts";
 import type { NodeFingerprint } from "../config/profile_doc.ts";
 import {
+  type CheckpointFormat,
   checkpointName,
   type CheckpointStore,
+  DCP_DIR,
+  formatOf,
   type ManifestPart,
   type VerifiedCheckpoint,
 } from "./checkpoint_store.ts";
@@ -125,6 +128,50 @@ function partsFor(places: RankPlace[], parts: ManifestPart[]): { path: string; s
     out.push({ path: part.path, sha256: part.sha256 });
   }
   return out;
+}
+
+/**
+ * Where rank `p` writes or reads a "dcp" checkpoint `name`: in its directory `dir` here, and on SSH nodes too when
+ * `training.checkpoint_dir` is set (`shared`: a filesystem every node mounts at that path, which DCP needs to load
+ * across nodes), else in the node's run directory.
+ */
+function dcpDir(p: RankPlace, dir: string, name: string, shared: boolean): string {
+  return p.node.config.transport === "local" || shared
+    ? `${dir}/${DCP_DIR}`
+    : `${p.node.runDir}/checkpoints/${name}/${DCP_DIR}`;
+}
+
+const FORMAT_WORDS: Record<CheckpointFormat, string> = {
+  flat: "the TypeScript executors' flat format (executor: cpu or webgpu)",
+  dcp: "the torch executors' sharded format (executor: torch-cpu or cuda)",
+};
+
+/**
+ * Loads checkpoint `ck` into every rank: the flat format's per-rank parts (`partsFor`), or the sharded directory
+ * with its file list (each rank checks the files, DCP reshards to this run's ranks). A string says why it cannot be.
+ */
+async function loadInto(pool: ExecutorPool, ck: VerifiedCheckpoint, shared: boolean): Promise<string | undefined> {
+  const format = ck.manifest.format ?? "flat";
+  const mine = formatOf(pool.places[0].kind);
+  if (format !== mine) {
+    return `it is in ${FORMAT_WORDS[format]} and this run's ${pool.places[0].kind} executors read ` +
+      `${FORMAT_WORDS[mine]}; resume with the executor that wrote it, or start a new run`;
+  }
+  if (format === "flat") {
+    const parts = partsFor(pool.places, ck.manifest.parts);
+    if (typeof parts === "string") return parts;
+    await pool.load(parts);
+    return undefined;
+  }
+  const files = [...new Map(ck.manifest.parts.map((p) => [p.path.slice(p.path.lastIndexOf("/") + 1), p])).entries()]
+    .map(([name, p]) => ({ name, bytes: p.bytes, sha256: p.sha256 }));
+  await pool.request(
+    (r) => ({ type: "load", path: dcpDir(pool.places[r], ck.dir, ck.name, shared), files }),
+    "loaded",
+    300_000,
+    "load",
+  );
+  return undefined;
 }
 
 function launchLine(e: ProgressEvent): string | undefined {
@@ -302,13 +349,12 @@ class Attempt {
     const log = ctx.log;
     let loaded: VerifiedCheckpoint | undefined;
     for (const ck of ctx.checkpoints) {
-      const parts = partsFor(pool.places, ck.manifest.parts);
-      if (typeof parts === "string") {
-        log(`checkpoint ${ck.name} cannot be used: ${parts}; trying the previous one`);
-        continue;
-      }
       try {
-        await pool.load(parts);
+        const why = await loadInto(pool, ck, ctx.config.training.checkpointDir !== undefined);
+        if (why !== undefined) {
+          log(`checkpoint ${ck.name} cannot be used: ${why}; trying the previous one`);
+          continue;
+        }
         loaded = ck;
         break;
       } catch (e) {
@@ -440,13 +486,28 @@ async function checkpoint(
   const t0 = performance.now();
   const name = checkpointName(step);
   const dir = await ctx.store.prepare(step);
+  const format = formatOf(pool.places[0].kind);
   const pathOf = (p: RankPlace) =>
-    p.node.config.transport === "local"
+    format === "dcp"
+      ? dcpDir(p, dir, name, ctx.config.training.checkpointDir !== undefined)
+      : p.node.config.transport === "local"
       ? `${dir}/rank-${p.rank}.ckpt`
       : `${p.node.runDir}/checkpoints/${name}/rank-${p.rank}.ckpt`;
-  let parts;
+  let parts: { rank: number; path: string; sha256: string; bytes: number }[];
   try {
-    parts = await pool.save(pathOf);
+    if (format === "flat") parts = await pool.save(pathOf);
+    else {
+      // Every rank writes its files into the sharded checkpoint directory; each file is one part of the manifest.
+      const saved = await pool.request(
+        (r) => ({ type: "save", path: pathOf(pool.places[r]) }),
+        "saved",
+        300_000,
+        "save",
+      );
+      parts = [...saved.values()].flatMap((x) =>
+        (x.files ?? []).map((f) => ({ rank: x.rank, path: `${x.path}/${f.name}`, sha256: f.sha256, bytes: f.bytes }))
+      );
+    }
   } catch (e) {
     if (e instanceof FaultError) {
       await pool.settled();
@@ -471,32 +532,38 @@ async function checkpoint(
       bytes: x.bytes,
     };
   });
-  // Ranks of one backend kind hold bit-identical state; a difference means a broken executor.
+  // Ranks of one backend kind hold bit-identical state; a difference means a broken executor (flat format: each
+  // rank's part is its whole state).
   const byKind = new Map<string, string>();
-  for (const x of parts) {
+  for (const x of format === "flat" ? parts : []) {
     const kind = pool.places[x.rank].kind;
     const first = byKind.get(kind);
     if (first === undefined) byKind.set(kind, x.sha256);
     else if (first !== x.sha256) ctx.log(`warning: rank ${x.rank}'s state differs from rank 0's (${kind})`);
   }
-  await ctx.store.commit({
-    version: 1,
-    runId: ctx.runId,
-    step,
-    sampler,
-    ...ctx.hashes,
-    worldSize: pool.worldSize,
-    ranks: pool.places.map((p) => ({
-      rank: p.rank,
-      node: p.node.config.index,
-      host: p.node.config.host,
-      device: p.device,
-      kind: p.kind,
-    })),
-    savedAt: new Date().toISOString(),
-  }, manifestParts);
+  await ctx.store.commit(
+    {
+      version: 1,
+      runId: ctx.runId,
+      step,
+      sampler,
+      ...ctx.hashes,
+      worldSize: pool.worldSize,
+      ranks: pool.places.map((p) => ({
+        rank: p.rank,
+        node: p.node.config.index,
+        host: p.node.config.host,
+        device: p.device,
+        kind: p.kind,
+      })),
+      savedAt: new Date().toISOString(),
+    },
+    manifestParts,
+    format,
+  );
   await ctx.store.prune(ctx.config.training.keepCheckpoints);
   const mb = parts.reduce((s, x) => s + x.bytes, 0) / 1024 ** 2;
-  ctx.log(`checkpoint ${name}: ${parts.length} parts, ${mb.toFixed(1)} MiB, ${(performance.now() - t0).toFixed(0)} ms`);
+  const what = format === "dcp" ? `${parts.length} files (sharded, ${pool.worldSize} ranks)` : `${parts.length} parts`;
+  ctx.log(`checkpoint ${name}: ${what}, ${mb.toFixed(1)} MiB, ${(performance.now() - t0).toFixed(0)} ms`);
   return true;
 }

@@ -1,7 +1,7 @@
 // The executor harness tests of the TypeScript executors, run against the PyTorch executor
 // (kernels/torch/executor_main.py --kind torch-cpu, gloo on 127.0.0.1, one torch thread per process): initial
 // parameters bit-identical to kernels/model.ts, a mixed SP plan equal to the TypeScript degree-1 reference, AdamW
-// steps with bit-identical state on every rank and exact save/load, bad plans refused by every rank, a killed peer
+// steps with exact sharded (DCP) save/load, an altered checkpoint refused by every rank, bad plans refused, a killed peer
 // failing the others fast, and a wrong secret refused at the rendezvous. Skipped, with the reason, without torch.
 
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
@@ -20,9 +20,7 @@ import {
   ExecutorProc,
   group,
   isType,
-  loadAll,
   plan,
-  saveAll,
   sequenceMaker,
   startRun,
   stepAll,
@@ -44,6 +42,39 @@ const START_MS = 180_000;
 
 const seqs = sequenceMaker();
 
+type Saved = { path: string; files: { name: string; bytes: number; sha256: string }[] };
+
+/** Every rank saves into the sharded checkpoint directory `dir/tag`. */
+async function saveAll(procs: ExecutorProc[], dir: string, tag: string): Promise<Saved[]> {
+  await Promise.all(procs.map((x) => x.send({ type: "save", path: `${dir}/${tag}` })));
+  return await Promise.all(procs.map((x) => x.next(isType("saved"), 60_000, "saved"))) as Saved[];
+}
+
+/** Every file of a checkpoint, as the manifest lists them. */
+const filesOf = (saved: Saved[]) => saved.flatMap((x) => x.files);
+
+/** Every rank loads the checkpoint of `saved`. */
+async function loadAll(procs: ExecutorProc[], saved: Saved[]): Promise<void> {
+  await Promise.all(procs.map((x) => x.send({ type: "load", path: saved[0].path, files: filesOf(saved) })));
+  await Promise.all(procs.map((x) => x.next(isType("loaded"), 60_000, "loaded")));
+}
+
+/** name -> sha256 of the tensor data files (DCP's .metadata holds a save id). */
+const dataFiles = (saved: Saved[]) =>
+  Object.fromEntries(filesOf(saved).filter((f) => f.name.endsWith(".distcp")).map((f) => [f.name, f.sha256]));
+
+/** The whole state of a sharded checkpoint, converted to the flat format by kernels/torch/dcp_export.py --flat. */
+async function stateOf(saved: Saved[]) {
+  const out = `${saved[0].path}.flat`;
+  const script = new URL("../../kernels/torch/dcp_export.py", import.meta.url).pathname;
+  const r = await new Deno.Command(torch.ok ? torch.python : "python3", {
+    args: [script, saved[0].path, out, "--flat"],
+  })
+    .output();
+  assert(r.success, new TextDecoder().decode(r.stderr));
+  return decodeState(await Deno.readFile(out), TINY, out);
+}
+
 Deno.test({
   name: "torch-cpu executor processes: init, a mixed SP plan vs the TypeScript reference, AdamW, save/load, bad plans",
   ignore,
@@ -62,10 +93,9 @@ Deno.test({
     try {
       const init = await saveAll(procs, dir, "init");
       await t.step("initial parameters are bit-identical to the TypeScript executors'", async () => {
-        const st = decodeState(await Deno.readFile(init[0].path), TINY, init[0].path);
+        const st = await stateOf(init);
         assertEquals(st.step, 0);
         assertBitEqual(st.params, initParams(paramLayout(TINY), testInit(0, 4, TINY).seed), "initial parameters");
-        for (const x of init) assertEquals(x.sha256, init[0].sha256, `rank ${x.rank}`);
       });
 
       await t.step("SP 2+1+1 then 4 equals the TypeScript degree-1 reference (losses and gradient)", async () => {
@@ -96,17 +126,15 @@ Deno.test({
         const norm = Math.sqrt(g.reduce((a, x) => a + x * x, 0));
         const clip = norm > 1 ? 1 / (norm + 1e-6) : 1;
         const refM = g.map((x) => 0.1 * x * clip);
-        const saved = await saveAll(procs, dir, "mixed");
-        for (const x of saved) assertEquals(x.sha256, saved[0].sha256, `rank ${x.rank} state differs`);
-        const st = decodeState(await Deno.readFile(saved[0].path), TINY, saved[0].path);
+        const st = await stateOf(await saveAll(procs, dir, "mixed"));
         const scale = refM.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
         assertArrayClose(st.m, refM, 1e-4 * scale, 1e-3, "first moment (= clipped mean gradient) vs TypeScript");
       });
 
       await t.step(
-        "3 AdamW steps: the loss falls, state bit-identical on every rank, load restores it exactly",
+        "3 AdamW steps: the loss falls, load restores the state exactly, an altered checkpoint is refused",
         async () => {
-          await loadAll(procs, init[0].path);
+          await loadAll(procs, init);
           const s = seqs([90, 33, 64, 17, 120]);
           const losses: number[] = [];
           for (let step = 0; step < 3; step++) {
@@ -122,15 +150,17 @@ Deno.test({
           }
           assert(losses[2] < losses[0], `loss should fall on a repeated batch: ${losses}`);
           const saved = await saveAll(procs, dir, "after3");
-          for (const x of saved) assertEquals(x.sha256, saved[0].sha256, `rank ${x.rank} state differs from rank 0`);
-          assertEquals(decodeState(await Deno.readFile(saved[0].path), TINY, saved[0].path).step, 3, "AdamW steps");
+          assertEquals((await stateOf(saved)).step, 3, "AdamW steps");
           await stepAll(procs, plan(3, [{ groups: [group([0, 1, 2, 3], [s[4]])] }]));
-          await loadAll(procs, saved[0].path);
+          await loadAll(procs, saved);
           const again = await saveAll(procs, dir, "reloaded");
-          for (const x of again) assertEquals(x.sha256, saved[0].sha256, "load restores the exact state");
-          await procs[1].send({ type: "load", path: saved[0].path, sha256: "f".repeat(64) });
-          const e = await procs[1].next(isType("error"), 30_000, "sha mismatch");
+          assertEquals(dataFiles(again), dataFiles(saved), "load restores the exact state");
+          const files = filesOf(saved).map((f) => ({ ...f, sha256: "f".repeat(64) }));
+          await Promise.all(procs.map((x) => x.send({ type: "load", path: saved[0].path, files })));
+          // Every rank refuses it together; rank 0 alone reports it.
+          const e = await procs[0].next(isType("error"), 30_000, "sha mismatch");
           assert(/sha256 [0-9a-f]{12}… is not ffffffffffff…/.test(e.message) && !e.fatal, e.message);
+          await loadAll(procs, saved);
         },
       );
 

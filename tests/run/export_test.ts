@@ -34,6 +34,12 @@ if mode == "make":
     hf.load_weights(src, lay, flat)
     flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(2)) * 0.01)
     write_atomic(ckpt, encode_state(shape, 3, flat, torch.full_like(flat, 0.5), torch.zeros_like(flat)))
+    if len(sys.argv) > 6:  # the same parameters as a sharded (DCP) checkpoint directory, as the torch executors save
+        import dcp_checkpoint
+        tr, _ = single_rank(shape, flat, config_json=hf.read_config(src))
+        files = dcp_checkpoint.save(sys.argv[6], tr.inner, tr.optim, 3, shape,
+                                    dcp_checkpoint.layout_names(tr.inner, lay), 0)
+        print(json.dumps(files))
 elif mode == "count":
     shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
     print(json.dumps({"total": param_layout(shape).total}))
@@ -74,32 +80,53 @@ async function py(args: string[]): Promise<string> {
 
 const HAVE = (await pythonImportFailure("transformers, torch")) === undefined;
 
-/** A run directory whose step-3 checkpoint holds `ckpt` as rank 0's part. */
-async function makeRun(run: string, ckpt: string): Promise<void> {
+/**
+ * A run directory whose step-3 checkpoint holds `ckpt` as rank 0's part, or with `dcp`, the sharded checkpoint
+ * directory `dcp` (inside the step directory) and its files.
+ */
+async function makeRun(
+  run: string,
+  ckpt: string,
+  dcp?: { name: string; bytes: number; sha256: string }[],
+): Promise<void> {
   await Deno.writeTextFile(`${run}/run.json`, JSON.stringify({ version: 1, runId: "r", name: "t" }));
   const store = new CheckpointStore(`${run}/checkpoints`);
   await store.prepare(3);
   const st = await Deno.stat(ckpt);
-  await store.commit({
-    version: 1,
-    runId: "r",
-    step: 3,
-    sampler: { kind: "synthetic", distribution: "github", rng: 1, drawn: 8 },
-    fingerprintHash: "f",
-    datasetHash: "d",
-    profileHash: "p",
-    worldSize: 1,
-    ranks: [{ rank: 0, node: 0, host: "localhost", device: 0, kind: "torch-cpu" }],
-    savedAt: new Date().toISOString(),
-  }, [{
-    rank: 0,
-    node: 0,
-    host: "localhost",
-    transport: "local",
-    path: ckpt,
-    sha256: await fileSha256(ckpt),
-    bytes: st.size,
-  }]);
+  await store.commit(
+    {
+      version: 1,
+      runId: "r",
+      step: 3,
+      sampler: { kind: "synthetic", distribution: "github", rng: 1, drawn: 8 },
+      fingerprintHash: "f",
+      datasetHash: "d",
+      profileHash: "p",
+      worldSize: 1,
+      ranks: [{ rank: 0, node: 0, host: "localhost", device: 0, kind: "torch-cpu" }],
+      savedAt: new Date().toISOString(),
+    },
+    dcp
+      ? dcp.map((f) => ({
+        rank: 0,
+        node: 0,
+        host: "localhost",
+        transport: "local" as const,
+        path: `${run}/checkpoints/step-00000003/dcp/${f.name}`,
+        sha256: f.sha256,
+        bytes: f.bytes,
+      }))
+      : [{
+        rank: 0,
+        node: 0,
+        host: "localhost",
+        transport: "local",
+        path: ckpt,
+        sha256: await fileSha256(ckpt),
+        bytes: st.size,
+      }],
+    dcp ? "dcp" : "flat",
+  );
 }
 
 const CASES: [string, Record<string, unknown>, string[], string[]][] = [
@@ -122,6 +149,8 @@ const CASES: [string, Record<string, unknown>, string[], string[]][] = [
     "config.json",
   ]],
   ["llama", {}, ["--dtype", "bfloat16"], ["model.safetensors", "config.json"]],
+  // A sharded checkpoint of the torch executors (torch.distributed.checkpoint), read tensor by tensor.
+  ["llama", {}, ["dcp"], ["model.safetensors", "config.json"]],
 ];
 
 for (const [kind, over, flags, expectFiles] of CASES) {
@@ -133,9 +162,17 @@ for (const [kind, over, flags, expectFiles] of CASES) {
       try {
         const run = `${dir}/run`, ckpt = `${dir}/run/rank-0.ckpt`, out = `${dir}/hf`;
         await Deno.mkdir(run);
-        await py(["make", kind, `${dir}/src`, ckpt, JSON.stringify(over)]);
-        await makeRun(run, ckpt);
-        const r = await exportCli([run, "--hf", out, ...flags]);
+        const dcp = flags.includes("dcp");
+        const made = await py([
+          "make",
+          kind,
+          `${dir}/src`,
+          ckpt,
+          JSON.stringify(over),
+          ...(dcp ? [`${run}/checkpoints/step-00000003/dcp`] : []),
+        ]);
+        await makeRun(run, ckpt, dcp ? JSON.parse(made) : undefined);
+        const r = await exportCli([run, "--hf", out, ...flags.filter((f) => f !== "dcp")]);
         assertEquals(r.code, 0, r.err);
         const dtype = flags.includes("bfloat16") ? "bfloat16" : "float32";
         assertIncludes(r.out, `exported step 3 (${kind}, 2 layers, ${dtype})`);

@@ -162,3 +162,28 @@ def seqs(lengths: list[int], first_id: int = 0, offset: int = 0) -> list[dict[st
         out.append({"id": first_id + i, "offset": offset, "length": n})
         offset += n
     return out
+
+
+def save_all(procs: list[Proc], path: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """Every rank saves into the checkpoint directory `path`; their `saved` events in rank order."""
+    for p in procs:
+        p.send({"type": "save", "path": path})
+    return [p.of("saved", timeout) for p in procs]
+
+
+def files_of(saved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every file of a checkpoint (as the orchestrator's manifest lists them), from the ranks' `saved` events."""
+    return [f for s in saved for f in s["files"]]
+
+
+def load_all(procs: list[Proc], saved: list[dict[str, Any]], timeout: float = 60) -> None:
+    """Every rank loads the checkpoint of `saved` (its directory and files)."""
+    for p in procs:
+        p.send({"type": "load", "path": saved[0]["path"], "files": files_of(saved)})
+    for p in procs:
+        p.of("loaded", timeout)
+
+
+def data_files(saved: list[dict[str, Any]]) -> dict[str, str]:
+    """name -> sha256 of a checkpoint's tensor data files (DCP's .metadata holds a save id, so it differs)."""
+    return {f["name"]: f["sha256"] for f in files_of(saved) if f["name"].endswith(".distcp")}

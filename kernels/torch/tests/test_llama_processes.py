@@ -3,20 +3,24 @@
 # degree), 2 (K/V heads split) and 1 in one 4-rank run: every group's loss equals transformers' loss on the same
 # sequences within 1e-4 (a degree incompatible with the heads: test_llama.py, check_plan). ZeRO-3 (FSDP2 over the
 # 4 ranks, zeroStage 3) and ZeRO-0 (replicas) take the same training steps: losses within 1e-5 over steps that
-# mix SP degrees, and the saved states agree; each ZeRO-3 rank holds a quarter of the parameters.
+# mix SP degrees, and the saved states agree; each ZeRO-3 rank holds a quarter of the parameters. Each sharded
+# checkpoint holds every value once, and a ZeRO-0 one resumes under ZeRO-3 and on 2 ranks (DCP reshards).
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
 import unittest
+from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 
 import hf
-from checkpoint import decode_state
-from model import ModelShape
-from tests.harness import Proc, group, plan, seqs, start_run, step_all, stop_all
+from dcp_checkpoint import read_flat
+from model import ModelShape, param_layout
+from tests.harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
+                           stop_all)
 from tests.llama_fixtures import hf_mean_loss, save_tiny
 
 torch.set_num_threads(1)
@@ -76,8 +80,23 @@ TRAIN = [  # (groups, lengths) per step: SP degrees change from step to step
 ]
 
 
+def step_losses(procs: list[Proc], step: int, groups: list[list[int]], lengths: list[list[int]]) -> list[float]:
+    """Runs one training step of TRAIN's kind; each group's loss sum."""
+    gs, off = [], 0
+    for ranks, ls in zip(groups, lengths):
+        gs.append(group(ranks, seqs(ls, offset=off)))
+        off += sum(ls)
+    done = step_all(procs, plan(step, [gs], lr=3e-3), timeout=120)
+    return [done[r[0]]["microBatches"][0]["lossSum"] for r in groups]
+
+
+def distcp_bytes(saved: list[dict[str, Any]]) -> int:
+    """The bytes of a checkpoint's tensor data files."""
+    return sum(f["bytes"] for f in files_of(saved) if f["name"].endswith(".distcp"))
+
+
 class Zero3VsZero0(unittest.TestCase):
-    def test_same_losses_and_state(self) -> None:
+    def test_same_losses_and_state_and_checkpoints_reshard(self) -> None:
         root = tempfile.mkdtemp(prefix="flexsp-zero3-")
         try:
             model_dir, _ = save_tiny("llama", os.path.join(root, "model"), seed=12)
@@ -86,23 +105,18 @@ class Zero3VsZero0(unittest.TestCase):
             with open(path, "wb") as f:
                 f.write(bytes(torch.randint(0, 128, (2000,), generator=g, dtype=torch.int16).untyped_storage()))
             shape = hf.shape_json(hf.read_config(model_dir), model_dir)
+
+            def extra(stage: int) -> dict[str, Any]:
+                return {"dataset": {"tokensPath": path, "tokenBytes": 2}, "modelFrom": model_dir,
+                        "zeroStage": stage, "checkpointing": "selective"}
+
             runs = {}
             for stage in (0, 3):
-                extra = {"dataset": {"tokensPath": path, "tokenBytes": 2}, "modelFrom": model_dir,
-                         "zeroStage": stage, "checkpointing": "selective"}
-                procs = start_run(4, shape, init=lambda r: extra)
+                procs = start_run(4, shape, init=lambda r: extra(stage))
                 try:
-                    losses = []
-                    for step, (groups, lengths) in enumerate(TRAIN):
-                        gs, off = [], 0
-                        for ranks, ls in zip(groups, lengths):
-                            gs.append(group(ranks, seqs(ls, offset=off)))
-                            off += sum(ls)
-                        done = step_all(procs, plan(step, [gs], lr=3e-3), timeout=120)
-                        losses.append([done[r[0]]["microBatches"][0]["lossSum"] for r in groups])
-                    for p in procs:
-                        p.send({"type": "save", "path": os.path.join(root, f"z{stage}-{p.rank}.ckpt")})
-                    saved = [p.of("saved") for p in procs]
+                    losses = [step_losses(procs, step, *t) for step, t in enumerate(TRAIN[:-1])]
+                    saved = save_all(procs, os.path.join(root, f"z{stage}"))
+                    losses.append(step_losses(procs, len(TRAIN) - 1, *TRAIN[-1]))
                     logs = "".join(procs[1].stderr)
                 finally:
                     stop_all(procs)
@@ -115,15 +129,33 @@ class Zero3VsZero0(unittest.TestCase):
             mine, total = (int(x) for x in __import__("re").search(r"ZeRO-3 \(FSDP2\): (\d+) of (\d+)",
                                                                      runs[3][2]).groups())
             self.assertLessEqual(mine, total // 4 + 4096)
-            self.assertEqual(len({s["sha256"] for s in runs[3][1]}), 1)  # every rank writes the same full state
-            sh = ModelShape.from_json(shape)
-            states = []
+            # Each checkpoint holds every parameter and both moments once (not once per rank), written by the ranks
+            # together: within 10% of 12 bytes per parameter plus each stored item's serialisation.
             for stage in (0, 3):
-                with open(runs[stage][1][0]["path"], "rb") as f:
-                    states.append(decode_state(f.read(), sh, "ckpt"))
-            self.assertEqual(states[0].step, states[1].step)
-            torch.testing.assert_close(states[1].params, states[0].params, rtol=0, atol=1e-5)
-            torch.testing.assert_close(states[1].m, states[0].m, rtol=0, atol=1e-6)
+                saved = runs[stage][1]
+                items = len(dcp.FileSystemReader(saved[0]["path"]).read_metadata().storage_data)
+                got = distcp_bytes(saved)
+                self.assertGreater(got, 12 * total)
+                self.assertLess(got, 1.1 * 12 * total + 2048 * items, f"ZeRO-{stage}: {got} bytes for {total}")
+                writers = [s["rank"] for s in saved if any(f["name"].endswith(".distcp") for f in s["files"])]
+                self.assertEqual(writers, [0, 1, 2, 3], f"ZeRO-{stage}: every rank writes its part")
+            lay = param_layout(ModelShape.from_json(shape))
+            states = [read_flat(runs[stage][1][0]["path"], lay) for stage in (0, 3)]
+            self.assertEqual(states[0][0], states[1][0])
+            torch.testing.assert_close(states[1][1], states[0][1], rtol=0, atol=1e-5)
+            torch.testing.assert_close(states[1][2], states[0][2], rtol=0, atol=1e-6)
+            # Resharding: the ZeRO-0 checkpoint of 4 ranks resumed under ZeRO-3 on 4 ranks, and on 2 ranks (one SP
+            # group of 2 instead of 4), gives the next step's loss of the uninterrupted run within 1e-5.
+            want = runs[0][0][-1][0]
+            for n, stage in ((4, 3), (2, 0)):
+                procs = start_run(n, shape, init=lambda r: extra(stage))
+                try:
+                    load_all(procs, runs[0][1])
+                    got_loss = step_losses(procs, len(TRAIN) - 1, [list(range(n))], TRAIN[-1][1])[0]
+                finally:
+                    stop_all(procs)
+                self.assertAlmostEqual(got_loss, want, delta=1e-5 * max(1.0, abs(want)),
+                                       msg=f"{n} ranks, ZeRO-{stage}, from the 4-rank ZeRO-0 checkpoint")
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -1,0 +1,104 @@
+# One measurement of `deno task bench --only checkpoint` (bench/checkpoint.ts): WORLD torch-cpu ranks (gloo on
+# 127.0.0.1, one thread each) hold a GPT of the given shape under ZeRO-STAGE with its AdamW state, and each rank times
+# (1) the sharded DCP save of kernels/torch/dcp_checkpoint.py and the bytes it wrote, (2) loading it back, and (3) the
+# full-copy format the torch executor wrote before (every tensor gathered whole to every rank's host, the flat file
+# of checkpoint.py written by every rank). Prints one JSON object: per rank, seconds and bytes of each.
+# `python3 bench/checkpoint_bench.py --shape JSON --world N --stage Z --dir DIR`
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", "torch"))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import dcp_checkpoint  # noqa: E402
+from causal_lm import CausalLm, transformers_config  # noqa: E402
+from checkpoint import encode_state, write_atomic  # noqa: E402
+from model import ModelShape, init_params, param_layout  # noqa: E402
+from trainer import AdamWConfig, Trainer  # noqa: E402
+
+OPT = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    return (t.full_tensor() if hasattr(t, "full_tensor") else t).detach().to("cpu", torch.float32)
+
+
+def full_copy_save(tr: Trainer, shape: ModelShape, path: str) -> int:
+    """The former format: every tensor gathered whole, three flat buffers, one whole file per rank."""
+    lay = tr.layout
+    p, m, v = (torch.zeros(lay.total) for _ in range(3))
+    for sl, param in zip(lay.slices, tr.params):
+        st = tr.optim.state.get(param, {})
+        for buf, t in ((p, param), (m, st.get("exp_avg")), (v, st.get("exp_avg_sq"))):
+            if t is not None:
+                buf[sl.offset : sl.offset + sl.length] = _full(t).reshape(-1)
+    data = encode_state(shape, 1, p, m, v)
+    write_atomic(path, data)
+    return len(data)
+
+
+def worker(rank: int, a: argparse.Namespace, port: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=a.world)
+    shape = ModelShape.from_json(json.loads(a.shape))
+    lay = param_layout(shape)
+    host = init_params(lay, 1)
+    by = lay.by_name
+    with torch.device("meta"):
+        model = CausalLm(shape, transformers_config(shape, None), "none")
+    tr = Trainer(model, lay, torch.device("cpu"), a.world, a.stage, "fp32", OPT,
+                 lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
+    names = dcp_checkpoint.layout_names(tr.inner, lay)
+    ck = os.path.join(a.dir, "dcp")
+    dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)  # warm-up; creates the AdamW state
+    dist.barrier()
+    t0 = time.perf_counter()
+    files = dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)
+    save_s = time.perf_counter() - t0
+    dist.barrier()
+    t0 = time.perf_counter()
+    info = dcp_checkpoint.check(ck, [f for per in _all(files) for f in per], shape, rank, a.world)
+    dcp_checkpoint.load(ck, info, tr.inner, tr.optim)
+    load_s = time.perf_counter() - t0
+    dist.barrier()
+    t0 = time.perf_counter()
+    full_bytes = full_copy_save(tr, shape, os.path.join(a.dir, f"rank-{rank}.ckpt"))
+    full_s = time.perf_counter() - t0
+    res = {"rank": rank, "dcpSaveS": save_s, "dcpLoadS": load_s, "dcpBytes": sum(f["bytes"] for f in files),
+           "fullSaveS": full_s, "fullBytes": full_bytes}
+    every = _all(res)
+    if rank == 0:
+        print(json.dumps({"params": lay.total, "world": a.world, "stage": a.stage, "ranks": every}), flush=True)
+    dist.destroy_process_group()
+
+
+def _all(x: object) -> list:
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, x)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", required=True)
+    ap.add_argument("--world", type=int, default=1)
+    ap.add_argument("--stage", type=int, default=0)
+    ap.add_argument("--dir", required=True)
+    a = ap.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(a, port), nprocs=a.world, join=True)
+
+
+if __name__ == "__main__":
+    main()
