@@ -133,7 +133,7 @@ Deno.test({
           await sc.client(["scancel", jobId]);
           await sc.waitJob(jobId, 60_000);
           const log = await jobLog(dir, jobId);
-          assertIncludes(log, "interrupted: finishing the current step", "Resume with:");
+          assertIncludes(log, "SIGTERM: finishing the current step, then saving a checkpoint", "Resume with:");
           const stopped = log.match(/stopped after step (\d+); the last checkpoint is step (\d+)/);
           assert(stopped, log);
           assertEquals(stopped[1], stopped[2], "a checkpoint of the last finished step");
