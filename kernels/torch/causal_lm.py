@@ -167,11 +167,18 @@ class CausalLm(nn.Module):
         return (self.transformer.ln_f if self.gpt else self.model.norm)(x)[0]
 
 
-def fill(model: CausalLm, layout: ParamLayout, get: Callable[[str, str], torch.Tensor],
-         shard: Callable[[torch.Tensor, nn.Parameter], torch.Tensor]) -> None:
-    """Fills every parameter (after `to_empty`) from full host tensors: `get(layout name, module name)`, cut to the
-    rank's part by `shard(full, param)` (the whole tensor for replicas, the FSDP shard under ZeRO)."""
+#: A source of starting tensors: (layout name, module name, rows) -> rows [a, b) of dim 0 (all rows when None).
+Source = Callable[[str, str, "tuple[int, int] | None"], torch.Tensor]
+
+
+def fill(model: CausalLm, layout: ParamLayout, get: Source,
+         rows_of: Callable[[nn.Parameter], "tuple[int, int] | None"],
+         place: Callable[[torch.Tensor, nn.Parameter], torch.Tensor]) -> None:
+    """Fills every parameter (after `to_empty`) from host tensors, one at a time: only the rows this rank holds
+    (`rows_of(param)`: all of them for replicas, its dim-0 FSDP shard under ZeRO) are asked of `get`, then `place`d
+    on the device."""
     with torch.no_grad():
         for lname, mname, p in model.named_layout_params(layout):
             local = p.to_local() if hasattr(p, "to_local") else p
-            local.copy_(shard(get(lname, mname).reshape(p.shape).to(torch.float32), p))
+            part = get(lname, mname, rows_of(p)).to(torch.float32)
+            local.copy_(place(part.reshape(-1, *p.shape[1:]) if p.dim() > 1 else part.reshape(-1), p))

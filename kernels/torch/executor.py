@@ -30,13 +30,13 @@ import torch
 import torch.distributed as dist
 
 from attention import AttentionKernel, Segments, UlyssesContext
-from causal_lm import CausalLm, transformers_config
+from causal_lm import CausalLm, Source, transformers_config
 import dcp_checkpoint
 from checkpoint import sha256_hex
 from comm import DataPlane, StoreListener, interface_of
 from fault_injection import injected_fault
 from hf import TensorReader, read_config, shape_json
-from model import ModelShape, ParamLayout, init_mode, init_params, param_layout
+from model import ModelShape, ParamLayout, init_mode, init_slice, param_layout
 from packing import FileSource, SyntheticSource, TokenSource, pack_slice
 from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
 from step_plan import MyGroup, check_plan
@@ -112,7 +112,7 @@ class _State:
     #: The model on the meta device until the trainer materialises it (at init for one rank, at peers otherwise).
     model: CausalLm
     #: Full host tensors to start from: (layout name, module name) -> tensor (seeded init or model.from).
-    start: Callable[[str, str], torch.Tensor] | None
+    start: Source | None
     start_close: Callable[[], None] | None
     zero_stage: int
     precision: str
@@ -241,20 +241,31 @@ class Executor:
         model_from = init.get("modelFrom")
         config_json = None
         start_close: Callable[[], None] | None = None
-        t0 = time.perf_counter()
         if model_from is not None:
             self._check_hf_shape(str(model_from), shape)
             config_json = read_config(str(model_from))
             reader = TensorReader(str(model_from), layout)
-            start: Callable[[str, str], torch.Tensor] = lambda name, _m: reader(name)  # noqa: E731
-            start_close = reader.close
+            start: Source = lambda name, _m, rows: reader(name, rows)  # noqa: E731
+            total = sum(4 * sl.length for sl in layout.slices)
+
+            def close_reader() -> None:
+                reader.close()
+                self.log(f"model.from: read {reader.bytes_read()} bytes of tensors for this rank's part "
+                         f"(the model is {total} bytes in float32)")
+
+            start_close = close_reader
             how = f"from {model_from}"
         else:
+            # Each tensor is generated on its own when its turn comes (every slice has its own stream), so no rank
+            # holds the whole model on the host; each keeps the rows it holds.
             mode = init_mode(layout)
-            host = init_params(layout, int(init.get("seed", 0)), mode)
-            by = layout.by_name
-            start = lambda name, _m: host[by[name].offset : by[name].offset + by[name].length]  # noqa: E731
-            how = f"initialised ({mode}) in {time.perf_counter() - t0:.2f} s"
+            seed, index = int(init.get("seed", 0)), {sl.name: i for i, sl in enumerate(layout.slices)}
+
+            def start(name: str, _m: str, rows: tuple[int, int] | None) -> torch.Tensor:
+                t = init_slice(layout, index[name], seed, mode).view(layout.slices[index[name]].shape)
+                return t if rows is None or t.dim() == 0 else t[rows[0] : rows[1]]
+
+            how = f"initialised ({mode}), one tensor at a time"
         kernel = AttentionKernel(self.device, PRECISIONS[precision], shape.heads, shape.kv_heads or shape.heads,
                                  shape.head_dim or shape.hidden // shape.heads,
                                  bool(init.get("allowQuadraticAttention", False)), self.log)

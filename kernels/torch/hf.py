@@ -159,6 +159,8 @@ class SafetensorsFile:
             self.f.close()
             raise
         self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+        #: Tensor bytes read so far (a rank reading only its rows reads about its share).
+        self.bytes_read = 0
 
     def _read_header(self, path: str) -> int:
         """Reads and checks the header (every entry: dtype, shape, data_offsets within the file); the file's size."""
@@ -184,20 +186,31 @@ class SafetensorsFile:
     def names(self) -> list[str]:
         return list(self.header)
 
-    def get(self, name: str) -> torch.Tensor:
-        """Tensor `name` as a CPU tensor in its stored dtype (a copy)."""
+    def shape(self, name: str) -> list[int]:
+        """The stored shape of tensor `name`."""
+        return list(self.header[name]["shape"])
+
+    def get(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Tensor `name` as a CPU tensor in its stored dtype (a copy); `rows` (a, b): only rows [a, b) of dim 0,
+        reading only their bytes."""
         h = self.header[name]
         dt = _DTYPES.get(h["dtype"])
         if dt is None:
             raise HfError(f"{self.path}: tensor {name} has dtype {h['dtype']} (supported: {', '.join(_DTYPES)})")
         a, b = h["data_offsets"]
+        shape = list(h["shape"])
+        if rows is not None and shape:
+            per_row = (b - a) // shape[0] if shape[0] else 0
+            a, b = a + rows[0] * per_row, a + rows[1] * per_row
+            shape = [rows[1] - rows[0], *shape[1:]]
         assert self.mm is not None
         buf = bytearray(self.mm[self.base + a : self.base + b])
         if len(buf) != b - a:  # the header was checked at open; the file shrank since
             raise HfError(f"{self.path}: truncated: tensor {name} has {len(buf)} of its {b - a} bytes")
+        self.bytes_read += len(buf)
         if not buf:
-            return torch.zeros(h["shape"], dtype=dt)
-        return torch.frombuffer(buf, dtype=dt).reshape(h["shape"])
+            return torch.zeros(shape, dtype=dt)
+        return torch.frombuffer(buf, dtype=dt).reshape(shape)
 
     def close(self) -> None:
         if self.mm is not None:
@@ -242,19 +255,25 @@ class TensorReader:
                           f"{', '.join(missing[:3])}")
         self.shapes = {s.name: s.shape for s in layout.slices}
         self.files: dict[str, SafetensorsFile] = {}
+        self.read_closed = 0
 
-    def __call__(self, name: str) -> torch.Tensor:
+    def __call__(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Tensor `name` (rows [a, b) of dim 0 only, when given)."""
         path = self.where[name]
         sf = self.files.get(path)
         if sf is None:
             sf = self.files[path] = SafetensorsFile(path)
-        t = sf.get(name)
-        if tuple(t.shape) != self.shapes[name]:
-            raise HfError(f"{path}: tensor {name} has shape {list(t.shape)}, config.json implies "
+        if tuple(sf.shape(name)) != self.shapes[name]:
+            raise HfError(f"{path}: tensor {name} has shape {sf.shape(name)}, config.json implies "
                           f"{list(self.shapes[name])}")
-        return t
+        return sf.get(name, rows)
+
+    def bytes_read(self) -> int:
+        """Tensor bytes read so far, over every file."""
+        return self.read_closed + sum(f.bytes_read for f in self.files.values())
 
     def close(self) -> None:
+        self.read_closed = self.bytes_read()
         for f in self.files.values():
             f.close()
         self.files = {}

@@ -117,7 +117,8 @@ def main() -> int:
         model = CausalLm(shape, transformers_config(shape), a.policy)
     by = lay.by_name
     tr = Trainer(model, lay, dev, 1, 3 if a.zero3 else 0, precision, AdamWConfig(0.1, 1.0, 0.9, 0.95, 1e-8),
-                 lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
+                 lambda n, _m, rows: host[by[n].offset : by[n].offset + by[n].length].view(by[n].shape)[
+                     slice(*rows) if rows else slice(None)])
     kernel = AttentionKernel(dev, PRECISIONS[precision], shape.heads, shape.kv_heads, shape.head_dim)
     host = torch.empty(0)  # the trainer holds what it needs
     failed = False

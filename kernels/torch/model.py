@@ -384,21 +384,30 @@ def init_params(layout: ParamLayout, seed: int, mode: str = "exact",
     on every rank of a device type and on every run, seconds for billions of parameters, but not the TypeScript
     executors' bits.
     """
+    dev = device or torch.device("cpu")
+    out = torch.zeros(layout.total, dtype=torch.float32, device=dev)
+    for i, s in enumerate(layout.slices):
+        out[s.offset : s.offset + s.length] = init_slice(layout, i, seed, mode, dev)
+    return out
+
+
+def init_slice(layout: ParamLayout, i: int, seed: int, mode: str = "exact",
+               device: torch.device | None = None) -> torch.Tensor:
+    """Slice `i` of `init_params` on its own (flat float32): each slice has its own stream, so a rank can start from
+    one tensor at a time instead of the whole model."""
     if mode not in ("exact", "fast"):
         raise ValueError(f"init_params: unknown mode {mode}")
     dev = device or torch.device("cpu")
-    out = torch.zeros(layout.total, dtype=torch.float32, device=dev)
-    residual_std = INIT_STD / math.sqrt(2 * layout.shape.layers)
-    for i, s in enumerate(layout.slices):
-        dst = out[s.offset : s.offset + s.length]
-        if s.init == "ones":
-            dst.fill_(1)
-        elif s.init in ("normal", "normal_residual"):
-            std = INIT_STD if s.init == "normal" else residual_std
-            if mode == "fast":
-                g = torch.Generator(device=dev).manual_seed(((seed % (1 << 31)) << 20) + i + 1)
-                torch.randn(s.length, generator=g, dtype=torch.float32, out=dst)
-                dst.mul_(std)
-            else:
-                dst.copy_(torch.tensor(Prng(seed, i + 1).normals(s.length, std), dtype=torch.float64).to(dev))
-    return out
+    s = layout.slices[i]
+    dst = torch.zeros(s.length, dtype=torch.float32, device=dev)
+    if s.init == "ones":
+        dst.fill_(1)
+    elif s.init in ("normal", "normal_residual"):
+        std = INIT_STD if s.init == "normal" else INIT_STD / math.sqrt(2 * layout.shape.layers)
+        if mode == "fast":
+            g = torch.Generator(device=dev).manual_seed(((seed % (1 << 31)) << 20) + i + 1)
+            torch.randn(s.length, generator=g, dtype=torch.float32, out=dst)
+            dst.mul_(std)
+        else:
+            dst.copy_(torch.tensor(Prng(seed, i + 1).normals(s.length, std), dtype=torch.float64).to(dev))
+    return dst

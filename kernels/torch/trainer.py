@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from causal_lm import CausalLm, fill
+from causal_lm import CausalLm, Source, fill
 from model import ParamLayout
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -51,8 +51,9 @@ class Trainer:
     """The model wrapped for data parallelism and its optimizer."""
 
     def __init__(self, model: CausalLm, layout: ParamLayout, device: torch.device, world_size: int, zero_stage: int,
-                 precision: str, opt: AdamWConfig, get: Callable[[str, str], torch.Tensor]) -> None:
-        """`model` on the meta device; `get(layout name, module name)` gives each full tensor (host) to start from."""
+                 precision: str, opt: AdamWConfig, get: Source) -> None:
+        """`model` on the meta device; `get(layout name, module name, rows)` gives each tensor (the rows of dim 0
+        this rank holds, on the host) to start from."""
         if precision not in PRECISIONS:
             raise ValueError(f"training.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.inner = model
@@ -77,7 +78,7 @@ class Trainer:
                 u.set_force_sum_reduction_for_comms(True)  # type: ignore[operator]  # gloo has no PREMUL_SUM
         model.to_empty(device=device)
         model.after_to_empty(device)
-        fill(model, layout, get, self._shard_of)
+        fill(model, layout, get, self._rows, self._place)
         self.module: nn.Module = model
         if world_size > 1 and not self.sharded:
             self.ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, init_sync=False)
@@ -113,17 +114,21 @@ class Trainer:
 
     # ---------- sharding ----------
 
-    def _shard_of(self, full: torch.Tensor, p: nn.Parameter) -> torch.Tensor:
-        """This rank's part of a full host tensor: all of it for a replica, its dim-0 FSDP shard (torch.chunk over
-        the ranks, FSDP2's layout) under ZeRO, cut on the host so only the shard reaches the device."""
-        if not self.sharded:
-            return full.to(self.device)
-        local = _local(p)
+    def _rows(self, p: nn.Parameter) -> tuple[int, int] | None:
+        """The rows of dim 0 this rank holds: all (None) for a replica, its FSDP2 shard under ZeRO (torch.chunk
+        over the ranks: chunks of ceil(rows / ranks), the last ranks' possibly short or empty)."""
+        if not self.sharded or p.dim() == 0:
+            return None
         n, r = self.mesh.size(), self.mesh.get_local_rank()
-        chunks = torch.chunk(full, n, dim=0)
-        part = chunks[r] if r < len(chunks) else full[:0]
-        if part.shape != local.shape:  # a padded shard: FSDP2 pads the last ranks' chunks
-            padded = torch.zeros(local.shape, dtype=full.dtype)
+        size = -(-p.shape[0] // n)
+        a = min(p.shape[0], r * size)
+        return a, min(p.shape[0], a + size)
+
+    def _place(self, part: torch.Tensor, p: nn.Parameter) -> torch.Tensor:
+        """A rank's part (host) on the device, zero-padded to the local shard's shape where FSDP2 pads it."""
+        local = _local(p)
+        if part.shape != local.shape:
+            padded = torch.zeros(local.shape, dtype=part.dtype)
             padded[: part.shape[0]] = part
             part = padded
         return part.to(self.device)

@@ -21,8 +21,9 @@ def single_rank(shape: ModelShape, flat: torch.Tensor, precision: str = "fp32", 
         model = CausalLm(shape, transformers_config(shape, config_json), checkpointing)
     by = lay.by_name
 
-    def get(name: str, _m: str) -> torch.Tensor:
-        return flat[by[name].offset : by[name].offset + by[name].length]
+    def get(name: str, _m: str, rows: tuple[int, int] | None) -> torch.Tensor:
+        t = flat[by[name].offset : by[name].offset + by[name].length].view(by[name].shape)
+        return t if rows is None else t[rows[0] : rows[1]]
 
     tr = Trainer(model, lay, torch.device("cpu"), 1, 0, precision, OPT, get)
     kernel = AttentionKernel(torch.device("cpu"), PRECISIONS[precision], shape.heads, shape.kv_heads or shape.heads,

@@ -3,7 +3,8 @@
 # degree), 2 (K/V heads split) and 1 in one 4-rank run: every group's loss equals transformers' loss on the same
 # sequences within 1e-4 (a degree incompatible with the heads: test_llama.py, check_plan). ZeRO-3 (FSDP2 over the
 # 4 ranks, zeroStage 3) and ZeRO-0 (replicas) take the same training steps: losses within 1e-5 over steps that
-# mix SP degrees, and the saved states agree; each ZeRO-3 rank holds a quarter of the parameters. Each sharded
+# mix SP degrees, and the saved states agree; each ZeRO-3 rank holds a quarter of the parameters and reads only the rows
+# of its shards from the safetensors (about a quarter of the bytes). Each sharded
 # checkpoint holds every value once, and a ZeRO-0 one resumes under ZeRO-3 and on 2 ranks (DCP reshards).
 from __future__ import annotations
 
@@ -129,6 +130,13 @@ class Zero3VsZero0(unittest.TestCase):
             mine, total = (int(x) for x in __import__("re").search(r"ZeRO-3 \(FSDP2\): (\d+) of (\d+)",
                                                                      runs[3][2]).groups())
             self.assertLessEqual(mine, total // 4 + 4096)
+            # model.from: a ZeRO-3 rank reads only the rows of its shards (about a quarter of the weights); a replica
+            # reads everything.
+            read = {st: [int(x) for x in __import__("re").search(r"model\.from: read (\d+) bytes .* is (\d+) bytes",
+                                                                  runs[st][2]).groups()] for st in (0, 3)}
+            self.assertEqual(read[0][0], read[0][1])
+            self.assertLessEqual(read[3][0], read[3][1] // 4 * 1.1, f"ZeRO-3 rank 1 read {read[3]}")
+            self.assertGreaterEqual(read[3][0], read[3][1] // 4 * 0.9, f"ZeRO-3 rank 1 read {read[3]}")
             # Each checkpoint holds every parameter and both moments once (not once per rank), written by the ranks
             # together: within 10% of 12 bytes per parameter plus each stored item's serialisation.
             for stage in (0, 3):
