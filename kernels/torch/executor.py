@@ -303,7 +303,7 @@ class Executor:
         t0 = time.perf_counter()
         try:
             s.trainer = Trainer(s.model, s.layout, self.device, s.world_size, s.zero_stage, s.precision, s.opt,
-                                s.start)
+                                s.start, s.kernel)
         finally:
             if s.start_close is not None:
                 s.start_close()

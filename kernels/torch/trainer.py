@@ -51,9 +51,10 @@ class Trainer:
     """The model wrapped for data parallelism and its optimizer."""
 
     def __init__(self, model: CausalLm, layout: ParamLayout, device: torch.device, world_size: int, zero_stage: int,
-                 precision: str, opt: AdamWConfig, get: Source) -> None:
+                 precision: str, opt: AdamWConfig, get: Source, kernel: Any = None) -> None:
         """`model` on the meta device; `get(layout name, module name, rows)` gives each tensor (the rows of dim 0
-        this rank holds, on the host) to start from."""
+        this rank holds, on the host) to start from; `kernel`: the run's AttentionKernel, reused for DDP's settling
+        backward (a new one would repeat its start-up self-check on a GPU)."""
         if precision not in PRECISIONS:
             raise ValueError(f"training.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.inner = model
@@ -92,9 +93,9 @@ class Trainer:
             [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=0.0, betas=(opt.beta1, opt.beta2), eps=opt.eps, **kw)
         if self.ddp is not None:
-            self._settle_ddp_buckets()
+            self._settle_ddp_buckets(kernel)
 
-    def _settle_ddp_buckets(self) -> None:
+    def _settle_ddp_buckets(self, kernel: Any = None) -> None:
         """
         DDP rebuilds its gradient buckets once, after the first backward, in the order the gradients became ready;
         gloo's all-reduce sums each element in an order that depends on where it lies in its bucket. So that a
@@ -104,8 +105,9 @@ class Trainer:
         from attention import AttentionKernel, Segments, UlyssesContext
 
         sh = self.inner.shape
-        kernel = AttentionKernel(self.device, self.dtype, sh.heads, sh.kv_heads or sh.heads,
-                                 sh.head_dim or sh.hidden // sh.heads)
+        if kernel is None:
+            kernel = AttentionKernel(self.device, self.dtype, sh.heads, sh.kv_heads or sh.heads,
+                                     sh.head_dim or sh.hidden // sh.heads)
         one = torch.zeros(1, dtype=torch.int64, device=self.device)
         with self.autocast():
             loss = self.module(one, one, one - 1, UlyssesContext(None, 1, Segments([0, 1]), kernel))
