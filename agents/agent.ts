@@ -216,7 +216,11 @@ async function handle(cmd: AgentCommand): Promise<void> {
           plan = rankPlan(cmd.plan, rank);
         } catch (e) {
           const message = (e as Error).message;
-          replies.offer({ type: "from_executor", rank, msg: { type: "error", rank, message, fatal: false } });
+          replies.offer({
+            type: "from_executor",
+            rank,
+            msg: { type: "error", rank, message, fatal: false, echo: false },
+          });
           continue;
         }
         supervisor.send(rank, { type: "step", plan });

@@ -8,7 +8,9 @@ import type { ModelShape, RopeScaling } from "./model_shape.ts";
 export const HF_MODEL_TYPES = ["llama", "mistral", "qwen2"] as const;
 
 /** A config.json flexsp cannot use (the message names the file and what is wrong). */
-export class HfConfigError extends Error {}
+export class HfConfigError extends Error {
+  override name = "HfConfigError";
+}
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -92,13 +94,15 @@ export function readHfShape(dir: string): ModelShape {
     text = Deno.readTextFileSync(path);
   } catch (e) {
     const why = e instanceof Deno.errors.NotFound ? "not found" : String((e as Error).message);
-    throw new HfConfigError(`${path}: ${why} (model.from must be a Hugging Face model directory with config.json)`);
+    throw new HfConfigError(`${path}: ${why} (model.from must be a Hugging Face model directory with config.json)`, {
+      cause: e,
+    });
   }
   let cfg: Json;
   try {
     cfg = JSON.parse(text);
   } catch (e) {
-    throw new HfConfigError(`${path}: not valid JSON (${(e as Error).message})`);
+    throw new HfConfigError(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
   return shapeFromHfConfig(cfg, path);
 }

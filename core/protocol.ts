@@ -210,7 +210,13 @@ export type ExecutorEvent =
    */
   | { type: "saved"; rank: number; path: string; sha256: string; bytes: number; files?: CheckpointFile[] }
   | { type: "loaded"; rank: number; path: string }
-  | { type: "error"; rank: number; message: string; fatal: boolean }
+  /**
+   * A failed command. `fatal`: the executor is unusable and exits (false: a refusal, the executor stays usable).
+   * `echo`: the error only repeats another rank's failure, noticed over the data plane (a peer disconnected, a
+   * collective aborted), so it is never the root cause while another fault is known. Executors set it from the
+   * error's class, never from its text; an executor that omits it (older ones) is read as `echo: false`.
+   */
+  | { type: "error"; rank: number; message: string; fatal: boolean; echo: boolean }
   | { type: "profile_compute_done"; rank: number; result: ProfileComputeResult }
   | { type: "profile_alltoall_done"; rank: number; result: ProfileAllToAllResult };
 
@@ -393,7 +399,7 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number", files: "array?" },
   loaded: { rank: "number", path: "string" },
-  error: { message: "string" },
+  error: { message: "string", echo: "boolean?" },
   profile_compute_done: { rank: "number", result: "object" },
   profile_alltoall_done: { rank: "number", result: "object" },
 };

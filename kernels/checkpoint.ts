@@ -85,7 +85,7 @@ export async function readStateFile(path: string, sha256?: string): Promise<Uint
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new Error(`load: cannot read ${path}: ${(e as Error).message}`);
+    throw new Error(`load: cannot read ${path}: ${(e as Error).message}`, { cause: e });
   }
   if (sha256 !== undefined && sha256Hex(bytes) !== sha256) {
     throw new Error(`load: ${path}: sha256 ${sha256Hex(bytes).slice(0, 12)}… is not ${sha256.slice(0, 12)}…`);

@@ -19,7 +19,9 @@ export async function loadWebGpuBackend(): Promise<Backend> {
   try {
     mod = await import("./webgpu/backend.ts");
   } catch (e) {
-    throw new Error(`WebGPU executor: cannot load the WebGPU backend (${(e as Error).message}); use --kind cpu`);
+    throw new Error(`WebGPU executor: cannot load the WebGPU backend (${(e as Error).message}); use --kind cpu`, {
+      cause: e,
+    });
   }
   if (typeof mod.createWebGpuBackend !== "function") {
     throw new Error("WebGPU executor: kernels/webgpu/backend.ts does not export createWebGpuBackend()");
@@ -28,7 +30,7 @@ export async function loadWebGpuBackend(): Promise<Backend> {
   try {
     return await mod.createWebGpuBackend();
   } catch (e) {
-    throw new Error(`WebGPU executor: no usable adapter: ${(e as Error).message}`);
+    throw new Error(`WebGPU executor: no usable adapter: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -92,7 +94,7 @@ async function main(): Promise<number> {
   }, emit);
   const onBadLine = (error: string) => {
     log(error);
-    emit({ type: "error", rank: exec.rank, message: error, fatal: false });
+    emit({ type: "error", rank: exec.rank, message: error, fatal: false, echo: false });
   };
   for await (
     const cmd of readMessages<ExecutorCommand>(

@@ -11,6 +11,7 @@
 import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import { readStateFile, writeStateFile } from "./checkpoint.ts";
 import { injectedFault } from "./fault_injection.ts";
+import { isPeerEcho } from "./dataplane/mesh.ts";
 import { checkAllToAllRequest, checkComputeRequest } from "./profiling.ts";
 import { checkPlan } from "./step_plan.ts";
 import type { HandleResult } from "./executor.ts";
@@ -119,7 +120,8 @@ export class SimExecutor {
           return "exit";
       }
     } catch (e) {
-      this.emit({ type: "error", rank, message: (e as Error).message, fatal: false });
+      // Decided by class (the simulated executor has no data plane: in practice its errors are its own).
+      this.emit({ type: "error", rank, message: (e as Error).message, fatal: false, echo: isPeerEcho(e) });
     }
     return "continue";
   }
@@ -152,6 +154,7 @@ export class SimExecutor {
           rank,
           message: `injected fault (FLEXSP_STEP_FAULT) in step ${plan.step}`,
           fatal: true,
+          echo: false,
         });
         return "exit";
       }

@@ -37,7 +37,7 @@ export async function fileSource(path: string, tokenBytes: 2 | 4): Promise<Token
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    throw new Error(`dataset: cannot open token file ${path}: ${(e as Error).message}`);
+    throw new Error(`dataset: cannot open token file ${path}: ${(e as Error).message}`, { cause: e });
   }
   const size = (await file.stat()).size;
   const tokens = Math.floor(size / tokenBytes);

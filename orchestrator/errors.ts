@@ -2,9 +2,10 @@
 
 /** An error the user caused (bad config, unreachable host, impossible batch). CLIs print only its message. */
 export class UserError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    // Subclasses (e.g. NoProfileError) name themselves.
+    this.name = new.target.name;
   }
 }
 
@@ -19,7 +20,7 @@ export class WriteFailure extends Error {
     const errno = Number(text.match(/\(os error (\d+)\)/)?.[1]);
     const code = (cause as { code?: string })?.code ?? ERRNO_NAMES[errno];
     const what = text.replace(/ \(os error \d+\)/, "").replace(/: \w+ '[^']*'$/, "");
-    super(`cannot write ${path}: ${code ? `${code}, ` : ""}${what}`);
+    super(`cannot write ${path}: ${code ? `${code}, ` : ""}${what}`, { cause });
     this.name = "WriteFailure";
   }
 }

@@ -16,10 +16,32 @@ import type { GroupComm } from "../group_comm.ts";
 import { acceptHandshake, dialHandshake } from "./auth.ts";
 import { bytesF32, f32Bytes, type Frame, FRAME_ABORT, FRAME_DATA, readFrame, writeFrame } from "./frame.ts";
 
-/** A data-plane failure (peer lost, timeout, authentication, desync). */
+/**
+ * A data-plane failure. `echo` (default true): it repeats another rank's failure, noticed over the wire (a peer
+ * disconnected, aborted, timed out, fell out of step or could not be reached); false for this rank's own misuse
+ * (bad arguments, a closed mesh) or a local error a collective wrapped (`cause`). Executors report it in the `echo`
+ * field of their `error` event, which the orchestrator's root-cause policy reads (orchestrator/cluster/fault.ts).
+ */
 export class DataPlaneError extends Error {
   override name = "DataPlaneError";
+  readonly echo: boolean;
+  constructor(message: string, options: ErrorOptions & { echo?: boolean } = {}) {
+    super(message, options);
+    this.echo = options.echo ?? true;
+  }
 }
+
+/**
+ * Whether an error only repeats another rank's failure: a DataPlaneError that says so, itself or as the `cause` of
+ * an error that wraps it (the executor's FatalError). Decided by class, never by the message.
+ */
+export function isPeerEcho(e: unknown): boolean {
+  if (e instanceof DataPlaneError) return e.echo;
+  return e instanceof Error && e.cause !== undefined && isPeerEcho(e.cause);
+}
+
+/** The options of a DataPlaneError this rank caused itself (not an echo of a peer's failure). */
+const LOCAL = { echo: false };
 
 /** Options of {@link Mesh.listen}. */
 export interface MeshOptions {
@@ -91,11 +113,13 @@ export class Mesh {
 
   /** Binds an ephemeral port on `bindHost` and starts accepting (authenticated) connections from higher ranks. */
   static listen(o: MeshOptions): Promise<Mesh> {
-    if (!Number.isInteger(o.worldSize) || o.worldSize < 1) throw new DataPlaneError(`bad world size ${o.worldSize}`);
-    if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.worldSize) {
-      throw new DataPlaneError(`rank ${o.rank} outside [0, ${o.worldSize})`);
+    if (!Number.isInteger(o.worldSize) || o.worldSize < 1) {
+      throw new DataPlaneError(`bad world size ${o.worldSize}`, LOCAL);
     }
-    if (!o.secret) throw new DataPlaneError("the data-plane secret is empty");
+    if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.worldSize) {
+      throw new DataPlaneError(`rank ${o.rank} outside [0, ${o.worldSize})`, LOCAL);
+    }
+    if (!o.secret) throw new DataPlaneError("the data-plane secret is empty", LOCAL);
     const listener = Deno.listen({ hostname: o.bindHost, port: 0, transport: "tcp" });
     const mesh = new Mesh(o, listener);
     mesh.#acceptLoop();
@@ -172,14 +196,16 @@ export class Mesh {
   async connect(endpoints: Endpoint[]): Promise<void> {
     const byRank = new Map<number, Endpoint>();
     for (const e of endpoints) {
-      if (byRank.has(e.rank)) throw new DataPlaneError(`peers: rank ${e.rank} listed twice`);
+      if (byRank.has(e.rank)) throw new DataPlaneError(`peers: rank ${e.rank} listed twice`, LOCAL);
       byRank.set(e.rank, e);
     }
     for (let r = 0; r < this.worldSize; r++) {
-      if (!byRank.has(r)) throw new DataPlaneError(`peers: no endpoint for rank ${r} (world size ${this.worldSize})`);
+      if (!byRank.has(r)) {
+        throw new DataPlaneError(`peers: no endpoint for rank ${r} (world size ${this.worldSize})`, LOCAL);
+      }
     }
     if (byRank.size !== this.worldSize) {
-      throw new DataPlaneError(`peers: ${byRank.size} endpoints for world size ${this.worldSize}`);
+      throw new DataPlaneError(`peers: ${byRank.size} endpoints for world size ${this.worldSize}`, LOCAL);
     }
     const deadline = Date.now() + this.#connectTimeoutMs;
     const dials: Promise<void>[] = [];
@@ -261,12 +287,12 @@ export class Mesh {
 
   #check(): void {
     if (this.#failed) throw this.#failed;
-    if (this.#closed) throw new DataPlaneError("data plane: mesh is closed");
+    if (this.#closed) throw new DataPlaneError("data plane: mesh is closed", LOCAL);
   }
 
   #fail(e: Error): void {
     if (this.#failed) return;
-    this.#failed = e instanceof DataPlaneError ? e : new DataPlaneError(e.message);
+    this.#failed = e instanceof DataPlaneError ? e : new DataPlaneError(e.message, { echo: false, cause: e });
     // Tell the peers why (so their errors name the root cause), then drop every connection.
     this.#abortPeers(`rank ${this.rank} failed: ${this.#failed.message}`).finally(() => this.#closeAll());
   }
@@ -284,9 +310,13 @@ export class Mesh {
   }
 
   #peer(r: number, what: string): Peer {
-    if (!(r >= 0 && r < this.worldSize) || r === this.rank) throw new DataPlaneError(`${what}: bad peer rank ${r}`);
+    if (!(r >= 0 && r < this.worldSize) || r === this.rank) {
+      throw new DataPlaneError(`${what}: bad peer rank ${r}`, LOCAL);
+    }
     const p = this.#peers[r];
-    if (!p.conn && !p.closed) throw new DataPlaneError(`${what}: rank ${r} is not connected (call connect first)`);
+    if (!p.conn && !p.closed) {
+      throw new DataPlaneError(`${what}: rank ${r} is not connected (call connect first)`, LOCAL);
+    }
     return p;
   }
 
@@ -329,7 +359,7 @@ export class Mesh {
         },
         reject: (e) => {
           clearTimeout(timer);
-          reject(new DataPlaneError(`${e.message} (during ${tag})`));
+          reject(new DataPlaneError(`${e.message} (during ${tag})`, { cause: e }));
         },
       };
       const timer = setTimeout(() => {
@@ -359,9 +389,9 @@ export class Mesh {
   allToAll(ranks: number[], chunks: Float32Array[], tag: string): Promise<Float32Array[]> {
     return this.#collective(async () => {
       const me = ranks.indexOf(this.rank);
-      if (me < 0) throw new DataPlaneError(`allToAll ${tag}: rank ${this.rank} is not in group [${ranks}]`);
+      if (me < 0) throw new DataPlaneError(`allToAll ${tag}: rank ${this.rank} is not in group [${ranks}]`, LOCAL);
       if (chunks.length !== ranks.length) {
-        throw new DataPlaneError(`allToAll ${tag}: ${chunks.length} chunks for ${ranks.length} ranks`);
+        throw new DataPlaneError(`allToAll ${tag}: ${chunks.length} chunks for ${ranks.length} ranks`, LOCAL);
       }
       const out: Float32Array[] = new Array(ranks.length);
       out[me] = chunks[me];
@@ -439,7 +469,7 @@ export class Mesh {
   /** The `GroupComm` of the SP group `ranks` (an all-to-all whose tags are prefixed with `prefix`). */
   group(ranks: number[], prefix = ""): GroupComm {
     const me = ranks.indexOf(this.rank);
-    if (me < 0) throw new DataPlaneError(`rank ${this.rank} is not in group [${ranks}]`);
+    if (me < 0) throw new DataPlaneError(`rank ${this.rank} is not in group [${ranks}]`, LOCAL);
     return {
       size: ranks.length,
       rank: me,

@@ -3,10 +3,7 @@
 
 /** Thrown when no WebGPU adapter (or device) is available on this machine. */
 export class WebGpuUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "WebGpuUnavailableError";
-  }
+  override name = "WebGpuUnavailableError";
 }
 
 /** What the executor reports about the adapter it runs on (matches the agent protocol's inventory fields). */
@@ -93,7 +90,9 @@ export async function openGpuDevice(options: { timestamps?: boolean } = {}): Pro
     if (options.timestamps && adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
     device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   } catch (e) {
-    throw new WebGpuUnavailableError(`the WebGPU adapter refused a device: ${(e as Error).message}; ${HINT}`);
+    throw new WebGpuUnavailableError(`the WebGPU adapter refused a device: ${(e as Error).message}; ${HINT}`, {
+      cause: e,
+    });
   }
   return { device, adapter: summarizeAdapter(adapter) };
 }

@@ -297,6 +297,8 @@ export class ExecutorPool {
             rank: ev.rank,
             reason: `executor failed: ${msg.message}`,
             detail: msg.message,
+            // Executors that predate the field omit it: not an echo.
+            echo: msg.echo === true,
           });
           return;
         }

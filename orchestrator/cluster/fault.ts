@@ -31,6 +31,11 @@ export interface Fault {
   reason: string;
   /** What happened, without the kind's prefix: the executor's error message, `exited with code 3`, the agent's loss. */
   detail: string;
+  /**
+   * For an executor error: the executor said it only repeats another rank's failure (the `echo` field of its `error`
+   * event: a peer disconnected, a collective aborted). Absent: not an echo.
+   */
+  echo?: boolean;
   /** For a timeout: the ranks that had not answered. */
   silent?: number[];
   /** Last lines of the executor's log or the agent's stderr. */
@@ -52,9 +57,9 @@ export function rankRanges(ranks: Iterable<number>): string {
   return out.join(", ");
 }
 
-/** An error message that only repeats another rank's failure (its peers notice over the data plane). */
-export function isEcho(message: string): boolean {
-  return /data plane|aborted|disconnected/i.test(message);
+/** An executor error that only repeats another rank's failure (its peers notice over the data plane). */
+export function isEcho(f: Fault): boolean {
+  return f.kind === "executor_error" && f.echo === true;
 }
 
 /**
@@ -67,7 +72,7 @@ export function rootCause(faults: Fault[]): Fault {
   const reported = new Set(faults.filter((f) => f.kind === "executor_error").map((f) => f.rank));
   return faults.find((f) => f.kind === "node_lost") ??
     faults.find((f) => f.kind === "executor_exit" && !reported.has(f.rank)) ??
-    faults.find((f) => f.kind === "executor_error" && !isEcho(f.detail)) ??
+    faults.find((f) => f.kind === "executor_error" && !isEcho(f)) ??
     faults.find((f) => f.kind === "timeout") ??
     faults[0];
 }
@@ -80,7 +85,7 @@ export function rootCause(faults: Fault[]): Fault {
 export function causePending(faults: Fault[]): boolean {
   if (!faults.length) return false;
   const cause = rootCause(faults);
-  return cause.kind === "executor_error" && isEcho(cause.detail);
+  return isEcho(cause);
 }
 
 /** One line naming a fault: `rank 2 on node 0 (host): executor killed by signal KILL`. */
@@ -97,6 +102,7 @@ export function describeRank(r: RankPlace | undefined, rank: number): string {
 
 /** A phase (start, step, save, load, a profiling command) ended by a fault; `fault` is the first one. */
 export class FaultError extends Error {
+  override name = "FaultError";
   constructor(readonly fault: Fault, readonly phase: string) {
     super(`${phase}: ${describeFault(fault)}`);
   }
@@ -104,6 +110,7 @@ export class FaultError extends Error {
 
 /** A non-fatal refusal by an executor (e.g. a checkpoint file with the wrong checksum); executors stay usable. */
 export class RefusedError extends Error {
+  override name = "RefusedError";
   constructor(readonly rank: number, readonly phase: string, readonly detail: string) {
     super(`${phase}: rank ${rank}: ${detail}`);
   }

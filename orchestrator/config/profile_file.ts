@@ -131,11 +131,6 @@ export async function readProfile(path: string): Promise<ProfileDoc> {
   return checkProfileDoc(value, path);
 }
 
-/** Reads a profile file's fitted constants; errors name the field. */
-export async function readProfileConstants(path: string): Promise<CostConstants> {
-  return storedToConstants((await readProfile(path)).constants);
-}
-
 /** Writes `doc` atomically: a temporary file in the same directory, fsync, rename. Creates the directory. */
 export async function writeProfile(path: string, doc: ProfileDoc): Promise<void> {
   await writeAtomic(path, JSON.stringify(doc, null, 1) + "\n", userWrite(path));

@@ -23,7 +23,9 @@ export interface Field {
 export type Locate = (path: (string | number)[], atKey?: boolean) => string;
 
 /** A validation failure: the located, path-qualified message. */
-export class SchemaError extends Error {}
+export class SchemaError extends Error {
+  override name = "SchemaError";
+}
 
 /** Formats a path like `cluster.nodes[1].devices`. */
 export function formatPath(path: (string | number)[]): string {

@@ -161,7 +161,7 @@ export async function readDatasetIndex(dir: string): Promise<DatasetIndex> {
         `(${m.documents * INDEX_RECORD_BYTES} bytes); the dataset is damaged, prepare it again`,
     );
   }
-  const sha = await sha256HexOf(bytes);
+  const sha = sha256Hex(bytes);
   if (sha !== m.files.index.sha256) {
     throw new UserError(`${indexPath}: sha256 differs from the manifest; the dataset is damaged, prepare it again`);
   }
@@ -190,17 +190,12 @@ export async function readDatasetIndex(dir: string): Promise<DatasetIndex> {
   return { dir: abs, manifest: m, offsets, lengths, tokensPath };
 }
 
-/** Hex sha256 of bytes (Web Crypto). */
-export async function sha256HexOf(bytes: Uint8Array): Promise<string> {
-  return await Promise.resolve(sha256Hex(bytes));
-}
-
 /** The tokenizer part of a content hash: `bytes`, or `huggingface:<identity hash>`. */
 export function tokenizerTag(info: TokenizerInfo): string {
   return info.kind === "bytes" ? "bytes" : `huggingface:${info.hash}`;
 }
 
 /** The dataset identity from its parts (see `DatasetManifest.contentHash`). */
-export async function contentHashOf(tokenizer: string, tokensSha: string, indexSha: string): Promise<string> {
-  return await sha256HexOf(new TextEncoder().encode(`${DATASET_FORMAT}/${tokenizer}/${tokensSha}/${indexSha}`));
+export function contentHashOf(tokenizer: string, tokensSha: string, indexSha: string): string {
+  return sha256Hex(`${DATASET_FORMAT}/${tokenizer}/${tokensSha}/${indexSha}`);
 }

@@ -25,6 +25,7 @@ import type { TokenizerInfo } from "./tokenizer.ts";
 
 /** Thrown by `DatasetWriter.endDocument` once `limit` documents are in: readers stop there. */
 export class LimitReached extends Error {
+  override name = "LimitReached";
   constructor() {
     super("document limit reached");
   }
@@ -95,7 +96,7 @@ export class DatasetOutput {
       ...(tokenizer.kind === "bytes" ? {} : { tokenizerInfo: tokenizer }),
       vocab: tokenizer.vocab,
       ...m,
-      contentHash: await contentHashOf(tokenizerTag(tokenizer), m.files.tokens.sha256, m.files.index.sha256),
+      contentHash: contentHashOf(tokenizerTag(tokenizer), m.files.tokens.sha256, m.files.index.sha256),
       createdAt: new Date().toISOString(),
     };
     await writeAtomic(`${this.dir}/${DATASET_FILES.manifest}`, JSON.stringify(manifest, null, 2) + "\n");

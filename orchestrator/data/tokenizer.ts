@@ -8,7 +8,7 @@
 
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { UserError } from "../errors.ts";
-import { sha256HexOf } from "./dataset_format.ts";
+import { sha256Hex } from "../../core/hash.ts";
 
 /** A special token as the manifest records it. */
 export interface SpecialToken {
@@ -95,9 +95,9 @@ async function readJson(path: string, what: string): Promise<{ bytes: Uint8Array
 /** The identity hash of a tokenizer: sha256 over the sha256s of tokenizer.json and tokenizer_config.json. */
 export async function tokenizerIdentity(path: string): Promise<string> {
   const f = await tokenizerFiles(path);
-  const a = await sha256HexOf(await Deno.readFile(f.json));
-  const b = f.config ? await sha256HexOf(await Deno.readFile(f.config)) : "none";
-  return await sha256HexOf(new TextEncoder().encode(`hf-tokenizer/${a}/${b}`));
+  const a = sha256Hex(await Deno.readFile(f.json));
+  const b = f.config ? sha256Hex(await Deno.readFile(f.config)) : "none";
+  return sha256Hex(`hf-tokenizer/${a}/${b}`);
 }
 
 /** A token name from tokenizer_config (a string, or an AddedToken object `{content: ...}`). */

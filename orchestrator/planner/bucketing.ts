@@ -177,21 +177,3 @@ export class BucketLadder {
     return q;
   }
 }
-
-/**
- * Buckets for the MILP. A number fixes Q. "auto" is the reference's adaptive rule: start at Q = min(K, 16) and
- * add buckets while the bucketed token total Σ bound·count exceeds (Σ s + capacityTokens) / 2, i.e. while the
- * rounding error uses more than half of the spare memory; at Q = number of distinct lengths the bucketing is
- * exact (one bucket per distinct length). `capacityTokens` is the micro-batch's token capacity (all devices).
- */
-export function chooseBuckets(
-  lengths: readonly number[],
-  seqs: readonly number[],
-  buckets: number | "auto",
-  capacityTokens: number,
-): Bucket[] {
-  if (seqs.length === 0) return [];
-  if (buckets !== "auto") return bucketSequences(lengths, seqs, buckets);
-  const ladder = new BucketLadder(lengths, seqs);
-  return ladder.buckets(ladder.adaptiveCount(capacityTokens));
-}

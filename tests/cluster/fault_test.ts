@@ -1,5 +1,6 @@
 // The root-cause policy of the executor pool (cluster/fault.ts): which fault launch, profile and nodes blame when
-// several arrive for one failure, whatever order they arrive in.
+// several arrive for one failure, whatever order they arrive in. An echo is what the executor said (the `echo` field
+// of its `error` event, carried on the fault), never what its message reads like.
 
 import { causePending, type Fault, isEcho, rootCause } from "../../orchestrator/cluster/fault.ts";
 import type { NodeLaunch } from "../../orchestrator/cluster/cluster_session.ts";
@@ -9,14 +10,18 @@ const node = (i: number) => ({ name: `node ${i} (h${i})` }) as unknown as NodeLa
 const n0 = node(0);
 const n1 = node(1);
 
-function fault(kind: Fault["kind"], n: NodeLaunch, rank: number | undefined, detail: string): Fault {
-  return { kind, node: n, rank, reason: detail, detail, atMs: 0 };
+function fault(kind: Fault["kind"], n: NodeLaunch, rank: number | undefined, detail: string, echo?: boolean): Fault {
+  return { kind, node: n, rank, reason: detail, detail, atMs: 0, ...(echo !== undefined ? { echo } : {}) };
 }
 
-const echo0 = fault("executor_error", n0, 0, "data plane: rank 1 disconnected");
-const echo2 = fault("executor_error", n1, 2, "step 4: aborted by rank 1: rank 1 failed: boom");
+const echo0 = fault("executor_error", n0, 0, "data plane: rank 1 disconnected", true);
+const echo2 = fault("executor_error", n1, 2, "step 4: aborted by rank 1: rank 1 failed: boom", true);
 const crash1 = fault("executor_exit", n0, 1, "was killed by signal SIGKILL");
-const error1 = fault("executor_error", n0, 1, "injected fault (FLEXSP_PROFILE_FAULT) at 2x64 tokens");
+const error1 = fault("executor_error", n0, 1, "injected fault (FLEXSP_PROFILE_FAULT) at 2x64 tokens", false);
+/** An executor's own error whose text reads like an echo: the field decides, not the words. */
+const ownAborted = fault("executor_error", n1, 3, "all-reduce aborted: data plane buffer disconnected", false);
+/** An error from an executor that predates the `echo` field: not an echo. */
+const older = fault("executor_error", n0, 2, "step 4: rank 2 disconnected");
 const exitAfterError1 = fault("executor_exit", n0, 1, "exited with code 0");
 const lost1 = fault("node_lost", n1, undefined, "the agent was killed by signal KILL");
 const timeout3 = fault("timeout", n1, 3, "within 5 s");
@@ -44,11 +49,17 @@ Deno.test("root cause: a timeout before echoes; only echoes: the first; no fault
   await assertThrows(() => rootCause([]), "no faults");
 });
 
-Deno.test("echoes: data-plane, abort and disconnect messages repeat another rank's failure", () => {
+Deno.test("echoes: the executor's echo field decides; an executor error without it, or any other fault, is not one", () => {
   assertEquals(
-    [echo0.detail, echo2.detail, error1.detail, "out of memory"].map(isEcho),
-    [true, true, false, false],
+    [echo0, echo2, error1, ownAborted, older, crash1, lost1, timeout3].map(isEcho),
+    [true, true, false, false, false, false, false, false],
   );
+});
+
+Deno.test("root cause: an error whose message says aborted but with echo false is the cause, not an echo", () => {
+  for (const order of everyOrder([echo0, ownAborted, echo2])) assertEquals(rootCause(order), ownAborted);
+  for (const order of everyOrder([echo0, older, timeout3])) assertEquals(rootCause(order), older);
+  assertEquals([[ownAborted], [older], [echo0, ownAborted]].map(causePending), [false, false, false]);
 });
 
 Deno.test("cause pending: only echoes wait for the node loss behind them; a loss, crash or own error does not", () => {

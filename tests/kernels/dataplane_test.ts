@@ -2,7 +2,7 @@
 // fixed-order all-reduce, barrier; and the failure cases (wrong secret, peer disconnect mid-collective, abort,
 // timeout, out-of-step tags), each a clear error well before any default timeout.
 
-import { Mesh } from "../../kernels/dataplane/mesh.ts";
+import { DataPlaneError, isPeerEcho, Mesh } from "../../kernels/dataplane/mesh.ts";
 import { Prng } from "../../kernels/model.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals, assertThrows } from "../assert.ts";
 
@@ -131,4 +131,52 @@ Deno.test("data plane: bad endpoint lists are rejected", async () => {
   } finally {
     closeAll(ms);
   }
+});
+
+/** The rejection of `p` as [class name, echo]. */
+async function echoOf(p: Promise<unknown>): Promise<[string, boolean]> {
+  const e = await p.then(() => undefined, (e) => e);
+  assert(e instanceof DataPlaneError, `a DataPlaneError, not ${e}`);
+  return [e.name, e.echo];
+}
+
+Deno.test("data plane: an error says by its class whether it repeats a peer's failure (echo), whatever its words", async () => {
+  // This rank's own misuse: not an echo.
+  assertEquals(
+    await echoOf(
+      Promise.resolve().then(() => Mesh.listen({ rank: 0, worldSize: 0, secret: "s", bindHost: "127.0.0.1" })),
+    ),
+    [
+      "DataPlaneError",
+      false,
+    ],
+  );
+  const ms = await mesh(3, { opTimeoutMs: 300 });
+  try {
+    assertEquals(await echoOf(ms[0].connect([ms[0].endpoint])), ["DataPlaneError", false]);
+  } finally {
+    closeAll(ms);
+  }
+  // A peer's abort, seen by a barrier and by an all-to-all with it: echoes.
+  const ms2 = await mesh(3, { opTimeoutMs: 300 });
+  try {
+    const eps = ms2.map((m) => m.endpoint);
+    await Promise.all(ms2.map((m) => m.connect(eps)));
+    const aborted = echoOf(ms2[0].barrier("x"));
+    const inGroup = echoOf(ms2[2].allToAll([1, 2], [new Float32Array(1), new Float32Array(1)], "a2a"));
+    await ms2[1].abort("out of memory");
+    assertEquals(await aborted, ["DataPlaneError", true]);
+    assertEquals(await inGroup, ["DataPlaneError", true]);
+  } finally {
+    closeAll(ms2);
+  }
+  // Through a wrapper (the executor's FatalError keeps it as its cause), and never from the text.
+  const peer = new DataPlaneError("data plane: rank 1 disconnected");
+  assertEquals([isPeerEcho(peer), isPeerEcho(new Error("step failed", { cause: peer }))], [true, true]);
+  assertEquals(
+    [new Error("data plane: rank 1 aborted"), new DataPlaneError("rank 1 disconnected", { echo: false })].map(
+      isPeerEcho,
+    ),
+    [false, false],
+  );
 });

@@ -11,7 +11,7 @@ import { packGroup, rankSlice } from "../../kernels/packing.ts";
 import { fileSource, type TokenSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
-import { assert, assertArrayClose, assertEquals } from "../assert.ts";
+import { assert, assertArrayClose, assertEquals, assertIncludes } from "../assert.ts";
 import {
   errorsOf,
   ExecutorProc,
@@ -157,6 +157,7 @@ Deno.test("executor processes: bad plans are refused by every rank with the same
       for (const e of errs) {
         assert(re.test(e.message), `unexpected message: ${e.message}`);
         assertEquals(e.fatal, false, "a refused plan is not fatal");
+        assertEquals(e.echo, false, "a refused plan is the rank's own error, not an echo");
       }
     }
     // The executors are still usable.
@@ -182,11 +183,26 @@ Deno.test("executor processes: a peer killed mid-step makes the others fail fast
     for (const x of [procs[0], procs[1], procs[3]]) {
       const e = await x.next(isType("error"), 15_000, "error after peer loss");
       assert(e.fatal, "peer loss is fatal");
+      assertEquals(e.echo, true, "a peer's loss noticed over the data plane is an echo");
       assert(/rank \d+ (disconnected|aborted|closed|connection failed)/.test(e.message), `message: ${e.message}`);
       const st = await x.status;
       assertEquals(st.code, 1, "exits 1 after a fatal error");
     }
     assert(Date.now() - t0 < 15_000, "no hang");
+  } finally {
+    await stopAll(procs);
+  }
+});
+
+Deno.test("executor processes: a rank's own step error is no echo; its peers' errors, from its abort, are", async () => {
+  const procs = await startRun(4, TINY, { env: { FLEXSP_STEP_FAULT: "1:error" } });
+  try {
+    const s = seqs([1000, 1000, 1000, 1000]);
+    const p = plan(0, [{ groups: [group([0, 1, 2, 3], [s[0], s[1], s[2], s[3]])] }]);
+    await Promise.all(procs.map((x) => x.send({ type: "step", plan: p })));
+    const errs = await Promise.all(procs.map((x) => x.next(isType("error"), 15_000, "step error")));
+    assertEquals(errs.map((e) => [e.fatal, e.echo]), [[true, true], [true, false], [true, true], [true, true]]);
+    assertIncludes(errs[1].message, "injected fault (FLEXSP_STEP_FAULT)");
   } finally {
     await stopAll(procs);
   }

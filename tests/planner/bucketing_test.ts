@@ -1,14 +1,25 @@
 // Bucketing DP (paper §3.3) against brute force over all bucket boundaries, and the adaptive bucket count rule.
 
 import { assert, assertEquals } from "../assert.ts";
-import {
-  type Bucket,
-  bucketError,
-  BucketLadder,
-  bucketSequences,
-  chooseBuckets,
-} from "../../orchestrator/planner/bucketing.ts";
+import { type Bucket, bucketError, BucketLadder, bucketSequences } from "../../orchestrator/planner/bucketing.ts";
+import { pickBuckets } from "../../orchestrator/planner/microbatch_milp.ts";
 import { Rng } from "../../orchestrator/data/rng.ts";
+import { toyContext } from "./fixtures.ts";
+
+/**
+ * The planner's bucket choice (`pickBuckets`, what the MILP runs) for a micro-batch whose token capacity is
+ * `capacityTokens`: one device holding exactly that many tokens.
+ */
+function chooseBuckets(
+  lengths: readonly number[],
+  seqs: readonly number[],
+  buckets: number | "auto",
+  capacityTokens: number,
+): Bucket[] {
+  const { ctx } = toyContext([1], { buckets }, capacityTokens);
+  assertEquals(ctx.capacity, [capacityTokens], "the context holds the capacity asked for");
+  return pickBuckets(ctx, lengths, seqs, {});
+}
 
 /** Least round-up error over every split of the sorted lengths into at most q contiguous non-empty buckets. */
 function bruteForce(lengths: number[], q: number): number {

@@ -2,11 +2,11 @@
 // close() leaves nothing behind, and leftovers of a crashed run (namespaces, bridge, temp dir) are cleaned up.
 
 import $ from "dax";
-import { canCreateTestHosts, startTestHosts } from "../hosts/test_hosts.ts";
-import { cleanupStaleTestHosts, linkNames, namespaceName } from "../hosts/names.ts";
+import { canCreateTestHosts, startTestHosts } from "./test_hosts.ts";
+import { cleanupStaleTestHosts, linkNames, namespaceName } from "./names.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
-import { INTER_NODE_DELAY_MS, INTER_NODE_MBIT, INTRA_NODE_MBIT, twoTierNetwork } from "../hosts/two_tier.ts";
-import { measureTcpMbit } from "../hosts/tcp_throughput.ts";
+import { INTER_NODE_DELAY_MS, INTER_NODE_MBIT, INTRA_NODE_MBIT, twoTierNetwork } from "./two_tier.ts";
+import { measureTcpMbit } from "./tcp_throughput.ts";
 
 const can = canCreateTestHosts();
 if (!can.ok) console.log(`skipping the test-host harness tests: ${can.reason}`);
