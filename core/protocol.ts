@@ -215,8 +215,9 @@ export type ExecutorEvent =
    * `echo`: the error only repeats another rank's failure, noticed over the data plane (a peer disconnected, a
    * collective aborted), so it is never the root cause while another fault is known. Executors set it from the
    * error's class, never from its text; an executor that omits it (older ones) is read as `echo: false`.
+   * `waitingFor`: for a collective that timed out, the rank it waited for.
    */
-  | { type: "error"; rank: number; message: string; fatal: boolean; echo: boolean }
+  | { type: "error"; rank: number; message: string; fatal: boolean; echo: boolean; waitingFor?: number }
   | { type: "profile_compute_done"; rank: number; result: ProfileComputeResult }
   | { type: "profile_alltoall_done"; rank: number; result: ProfileAllToAllResult };
 
@@ -399,7 +400,7 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
   saved: { rank: "number", path: "string", sha256: "string", bytes: "number", files: "array?" },
   loaded: { rank: "number", path: "string" },
-  error: { message: "string", echo: "boolean?" },
+  error: { message: "string", echo: "boolean?", waitingFor: "number?" },
   profile_compute_done: { rank: "number", result: "object" },
   profile_alltoall_done: { rank: "number", result: "object" },
 };

@@ -16,7 +16,7 @@ import { injectedFault } from "./fault_injection.ts";
 import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
 import { decodeState, encodeState, readStateFile, writeStateFile } from "./checkpoint.ts";
-import { DataPlaneError, isPeerEcho, Mesh } from "./dataplane/mesh.ts";
+import { DataPlaneError, isPeerEcho, Mesh, waitedRank } from "./dataplane/mesh.ts";
 import { SOLO_GROUP } from "./group_comm.ts";
 import { initParams, type ParamLayout, paramLayout, validateShape } from "./model.ts";
 import { packGroup, rankSlice } from "./packing.ts";
@@ -126,7 +126,7 @@ export class Executor {
     } catch (e) {
       const fatal = e instanceof FatalError || e instanceof DataPlaneError;
       const message = e instanceof Error ? e.message : String(e);
-      this.#emit({ type: "error", rank: this.rank, message, fatal, echo: isPeerEcho(e) });
+      this.#emit({ type: "error", rank: this.rank, message, fatal, echo: isPeerEcho(e), waitingFor: waitedRank(e) });
       if (fatal) {
         await this.#s?.mesh.abort(`rank ${this.rank} failed: ${message}`).catch(() => {});
         await this.close();

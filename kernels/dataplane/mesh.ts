@@ -25,10 +25,19 @@ import { bytesF32, f32Bytes, type Frame, FRAME_ABORT, FRAME_DATA, readFrame, wri
 export class DataPlaneError extends Error {
   override name = "DataPlaneError";
   readonly echo: boolean;
-  constructor(message: string, options: ErrorOptions & { echo?: boolean } = {}) {
+  /** For a timeout: the rank this one waited for (the pool blames it when its process is stopped). */
+  readonly waitingFor?: number;
+  constructor(message: string, options: ErrorOptions & { echo?: boolean; waitingFor?: number } = {}) {
     super(message, options);
     this.echo = options.echo ?? true;
+    this.waitingFor = options.waitingFor;
   }
+}
+
+/** The rank a timed-out collective waited for, read from a DataPlaneError itself or as the `cause` of a wrapper. */
+export function waitedRank(e: unknown): number | undefined {
+  if (e instanceof DataPlaneError && e.waitingFor !== undefined) return e.waitingFor;
+  return e instanceof Error && e.cause !== undefined ? waitedRank(e.cause) : undefined;
 }
 
 /**
@@ -365,7 +374,9 @@ export class Mesh {
       const timer = setTimeout(() => {
         p.waiters = p.waiters.filter((x) => x !== w);
         reject(
-          new DataPlaneError(`data plane: timed out after ${this.#opTimeoutMs} ms waiting for rank ${r} (${tag})`),
+          new DataPlaneError(`data plane: timed out after ${this.#opTimeoutMs} ms waiting for rank ${r} (${tag})`, {
+            waitingFor: r,
+          }),
         );
       }, this.#opTimeoutMs);
       p.waiters.push(w);

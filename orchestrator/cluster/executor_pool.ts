@@ -279,8 +279,8 @@ export class ExecutorPool {
       if (msg.type === "error") {
         if (msg.fatal) {
           // A peer timed out waiting for a rank whose process is stopped: that rank is the cause, not the peer.
-          const waited = Number(msg.message.match(/waiting for rank (\d+)/)?.[1]);
-          if (this.#stopped.has(waited) && this.places[waited]) {
+          const waited = msg.waitingFor;
+          if (waited !== undefined && this.#stopped.has(waited) && this.places[waited]) {
             this.#fault({
               kind: "timeout",
               node: this.places[waited].node,

@@ -2,7 +2,7 @@
 // fixed-order all-reduce, barrier; and the failure cases (wrong secret, peer disconnect mid-collective, abort,
 // timeout, out-of-step tags), each a clear error well before any default timeout.
 
-import { DataPlaneError, isPeerEcho, Mesh } from "../../kernels/dataplane/mesh.ts";
+import { DataPlaneError, isPeerEcho, Mesh, waitedRank } from "../../kernels/dataplane/mesh.ts";
 import { Prng } from "../../kernels/model.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals, assertThrows } from "../assert.ts";
 
@@ -95,6 +95,11 @@ Deno.test("data plane: abort message, timeout and out-of-step tags are clear err
     await Promise.all(ms.map((m) => m.connect(eps)));
     // timeout: rank 1 never joins
     await assertThrows(() => ms[0].barrier("lonely"), /timed out after 400 ms waiting for rank 1 \(lonely\)/);
+    // ... and says whom it waited for as a field, through a wrapping error too (the pool blames a stopped rank by it)
+    const timedOut = await ms[0].barrier("lonely again").then(() => undefined, (e) => e);
+    assertEquals(waitedRank(timedOut), 1);
+    assertEquals(waitedRank(new Error("step 3 failed", { cause: timedOut })), 1);
+    assertEquals(waitedRank(new DataPlaneError("peer 1 disconnected")), undefined);
   } finally {
     closeAll(ms);
   }
