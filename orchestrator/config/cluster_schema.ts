@@ -2,6 +2,7 @@
 
 import type { Field, Spec } from "./schema_spec.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
+import { EXECUTOR_KIND_CHOICES } from "../../core/protocol.ts";
 
 const posInt: Spec = { kind: "int", min: 1 };
 const nonNegInt: Spec = { kind: "int", min: 0 };
@@ -50,7 +51,7 @@ const nodeSpec: Spec = {
     known_hosts: f(str),
     host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
     devices: f(posInt, { required: true }),
-    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }, { default: "auto" }),
+    executor: f({ kind: "enum", values: EXECUTOR_KIND_CHOICES }, { default: "auto" }),
     device_memory_gb: f(posNum),
     /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
     memory_budget_gb: f(posNum),
@@ -91,7 +92,7 @@ export const clusterConfigSpec: Spec = {
         /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
         devices_per_node: f(posInt),
         /** Slurm: node keys applied to every node of the allocation. */
-        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }),
+        executor: f({ kind: "enum", values: EXECUTOR_KIND_CHOICES }),
         device_memory_gb: f(posNum),
         speed: f(posNum),
         deno: f(str),

@@ -10,6 +10,7 @@ import { HfConfigError, readHfShape } from "../../core/hf_config.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, ModelConfig, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";
+import { isTsKind } from "../../core/protocol.ts";
 
 type Path = (string | number)[];
 
@@ -290,7 +291,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
           }) or correct device_memory_gb`,
       );
     }
-    if (model.family === "llama" && (n.executor === "cpu" || n.executor === "webgpu")) {
+    if (model.family === "llama" && isTsKind(n.executor)) {
       fail(
         ["cluster", "nodes", index, "executor"],
         `${n.executor} is a TypeScript executor, which runs GPT presets only; the llama-family model${

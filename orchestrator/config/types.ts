@@ -1,7 +1,7 @@
 // The resolved, typed configuration every part of the orchestrator reads.
 
 import type { ModelShape } from "../../core/model_shape.ts";
-import type { ExecutorKindName } from "../../core/protocol.ts";
+import type { ExecutorKindChoice } from "../../core/protocol.ts";
 import type { CpuPinning } from "../../core/cpu_list.ts";
 
 /** One node of the cluster as configured. */
@@ -16,7 +16,7 @@ export interface NodeConfig {
   knownHosts?: string;
   hostKeyPolicy: "strict" | "accept-new";
   devices: number;
-  executor: ExecutorKindName | "auto";
+  executor: ExecutorKindChoice;
   deviceMemoryGb?: number;
   /** Planner memory budget of each device of this node (GB); overrides `planner.memoryBudgetGb`. */
   memoryBudgetGb?: number;
