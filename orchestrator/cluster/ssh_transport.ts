@@ -95,7 +95,7 @@ export interface SshTarget {
   identity?: string;
   /** known_hosts file (default ~/.ssh/known_hosts). */
   knownHosts?: string;
-  hostKeyPolicy: "strict" | "accept-new";
+  hostKeyPolicy: NodeConfig["hostKeyPolicy"];
   connectTimeoutMs: number;
   /** Keepalive interval; the connection is declared dead after `keepaliveCountMax` unanswered ones. */
   keepaliveMs?: number;
