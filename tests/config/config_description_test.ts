@@ -10,6 +10,7 @@ import { clusterConfigSpec } from "../../orchestrator/config/cluster_schema.ts";
 import type { Field, Spec } from "../../orchestrator/config/schema_spec.ts";
 import type { Config } from "../../orchestrator/config/types.ts";
 import { observeConfig } from "../../orchestrator/run/observe/observe_config.ts";
+import { nodesOfAllocation } from "../../orchestrator/cluster/slurm_allocation.ts";
 
 /** Schema paths whose Config field has another name: path -> [Config path, value as the Config holds it]. */
 const RENAMED: Record<string, [string, (v: unknown) => unknown]> = {
@@ -24,14 +25,22 @@ const READ_ELSEWHERE: Record<string, string> = {
   "model.from": "the model directory: its shape becomes the model's (tests/config/model_from_test.ts)",
   "profile.models": "the constants of model.preset when profile.constants is absent (resolveConstants)",
   "profile.constants.params_by_max_seq": "interpolated into profile.constants.params at model.max_seq",
-  "cluster.devices_per_node": "slurmNodes (orchestrator/cluster/slurm_allocation.ts), from the document",
-  "cluster.executor": "slurmNodes, from the document",
-  "cluster.device_memory_gb": "slurmNodes, from the document",
-  "cluster.speed": "slurmNodes, from the document",
-  "cluster.deno": "slurmNodes, from the document",
-  "cluster.python": "slurmNodes, from the document",
-  "cluster.workdir": "slurmNodes, from the document",
 };
+
+/**
+ * The cluster-level node keys of `cluster.scheduler: slurm`: applied to every node of the allocation
+ * (nodesOfAllocation in orchestrator/cluster/slurm_allocation.ts); schema path -> the node's key in the schema.
+ */
+const SLURM_NODE_KEYS: Record<string, string> = {
+  "cluster.devices_per_node": "devices",
+  "cluster.executor": "executor",
+  "cluster.device_memory_gb": "device_memory_gb",
+  "cluster.speed": "speed",
+  "cluster.deno": "deno",
+  "cluster.python": "python",
+  "cluster.workdir": "workdir",
+};
+const readElsewhere = (path: string) => path in READ_ELSEWHERE || path in SLURM_NODE_KEYS;
 
 /** Fields of the resolved Config that no schema key sets (derived or filled in later). */
 const DERIVED = new Set(["cluster.nodes.index"]);
@@ -129,13 +138,13 @@ const MINIMAL = {
 Deno.test("config description: every schema key reaches the Config with the value the file gave", () => {
   const doc: Record<string, unknown> = {};
   for (const { path, field } of LEAVES) {
-    if (path in READ_ELSEWHERE) continue;
+    if (readElsewhere(path)) continue;
     setPath(doc, path, path in SAMPLES ? SAMPLES[path] : sample(field.spec, path, field.default));
   }
   const resolved = view(parseConfig(JSON.stringify(doc), "/sample/c.yaml"));
   const wrong: string[] = [];
   for (const { path } of LEAVES) {
-    if (path in READ_ELSEWHERE) continue;
+    if (readElsewhere(path)) continue;
     const given = getPath(doc, path).value;
     const [to, as] = target(path);
     const got = getPath(resolved, to);
@@ -152,7 +161,7 @@ Deno.test("config description: an absent key arrives as the schema's default", (
   const resolved = view(parseConfig(JSON.stringify(MINIMAL), "/sample/c.yaml"));
   const wrong: string[] = [];
   for (const { path, field } of LEAVES) {
-    if (field.default === undefined || path in READ_ELSEWHERE || getPath(MINIMAL, path).found) continue;
+    if (field.default === undefined || readElsewhere(path) || getPath(MINIMAL, path).found) continue;
     const [to, as] = target(path);
     const got = getPath(resolved, to).value;
     if (JSON.stringify(got) !== JSON.stringify(as(field.default))) {
@@ -180,7 +189,44 @@ Deno.test("config description: every field of the resolved sections comes from a
     }
   }
   assertEquals(orphans, []);
-  for (const path of [...Object.keys(READ_ELSEWHERE), ...Object.keys(RENAMED), ...Object.keys(SAMPLES)]) {
+  const listed = [READ_ELSEWHERE, SLURM_NODE_KEYS, RENAMED, SAMPLES].flatMap((t) => Object.keys(t));
+  for (const path of [...listed, ...Object.values(SLURM_NODE_KEYS).map((k) => `cluster.nodes.${k}`)]) {
     assertEquals(LEAVES.some((l) => l.path === path), true, `${path} is listed here but is not a schema key`);
   }
+});
+
+Deno.test("config description: a Slurm config's cluster-level node keys reach every node, absent ones as the node's default", () => {
+  const alloc = [{ name: "n1", addr: "10.0.0.1", gpus: 2, visible: "0,1" }, {
+    name: "n2",
+    addr: "n2",
+    gpus: 2,
+    visible: "",
+  }];
+  const leaf = (path: string) => LEAVES.find((l) => l.path === path)!.field;
+  const given: Record<string, unknown> = { scheduler: "slurm" };
+  for (const path of Object.keys(SLURM_NODE_KEYS)) {
+    const key = path.split(".")[1];
+    given[key] = sample(leaf(path).spec, path, leaf(`cluster.nodes.${SLURM_NODE_KEYS[path]}`).default);
+  }
+  const cases: [string, Record<string, unknown>, (nodeKey: string, path: string) => unknown][] = [
+    ["given", given, (_k, path) => given[path.split(".")[1]]],
+    ["absent", { scheduler: "slurm" }, (k) => k === "devices" ? 2 : leaf(`cluster.nodes.${k}`).default],
+  ];
+  const wrong: string[] = [];
+  for (const [name, cluster, expected] of cases) {
+    const config = parseConfig(JSON.stringify({ cluster, model: { preset: "gpt-tiny" } }), "/sample/s.yaml");
+    for (const node of nodesOfAllocation(config, alloc, "/sample/s.yaml")) {
+      for (const [path, key] of Object.entries(SLURM_NODE_KEYS)) {
+        const got = (node as unknown as Record<string, unknown>)[camel(key)];
+        if (JSON.stringify(got) !== JSON.stringify(expected(key, path))) {
+          wrong.push(
+            `${name} ${path}: expected ${JSON.stringify(expected(key, path))}, node ${node.srun}.${camel(key)} is ${
+              JSON.stringify(got)
+            }`,
+          );
+        }
+      }
+    }
+  }
+  assertEquals(wrong, []);
 });
