@@ -8,7 +8,9 @@ import {
   encodeMessage,
   type ExecutorCommand,
   type ExecutorEvent,
+  type ExecutorKindName,
   type ExecutorSpawn,
+  isTorchKind,
   parseMessage,
 } from "../core/protocol.ts";
 import { killTree, TreeTracker } from "./process_tree.ts";
@@ -64,12 +66,7 @@ export class LogTail {
 }
 
 /** A concrete executor kind (what `auto` resolves to). */
-export type ExecutorKind = Exclude<ExecutorSpawn["kind"], "auto">;
-
-/** Whether a kind runs the PyTorch executor (`kernels/torch/`) rather than a TypeScript one. */
-export function isTorchKind(kind: string): kind is "cuda" | "torch-cpu" {
-  return kind === "cuda" || kind === "torch-cpu";
-}
+export type ExecutorKind = ExecutorKindName;
 
 /** Intra-op threads of each of `executors` torch-cpu processes sharing `cpus` cores: an equal share, at least 1. */
 export function threadsPerExecutor(cpus: number, executors: number): number {

@@ -18,7 +18,7 @@ import { ClusterSession } from "../orchestrator/cluster/cluster_session.ts";
 import { ADAMW_DEFAULTS, ExecutorPool } from "../orchestrator/cluster/executor_pool.ts";
 import { onAll, profileError } from "../orchestrator/profile/pool_calls.ts";
 import { runCli, UserError } from "../orchestrator/errors.ts";
-import type { ProfileComputeRequest } from "../core/protocol.ts";
+import { isTorchKind, type ProfileComputeRequest, TORCH_EXECUTOR_KINDS } from "../core/protocol.ts";
 
 /** Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by GPU model, the first match of the name wins. */
 export const BF16_PEAK_TFLOPS: [RegExp, number][] = [
@@ -143,8 +143,8 @@ async function main(): Promise<number> {
     );
     return 0;
   }
-  if (!["cuda", "torch-cpu"].includes(values.kind!)) {
-    throw new UserError(`--kind ${values.kind}: expected cuda or torch-cpu`);
+  if (!isTorchKind(values.kind!)) {
+    throw new UserError(`--kind ${values.kind}: expected ${TORCH_EXECUTOR_KINDS.join(" or ")}`);
   }
   const base = MODEL_PRESETS[values.preset!];
   if (!base) throw new UserError(`--preset ${values.preset}: expected one of ${Object.keys(MODEL_PRESETS).join(", ")}`);

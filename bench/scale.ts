@@ -27,7 +27,7 @@ import { ExecutorPool } from "../orchestrator/cluster/executor_pool.ts";
 import { launchRun } from "../orchestrator/run/launch_run.ts";
 import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
 import { buildBuiltinDataset } from "../orchestrator/data/builtin_corpus.ts";
-import { encodeMessage } from "../core/protocol.ts";
+import { encodeMessage, type ExecutorKindName } from "../core/protocol.ts";
 
 const TITLE = "scale: SSH test hosts, real and simulated executors (launch, heartbeats, per-step overhead, bytes)";
 const STEPS = 12;
@@ -36,7 +36,7 @@ const WARMUP = 3;
 interface Case {
   hosts: number;
   devices: number;
-  executor: "cpu" | "sim";
+  executor: Extract<ExecutorKindName, "cpu" | "sim">;
 }
 
 const ALL: Case[] = [

@@ -227,14 +227,38 @@ export type ExecutorEvent =
  * A concrete executor kind. `sim` is the simulated executor (kernels/sim_executor.ts): a test and benchmark tool that
  * trains nothing; the agent runs it in its own process.
  */
-export type ExecutorKindName = "cpu" | "webgpu" | "cuda" | "torch-cpu" | "sim";
+export const EXECUTOR_KINDS = ["cpu", "webgpu", "cuda", "torch-cpu", "sim"] as const;
+/** One of {@link EXECUTOR_KINDS}. */
+export type ExecutorKindName = typeof EXECUTOR_KINDS[number];
+/** What a config or a spawn may name: a concrete kind, or `auto` (the agent picks one on its node). */
+export const EXECUTOR_KIND_CHOICES = [...EXECUTOR_KINDS, "auto"] as const;
+/** One of {@link EXECUTOR_KIND_CHOICES}. */
+export type ExecutorKindChoice = typeof EXECUTOR_KIND_CHOICES[number];
+/** The kinds the TypeScript executor (kernels/executor.ts) runs. */
+export const TS_EXECUTOR_KINDS = ["cpu", "webgpu"] as const satisfies readonly ExecutorKindName[];
+/** One of {@link TS_EXECUTOR_KINDS}. */
+export type TsExecutorKind = typeof TS_EXECUTOR_KINDS[number];
+/** The kinds the PyTorch executor (kernels/torch/) runs. */
+export const TORCH_EXECUTOR_KINDS = ["cuda", "torch-cpu"] as const satisfies readonly ExecutorKindName[];
+/** One of {@link TORCH_EXECUTOR_KINDS}. */
+export type TorchExecutorKind = typeof TORCH_EXECUTOR_KINDS[number];
+
+/** Whether a kind runs the PyTorch executor (`kernels/torch/`) rather than a TypeScript one. */
+export function isTorchKind(kind: string): kind is TorchExecutorKind {
+  return (TORCH_EXECUTOR_KINDS as readonly string[]).includes(kind);
+}
+
+/** Whether a kind runs the TypeScript executor (cpu or webgpu). */
+export function isTsKind(kind: string): kind is TsExecutorKind {
+  return (TS_EXECUTOR_KINDS as readonly string[]).includes(kind);
+}
 
 export interface ExecutorSpawn {
   rank: number;
   /** Device index on the node. */
   device: number;
   /** `auto`: the agent picks cuda (GPUs and torch with CUDA), else webgpu (a WebGPU adapter), else cpu. */
-  kind: ExecutorKindName | "auto";
+  kind: ExecutorKindChoice;
   env?: Record<string, string>;
   /** Working directory of the executor (default: the node's run directory). */
   cwd?: string;
@@ -439,7 +463,7 @@ const ANY_CHANNEL: Record<string, Schema> = {
   hello: { version: "number" },
 };
 const SPAWN_ITEM: Schema = { rank: "number", device: "number", kind: "string" };
-const SPAWN_KINDS = ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"];
+const SPAWN_KINDS: readonly string[] = EXECUTOR_KIND_CHOICES;
 
 /** The outcome of reading one line. */
 export type ParseResult<T> = { ok: true; msg: T } | { ok: false; error: string };

@@ -12,6 +12,8 @@
 // - Float results need not be bit-identical between backends (summation order may differ), but each backend
 //   must be deterministic: the same inputs give bit-identical outputs on every run and every rank.
 
+import type { TsExecutorKind } from "../core/protocol.ts";
+
 /** A float32 device tensor (opaque; create it with the backend that uses it). */
 export interface Tensor {
   readonly dtype: "f32";
@@ -179,7 +181,7 @@ export interface AdamWOptions {
 /** The tensor ops of one compute device. Every op is enqueued; results are visible to later ops in call order. */
 export interface Backend {
   /** Which executor kind this backend serves. */
-  readonly kind: "cpu" | "webgpu";
+  readonly kind: TsExecutorKind;
   /** Human-readable device description (CPU model, adapter name). */
   readonly device: string;
 

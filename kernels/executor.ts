@@ -13,7 +13,14 @@
 // group's SP rank 0 only (other members report 0 and 0), so summing over all ranks counts each group once.
 
 import { injectedFault } from "./fault_injection.ts";
-import type { Endpoint, ExecutorCommand, ExecutorEvent, ExecutorInit, ExecutorStepPlan } from "../core/protocol.ts";
+import type {
+  Endpoint,
+  ExecutorCommand,
+  ExecutorEvent,
+  ExecutorInit,
+  ExecutorStepPlan,
+  TsExecutorKind,
+} from "../core/protocol.ts";
 import type { Backend, Tensor } from "./backend.ts";
 import { decodeState, encodeState, readStateFile, writeStateFile } from "./checkpoint.ts";
 import { DataPlaneError, isPeerEcho, Mesh, waitedRank } from "./dataplane/mesh.ts";
@@ -33,7 +40,7 @@ import { UlyssesGpt } from "./ulysses_model.ts";
 
 /** How an executor is set up (from its command line and environment). */
 export interface ExecutorOptions {
-  kind: "cpu" | "webgpu";
+  kind: TsExecutorKind;
   /** Device index on the node. */
   device: number;
   /** Creates the compute backend (called at `init`). */

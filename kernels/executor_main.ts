@@ -7,7 +7,14 @@
 // before each of its busy micro-batches (in steps FIRST..LAST), to test straggler and hang reports.
 
 import { parseArgs } from "node:util";
-import { encodeMessage, type ExecutorCommand, type ExecutorEvent, readMessages } from "../core/protocol.ts";
+import {
+  encodeMessage,
+  type ExecutorCommand,
+  type ExecutorEvent,
+  isTsKind,
+  readMessages,
+  TS_EXECUTOR_KINDS,
+} from "../core/protocol.ts";
 import type { Backend } from "./backend.ts";
 import { createCpuBackend } from "./cpu/backend.ts";
 import { Executor, type StepDelay } from "./executor.ts";
@@ -68,8 +75,8 @@ async function main(): Promise<number> {
   });
   const kind = values.kind;
   const device = Number(values.device);
-  if (kind !== "cpu" && kind !== "webgpu") {
-    console.error(`executor: --kind must be cpu or webgpu, got "${kind}"`);
+  if (!isTsKind(kind)) {
+    console.error(`executor: --kind must be ${TS_EXECUTOR_KINDS.join(" or ")}, got "${kind}"`);
     return 2;
   }
   if (!Number.isInteger(device) || device < 0) {

@@ -4,7 +4,7 @@
 // heads" (Q, K, V in one exchange), causal varlen attention runs, and a second all-to-all turns the output back.
 // The backward mirrors it (dO out, dQ/dK/dV back). With d = 1 both exchanges are skipped.
 
-import type { Backend, IntTensor, Tensor } from "./backend.ts";
+import type { Backend, HeadLayoutArgs, IntTensor, Tensor } from "./backend.ts";
 import type { GroupComm } from "./group_comm.ts";
 import { LN_EPS, type ParamLayout, type ParamSlice } from "./model.ts";
 import type { RankSlice } from "./packing.ts";
@@ -53,6 +53,51 @@ interface Saved {
   g: Tensor;
 }
 
+/** What one call of {@link UlyssesGpt.run} shares across its layers: sizes, uploaded inputs, temporaries. */
+interface Pass {
+  comm: GroupComm;
+  /** This rank's tokens, the group's tokens, hidden size, heads, head size, heads per rank, vocabulary. */
+  T: number;
+  S: number;
+  H: number;
+  NH: number;
+  D: number;
+  hpr: number;
+  V: number;
+  /** Token ranges of the group's ranks. */
+  bounds: number[];
+  /** Attention scale 1/√D. */
+  scale: number;
+  tok: IntTensor;
+  pos: IntTensor;
+  tgt: IntTensor;
+  cu: IntTensor;
+  /** Every temporary of the pass, freed when `run` returns. */
+  temps: (Tensor | IntTensor)[];
+  /** Allocates a temporary of `n` elements. */
+  t: (n: number) => Tensor;
+  /** The head layout of `[T, ·]` rows of `stride` elements, heads starting at column `col`. */
+  rowsLayout: (stride: number, col: number) => HeadLayoutArgs;
+}
+
+/** The final layer norm's activations, the logits and the per-token losses. */
+interface Head {
+  fo: Tensor;
+  meanf: Tensor;
+  rstdf: Tensor;
+  logits: Tensor;
+  losses: Tensor;
+}
+
+/** Gradient buffers the layers' backward reuse (`dx` carries the gradient from layer to layer). */
+interface BackwardBuffers {
+  dx: Tensor;
+  dT: Tensor;
+  d4: Tensor;
+  du: Tensor;
+  dqkv: Tensor;
+}
+
 /** Options of {@link UlyssesGpt.run}. */
 export interface RunOptions {
   /** Run the backward and accumulate gradients (default true). */
@@ -98,8 +143,37 @@ export class UlyssesGpt {
   async run(slice: RankSlice, comm: GroupComm, options: RunOptions = {}): Promise<RunResult> {
     const backward = options.backward ?? true;
     const lossScale = options.lossScale ?? 1;
-    const shape = this.#layout.shape;
-    const { hidden: H, heads: NH, vocab: V, layers: L } = shape;
+    const pass = this.#begin(slice, comm);
+    const { T, H } = pass;
+    const b = this.#b, P = this.#p;
+    let targets = 0;
+    for (const x of slice.targets) if (x >= 0) targets++;
+
+    try {
+      // ---------- forward ----------
+      let x = pass.t(T * H);
+      b.embeddingForward({ wte: P.wte, wpe: P.wpe, tokens: pass.tok, positions: pass.pos, out: x, rows: T, hidden: H });
+      const saved: Saved[] = [];
+      for (let l = 0; l < this.#layout.shape.layers; l++) {
+        const s = await this.#layerForward(pass, l, x);
+        saved.push(s);
+        x = s.out;
+      }
+      const head = this.#headForward(pass, x);
+      const lossHost = await b.download(head.losses);
+      let lossSum = 0;
+      for (let i = 0; i < T; i++) lossSum += lossHost[i];
+      if (!backward) return { lossSum, targets };
+      await this.#backward(pass, x, head, saved, lossScale);
+      return { lossSum, targets };
+    } finally {
+      for (const x of pass.temps) b.free(x);
+    }
+  }
+
+  /** Checks the slice against the communicator, uploads its inputs and sets up the pass's temporaries. */
+  #begin(slice: RankSlice, comm: GroupComm): Pass {
+    const { hidden: H, heads: NH, vocab: V } = this.#layout.shape;
     const d = comm.size;
     if (NH % d !== 0) {
       throw new Error(`Ulysses SP: ${NH} attention heads are not divisible by the SP degree ${d}`);
@@ -109,211 +183,230 @@ export class UlyssesGpt {
         `Ulysses SP: slice is for SP rank ${slice.spRank} of ${slice.group.degree}, communicator is ${comm.rank} of ${d}`,
       );
     }
-    const b = this.#b, P = this.#p, G = this.#g;
-    const T = slice.count, S = slice.group.seqLen, D = H / NH, hpr = NH / d;
-    const bounds = slice.group.bounds;
-    const scale = 1 / Math.sqrt(D);
+    const b = this.#b;
+    const T = slice.count, D = H / NH;
     const temps: (Tensor | IntTensor)[] = [];
-    const t = (n: number): Tensor => {
-      const x = b.alloc(n);
-      temps.push(x);
-      return x;
-    };
     const tok = b.uploadInt(slice.tokens), pos = b.uploadInt(slice.positions), tgt = b.uploadInt(slice.targets);
     const cu = b.uploadInt(slice.group.cuSeqlens);
     temps.push(tok, pos, tgt, cu);
-    let targets = 0;
-    for (const x of slice.targets) if (x >= 0) targets++;
-
-    try {
-      // ---------- forward ----------
-      let x = t(T * H);
-      b.embeddingForward({ wte: P.wte, wpe: P.wpe, tokens: tok, positions: pos, out: x, rows: T, hidden: H });
-      const saved: Saved[] = [];
-      const rowsLayout = (stride: number, col: number) => ({
+    return {
+      comm,
+      T,
+      S: slice.group.seqLen,
+      H,
+      NH,
+      D,
+      hpr: NH / d,
+      V,
+      bounds: slice.group.bounds,
+      scale: 1 / Math.sqrt(D),
+      tok,
+      pos,
+      tgt,
+      cu,
+      temps,
+      t: (n: number): Tensor => {
+        const x = b.alloc(n);
+        temps.push(x);
+        return x;
+      },
+      rowsLayout: (stride: number, col: number) => ({
         tokens: T,
         heads: NH,
         headDim: D,
         rowStride: stride,
         colOffset: col,
-      });
-      for (let l = 0; l < L; l++) {
-        const p = P.layers[l];
-        const a = t(T * H), mean1 = t(T), rstd1 = t(T);
-        b.layerNormForward({
-          x,
-          gamma: p.ln1g,
-          beta: p.ln1b,
-          out: a,
-          mean: mean1,
-          rstd: rstd1,
-          rows: T,
-          cols: H,
-          eps: LN_EPS,
-        });
-        const qkv = b.alloc(T * 3 * H);
-        b.matmul(a, p.wqkv, qkv, T, 3 * H, H);
-        b.addBias(qkv, p.bqkv, T, 3 * H);
-        const local = [0, 1, 2].map((i) => {
-          const hm = b.alloc(NH * T * D);
-          b.toHeadMajor(qkv, hm, rowsLayout(3 * H, i * H));
-          return hm;
-        });
-        b.free(qkv);
-        const [q, k, v] = await this.#tokensToHeads(comm, local, bounds, hpr, D, `L${l}.fwd.qkv`);
-        temps.push(q, k, v);
-        const o = t(hpr * S * D), lse = t(hpr * S);
-        b.attentionForward({ q, k, v, out: o, lse, cuSeqlens: cu, heads: hpr, seqLen: S, headDim: D, scale });
-        const [oLocal] = await this.#headsToTokens(comm, [o], bounds, hpr, D, `L${l}.fwd.out`, false);
-        const y = t(T * H);
-        b.fromHeadMajor(oLocal, y, rowsLayout(H, 0));
-        if (oLocal !== o) b.free(oLocal);
-        const z = b.alloc(T * H);
-        b.matmul(y, p.wo, z, T, H, H);
-        b.addBias(z, p.bo, T, H);
-        const h = t(T * H);
-        b.add(x, z, h);
-        b.free(z);
-        const bn = t(T * H), mean2 = t(T), rstd2 = t(T);
-        b.layerNormForward({
-          x: h,
-          gamma: p.ln2g,
-          beta: p.ln2b,
-          out: bn,
-          mean: mean2,
-          rstd: rstd2,
-          rows: T,
-          cols: H,
-          eps: LN_EPS,
-        });
-        const u = t(T * 4 * H), g = t(T * 4 * H);
-        b.matmul(bn, p.wfc, u, T, 4 * H, H);
-        b.addBias(u, p.bfc, T, 4 * H);
-        b.geluForward(u, g);
-        const mo = b.alloc(T * H);
-        b.matmul(g, p.wproj, mo, T, H, 4 * H);
-        b.addBias(mo, p.bproj, T, H);
-        const xn = t(T * H);
-        b.add(h, mo, xn);
-        b.free(mo);
-        saved.push({ x, a, mean1, rstd1, q, k, v, o, lse, y, h, bn, mean2, rstd2, u, g });
-        x = xn;
-      }
-      const fo = t(T * H), meanf = t(T), rstdf = t(T);
-      b.layerNormForward({
-        x,
-        gamma: P.lnfg,
-        beta: P.lnfb,
-        out: fo,
-        mean: meanf,
-        rstd: rstdf,
-        rows: T,
-        cols: H,
-        eps: LN_EPS,
-      });
-      const logits = t(T * V), losses = t(T);
-      b.matmul(fo, P.wte, logits, T, V, H, { transB: true });
-      b.crossEntropyForward({ logits, targets: tgt, losses, rows: T, vocab: V });
-      const lossHost = await b.download(losses);
-      let lossSum = 0;
-      for (let i = 0; i < T; i++) lossSum += lossHost[i];
-      if (!backward) return { lossSum, targets };
+      }),
+    };
+  }
 
-      // ---------- backward ----------
-      const dlogits = t(T * V);
-      b.crossEntropyBackward({ logits, targets: tgt, dlogits, rows: T, vocab: V, scale: lossScale });
-      b.matmul(dlogits, fo, G.wte, V, H, T, { transA: true, accumulate: true });
-      const df = t(T * H);
-      b.matmul(dlogits, P.wte, df, T, H, V);
-      const dx = t(T * H);
-      b.layerNormBackward({
-        dy: df,
-        x,
-        gamma: P.lnfg,
-        mean: meanf,
-        rstd: rstdf,
-        dx,
-        dgamma: G.lnfg,
-        dbeta: G.lnfb,
-        rows: T,
-        cols: H,
-        accumulateDx: false,
-      });
-      const dT = t(T * H), d4 = t(T * 4 * H), du = t(T * 4 * H), dqkv = t(T * 3 * H);
-      for (let l = L - 1; l >= 0; l--) {
-        const s = saved[l], p = P.layers[l], gr = G.layers[l];
-        // MLP: x_{l+1} = h + gelu(ln2(h)·Wfc + bfc)·Wproj + bproj
-        b.matmul(s.g, dx, gr.wproj, 4 * H, H, T, { transA: true, accumulate: true });
-        b.biasGrad(dx, gr.bproj, T, H);
-        b.matmul(dx, p.wproj, d4, T, 4 * H, H, { transB: true });
-        b.geluBackward(s.u, d4, du);
-        b.matmul(s.bn, du, gr.wfc, H, 4 * H, T, { transA: true, accumulate: true });
-        b.biasGrad(du, gr.bfc, T, 4 * H);
-        b.matmul(du, p.wfc, dT, T, H, 4 * H, { transB: true });
-        b.layerNormBackward({
-          dy: dT,
-          x: s.h,
-          gamma: p.ln2g,
-          mean: s.mean2,
-          rstd: s.rstd2,
-          dx,
-          dgamma: gr.ln2g,
-          dbeta: gr.ln2b,
-          rows: T,
-          cols: H,
-          accumulateDx: true,
-        });
-        // attention: h = x + attn(ln1(x))·Wo + bo
-        b.matmul(s.y, dx, gr.wo, H, H, T, { transA: true, accumulate: true });
-        b.biasGrad(dx, gr.bo, T, H);
-        b.matmul(dx, p.wo, dT, T, H, H, { transB: true });
-        const doLocal = b.alloc(NH * T * D);
-        b.toHeadMajor(dT, doLocal, rowsLayout(H, 0));
-        const [dO] = await this.#tokensToHeads(comm, [doLocal], bounds, hpr, D, `L${l}.bwd.dout`);
-        const dq = b.alloc(hpr * S * D), dk = b.alloc(hpr * S * D), dv = b.alloc(hpr * S * D);
-        b.attentionBackward({
-          q: s.q,
-          k: s.k,
-          v: s.v,
-          out: s.o,
-          lse: s.lse,
-          dout: dO,
-          dq,
-          dk,
-          dv,
-          cuSeqlens: cu,
-          heads: hpr,
-          seqLen: S,
-          headDim: D,
-          scale,
-        });
-        b.free(dO);
-        const grads = await this.#headsToTokens(comm, [dq, dk, dv], bounds, hpr, D, `L${l}.bwd.dqkv`, true);
-        grads.forEach((gh, i) => b.fromHeadMajor(gh, dqkv, rowsLayout(3 * H, i * H)));
-        for (const gh of grads) b.free(gh);
-        b.matmul(s.a, dqkv, gr.wqkv, H, 3 * H, T, { transA: true, accumulate: true });
-        b.biasGrad(dqkv, gr.bqkv, T, 3 * H);
-        b.matmul(dqkv, p.wqkv, dT, T, H, 3 * H, { transB: true });
-        b.layerNormBackward({
-          dy: dT,
-          x: s.x,
-          gamma: p.ln1g,
-          mean: s.mean1,
-          rstd: s.rstd1,
-          dx,
-          dgamma: gr.ln1g,
-          dbeta: gr.ln1b,
-          rows: T,
-          cols: H,
-          accumulateDx: true,
-        });
-      }
-      b.embeddingBackward({ dout: dx, tokens: tok, positions: pos, dwte: G.wte, dwpe: G.wpe, rows: T, hidden: H });
-      await b.sync();
-      return { lossSum, targets };
-    } finally {
-      for (const x of temps) b.free(x);
-    }
+  /** Layer `l`'s forward from its input `x`: the activations its backward needs, and its output. */
+  async #layerForward(pass: Pass, l: number, x: Tensor): Promise<Saved & { out: Tensor }> {
+    const { comm, T, S, H, NH, D, hpr, bounds, scale, cu, t, rowsLayout } = pass;
+    const b = this.#b;
+    const p = this.#p.layers[l];
+    const a = t(T * H), mean1 = t(T), rstd1 = t(T);
+    b.layerNormForward({
+      x,
+      gamma: p.ln1g,
+      beta: p.ln1b,
+      out: a,
+      mean: mean1,
+      rstd: rstd1,
+      rows: T,
+      cols: H,
+      eps: LN_EPS,
+    });
+    const qkv = b.alloc(T * 3 * H);
+    b.matmul(a, p.wqkv, qkv, T, 3 * H, H);
+    b.addBias(qkv, p.bqkv, T, 3 * H);
+    const local = [0, 1, 2].map((i) => {
+      const hm = b.alloc(NH * T * D);
+      b.toHeadMajor(qkv, hm, rowsLayout(3 * H, i * H));
+      return hm;
+    });
+    b.free(qkv);
+    const [q, k, v] = await this.#tokensToHeads(comm, local, bounds, hpr, D, `L${l}.fwd.qkv`);
+    pass.temps.push(q, k, v);
+    const o = t(hpr * S * D), lse = t(hpr * S);
+    b.attentionForward({ q, k, v, out: o, lse, cuSeqlens: cu, heads: hpr, seqLen: S, headDim: D, scale });
+    const [oLocal] = await this.#headsToTokens(comm, [o], bounds, hpr, D, `L${l}.fwd.out`, false);
+    const y = t(T * H);
+    b.fromHeadMajor(oLocal, y, rowsLayout(H, 0));
+    if (oLocal !== o) b.free(oLocal);
+    const z = b.alloc(T * H);
+    b.matmul(y, p.wo, z, T, H, H);
+    b.addBias(z, p.bo, T, H);
+    const h = t(T * H);
+    b.add(x, z, h);
+    b.free(z);
+    const bn = t(T * H), mean2 = t(T), rstd2 = t(T);
+    b.layerNormForward({
+      x: h,
+      gamma: p.ln2g,
+      beta: p.ln2b,
+      out: bn,
+      mean: mean2,
+      rstd: rstd2,
+      rows: T,
+      cols: H,
+      eps: LN_EPS,
+    });
+    const u = t(T * 4 * H), g = t(T * 4 * H);
+    b.matmul(bn, p.wfc, u, T, 4 * H, H);
+    b.addBias(u, p.bfc, T, 4 * H);
+    b.geluForward(u, g);
+    const mo = b.alloc(T * H);
+    b.matmul(g, p.wproj, mo, T, H, 4 * H);
+    b.addBias(mo, p.bproj, T, H);
+    const xn = t(T * H);
+    b.add(h, mo, xn);
+    b.free(mo);
+    return { x, a, mean1, rstd1, q, k, v, o, lse, y, h, bn, mean2, rstd2, u, g, out: xn };
+  }
+
+  /** The final layer norm, the logits (tied to the embedding) and the per-token losses. */
+  #headForward(pass: Pass, x: Tensor): Head {
+    const { T, H, V, tgt, t } = pass;
+    const b = this.#b, P = this.#p;
+    const fo = t(T * H), meanf = t(T), rstdf = t(T);
+    b.layerNormForward({
+      x,
+      gamma: P.lnfg,
+      beta: P.lnfb,
+      out: fo,
+      mean: meanf,
+      rstd: rstdf,
+      rows: T,
+      cols: H,
+      eps: LN_EPS,
+    });
+    const logits = t(T * V), losses = t(T);
+    b.matmul(fo, P.wte, logits, T, V, H, { transB: true });
+    b.crossEntropyForward({ logits, targets: tgt, losses, rows: T, vocab: V });
+    return { fo, meanf, rstdf, logits, losses };
+  }
+
+  /** The backward from the loss down to the embedding; gradients accumulate into the gradient buffer. */
+  async #backward(pass: Pass, x: Tensor, head: Head, saved: Saved[], lossScale: number): Promise<void> {
+    const { T, H, V, tok, pos, tgt, t } = pass;
+    const b = this.#b, P = this.#p, G = this.#g;
+    const { fo, meanf, rstdf, logits } = head;
+    const dlogits = t(T * V);
+    b.crossEntropyBackward({ logits, targets: tgt, dlogits, rows: T, vocab: V, scale: lossScale });
+    b.matmul(dlogits, fo, G.wte, V, H, T, { transA: true, accumulate: true });
+    const df = t(T * H);
+    b.matmul(dlogits, P.wte, df, T, H, V);
+    const dx = t(T * H);
+    b.layerNormBackward({
+      dy: df,
+      x,
+      gamma: P.lnfg,
+      mean: meanf,
+      rstd: rstdf,
+      dx,
+      dgamma: G.lnfg,
+      dbeta: G.lnfb,
+      rows: T,
+      cols: H,
+      accumulateDx: false,
+    });
+    const work: BackwardBuffers = { dx, dT: t(T * H), d4: t(T * 4 * H), du: t(T * 4 * H), dqkv: t(T * 3 * H) };
+    for (let l = saved.length - 1; l >= 0; l--) await this.#layerBackward(pass, l, saved[l], work);
+    b.embeddingBackward({ dout: dx, tokens: tok, positions: pos, dwte: G.wte, dwpe: G.wpe, rows: T, hidden: H });
+    await b.sync();
+  }
+
+  /** Layer `l`'s backward: `work.dx` holds the gradient of its output on entry and of its input on return. */
+  async #layerBackward(pass: Pass, l: number, s: Saved, work: BackwardBuffers): Promise<void> {
+    const { comm, T, S, H, NH, D, hpr, bounds, scale, cu, rowsLayout } = pass;
+    const { dx, dT, d4, du, dqkv } = work;
+    const b = this.#b, p = this.#p.layers[l], gr = this.#g.layers[l];
+    // MLP: x_{l+1} = h + gelu(ln2(h)·Wfc + bfc)·Wproj + bproj
+    b.matmul(s.g, dx, gr.wproj, 4 * H, H, T, { transA: true, accumulate: true });
+    b.biasGrad(dx, gr.bproj, T, H);
+    b.matmul(dx, p.wproj, d4, T, 4 * H, H, { transB: true });
+    b.geluBackward(s.u, d4, du);
+    b.matmul(s.bn, du, gr.wfc, H, 4 * H, T, { transA: true, accumulate: true });
+    b.biasGrad(du, gr.bfc, T, 4 * H);
+    b.matmul(du, p.wfc, dT, T, H, 4 * H, { transB: true });
+    b.layerNormBackward({
+      dy: dT,
+      x: s.h,
+      gamma: p.ln2g,
+      mean: s.mean2,
+      rstd: s.rstd2,
+      dx,
+      dgamma: gr.ln2g,
+      dbeta: gr.ln2b,
+      rows: T,
+      cols: H,
+      accumulateDx: true,
+    });
+    // attention: h = x + attn(ln1(x))·Wo + bo
+    b.matmul(s.y, dx, gr.wo, H, H, T, { transA: true, accumulate: true });
+    b.biasGrad(dx, gr.bo, T, H);
+    b.matmul(dx, p.wo, dT, T, H, H, { transB: true });
+    const doLocal = b.alloc(NH * T * D);
+    b.toHeadMajor(dT, doLocal, rowsLayout(H, 0));
+    const [dO] = await this.#tokensToHeads(comm, [doLocal], bounds, hpr, D, `L${l}.bwd.dout`);
+    const dq = b.alloc(hpr * S * D), dk = b.alloc(hpr * S * D), dv = b.alloc(hpr * S * D);
+    b.attentionBackward({
+      q: s.q,
+      k: s.k,
+      v: s.v,
+      out: s.o,
+      lse: s.lse,
+      dout: dO,
+      dq,
+      dk,
+      dv,
+      cuSeqlens: cu,
+      heads: hpr,
+      seqLen: S,
+      headDim: D,
+      scale,
+    });
+    b.free(dO);
+    const grads = await this.#headsToTokens(comm, [dq, dk, dv], bounds, hpr, D, `L${l}.bwd.dqkv`, true);
+    grads.forEach((gh, i) => b.fromHeadMajor(gh, dqkv, rowsLayout(3 * H, i * H)));
+    for (const gh of grads) b.free(gh);
+    b.matmul(s.a, dqkv, gr.wqkv, H, 3 * H, T, { transA: true, accumulate: true });
+    b.biasGrad(dqkv, gr.bqkv, T, 3 * H);
+    b.matmul(dqkv, p.wqkv, dT, T, H, 3 * H, { transB: true });
+    b.layerNormBackward({
+      dy: dT,
+      x: s.x,
+      gamma: p.ln1g,
+      mean: s.mean1,
+      rstd: s.rstd1,
+      dx,
+      dgamma: gr.ln1g,
+      dbeta: gr.ln1b,
+      rows: T,
+      cols: H,
+      accumulateDx: true,
+    });
   }
 
   /**

@@ -3,8 +3,7 @@
 // the file, line and the rule it breaks.
 
 import { assertEquals } from "./assert.ts";
-
-const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+import { ROOT, tsFiles } from "./source_files.ts";
 
 /** Folder -> the folders (besides itself) its files may import. The first matching prefix applies. */
 export const ALLOWED: [string, string[]][] = [
@@ -49,15 +48,6 @@ export const ALLOWED: [string, string[]][] = [
 
 const IMPORT_RE =
   /(?:^|[\s;}])(?:import|export)\s+(?:type\s+)?(?:[\w*{}\s,$]+?\s+from\s+)?["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
-
-async function* tsFiles(dir: string): AsyncGenerator<string> {
-  for await (const e of Deno.readDir(`${ROOT}/${dir}`)) {
-    const rel = dir ? `${dir}/${e.name}` : e.name;
-    if (e.isDirectory && !["node_modules", "runs", ".git", "dist"].includes(e.name) && !e.name.startsWith(".")) {
-      yield* tsFiles(rel);
-    } else if (e.isFile && e.name.endsWith(".ts")) yield rel;
-  }
-}
 
 function normalize(path: string): string {
   const out: string[] = [];

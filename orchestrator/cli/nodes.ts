@@ -182,9 +182,21 @@ async function startExecutors(
   }
 }
 
-async function main(): Promise<number> {
+/** The command line of `deno task nodes`, checked. */
+interface NodesOptions {
+  configPath: string;
+  sets: string[];
+  executors: boolean;
+  hold?: number;
+  pings: number;
+  json: boolean;
+  executorEntry?: string;
+}
+
+/** Parses the command line; undefined after printing the help. */
+function parseOptions(args: string[]): NodesOptions | undefined {
   const { values, positionals } = parseArgs({
-    args: Deno.args,
+    args,
     allowPositionals: true,
     options: {
       set: { type: "string", multiple: true, default: [] },
@@ -198,7 +210,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(USAGE);
-    return 0;
+    return undefined;
   }
   if (positionals.length !== 1) throw new UserError(`expected one config file\n${USAGE}`);
   const pings = Number(values.pings);
@@ -207,7 +219,133 @@ async function main(): Promise<number> {
   }
   const hold = values.hold === undefined ? undefined : Number(values.hold);
   if (hold !== undefined && !(hold >= 0)) throw new UserError(`--hold ${values.hold}: expected seconds >= 0`);
-  const config = await loadClusterConfig(positionals[0], values.set);
+  return {
+    configPath: positionals[0],
+    sets: values.set,
+    executors: values.executors,
+    hold,
+    pings,
+    json: values.json,
+    executorEntry: values["executor-entry"],
+  };
+}
+
+/** The report of every node (pinged `pings` times) and the problems and warnings of checking it against the config. */
+async function checkNodes(
+  cluster: ClusterSession,
+  config: Config,
+  pings: number,
+): Promise<{ reports: NodeReport[]; problems: string[]; warnings: string[] }> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const reports: NodeReport[] = [];
+  for (const n of cluster.nodes) {
+    const r: NodeReport = {
+      index: n.config.index,
+      host: n.config.host,
+      transport: n.config.transport,
+      ok: !n.error,
+      devices: n.config.devices,
+    };
+    reports.push(r);
+    if (n.error) {
+      r.error = n.error;
+      problems.push(n.error.startsWith(n.name) ? n.error : `${n.name}: ${n.error}`);
+      continue;
+    }
+    const s = n.session!;
+    const rtts: number[] = [];
+    for (let i = 0; i < pings; i++) rtts.push(await s.ping());
+    rtts.sort((a, b) => a - b);
+    const inv = n.inventory!;
+    Object.assign(r, {
+      hostname: inv.hostname,
+      executor: n.executorKind,
+      gpus: inv.gpus,
+      webgpu: inv.webgpu?.description,
+      python: inv.python,
+      cpus: inv.cpus,
+      memoryGb: inv.memoryGb,
+      deno: n.boot?.denoVersion ?? inv.deno,
+      denoUploaded: n.boot?.denoUploaded ?? false,
+      uploads: n.boot?.uploads ?? [],
+      rttMs: { p50: rtts[Math.floor(rtts.length / 2)], max: rtts[rtts.length - 1] },
+      launchMs: n.timings.totalMs,
+      agentPid: s.agentPid,
+    });
+    const c = checkNode(n, config);
+    problems.push(...c.problems);
+    warnings.push(...c.warnings);
+  }
+  const byHost = new Map<string, string[]>();
+  for (const n of cluster.ready) {
+    const key = n.inventory!.hostname;
+    byHost.set(key, [...(byHost.get(key) ?? []), n.name]);
+  }
+  for (const [host, names] of byHost) {
+    if (names.length > 1) warnings.push(`${names.join(" and ")} are the same machine (hostname ${host})`);
+  }
+  return { reports, problems, warnings };
+}
+
+/** The inventory table: one row per node. */
+function reportTable(reports: NodeReport[]): string {
+  const rows = [[
+    "node",
+    "host",
+    "hostname",
+    "devices",
+    "executor",
+    "gpus",
+    "webgpu",
+    "torch",
+    "cpus",
+    "memory",
+    "deno",
+    "rtt",
+  ]];
+  for (const r of reports) {
+    if (!r.ok) {
+      rows.push([String(r.index), r.host, "-", String(r.devices), "FAILED", "-", "-", "-", "-", "-", "-", "-"]);
+      continue;
+    }
+    const gpus = r.gpus!.length
+      ? `${r.gpus!.length}x ${r.gpus![0].name} ${(r.gpus![0].memoryMb / 1024).toFixed(0)} GiB`
+      : "-";
+    rows.push([
+      String(r.index),
+      r.host,
+      r.hostname!,
+      String(r.devices),
+      r.executor!,
+      gpus,
+      r.webgpu ? r.webgpu.slice(0, 32) : "-",
+      torchCell(r.python),
+      String(r.cpus),
+      `${r.memoryGb!.toFixed(1)} GiB`,
+      `${r.deno}${r.denoUploaded ? " (uploaded)" : ""}`,
+      fmtMs(r.rttMs!.p50),
+    ]);
+  }
+  return table(rows);
+}
+
+/** Keeps the agents up `hold` seconds (0: until Ctrl-C); 1 when a node is lost meanwhile, else 0. */
+async function holdAgents(cluster: ClusterSession, hold: number, say: (text: string) => void): Promise<number> {
+  say(hold > 0 ? `holding the agents for ${hold} s (Ctrl-C to stop)` : "holding the agents until Ctrl-C");
+  const lost = Promise.race(cluster.sessions.map((s) => s.lost));
+  const timeout = hold > 0 ? new Promise<undefined>((r) => setTimeout(() => r(undefined), hold * 1000)) : undefined;
+  const info = await Promise.race([lost, ...(timeout ? [timeout] : [])]);
+  if (!info) return 0;
+  say(`error: ${info.node} lost: ${info.reason}`);
+  if (info.stderrTail) say(`agent stderr (last lines):\n${info.stderrTail}`);
+  return 1;
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions(Deno.args);
+  if (!opts) return 0;
+  const config = await loadClusterConfig(opts.configPath, opts.sets);
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
   const runId = `nodes-${stamp}-${crypto.randomUUID().slice(0, 4)}`;
   const say = (text: string) => console.error(text);
@@ -218,7 +356,7 @@ async function main(): Promise<number> {
   await cluster.start({
     runId,
     runDir: `${Deno.cwd()}/runs/${runId}`,
-    executorEntry: values["executor-entry"] ?? (values.executors ? undefined : null),
+    executorEntry: opts.executorEntry ?? (opts.executors ? undefined : null),
     probeWebgpu: true,
     probePython: true,
     onProgress: (e) => {
@@ -229,104 +367,19 @@ async function main(): Promise<number> {
   });
   let code = 0;
   try {
-    const problems: string[] = [];
-    const warnings: string[] = [];
-    const reports: NodeReport[] = [];
-    for (const n of cluster.nodes) {
-      const r: NodeReport = {
-        index: n.config.index,
-        host: n.config.host,
-        transport: n.config.transport,
-        ok: !n.error,
-        devices: n.config.devices,
-      };
-      reports.push(r);
-      if (n.error) {
-        r.error = n.error;
-        problems.push(n.error.startsWith(n.name) ? n.error : `${n.name}: ${n.error}`);
-        continue;
-      }
-      const s = n.session!;
-      const rtts: number[] = [];
-      for (let i = 0; i < pings; i++) rtts.push(await s.ping());
-      rtts.sort((a, b) => a - b);
-      const inv = n.inventory!;
-      Object.assign(r, {
-        hostname: inv.hostname,
-        executor: n.executorKind,
-        gpus: inv.gpus,
-        webgpu: inv.webgpu?.description,
-        python: inv.python,
-        cpus: inv.cpus,
-        memoryGb: inv.memoryGb,
-        deno: n.boot?.denoVersion ?? inv.deno,
-        denoUploaded: n.boot?.denoUploaded ?? false,
-        uploads: n.boot?.uploads ?? [],
-        rttMs: { p50: rtts[Math.floor(rtts.length / 2)], max: rtts[rtts.length - 1] },
-        launchMs: n.timings.totalMs,
-        agentPid: s.agentPid,
-      });
-      const c = checkNode(n, config);
-      problems.push(...c.problems);
-      warnings.push(...c.warnings);
-    }
-    const byHost = new Map<string, string[]>();
-    for (const n of cluster.ready) {
-      const key = n.inventory!.hostname;
-      byHost.set(key, [...(byHost.get(key) ?? []), n.name]);
-    }
-    for (const [host, names] of byHost) {
-      if (names.length > 1) warnings.push(`${names.join(" and ")} are the same machine (hostname ${host})`);
-    }
-    if (values.executors && problems.length) {
+    const { reports, problems, warnings } = await checkNodes(cluster, config, opts.pings);
+    if (opts.executors && problems.length) {
       say("not starting executors: fix the problems below first");
-    } else if (values.executors && cluster.ready.length) {
+    } else if (opts.executors && cluster.ready.length) {
       say(`starting executors on ${cluster.ready.length} node(s) ...`);
       await startExecutors(cluster, config, problems, say);
       if (!problems.length) say("every executor is ready");
     }
 
-    if (values.json) {
+    if (opts.json) {
       console.log(JSON.stringify({ runId, nodes: reports, problems, warnings, launchMs: cluster.launchMs }, null, 2));
     } else {
-      const rows = [[
-        "node",
-        "host",
-        "hostname",
-        "devices",
-        "executor",
-        "gpus",
-        "webgpu",
-        "torch",
-        "cpus",
-        "memory",
-        "deno",
-        "rtt",
-      ]];
-      for (const r of reports) {
-        if (!r.ok) {
-          rows.push([String(r.index), r.host, "-", String(r.devices), "FAILED", "-", "-", "-", "-", "-", "-", "-"]);
-          continue;
-        }
-        const gpus = r.gpus!.length
-          ? `${r.gpus!.length}x ${r.gpus![0].name} ${(r.gpus![0].memoryMb / 1024).toFixed(0)} GiB`
-          : "-";
-        rows.push([
-          String(r.index),
-          r.host,
-          r.hostname!,
-          String(r.devices),
-          r.executor!,
-          gpus,
-          r.webgpu ? r.webgpu.slice(0, 32) : "-",
-          torchCell(r.python),
-          String(r.cpus),
-          `${r.memoryGb!.toFixed(1)} GiB`,
-          `${r.deno}${r.denoUploaded ? " (uploaded)" : ""}`,
-          fmtMs(r.rttMs!.p50),
-        ]);
-      }
-      console.log(table(rows));
+      console.log(reportTable(reports));
       console.log(`launched in ${fmtMs(cluster.launchMs)}`);
       for (const w of warnings) console.log(`warning: ${w}`);
       for (const p of problems) console.log(`problem: ${p}`);
@@ -335,18 +388,7 @@ async function main(): Promise<number> {
       );
     }
     if (problems.length) code = 1;
-
-    if (hold !== undefined && code === 0) {
-      say(hold > 0 ? `holding the agents for ${hold} s (Ctrl-C to stop)` : "holding the agents until Ctrl-C");
-      const lost = Promise.race(cluster.sessions.map((s) => s.lost));
-      const timeout = hold > 0 ? new Promise<undefined>((r) => setTimeout(() => r(undefined), hold * 1000)) : undefined;
-      const info = await Promise.race([lost, ...(timeout ? [timeout] : [])]);
-      if (info) {
-        say(`error: ${info.node} lost: ${info.reason}`);
-        if (info.stderrTail) say(`agent stderr (last lines):\n${info.stderrTail}`);
-        code = 1;
-      }
-    }
+    if (opts.hold !== undefined && code === 0) code = await holdAgents(cluster, opts.hold, say);
   } finally {
     const exits = await cluster.shutdown(code === 0 ? "preflight done" : "preflight failed");
     removeHandlers();

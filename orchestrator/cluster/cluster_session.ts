@@ -3,7 +3,13 @@
 
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
-import type { AgentCommand, ExecutorKindName, Inventory } from "../../core/protocol.ts";
+import {
+  type AgentCommand,
+  type ExecutorKindName,
+  type Inventory,
+  isTorchKind,
+  isTsKind,
+} from "../../core/protocol.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import {
@@ -107,7 +113,13 @@ export function resolveExecutorKind(
 }
 
 /** Host memory one executor needs at least (GB): a Deno runtime, a Python with torch, or a simulated one in its agent. */
-export const MIN_EXECUTOR_GB = { cpu: 0.05, webgpu: 0.05, "torch-cpu": 0.3, cuda: 0.3, sim: 0.001 } as const;
+export const MIN_EXECUTOR_GB: Readonly<Record<ExecutorKindName, number>> = {
+  cpu: 0.05,
+  webgpu: 0.05,
+  "torch-cpu": 0.3,
+  cuda: 0.3,
+  sim: 0.001,
+};
 
 /** Why `devices` executors cannot run in the node's memory (its inventory), or undefined. */
 function memoryProblem(n: NodeLaunch): string | undefined {
@@ -126,7 +138,7 @@ function memoryProblem(n: NodeLaunch): string | undefined {
  */
 export function assertExecutorsAvailable(nodes: readonly NodeLaunch[], family?: string): void {
   for (const n of nodes) {
-    if (family === "llama" && (n.executorKind === "cpu" || n.executorKind === "webgpu")) {
+    if (family === "llama" && n.executorKind && isTsKind(n.executorKind)) {
       throw new UserError(
         `${n.name}: executor auto resolved to ${n.executorKind}, a TypeScript executor, which runs GPT presets ` +
           `only; the llama-family model (model.from) needs executor: torch-cpu or cuda on every node`,
@@ -247,7 +259,7 @@ export class ClusterSession {
         python: node.config.python,
         ...(node.config.cpuPinning && node.config.cpuPinning !== "off" ? { cpuPinning: node.config.cpuPinning } : {}),
         // as-needed: torch kinds always; `auto` lets the agent probe when it finds NVIDIA GPUs.
-        probePython: opts.probePython === true || ["cuda", "torch-cpu"].includes(node.config.executor) ||
+        probePython: opts.probePython === true || isTorchKind(node.config.executor) ||
           (node.config.executor === "auto" ? undefined : false),
         ...extra,
       }, helloTimeoutMs);

@@ -137,10 +137,14 @@ export async function readAllocation(
 
 /** The NodeConfigs of the allocation: the cluster-level node keys on every node, devices per node as Slurm gave. */
 export async function slurmNodes(config: Config, source: string): Promise<NodeConfig[]> {
+  return nodesOfAllocation(config, await readAllocation(Deno.env.toObject(), { source }), source);
+}
+
+/** The NodeConfigs of the allocation's nodes `alloc` (see slurmNodes). */
+export function nodesOfAllocation(config: Config, alloc: SlurmNode[], source: string): NodeConfig[] {
   // deno-lint-ignore no-explicit-any
   const c = (config.document.cluster ?? {}) as Record<string, any>;
   const fixed = c.devices_per_node as number | undefined;
-  const alloc = await readAllocation(Deno.env.toObject(), { source });
   return alloc.map((n, index) => {
     const devices = fixed ?? n.gpus;
     if (!devices) {

@@ -95,7 +95,7 @@ export interface SshTarget {
   identity?: string;
   /** known_hosts file (default ~/.ssh/known_hosts). */
   knownHosts?: string;
-  hostKeyPolicy: "strict" | "accept-new";
+  hostKeyPolicy: NodeConfig["hostKeyPolicy"];
   connectTimeoutMs: number;
   /** Keepalive interval; the connection is declared dead after `keepaliveCountMax` unanswered ones. */
   keepaliveMs?: number;
@@ -162,6 +162,194 @@ function readKey(path: string, where: string): Buffer {
   return Buffer.from(data);
 }
 
+/** The text of the known_hosts file ("" when it does not exist and the policy may add to it). */
+async function readKnownHosts(t: SshTarget, where: string, knownHostsPath: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(knownHostsPath);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new UserError(`${where}: cannot read known_hosts ${knownHostsPath} (${(e as Error).message})`);
+    }
+    if (t.hostKeyPolicy === "strict") {
+      throw new UserError(
+        `${where}: known_hosts file ${knownHostsPath} does not exist, so the host key of ${t.host} cannot be ` +
+          `checked; add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}) or set host_key_policy: accept-new`,
+      );
+    }
+    return "";
+  }
+}
+
+/** Authentication methods, in order: the configured identity, else ssh-agent and the default key files. */
+function authMethods(t: SshTarget, where: string): { auth: AuthMethod[]; tried: string[] } {
+  const auth: AuthMethod[] = [];
+  const tried: string[] = [];
+  const agentSock = Deno.env.get("SSH_AUTH_SOCK");
+  if (t.identity) {
+    auth.push({ type: "publickey", username: t.user, key: readKey(expandHome(t.identity), where) } as AuthMethod);
+    tried.push(`identity ${t.identity}`);
+    return { auth, tried };
+  }
+  if (agentSock) {
+    auth.push({ type: "agent", username: t.user, agent: agentSock } as AuthMethod);
+    tried.push(`ssh-agent (${agentSock})`);
+  }
+  for (const name of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
+    const p = `${home()}/.ssh/${name}`;
+    try {
+      Deno.statSync(p);
+    } catch {
+      continue;
+    }
+    try {
+      auth.push({ type: "publickey", username: t.user, key: readKey(p, where) } as AuthMethod);
+      tried.push(p);
+    } catch { /* passphrase-protected default keys are left to the agent */ }
+  }
+  if (auth.length === 0) {
+    throw new UserError(
+      `${where}: no way to authenticate: set identity: in the node's config, or start ssh-agent (SSH_AUTH_SOCK)`,
+    );
+  }
+  return { auth, tried };
+}
+
+/**
+ * The server's host key checked against known_hosts: a match passes, a revoked or different key is refused, an
+ * unknown one is added under `accept-new` and refused under `strict`. `error` says why a key was refused.
+ */
+class HostKeyCheck {
+  /** The offered key, `type fingerprint` (once the server offered one). */
+  hostKey = "";
+  error: string | undefined;
+
+  constructor(
+    readonly t: SshTarget,
+    readonly where: string,
+    readonly knownHostsPath: string,
+    public knownText: string,
+  ) {}
+
+  verify = (key: Buffer): boolean => {
+    const { t, where, knownHostsPath } = this;
+    const blob = new Uint8Array(key);
+    const hostKey = this.hostKey = `${keyType(blob)} ${fingerprint(blob)}`;
+    const r = checkKnownHosts(this.knownText, t.host, t.port, blob);
+    if (r.status === "match") return true;
+    if (r.status === "revoked") {
+      this.error = `${where}: the host key of ${t.host} (${hostKey}) is marked @revoked in ` +
+        `${knownHostsPath}:${r.line}; refusing to connect`;
+      return false;
+    }
+    if (r.status === "mismatch") {
+      const listed = r.known.map((k) => `${k.type} ${k.fingerprint} (${knownHostsPath}:${k.line})`).join(", ");
+      this.error = `${where}: HOST KEY MISMATCH for ${t.host}:${t.port}: the server offered ${hostKey}, but ` +
+        `known_hosts has ${listed}. Someone may be intercepting the connection, or the host was reinstalled; ` +
+        `if you trust the new key, remove the old one (ssh-keygen -R ${t.host} -f ${knownHostsPath})`;
+      return false;
+    }
+    if (t.hostKeyPolicy === "accept-new") return this.#accept(blob);
+    this.error = `${where}: host ${t.host}:${t.port} is not in ${knownHostsPath} (it offered ${hostKey}); ` +
+      `verify the fingerprint and add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}), ` +
+      `or set host_key_policy: accept-new`;
+    return false;
+  };
+
+  /** Appends a new host's key to known_hosts (accept-new). */
+  #accept(blob: Uint8Array): boolean {
+    const { t, knownHostsPath } = this;
+    const line = knownHostsLine(t.host, t.port, blob);
+    try {
+      Deno.mkdirSync(knownHostsPath.slice(0, knownHostsPath.lastIndexOf("/")) || "/", { recursive: true });
+      const sep = this.knownText && !this.knownText.endsWith("\n") ? "\n" : "";
+      Deno.writeTextFileSync(knownHostsPath, sep + line + "\n", { append: true, mode: 0o600 });
+      this.knownText += sep + line + "\n";
+    } catch (e) {
+      this.error = `${this.where}: cannot add the host key to ${knownHostsPath} (${(e as Error).message})`;
+      return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * Opens the TCP socket (or uses the jump host's forwarded channel) and runs the SSH handshake to an authenticated
+ * client within the connect timeout. On failure the client and socket are closed and one UserError says why.
+ */
+async function handshake(
+  client: Client,
+  cfg: ConnectConfig,
+  viaStream: ClientChannel | undefined,
+  t: SshTarget,
+  where: string,
+  hostKeyError: () => string | undefined,
+  tried: string[],
+): Promise<void> {
+  let sock: net.Socket | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (msg: string) => {
+        if (settled) return;
+        settled = true;
+        reject(new UserError(msg));
+      };
+      timer = setTimeout(() => {
+        fail(
+          `${where}: cannot connect to ${t.host}:${t.port}: no answer within ${t.connectTimeoutMs / 1000} s ` +
+            `(cluster.connect_timeout_s); check the address, the network, and that sshd runs there`,
+        );
+      }, t.connectTimeoutMs);
+      if (viaStream) client.connect({ ...cfg, sock: copyingDuplex(viaStream) });
+      else {
+        sock = net.connect({ host: t.host, port: t.port, noDelay: true });
+        sock.setNoDelay(true);
+        sock.on("error", (e: Error & { code?: string }) => {
+          fail(`${where}: cannot connect to ${t.host}:${t.port}: ${socketErrorText(e)}`);
+        });
+        sock.on("connect", () => client.connect({ ...cfg, sock }));
+      }
+      client.on("ready", () => {
+        if (settled) return;
+        settled = true;
+        resolve();
+      });
+      client.on("error", (e: Error & { level?: string }) => {
+        const refused = hostKeyError();
+        if (refused) return fail(refused);
+        if (e.level === "client-authentication") {
+          return fail(
+            `${where}: authentication as ${t.user} failed (tried ${tried.join(", ")}); the server refused the ` +
+              `key: add its public key to ~${t.user}/.ssh/authorized_keys on ${t.host}, or set identity: in the config`,
+          );
+        }
+        if (e.level === "client-timeout") {
+          return fail(
+            `${where}: SSH handshake with ${t.host}:${t.port} did not finish within ${t.connectTimeoutMs / 1000} s`,
+          );
+        }
+        fail(`${where}: SSH connection to ${t.host}:${t.port} failed: ${e.message}`);
+      });
+      client.on("close", () => fail(hostKeyError() ?? `${where}: ${t.host}:${t.port} closed the connection`));
+    });
+  } catch (e) {
+    clearTimeout(timer);
+    client.end();
+    sock?.destroy();
+    throw e;
+  }
+  clearTimeout(timer);
+}
+
+/** Why a TCP connect failed, in words. */
+function socketErrorText(e: Error & { code?: string }): string {
+  if (e.code === "ECONNREFUSED") return "connection refused (is sshd running there, on this port?)";
+  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return "unknown host name";
+  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return "host unreachable";
+  return e.message;
+}
+
 /** An open, authenticated SSH connection. */
 export class SshConnection {
   #client: Client;
@@ -193,95 +381,12 @@ export class SshConnection {
   /** Connects, checks the host key and authenticates; every failure is a UserError with one clear message. */
   static async connect(t: SshTarget): Promise<SshConnection> {
     const where = t.what ?? `${t.host}:${t.port}`;
-    const label = `${t.user}@${t.host}:${t.port}`;
     const knownHostsPath = expandHome(t.knownHosts ?? "~/.ssh/known_hosts");
-    let knownText = "";
-    try {
-      knownText = await Deno.readTextFile(knownHostsPath);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) {
-        throw new UserError(`${where}: cannot read known_hosts ${knownHostsPath} (${(e as Error).message})`);
-      }
-      if (t.hostKeyPolicy === "strict") {
-        throw new UserError(
-          `${where}: known_hosts file ${knownHostsPath} does not exist, so the host key of ${t.host} cannot be ` +
-            `checked; add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}) or set host_key_policy: accept-new`,
-        );
-      }
-    }
-
-    // Authentication methods, in order: the configured identity, else ssh-agent and the default key files.
-    const auth: AuthMethod[] = [];
-    const tried: string[] = [];
-    const agentSock = Deno.env.get("SSH_AUTH_SOCK");
-    if (t.identity) {
-      auth.push({ type: "publickey", username: t.user, key: readKey(expandHome(t.identity), where) } as AuthMethod);
-      tried.push(`identity ${t.identity}`);
-    } else {
-      if (agentSock) {
-        auth.push({ type: "agent", username: t.user, agent: agentSock } as AuthMethod);
-        tried.push(`ssh-agent (${agentSock})`);
-      }
-      for (const name of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-        const p = `${home()}/.ssh/${name}`;
-        try {
-          Deno.statSync(p);
-        } catch {
-          continue;
-        }
-        try {
-          auth.push({ type: "publickey", username: t.user, key: readKey(p, where) } as AuthMethod);
-          tried.push(p);
-        } catch { /* passphrase-protected default keys are left to the agent */ }
-      }
-      if (auth.length === 0) {
-        throw new UserError(
-          `${where}: no way to authenticate: set identity: in the node's config, or start ssh-agent (SSH_AUTH_SOCK)`,
-        );
-      }
-    }
-
+    const hostCheck = new HostKeyCheck(t, where, knownHostsPath, await readKnownHosts(t, where, knownHostsPath));
+    const { auth, tried } = authMethods(t, where);
     // Prefer host key types known_hosts already lists for this host (as OpenSSH does).
-    const knownTypes = knownKeyTypes(knownText, t.host, t.port).flatMap((k) => HOST_KEY_ALGOS[k] ?? []);
+    const knownTypes = knownKeyTypes(hostCheck.knownText, t.host, t.port).flatMap((k) => HOST_KEY_ALGOS[k] ?? []);
     const hostKeyOrder = [...new Set([...knownTypes, ...DEFAULT_HOST_KEY_ORDER])];
-
-    let hostKeyError: string | undefined;
-    let hostKey = "";
-    const verifier = (key: Buffer): boolean => {
-      const blob = new Uint8Array(key);
-      hostKey = `${keyType(blob)} ${fingerprint(blob)}`;
-      const r = checkKnownHosts(knownText, t.host, t.port, blob);
-      if (r.status === "match") return true;
-      if (r.status === "revoked") {
-        hostKeyError = `${where}: the host key of ${t.host} (${hostKey}) is marked @revoked in ` +
-          `${knownHostsPath}:${r.line}; refusing to connect`;
-        return false;
-      }
-      if (r.status === "mismatch") {
-        const listed = r.known.map((k) => `${k.type} ${k.fingerprint} (${knownHostsPath}:${k.line})`).join(", ");
-        hostKeyError = `${where}: HOST KEY MISMATCH for ${t.host}:${t.port}: the server offered ${hostKey}, but ` +
-          `known_hosts has ${listed}. Someone may be intercepting the connection, or the host was reinstalled; ` +
-          `if you trust the new key, remove the old one (ssh-keygen -R ${t.host} -f ${knownHostsPath})`;
-        return false;
-      }
-      if (t.hostKeyPolicy === "accept-new") {
-        const line = knownHostsLine(t.host, t.port, blob);
-        try {
-          Deno.mkdirSync(knownHostsPath.slice(0, knownHostsPath.lastIndexOf("/")) || "/", { recursive: true });
-          const sep = knownText && !knownText.endsWith("\n") ? "\n" : "";
-          Deno.writeTextFileSync(knownHostsPath, sep + line + "\n", { append: true, mode: 0o600 });
-          knownText += sep + line + "\n";
-        } catch (e) {
-          hostKeyError = `${where}: cannot add the host key to ${knownHostsPath} (${(e as Error).message})`;
-          return false;
-        }
-        return true;
-      }
-      hostKeyError = `${where}: host ${t.host}:${t.port} is not in ${knownHostsPath} (it offered ${hostKey}); ` +
-        `verify the fingerprint and add it (ssh-keyscan -p ${t.port} ${t.host} >> ${knownHostsPath}), ` +
-        `or set host_key_policy: accept-new`;
-      return false;
-    };
 
     // Through bastions: a forwarded channel from the last one is the socket (see orchestrator/cluster/ssh_route.ts).
     let via: SshConnection | undefined;
@@ -302,84 +407,34 @@ export class SshConnection {
     const t0 = performance.now();
     const client = new Client();
     if (via) client.on("close", () => void via.close());
-    let sock: net.Socket | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let closedResolve!: () => void;
     const closed = new Promise<void>((r) => closedResolve = r);
     client.on("close", () => closedResolve());
+    const cfg: ConnectConfig = {
+      username: t.user,
+      authHandler: auth,
+      hostVerifier: hostCheck.verify,
+      readyTimeout: t.connectTimeoutMs,
+      keepaliveInterval: t.keepaliveMs ?? 5000,
+      keepaliveCountMax: t.keepaliveCountMax ?? 3,
+      algorithms: {
+        cipher: CIPHERS as CipherAlgorithm[],
+        serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
+      },
+    };
     try {
-      await new Promise<void>((resolve, reject) => {
-        let settled = false;
-        const fail = (msg: string) => {
-          if (settled) return;
-          settled = true;
-          reject(new UserError(msg));
-        };
-        timer = setTimeout(() => {
-          fail(
-            `${where}: cannot connect to ${t.host}:${t.port}: no answer within ${t.connectTimeoutMs / 1000} s ` +
-              `(cluster.connect_timeout_s); check the address, the network, and that sshd runs there`,
-          );
-        }, t.connectTimeoutMs);
-        const cfg: ConnectConfig = {
-          username: t.user,
-          authHandler: auth,
-          hostVerifier: verifier,
-          readyTimeout: t.connectTimeoutMs,
-          keepaliveInterval: t.keepaliveMs ?? 5000,
-          keepaliveCountMax: t.keepaliveCountMax ?? 3,
-          algorithms: {
-            cipher: CIPHERS as CipherAlgorithm[],
-            serverHostKey: hostKeyOrder as ServerHostKeyAlgorithm[],
-          },
-        };
-        if (viaStream) client.connect({ ...cfg, sock: copyingDuplex(viaStream) });
-        else {
-          sock = net.connect({ host: t.host, port: t.port, noDelay: true });
-          sock.setNoDelay(true);
-          sock.on("error", (e: Error & { code?: string }) => {
-            const why = e.code === "ECONNREFUSED"
-              ? "connection refused (is sshd running there, on this port?)"
-              : e.code === "ENOTFOUND" || e.code === "EAI_AGAIN"
-              ? "unknown host name"
-              : e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH"
-              ? "host unreachable"
-              : e.message;
-            fail(`${where}: cannot connect to ${t.host}:${t.port}: ${why}`);
-          });
-          sock.on("connect", () => client.connect({ ...cfg, sock }));
-        }
-        client.on("ready", () => {
-          if (settled) return;
-          settled = true;
-          resolve();
-        });
-        client.on("error", (e: Error & { level?: string }) => {
-          if (hostKeyError) return fail(hostKeyError);
-          if (e.level === "client-authentication") {
-            return fail(
-              `${where}: authentication as ${t.user} failed (tried ${tried.join(", ")}); the server refused the ` +
-                `key: add its public key to ~${t.user}/.ssh/authorized_keys on ${t.host}, or set identity: in the config`,
-            );
-          }
-          if (e.level === "client-timeout") {
-            return fail(
-              `${where}: SSH handshake with ${t.host}:${t.port} did not finish within ${t.connectTimeoutMs / 1000} s`,
-            );
-          }
-          fail(`${where}: SSH connection to ${t.host}:${t.port} failed: ${e.message}`);
-        });
-        client.on("close", () => fail(hostKeyError ?? `${where}: ${t.host}:${t.port} closed the connection`));
-      });
+      await handshake(client, cfg, viaStream, t, where, () => hostCheck.error, tried);
     } catch (e) {
-      clearTimeout(timer);
-      client.end();
-      sock?.destroy();
       await via?.close();
       throw e;
     }
-    clearTimeout(timer);
-    return new SshConnection(client, label, performance.now() - t0, hostKey, closed);
+    return new SshConnection(
+      client,
+      `${t.user}@${t.host}:${t.port}`,
+      performance.now() - t0,
+      hostCheck.hostKey,
+      closed,
+    );
   }
 
   /** Runs a command to completion and returns its output. */

@@ -1,7 +1,7 @@
 // What the PyTorch executors (`executor: cuda | torch-cpu`) need from a node's Python, checked against the agent's
 // inventory before any executor starts: one clear message naming the host, the Python, what is missing and the fix.
 
-import type { Inventory } from "../../core/protocol.ts";
+import { type Inventory, isTorchKind } from "../../core/protocol.ts";
 import type { NodeConfig } from "../config/types.ts";
 
 /** The torch version our CPU test machines install (`pip install torch==2.13.0` takes a local CPU wheel). */
@@ -28,7 +28,7 @@ export interface TorchNode {
  */
 export function torchProblem(n: TorchNode): string | undefined {
   const kind = n.executorKind;
-  if (kind !== "cuda" && kind !== "torch-cpu") return undefined;
+  if (!kind || !isTorchKind(kind)) return undefined;
   const field = `cluster.nodes[${n.config.index}].python`;
   const py = n.inventory?.python;
   const configured = n.config.python;

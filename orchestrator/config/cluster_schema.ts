@@ -2,6 +2,35 @@
 
 import type { Field, Spec } from "./schema_spec.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
+import { EXECUTOR_KIND_CHOICES } from "../../core/protocol.ts";
+
+// The value lists of the enum keys; types.ts derives the Config's union types from them.
+/** How the orchestrator reaches a node. */
+export const TRANSPORTS = ["local", "ssh"] as const;
+/** What an unknown SSH host key gets. */
+export const HOST_KEY_POLICIES = ["strict", "accept-new"] as const;
+/** Where the nodes come from: the config, or a Slurm allocation. */
+export const SCHEDULERS = ["none", "slurm"] as const;
+/** Activation checkpointing policies. */
+export const CHECKPOINTING_POLICIES = ["none", "selective", "full"] as const;
+/** Corpora built into training.dataset on first use. */
+export const BUILTIN_DATASETS = ["deno-corpus"] as const;
+/** Sequence-length distributions of the synthetic data. */
+export const LENGTH_DISTRIBUTIONS = ["wikipedia", "github", "commoncrawl"] as const;
+/** What happens to a sequence above model.max_seq. */
+export const LONG_SEQUENCE_POLICIES = ["split", "drop"] as const;
+/** training.on_failure. */
+export const FAILURE_POLICIES = ["stop", "restart", "elastic"] as const;
+/** training.resume. */
+export const RESUME_MODES = ["never", "auto"] as const;
+/** training.precision of the torch executors. */
+export const PRECISIONS = ["auto", "bf16", "fp32"] as const;
+/** planner.strategy. */
+export const PLANNER_STRATEGIES = ["flexsp", "static", "batchada"] as const;
+/** planner.milp. */
+export const MILP_SOLVERS = ["glpk", "highs", "none"] as const;
+/** planner.overflow: a sequence no group can hold. */
+export const OVERFLOW_POLICIES = ["error", "drop"] as const;
 
 const posInt: Spec = { kind: "int", min: 1 };
 const nonNegInt: Spec = { kind: "int", min: 0 };
@@ -43,14 +72,14 @@ const nodeSpec: Spec = {
   kind: "object",
   fields: {
     host: f(str, { required: true }),
-    transport: f({ kind: "enum", values: ["local", "ssh"] }, { default: "ssh" }),
+    transport: f({ kind: "enum", values: TRANSPORTS }, { default: "ssh" }),
     user: f(str),
     port: f({ kind: "int", min: 1, max: 65535 }, { default: 22 }),
     identity: f(str),
     known_hosts: f(str),
-    host_key_policy: f({ kind: "enum", values: ["strict", "accept-new"] }, { default: "strict" }),
+    host_key_policy: f({ kind: "enum", values: HOST_KEY_POLICIES }, { default: "strict" }),
     devices: f(posInt, { required: true }),
-    executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }, { default: "auto" }),
+    executor: f({ kind: "enum", values: EXECUTOR_KIND_CHOICES }, { default: "auto" }),
     device_memory_gb: f(posNum),
     /** Planner memory budget of this node's devices (GB); overrides planner.memory_budget_gb. */
     memory_budget_gb: f(posNum),
@@ -87,11 +116,11 @@ export const clusterConfigSpec: Spec = {
         nodes: f({ kind: "array", of: nodeSpec, minItems: 1 }),
         /** `slurm`: run inside an allocation (sbatch/salloc); nodes from SLURM_JOB_NODELIST, agents via srun. */
         // No defaults on these keys: configs without them keep the document (and run fingerprint) they had before.
-        scheduler: f({ kind: "enum", values: ["none", "slurm"] }),
+        scheduler: f({ kind: "enum", values: SCHEDULERS }),
         /** Slurm: devices of every node (default: the GPUs Slurm gave each node). */
         devices_per_node: f(posInt),
         /** Slurm: node keys applied to every node of the allocation. */
-        executor: f({ kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] }),
+        executor: f({ kind: "enum", values: EXECUTOR_KIND_CHOICES }),
         device_memory_gb: f(posNum),
         speed: f(posNum),
         deno: f(str),
@@ -114,7 +143,7 @@ export const clusterConfigSpec: Spec = {
         max_seq: f(posInt),
         /** Parameter count (overrides the profile's and the GPT-2 formula's). */
         params: f(posNum),
-        checkpointing: f({ kind: "enum", values: ["none", "selective", "full"] }, { default: "selective" }),
+        checkpointing: f({ kind: "enum", values: CHECKPOINTING_POLICIES }, { default: "selective" }),
       },
     }, { required: true }),
     training: f({
@@ -122,8 +151,8 @@ export const clusterConfigSpec: Spec = {
       fields: {
         dataset: f(str),
         /** Built into `dataset` on first use when that directory holds no dataset yet (see orchestrator/data/). */
-        dataset_builtin: f({ kind: "enum", values: ["deno-corpus"] }),
-        lengths: f({ kind: "enum", values: ["wikipedia", "github", "commoncrawl"] }),
+        dataset_builtin: f({ kind: "enum", values: BUILTIN_DATASETS }),
+        lengths: f({ kind: "enum", values: LENGTH_DISTRIBUTIONS }),
         global_batch: f(posInt, { default: 16 }),
         steps: f(posInt, { default: 50 }),
         lr: f(posNum, { default: 3e-3 }),
@@ -131,10 +160,10 @@ export const clusterConfigSpec: Spec = {
         grad_clip: f({ kind: "number", min: 0 }, { default: 1 }),
         warmup_steps: f(nonNegInt, { default: 0 }),
         seed: f(nonNegInt, { default: 1 }),
-        long_sequences: f({ kind: "enum", values: ["split", "drop"] }, { default: "split" }),
+        long_sequences: f({ kind: "enum", values: LONG_SEQUENCE_POLICIES }, { default: "split" }),
         checkpoint_dir: f(str),
         checkpoint_interval: f(nonNegInt, { default: 10 }),
-        on_failure: f({ kind: "enum", values: ["stop", "restart", "elastic"] }, { default: "stop" }),
+        on_failure: f({ kind: "enum", values: FAILURE_POLICIES }, { default: "stop" }),
         /** Complete checkpoints kept in the run directory (older ones are deleted). */
         keep_checkpoints: f(posInt, { default: 3 }),
         /** Automatic relaunches (on_failure: restart or elastic) before the run gives up. */
@@ -149,12 +178,12 @@ export const clusterConfigSpec: Spec = {
           expected: 'seconds (a positive number) or "auto"',
         }, { default: "auto" }),
         /** `auto`: a run directory that already holds this run (a requeued Slurm job) is resumed without --resume. */
-        resume: f({ kind: "enum", values: ["never", "auto"] }, { default: "never" }),
+        resume: f({ kind: "enum", values: RESUME_MODES }, { default: "never" }),
         /**
          * Compute precision of the torch executors: bf16 (bfloat16 compute, float32 master weights and gradient
          * reduction) or fp32; `auto` is bf16 on cuda and fp32 on torch-cpu. The TypeScript executors compute in fp32.
          */
-        precision: f({ kind: "enum", values: ["auto", "bf16", "fp32"] }, { default: "auto" }),
+        precision: f({ kind: "enum", values: PRECISIONS }, { default: "auto" }),
         /** Let a sequence above 4K tokens use an attention kernel that materialises its s² scores (refused otherwise). */
         allow_quadratic_attention: f({ kind: "bool" }, { default: false }),
         /**
@@ -167,7 +196,7 @@ export const clusterConfigSpec: Spec = {
     planner: f({
       kind: "object",
       fields: {
-        strategy: f({ kind: "enum", values: ["flexsp", "static", "batchada"] }, { default: "flexsp" }),
+        strategy: f({ kind: "enum", values: PLANNER_STRATEGIES }, { default: "flexsp" }),
         static_degree: f(posInt),
         memory_budget_gb: f(posNum),
         zero_stage: f({ kind: "int", min: 0, max: 3 }, { default: 3 }),
@@ -178,10 +207,10 @@ export const clusterConfigSpec: Spec = {
         }, { default: "auto" }),
         micro_batch_trials: f(posInt, { default: 4 }),
         time_limit_ms: f(posNum, { default: 1000 }),
-        milp: f({ kind: "enum", values: ["glpk", "highs", "none"] }, { default: "highs" }),
+        milp: f({ kind: "enum", values: MILP_SOLVERS }, { default: "highs" }),
         deterministic: f({ kind: "bool" }, { default: false }),
         min_degree: f(posInt, { default: 1 }),
-        overflow: f({ kind: "enum", values: ["error", "drop"] }, { default: "error" }),
+        overflow: f({ kind: "enum", values: OVERFLOW_POLICIES }, { default: "error" }),
       },
     }, { default: {} }),
     profile: f({

@@ -10,6 +10,7 @@ import { HfConfigError, readHfShape } from "../../core/hf_config.ts";
 import { formatPath, SchemaError, validate } from "./schema_spec.ts";
 import type { Config, CostConstants, ModelConfig, NodeConfig } from "./types.ts";
 import { storedToConstants } from "./cost_constants.ts";
+import { isTsKind } from "../../core/protocol.ts";
 
 type Path = (string | number)[];
 
@@ -197,15 +198,41 @@ export function configRelativePath(source: string, p: string): string {
   return (source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "") + p;
 }
 
-function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
-  const fail = (path: Path, msg: string): never => {
-    throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
-  };
-  const rel = (p: string | undefined) => p === undefined ? p : configRelativePath(source, p);
+/** What every section resolver shares: how to fail at a path, and how to resolve a config-relative path. */
+interface ResolveContext {
+  fail: (path: Path, msg: string) => never;
+  rel: (p: string | undefined) => string | undefined;
+}
 
-  // Model: a Hugging Face directory (model.from, which overrides model.preset) or a preset, with any explicit
-  // field overriding it.
-  const m = raw.model;
+/** The validated document (defaults filled in) as a Config: one resolver per section, checks across sections. */
+function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config {
+  const ctx: ResolveContext = {
+    fail: (path: Path, msg: string): never => {
+      throw new UserError(`${locate(path)} ${formatPath(path)}: ${msg}`);
+    },
+    rel: (p: string | undefined) => p === undefined ? p : configRelativePath(source, p),
+  };
+  const model = resolveModel(raw.model, ctx);
+  const cluster = resolveCluster(raw, model, ctx);
+  const planner = resolvePlanner(raw.planner, ctx);
+  const constants = resolveConstants(raw.profile, model, ctx);
+  return {
+    name: raw.name,
+    source,
+    cluster,
+    model,
+    training: resolveTraining(raw.training, ctx),
+    planner,
+    profile: { path: ctx.rel(raw.profile.path), constants },
+    document: raw,
+  };
+}
+
+/**
+ * The model: a Hugging Face directory (model.from, which overrides model.preset) or a preset, with any explicit
+ * field overriding it.
+ */
+function resolveModel(m: Raw, { fail, rel }: ResolveContext): ModelConfig {
   const fromDir = m.from === undefined ? undefined : rel(String(m.from));
   let base: ModelShape | undefined = m.preset ? MODEL_PRESETS[m.preset] : undefined;
   if (fromDir !== undefined) {
@@ -257,94 +284,130 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
   if (model.family === "llama" && model.heads % (model.kvHeads ?? model.heads) !== 0) {
     fail(["model", "heads"], `${model.heads} query heads are not a multiple of the ${model.kvHeads} K/V heads`);
   }
+  return model;
+}
 
+/** The cluster section: the nodes (none under Slurm, where the allocation supplies them) and the timeouts. */
+function resolveCluster(raw: Raw, model: ModelConfig, ctx: ResolveContext): Config["cluster"] {
+  const { fail } = ctx;
   if (raw.cluster.scheduler === "slurm" && raw.cluster.nodes) {
     fail(["cluster", "nodes"], "not used with cluster.scheduler: slurm (the nodes are the allocation's); remove it");
   }
   if (raw.cluster.scheduler !== "slurm" && !raw.cluster.nodes) {
     fail(["cluster", "nodes"], "missing; list the nodes, or set cluster.scheduler: slurm inside a Slurm allocation");
   }
-  const nodes: NodeConfig[] = (raw.cluster.nodes ?? []).map((n: Raw, index: number) => {
-    if (n.executor === "sim" && !raw.training.simulate) {
-      fail(
-        ["cluster", "nodes", index, "executor"],
-        "sim is the simulated executor, a test and benchmark tool that trains nothing; set training.simulate: true " +
-          "to measure the control plane with it, or pick cpu, webgpu, cuda, torch-cpu or auto to train",
-      );
-    }
-    if (raw.training.simulate && n.executor !== "sim") {
-      fail(
-        ["cluster", "nodes", index, "executor"],
-        `${n.executor} trains for real, but training.simulate is true; set executor: sim on every node to simulate, ` +
-          "or remove training.simulate to train",
-      );
-    }
-    if (
-      n.memory_budget_gb !== undefined && n.device_memory_gb !== undefined && n.memory_budget_gb > n.device_memory_gb
-    ) {
-      fail(
-        ["cluster", "nodes", index, "memory_budget_gb"],
-        `${n.memory_budget_gb} GB is above this node's device_memory_gb (${n.device_memory_gb} GB); lower ` +
-          `memory_budget_gb to at most ${n.device_memory_gb} (leave headroom, e.g. ${
-            Math.floor(0.9 * n.device_memory_gb)
-          }) or correct device_memory_gb`,
-      );
-    }
-    if (model.family === "llama" && (n.executor === "cpu" || n.executor === "webgpu")) {
-      fail(
-        ["cluster", "nodes", index, "executor"],
-        `${n.executor} is a TypeScript executor, which runs GPT presets only; the llama-family model${
-          fromDir === undefined ? "" : ` of model.from ${fromDir}`
-        } needs executor: torch-cpu or cuda`,
-      );
-    }
-    if (Array.isArray(n.cpu_pinning)) {
-      const at = ["cluster", "nodes", index, "cpu_pinning"];
-      if (n.cpu_pinning.length !== n.devices) {
-        fail(at, `${n.cpu_pinning.length} CPU list(s) for ${n.devices} device(s); list one per device, or use auto`);
-      }
-      for (const [k, text] of (n.cpu_pinning as string[]).entries()) {
-        try {
-          parseCpuList(text);
-        } catch (e) {
-          fail([...at, k], `"${text}": ${(e as Error).message}; write CPU lists like 0-3 or 0,2`);
-        }
-      }
-    }
-    return {
-      index,
-      host: n.host,
-      transport: n.transport,
-      user: n.user,
-      port: n.port,
-      identity: rel(n.identity),
-      knownHosts: rel(n.known_hosts),
-      hostKeyPolicy: n.host_key_policy,
-      devices: n.devices,
-      executor: n.executor,
-      deviceMemoryGb: n.device_memory_gb,
-      memoryBudgetGb: n.memory_budget_gb,
-      speed: n.speed,
-      deno: n.deno,
-      python: n.python,
-      workdir: n.workdir,
-      jump: n.jump === undefined ? undefined : [n.jump].flat(),
-      sshConfig: rel(n.ssh_config),
-      ...(n.cpu_pinning !== undefined ? { cpuPinning: n.cpu_pinning } : {}),
-    };
-  });
+  const simulate = raw.training.simulate as boolean | undefined;
+  return {
+    nodes: (raw.cluster.nodes ?? []).map((n: Raw, index: number) => resolveNode(n, index, simulate, model, ctx)),
+    connectTimeoutS: raw.cluster.connect_timeout_s,
+    heartbeatTimeoutS: raw.cluster.heartbeat_timeout_s,
+    scheduler: raw.cluster.scheduler,
+  };
+}
 
-  const p = raw.planner;
+/** One entry of cluster.nodes, checked against training.simulate and the model family. */
+function resolveNode(
+  n: Raw,
+  index: number,
+  simulate: boolean | undefined,
+  model: ModelConfig,
+  { fail, rel }: ResolveContext,
+): NodeConfig {
+  const at = (key: string) => ["cluster", "nodes", index, key];
+  if (n.executor === "sim" && !simulate) {
+    fail(
+      at("executor"),
+      "sim is the simulated executor, a test and benchmark tool that trains nothing; set training.simulate: true " +
+        "to measure the control plane with it, or pick cpu, webgpu, cuda, torch-cpu or auto to train",
+    );
+  }
+  if (simulate && n.executor !== "sim") {
+    fail(
+      at("executor"),
+      `${n.executor} trains for real, but training.simulate is true; set executor: sim on every node to simulate, ` +
+        "or remove training.simulate to train",
+    );
+  }
+  if (n.memory_budget_gb !== undefined && n.device_memory_gb !== undefined && n.memory_budget_gb > n.device_memory_gb) {
+    fail(
+      at("memory_budget_gb"),
+      `${n.memory_budget_gb} GB is above this node's device_memory_gb (${n.device_memory_gb} GB); lower ` +
+        `memory_budget_gb to at most ${n.device_memory_gb} (leave headroom, e.g. ${
+          Math.floor(0.9 * n.device_memory_gb)
+        }) or correct device_memory_gb`,
+    );
+  }
+  if (model.family === "llama" && isTsKind(n.executor)) {
+    fail(
+      at("executor"),
+      `${n.executor} is a TypeScript executor, which runs GPT presets only; the llama-family model${
+        model.from === undefined ? "" : ` of model.from ${model.from}`
+      } needs executor: torch-cpu or cuda`,
+    );
+  }
+  if (Array.isArray(n.cpu_pinning)) {
+    if (n.cpu_pinning.length !== n.devices) {
+      fail(
+        at("cpu_pinning"),
+        `${n.cpu_pinning.length} CPU list(s) for ${n.devices} device(s); list one per device, or use auto`,
+      );
+    }
+    for (const [k, text] of (n.cpu_pinning as string[]).entries()) {
+      try {
+        parseCpuList(text);
+      } catch (e) {
+        fail([...at("cpu_pinning"), k], `"${text}": ${(e as Error).message}; write CPU lists like 0-3 or 0,2`);
+      }
+    }
+  }
+  return {
+    index,
+    host: n.host,
+    transport: n.transport,
+    user: n.user,
+    port: n.port,
+    identity: rel(n.identity),
+    knownHosts: rel(n.known_hosts),
+    hostKeyPolicy: n.host_key_policy,
+    devices: n.devices,
+    executor: n.executor,
+    deviceMemoryGb: n.device_memory_gb,
+    memoryBudgetGb: n.memory_budget_gb,
+    speed: n.speed,
+    deno: n.deno,
+    python: n.python,
+    workdir: n.workdir,
+    jump: n.jump === undefined ? undefined : [n.jump].flat(),
+    sshConfig: rel(n.ssh_config),
+    ...(n.cpu_pinning !== undefined ? { cpuPinning: n.cpu_pinning } : {}),
+  };
+}
+
+/** The planner section; SP degrees must be powers of two. */
+function resolvePlanner(p: Raw, { fail }: ResolveContext): Config["planner"] {
   if (p.static_degree !== undefined && (p.static_degree & (p.static_degree - 1)) !== 0) {
     fail(["planner", "static_degree"], `expected a power of two, got ${p.static_degree}`);
   }
   if ((p.min_degree & (p.min_degree - 1)) !== 0) {
     fail(["planner", "min_degree"], `expected a power of two, got ${p.min_degree}`);
   }
+  return {
+    strategy: p.strategy,
+    staticDegree: p.static_degree,
+    memoryBudgetGb: p.memory_budget_gb,
+    zeroStage: p.zero_stage,
+    buckets: p.buckets,
+    microBatchTrials: p.micro_batch_trials,
+    timeLimitMs: p.time_limit_ms,
+    milp: p.milp,
+    deterministic: p.deterministic,
+    minDegree: p.min_degree,
+    overflow: p.overflow,
+  };
+}
 
-  // Cost constants: inline, or per model preset, checked for usable bandwidth tables.
-  const prof = raw.profile;
-  let constants: CostConstants | undefined;
+/** Cost constants: inline, or per model preset, checked for usable bandwidth tables; undefined when neither. */
+function resolveConstants(prof: Raw, model: ModelConfig, { fail }: ResolveContext): CostConstants | undefined {
   let constPath: Path = ["profile", "constants"];
   let c: Raw = prof.constants;
   if (!c && prof.models) {
@@ -358,78 +421,48 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       );
     }
   }
-  if (c) {
-    for (const side of ["intra", "inter"]) {
-      for (const [k, v] of Object.entries(c.bandwidth_gbps[side] as Record<string, number>)) {
-        const d = Number(k);
-        if (!Number.isInteger(d) || d < 2 || (d & (d - 1)) !== 0) {
-          fail([...constPath, "bandwidth_gbps", side, k], `keys must be powers of two >= 2 (SP degrees), got "${k}"`);
-        }
-        void v;
+  if (!c) return undefined;
+  for (const side of ["intra", "inter"]) {
+    for (const k of Object.keys(c.bandwidth_gbps[side] as Record<string, number>)) {
+      const d = Number(k);
+      if (!Number.isInteger(d) || d < 2 || (d & (d - 1)) !== 0) {
+        fail([...constPath, "bandwidth_gbps", side, k], `keys must be powers of two >= 2 (SP degrees), got "${k}"`);
       }
     }
-    if (Object.keys(c.bandwidth_gbps.intra).length + Object.keys(c.bandwidth_gbps.inter).length === 0) {
-      fail([...constPath, "bandwidth_gbps"], "give at least one bandwidth (GB/s per device) by degree");
-    }
-    constants = storedToConstants(c);
-    if (c.params === undefined && c.params_by_max_seq !== undefined) {
-      constants.params = interpolateParams(
-        c.params_by_max_seq,
-        model.maxSeq,
-        [...constPath, "params_by_max_seq"],
-        fail,
-      );
-    }
   }
+  if (Object.keys(c.bandwidth_gbps.intra).length + Object.keys(c.bandwidth_gbps.inter).length === 0) {
+    fail([...constPath, "bandwidth_gbps"], "give at least one bandwidth (GB/s per device) by degree");
+  }
+  const constants = storedToConstants(c);
+  if (c.params === undefined && c.params_by_max_seq !== undefined) {
+    constants.params = interpolateParams(c.params_by_max_seq, model.maxSeq, [...constPath, "params_by_max_seq"], fail);
+  }
+  return constants;
+}
 
-  const t = raw.training;
+/** The training section. */
+function resolveTraining(t: Raw, { rel }: ResolveContext): Config["training"] {
   return {
-    name: raw.name,
-    source,
-    cluster: {
-      nodes,
-      connectTimeoutS: raw.cluster.connect_timeout_s,
-      heartbeatTimeoutS: raw.cluster.heartbeat_timeout_s,
-      scheduler: raw.cluster.scheduler,
-    },
-    model,
-    training: {
-      dataset: rel(t.dataset),
-      datasetBuiltin: t.dataset_builtin,
-      lengths: t.lengths,
-      globalBatch: t.global_batch,
-      steps: t.steps,
-      lr: t.lr,
-      weightDecay: t.weight_decay,
-      gradClip: t.grad_clip,
-      warmupSteps: t.warmup_steps,
-      seed: t.seed,
-      longSequences: t.long_sequences,
-      checkpointDir: rel(t.checkpoint_dir),
-      checkpointInterval: t.checkpoint_interval,
-      onFailure: t.on_failure,
-      keepCheckpoints: t.keep_checkpoints,
-      precision: t.precision,
-      allowQuadraticAttention: t.allow_quadratic_attention,
-      maxRestarts: t.max_restarts,
-      resume: t.resume,
-      stepTimeoutS: t.step_timeout,
-      simulate: t.simulate,
-    },
-    planner: {
-      strategy: p.strategy,
-      staticDegree: p.static_degree,
-      memoryBudgetGb: p.memory_budget_gb,
-      zeroStage: p.zero_stage,
-      buckets: p.buckets,
-      microBatchTrials: p.micro_batch_trials,
-      timeLimitMs: p.time_limit_ms,
-      milp: p.milp,
-      deterministic: p.deterministic,
-      minDegree: p.min_degree,
-      overflow: p.overflow,
-    },
-    profile: { path: rel(prof.path), constants },
-    document: raw,
+    dataset: rel(t.dataset),
+    datasetBuiltin: t.dataset_builtin,
+    lengths: t.lengths,
+    globalBatch: t.global_batch,
+    steps: t.steps,
+    lr: t.lr,
+    weightDecay: t.weight_decay,
+    gradClip: t.grad_clip,
+    warmupSteps: t.warmup_steps,
+    seed: t.seed,
+    longSequences: t.long_sequences,
+    checkpointDir: rel(t.checkpoint_dir),
+    checkpointInterval: t.checkpoint_interval,
+    onFailure: t.on_failure,
+    keepCheckpoints: t.keep_checkpoints,
+    precision: t.precision,
+    allowQuadraticAttention: t.allow_quadratic_attention,
+    maxRestarts: t.max_restarts,
+    resume: t.resume,
+    stepTimeoutS: t.step_timeout,
+    simulate: t.simulate,
   };
 }

@@ -3,6 +3,7 @@
 
 import type { StoredConstants } from "./cost_constants.ts";
 import type { Spec } from "./schema_spec.ts";
+import { EXECUTOR_KIND_CHOICES } from "../../core/protocol.ts";
 
 /** Current profile schema version. */
 export const PROFILE_SCHEMA_VERSION = 2;
@@ -251,7 +252,7 @@ export const clusterKeySpec: Spec = {
             host: { spec: str, required: true },
             devices: { spec: posInt, required: true },
             executor: {
-              spec: { kind: "enum", values: ["cpu", "webgpu", "cuda", "torch-cpu", "sim", "auto"] },
+              spec: { kind: "enum", values: EXECUTOR_KIND_CHOICES },
               required: true,
             },
           },

@@ -1,22 +1,38 @@
-// The resolved, typed configuration every part of the orchestrator reads.
+// The resolved, typed configuration every part of the orchestrator reads. The value lists of its enum fields come
+// from the schema (cluster_schema.ts); tests/config/config_description_test.ts checks the two agree key by key.
 
 import type { ModelShape } from "../../core/model_shape.ts";
-import type { ExecutorKindName } from "../../core/protocol.ts";
+import type { ExecutorKindChoice } from "../../core/protocol.ts";
 import type { CpuPinning } from "../../core/cpu_list.ts";
+import type {
+  BUILTIN_DATASETS,
+  CHECKPOINTING_POLICIES,
+  FAILURE_POLICIES,
+  HOST_KEY_POLICIES,
+  LENGTH_DISTRIBUTIONS,
+  LONG_SEQUENCE_POLICIES,
+  MILP_SOLVERS,
+  OVERFLOW_POLICIES,
+  PLANNER_STRATEGIES,
+  PRECISIONS,
+  RESUME_MODES,
+  SCHEDULERS,
+  TRANSPORTS,
+} from "./cluster_schema.ts";
 
 /** One node of the cluster as configured. */
 export interface NodeConfig {
   /** Position in `cluster.nodes`. */
   index: number;
   host: string;
-  transport: "local" | "ssh";
+  transport: typeof TRANSPORTS[number];
   user?: string;
   port: number;
   identity?: string;
   knownHosts?: string;
-  hostKeyPolicy: "strict" | "accept-new";
+  hostKeyPolicy: typeof HOST_KEY_POLICIES[number];
   devices: number;
-  executor: ExecutorKindName | "auto";
+  executor: ExecutorKindChoice;
   deviceMemoryGb?: number;
   /** Planner memory budget of each device of this node (GB); overrides `planner.memoryBudgetGb`. */
   memoryBudgetGb?: number;
@@ -40,7 +56,7 @@ export interface NodeConfig {
 }
 
 /** Activation checkpointing policy: decides activation memory per token and recompute overhead. */
-export type Checkpointing = "none" | "selective" | "full";
+export type Checkpointing = typeof CHECKPOINTING_POLICIES[number];
 
 /** The model to train. */
 export interface ModelConfig extends ModelShape {
@@ -86,25 +102,25 @@ export interface CostConstants {
 
 /** Planner settings. */
 export interface PlannerConfig {
-  strategy: "flexsp" | "static" | "batchada";
+  strategy: typeof PLANNER_STRATEGIES[number];
   staticDegree?: number;
   memoryBudgetGb?: number;
   zeroStage: 0 | 1 | 2 | 3;
   buckets: number | "auto";
   microBatchTrials: number;
   timeLimitMs: number;
-  milp: "glpk" | "highs" | "none";
+  milp: typeof MILP_SOLVERS[number];
   deterministic: boolean;
   minDegree: number;
-  overflow: "error" | "drop";
+  overflow: typeof OVERFLOW_POLICIES[number];
 }
 
 /** Training settings. */
 export interface TrainingConfig {
   dataset?: string;
   /** Built-in corpus built into `dataset` when it does not exist yet. */
-  datasetBuiltin?: "deno-corpus";
-  lengths?: "wikipedia" | "github" | "commoncrawl";
+  datasetBuiltin?: typeof BUILTIN_DATASETS[number];
+  lengths?: typeof LENGTH_DISTRIBUTIONS[number];
   globalBatch: number;
   steps: number;
   lr: number;
@@ -112,20 +128,20 @@ export interface TrainingConfig {
   gradClip: number;
   warmupSteps: number;
   seed: number;
-  longSequences: "split" | "drop";
+  longSequences: typeof LONG_SEQUENCE_POLICIES[number];
   checkpointDir?: string;
   checkpointInterval: number;
-  onFailure: "stop" | "restart" | "elastic";
+  onFailure: typeof FAILURE_POLICIES[number];
   /** Complete checkpoints kept. */
   keepCheckpoints: number;
   /** training.precision of the torch executors ("auto": bf16 on cuda, fp32 on torch-cpu). */
-  precision: "auto" | "bf16" | "fp32";
+  precision: typeof PRECISIONS[number];
   /** training.allow_quadratic_attention: long sequences may use an attention kernel with s² scores. */
   allowQuadraticAttention: boolean;
   /** Automatic relaunches before giving up. */
   maxRestarts: number;
   /** `auto`: resume a run directory that already holds this run (a requeued job) by itself. */
-  resume: "never" | "auto";
+  resume: typeof RESUME_MODES[number];
   /** Seconds a step may take (`training.step_timeout`), or `auto` (see stepTimeoutMs). */
   stepTimeoutS: number | "auto";
   /** A simulation with `executor: sim` on every node (a test and benchmark tool; trains nothing). */
@@ -142,7 +158,7 @@ export interface Config {
     connectTimeoutS: number;
     heartbeatTimeoutS: number;
     /** `slurm`: nodes come from the allocation (see orchestrator/cluster/slurm_allocation.ts). */
-    scheduler?: "none" | "slurm";
+    scheduler?: typeof SCHEDULERS[number];
   };
   model: ModelConfig;
   training: TrainingConfig;

@@ -9,6 +9,7 @@
 
 import { sampleLengths } from "./length_distributions.ts";
 import { Rng } from "./rng.ts";
+import type { TrainingConfig } from "../config/types.ts";
 
 /** Training sequences made from a dataset's documents. */
 export interface SequenceTable {
@@ -21,7 +22,7 @@ export interface SequenceTable {
   docOffsets: Float64Array;
   /** Documents longer than the context (split into pieces, or dropped). */
   longDocs: number;
-  policy: "split" | "drop";
+  policy: TrainingConfig["longSequences"];
   maxSeq: number;
 }
 
@@ -29,7 +30,7 @@ export interface SequenceTable {
 export function buildSequenceTable(
   index: { offsets: Float64Array; lengths: Uint32Array },
   maxSeq: number,
-  policy: "split" | "drop",
+  policy: TrainingConfig["longSequences"],
   minLength = 2,
 ): SequenceTable {
   let count = 0, longDocs = 0;

@@ -1,6 +1,7 @@
 // Everything a planner needs besides the lengths: cost model, topology, allowed degrees, capacities.
 
 import { UserError } from "../errors.ts";
+import type { PlannerConfig } from "../config/types.ts";
 import { degreeProblem } from "../../core/model_shape.ts";
 import type { CostModel } from "./cost_model.ts";
 import { BlockAllocator, BlockTable, floorPow2 } from "./placement.ts";
@@ -13,7 +14,7 @@ export interface PlannerOptions {
   /** Bucket count for the MILP, or adaptive. */
   buckets: number | "auto";
   /** MILP backend used to improve the combinatorial plan. */
-  milp: "glpk" | "highs" | "none";
+  milp: PlannerConfig["milp"];
   /** Wall-clock budget for the whole step (ms); ignored in deterministic mode. */
   timeLimitMs: number;
   /** No wall-clock limits: the same input gives the same plan on any machine. */

@@ -1,5 +1,7 @@
 // The step plan: plain JSON data that is logged, explained, replayed and checked.
 
+import type { PlannerConfig } from "../config/types.ts";
+
 /** One SP group of a micro-batch. */
 export interface GroupPlan {
   /** Power-of-two SP degree. */
@@ -24,7 +26,7 @@ export interface MicroBatchPlan {
 }
 
 /** Which strategy produced a plan. */
-export type Strategy = "flexsp" | "static" | "batchada";
+export type Strategy = PlannerConfig["strategy"];
 
 /** A whole step: micro-batches run one after the other, gradients accumulated. */
 export interface Plan {

@@ -14,8 +14,27 @@ export function table(rows: string[][]): string {
 
 /** The summary printed after a profile run. */
 export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string; report?: string } = {}): string {
+  const out = [
+    ...clusterLines(doc),
+    "",
+    ...computeLines(doc),
+    "",
+    ...memoryLines(doc),
+    "",
+    ...networkLines(doc),
+    ...(doc.validation ? ["", ...validationLines(doc, doc.validation)] : []),
+    "",
+    constantsLine(doc.constants),
+  ];
+  for (const w of doc.warnings) out.push(`warning: ${w}`);
+  if (paths.profile) out.push(`wrote ${paths.profile}`);
+  if (paths.report) out.push(`report ${paths.report}`);
+  return out.join("\n");
+}
+
+/** The cluster measured: its size, duration and one line per node. */
+function clusterLines(doc: ProfileDoc): string[] {
   const out: string[] = [];
-  const c = doc.constants;
   const fp = doc.fingerprint;
   const devices = fp.cluster.nodes.reduce((s, n) => s + n.devices, 0);
   out.push(
@@ -27,7 +46,12 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
       `  node ${n.index} ${n.host} (${n.hostname}): ${n.devices.length}x ${n.devices[0]?.replace(/^\S+:\d+ /, "")}`,
     );
   }
-  out.push("");
+  return out;
+}
+
+/** The compute fit per device type, the per-device speeds and the machine's steadiness. */
+function computeLines(doc: ProfileDoc): string[] {
+  const out: string[] = [];
   out.push("compute: ms = α1·Σs² + α2·Σs + β1 per group, fitted per device type (non-negative least squares)");
   const rows = [[
     "device type",
@@ -64,7 +88,12 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
         `time (the fit uses the fastest)`,
     );
   }
-  out.push("");
+  return out;
+}
+
+/** Activation memory per token, model states and the token capacity. */
+function memoryLines(doc: ProfileDoc): string[] {
+  const out: string[] = [];
   const m = doc.memory;
   out.push(
     `memory (${m.source}): ${m.actMbPerToken.toPrecision(4)} MB activations per token (fit R² ${
@@ -80,7 +109,13 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
       } MB budget`
       : "  token capacity: unknown (set planner.memory_budget_gb or device_memory_gb)",
   );
-  out.push("");
+  return out;
+}
+
+/** All-to-all bandwidth per degree and the node-pair matrix. */
+function networkLines(doc: ProfileDoc): string[] {
+  const out: string[] = [];
+  const c = doc.constants;
   if (doc.network.alltoall.length) {
     out.push("network: all-to-all, every aligned group of a degree at once");
     const nrows = [[
@@ -134,65 +169,66 @@ export function formatProfileSummary(doc: ProfileDoc, paths: { profile?: string;
     });
     out.push(table(prow).replace(/^/gm, "    "));
   }
-  if (doc.validation) {
-    const v = doc.validation;
-    out.push("");
-    out.push(
-      `validation (real steps, one sequence per group, predicted vs measured): median error ${
-        pct(v.medianRelErr)
-      }, max ${pct(v.maxRelErr)} over ${v.points.length} points${
-        v.uncalibrated
-          ? ` (with the microbenchmark's v[d]: median ${pct(v.uncalibrated.medianRelErr)}, max ${
-            pct(v.uncalibrated.maxRelErr)
-          })`
-          : ""
-      }`,
-    );
-    if (v.stepOverheadMs !== undefined) {
-      out.push(
-        `  per step outside the micro-batches (gradient all-reduce, optimizer): ${ms(v.stepOverheadMs)} ms ` +
-          `(${c.step_ms ? "the cost model's step_ms" : "not in the cost model"})`,
-      );
-    }
-    if (v.planned) {
-      const e = (s: { medianAbs: number; median: number }) =>
-        `median |error| ${pct(s.medianAbs)} (signed ${s.median >= 0 ? "+" : ""}${(s.median * 100).toFixed(1)}%)`;
-      out.push(
-        `  the planner's own plans, ${v.planned.steps} step(s) run: step time ${e(v.planned.step)}, group time ` +
-          `${e(v.planned.group)}${
-            v.planned.speedAfter !== undefined && Math.abs(v.planned.speedAfter - 1) > 0.15
-              ? ` (the devices ran at ${v.planned.speedAfter}x their validation speed after them)`
-              : ""
-          }`,
-      );
-    }
-    if (v.degreeOne) {
-      out.push(
-        `  degree-1 steps against the compute grid's fit: ${v.degreeOne.computeScale}x its compute plus ` +
-          `${ms(v.degreeOne.microBatchMs)} ms per micro-batch${c.micro_batch_ms === undefined ? " (not applied)" : ""}`,
-      );
-    }
-    const degs = [...new Set(v.points.map((x) => `${x.degree}${x.spans ? "x" : ""}`))];
-    for (const d of degs) {
-      const mine = v.points.filter((x) => `${x.degree}${x.spans ? "x" : ""}` === d);
-      out.push(
-        `  degree ${d.replace("x", " (across nodes)")}: ` +
-          mine.map((x) => `${x.length} tok ${ms(x.measuredMs)}/${ms(x.predictedMs)} ms`).join(", "),
-      );
-    }
-  }
-  out.push("");
-  const bw = (t: Record<string, number>) => Object.entries(t).map(([k, v]) => `${k}: ${v}`).join(", ") || "-";
+  return out;
+}
+
+/** The validation against real steps: errors overall, per step, of the planner's plans and per degree. */
+function validationLines(doc: ProfileDoc, v: NonNullable<ProfileDoc["validation"]>): string[] {
+  const out: string[] = [];
+  const c = doc.constants;
   out.push(
-    `constants: alpha1 ${c.alpha1}, alpha2 ${c.alpha2}, beta1 ${c.beta1}, act_mb_per_token ${c.act_mb_per_token}, ` +
-      `bandwidth intra {${bw(c.bandwidth_gbps.intra)}} inter {${bw(c.bandwidth_gbps.inter)}}, device_speed ${
-        JSON.stringify(c.device_speed ?? {})
-      }, fixed ms per micro-batch ${c.micro_batch_ms ?? 0}, per group {${bw(c.group_ms ?? {})}}, per step ${
-        c.step_ms ?? 0
-      }`,
+    `validation (real steps, one sequence per group, predicted vs measured): median error ${pct(v.medianRelErr)}, max ${
+      pct(v.maxRelErr)
+    } over ${v.points.length} points${
+      v.uncalibrated
+        ? ` (with the microbenchmark's v[d]: median ${pct(v.uncalibrated.medianRelErr)}, max ${
+          pct(v.uncalibrated.maxRelErr)
+        })`
+        : ""
+    }`,
   );
-  for (const w of doc.warnings) out.push(`warning: ${w}`);
-  if (paths.profile) out.push(`wrote ${paths.profile}`);
-  if (paths.report) out.push(`report ${paths.report}`);
-  return out.join("\n");
+  if (v.stepOverheadMs !== undefined) {
+    out.push(
+      `  per step outside the micro-batches (gradient all-reduce, optimizer): ${ms(v.stepOverheadMs)} ms ` +
+        `(${c.step_ms ? "the cost model's step_ms" : "not in the cost model"})`,
+    );
+  }
+  if (v.planned) {
+    const e = (s: { medianAbs: number; median: number }) =>
+      `median |error| ${pct(s.medianAbs)} (signed ${s.median >= 0 ? "+" : ""}${(s.median * 100).toFixed(1)}%)`;
+    out.push(
+      `  the planner's own plans, ${v.planned.steps} step(s) run: step time ${e(v.planned.step)}, group time ` +
+        `${e(v.planned.group)}${
+          v.planned.speedAfter !== undefined && Math.abs(v.planned.speedAfter - 1) > 0.15
+            ? ` (the devices ran at ${v.planned.speedAfter}x their validation speed after them)`
+            : ""
+        }`,
+    );
+  }
+  if (v.degreeOne) {
+    out.push(
+      `  degree-1 steps against the compute grid's fit: ${v.degreeOne.computeScale}x its compute plus ` +
+        `${ms(v.degreeOne.microBatchMs)} ms per micro-batch${c.micro_batch_ms === undefined ? " (not applied)" : ""}`,
+    );
+  }
+  const degs = [...new Set(v.points.map((x) => `${x.degree}${x.spans ? "x" : ""}`))];
+  for (const d of degs) {
+    const mine = v.points.filter((x) => `${x.degree}${x.spans ? "x" : ""}` === d);
+    out.push(
+      `  degree ${d.replace("x", " (across nodes)")}: ` +
+        mine.map((x) => `${x.length} tok ${ms(x.measuredMs)}/${ms(x.predictedMs)} ms`).join(", "),
+    );
+  }
+  return out;
+}
+
+/** The stored constants in one line. */
+function constantsLine(c: ProfileDoc["constants"]): string {
+  const bw = (t: Record<string, number>) => Object.entries(t).map(([k, v]) => `${k}: ${v}`).join(", ") || "-";
+  return `constants: alpha1 ${c.alpha1}, alpha2 ${c.alpha2}, beta1 ${c.beta1}, act_mb_per_token ${c.act_mb_per_token}, ` +
+    `bandwidth intra {${bw(c.bandwidth_gbps.intra)}} inter {${bw(c.bandwidth_gbps.inter)}}, device_speed ${
+      JSON.stringify(c.device_speed ?? {})
+    }, fixed ms per micro-batch ${c.micro_batch_ms ?? 0}, per group {${bw(c.group_ms ?? {})}}, per step ${
+      c.step_ms ?? 0
+    }`;
 }

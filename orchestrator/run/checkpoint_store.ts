@@ -16,6 +16,7 @@ import { fileSha256, sha256Hex } from "../../core/hash.ts";
 import { fsyncDir, writeAtomic } from "../../core/atomic_write.ts";
 import type { SamplerState } from "../data/sampler.ts";
 import { writing } from "../errors.ts";
+import { isTorchKind } from "../../core/protocol.ts";
 
 /** The orchestrator's own part of a checkpoint. */
 export interface OrchestratorState {
@@ -56,7 +57,7 @@ export const DCP_DIR = "dcp";
 
 /** The format an executor kind writes and reads: the torch executors' sharded DCP, else the flat one. */
 export function formatOf(kind: string): CheckpointFormat {
-  return kind === "cuda" || kind === "torch-cpu" ? "dcp" : "flat";
+  return isTorchKind(kind) ? "dcp" : "flat";
 }
 
 /** `manifest.json` of a checkpoint. */

@@ -2,7 +2,7 @@
 // generated per run, optional tc link shaping; torn down by PID and name, also after a crashed earlier run.
 
 import $ from "dax";
-import type { ExecutorKindName } from "../../core/protocol.ts";
+import type { ExecutorKindChoice } from "../../core/protocol.ts";
 import { cleanupStaleTestHosts, linkNames, NAME_PREFIX, namespaceName } from "./names.ts";
 
 /** How `deno` looks on a test host: present (the machine's own), missing, or too old to use. */
@@ -94,7 +94,7 @@ export interface ConfigOptions {
   /** Host indices to include (default all). */
   only?: number[];
   devices?: number;
-  executor?: ExecutorKindName | "auto";
+  executor?: ExecutorKindChoice;
   identity?: string;
   knownHosts?: string;
   hostKeyPolicy?: "strict" | "accept-new";

@@ -11,6 +11,7 @@ import {
   type GroupAssignment,
   readMessages,
   type SequenceRef,
+  type TsExecutorKind,
 } from "../../core/protocol.ts";
 import type { ModelShape } from "../../kernels/model.ts";
 
@@ -30,7 +31,7 @@ export class ExecutorProc {
   constructor(
     readonly rank: number,
     env: Record<string, string> = {},
-    kind: "cpu" | "webgpu" = "cpu",
+    kind: TsExecutorKind = "cpu",
     command?: string[],
   ) {
     const [exe, ...args] = command ?? [Deno.execPath(), "run", "-A", MAIN, "--kind", kind, "--device", String(rank)];

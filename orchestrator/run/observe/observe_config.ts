@@ -15,19 +15,19 @@ export interface ObserveConfig {
   hangMinMs: number;
 }
 
-/** The observe settings of a config (defaults where the document has none). */
+/** The observe settings of a config (the schema has filled in every default: see cluster_schema.ts). */
 export function observeConfig(config: Config): ObserveConfig {
   // deno-lint-ignore no-explicit-any
-  const o = (config.document.observe ?? {}) as Record<string, any>;
+  const o = config.document.observe as Record<string, any>;
   return {
-    dashboard: o.dashboard ?? true,
-    listen: o.listen ?? "127.0.0.1",
-    port: o.port ?? 0,
-    peakTflops: o.peak_tflops ?? {},
-    stragglerFactor: o.straggler_factor ?? 2,
-    stragglerSteps: o.straggler_steps ?? 3,
-    stragglerMinMs: o.straggler_min_ms ?? 50,
-    hangFactor: o.hang_factor ?? 10,
-    hangMinMs: 1000 * (o.hang_min_s ?? 30),
+    dashboard: o.dashboard,
+    listen: o.listen,
+    port: o.port,
+    peakTflops: o.peak_tflops,
+    stragglerFactor: o.straggler_factor,
+    stragglerSteps: o.straggler_steps,
+    stragglerMinMs: o.straggler_min_ms,
+    hangFactor: o.hang_factor,
+    hangMinMs: 1000 * o.hang_min_s,
   };
 }
