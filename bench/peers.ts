@@ -63,11 +63,32 @@ function tokensPerS(s: Steps): number {
   return s.tokens.slice(WARMUP).reduce((a, b) => a + b, 0) / (ms / 1000);
 }
 
-async function run(cmd: string, args: string[], env: Record<string, string> = {}, cwd?: string): Promise<string> {
+export async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<string> {
   const out = await new Deno.Command(cmd, { args, env, cwd, stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   if (!out.success) throw new Error(`${cmd} ${args.slice(0, 3).join(" ")} ... failed:\n${text.slice(-3000)}`);
   return text;
+}
+
+/** `deno task profile --quick` of a config (with `--set`s) into `dir`/profile.json. */
+export async function profileQuick(config: string, sets: string[], dir: string): Promise<void> {
+  await run(Deno.execPath(), [
+    "run",
+    "-A",
+    `${ROOT}orchestrator/cli/profile.ts`,
+    config,
+    "--quick",
+    "--out",
+    `${dir}/profile.json`,
+    "--run-dir",
+    `${dir}/profile-run`,
+    ...sets.flatMap((s) => ["--set", s]),
+  ]);
 }
 
 /** The flexsp run of one strategy: its ledger records. */
@@ -250,18 +271,7 @@ async function benchEmbedded(): Promise<BenchSection> {
     ];
     if (PROFILE) {
       console.error("peers: profiling the 2 torch-cpu devices (deno task profile --quick) ...");
-      await run(Deno.execPath(), [
-        "run",
-        "-A",
-        `${ROOT}orchestrator/cli/profile.ts`,
-        CONFIG,
-        "--quick",
-        "--out",
-        `${dir}/profile.json`,
-        "--run-dir",
-        `${dir}/profile-run`,
-        ...sets.flatMap((s) => ["--set", s]),
-      ]);
+      await profileQuick(CONFIG, sets, dir);
     }
     // Each round runs every system once, back to back (in reverse order every other round, so that a trend in the
     // machine's load does not favour one side); ratios are taken inside a round, then the median over rounds.

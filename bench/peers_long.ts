@@ -27,7 +27,7 @@ import { buildCostModel } from "../orchestrator/planner/cost_model.ts";
 import { errorStats } from "../orchestrator/profile/ledger_check.ts";
 import { canCreateTestHosts, startTestHosts } from "../tests/hosts/test_hosts.ts";
 import { twoTierNetwork } from "../tests/hosts/two_tier.ts";
-import { makeModel, peer, type PeerJob, type Steps, trainedTokens } from "./peers.ts";
+import { makeModel, peer, type PeerJob, profileQuick, run, type Steps, trainedTokens } from "./peers.ts";
 import type { BenchSection } from "./report.ts";
 
 const QUICK = Deno.args.includes("--quick");
@@ -57,7 +57,6 @@ const SHAPE = {
   normEps: 1e-5,
 };
 const PYTHON = Deno.env.get("FLEXSP_PEERS_PYTHON") ?? "python3";
-const ROOT = new URL("..", import.meta.url).pathname;
 const STRATEGIES = ["flexsp", "static", "batchada"] as const;
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
@@ -89,13 +88,6 @@ export async function writeLongTailCorpus(dir: string, lengths: number[]): Promi
   await Deno.writeTextFile(jsonl, lines.join("\n") + "\n");
   await prepareDataset({ input: jsonl, out: dir, format: "jsonl", overwrite: true });
   await Deno.remove(jsonl);
-}
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`${cmd} ${args.slice(0, 3).join(" ")} ... failed:\n${text.slice(-3000)}`);
-  return text;
 }
 
 /** The Python's executable and the prefixes the test hosts must see (their /root is their own). */
@@ -158,18 +150,7 @@ export async function benchLong(): Promise<BenchSection> {
     const sets = [`model.from=${model}`];
     if (PROFILE) {
       console.error(`peers b: profiling the ${RANKS} torch-cpu devices on ${NODES} shaped test hosts ...`);
-      await run(Deno.execPath(), [
-        "run",
-        "-A",
-        `${ROOT}orchestrator/cli/profile.ts`,
-        config,
-        "--quick",
-        "--out",
-        `${dir}/profile.json`,
-        "--run-dir",
-        `${dir}/profile-run`,
-        ...sets.flatMap((s) => ["--set", s]),
-      ]);
+      await profileQuick(config, sets, dir);
     }
     // The budget that holds CAPACITY tokens per device, by the profile's (or the config's) cost constants.
     const loaded = await loadConfig(config, sets);

@@ -15,27 +15,31 @@ import { assert, assertEquals } from "../assert.ts";
 const missing = await pythonImportFailure("torch, transformers");
 if (missing) console.log(`skipping the peers test: python3 cannot import torch and transformers (${missing})`);
 
+/** A tiny llama in `dir`/model and a job of seeded random tokens at `lengths` per step (learning rate 1e-2). */
+async function tinyJob(dir: string, lengths: number[][], seed: number): Promise<PeerJob> {
+  const shape = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 256, maxSeq: 256 };
+  await makeModel(`${dir}/model`, { ...shape, ropeTheta: 10000, normEps: 1e-5 });
+  let x = seed;
+  const token = () => (x = (x * 1103515245 + 12345) % 2 ** 31) % 256;
+  return {
+    model: `${dir}/model`,
+    steps: lengths.map((ls) => ls.map((n) => Array.from({ length: n }, token))),
+    lrs: lengths.map(() => 1e-2),
+    weight_decay: 0.01,
+    grad_clip: 1,
+    seed: 1,
+    threads: 1,
+    cpus: null,
+  };
+}
+
 Deno.test({
   name: "peers: DDP and Ulysses SP=2 and SP=1 give the same losses on the same sequences over 3 steps",
   ignore: missing !== undefined,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "fxpeers-" });
     try {
-      const shape = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 256, maxSeq: 256 };
-      await makeModel(`${dir}/model`, { ...shape, ropeTheta: 10000, normEps: 1e-5 });
-      let x = 12345;
-      const token = () => (x = (x * 1103515245 + 12345) % 2 ** 31) % 256;
-      const lengths = [[97, 40, 13, 64], [200, 7, 31, 50], [5, 120, 77, 18]];
-      const job: PeerJob = {
-        model: `${dir}/model`,
-        steps: lengths.map((ls) => ls.map((n) => Array.from({ length: n }, token))),
-        lrs: [1e-2, 1e-2, 1e-2],
-        weight_decay: 0.01,
-        grad_clip: 1,
-        seed: 1,
-        threads: 1,
-        cpus: null,
-      };
+      const job = await tinyJob(dir, [[97, 40, 13, 64], [200, 7, 31, 50], [5, 120, 77, 18]], 12345);
       const ddp = await peer("peers_ddp.py", job, dir);
       const ulysses = await peer("peers_ulysses.py", job, dir, ["plain"]);
       assert(ulysses.peer === "ulysses-plain", ulysses.peer);
@@ -87,21 +91,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "fxpeers-hosts-" });
     const th = await startTestHosts({ count: 2 });
     try {
-      const shape = { layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, vocab: 256, maxSeq: 256 };
-      await makeModel(`${dir}/model`, { ...shape, ropeTheta: 10000, normEps: 1e-5 });
-      let x = 777;
-      const token = () => (x = (x * 1103515245 + 12345) % 2 ** 31) % 256;
-      const lengths = [[97, 40], [200, 31]];
-      const job: PeerJob = {
-        model: `${dir}/model`,
-        steps: lengths.map((ls) => ls.map((n) => Array.from({ length: n }, token))),
-        lrs: [1e-2, 1e-2],
-        weight_decay: 0.01,
-        grad_clip: 1,
-        seed: 1,
-        threads: 1,
-        cpus: null,
-      };
+      const job = await tinyJob(dir, [[97, 40], [200, 31]], 777);
       const ddp = await peer("peers_ddp.py", job, dir);
       const hosts = th.hosts.map((h) => ({ netns: h.netns, ip: h.ip }));
       const ulysses = await peer("peers_ulysses.py", job, dir, ["plain", "2"], { hosts, perNode: 1 });
