@@ -12,8 +12,9 @@
 // it used, so their losses follow flexsp's (the table shows the largest difference from DDP's). Tokens/s counts the
 // steps after the first two. The machine is shared and its 2 cores busy: the ratios come from back-to-back runs.
 // `--rounds N` repeats every system N times, interleaved, and reports medians (the ratios are per round).
-// Runnable alone: `deno run -A bench/peers.ts [--quick] [--no-profile] [--rounds N]`; FLEXSP_PEERS_PYTHON picks the
-// Python (DeepSpeed must import in it for the DeepSpeed row; else the plain-PyTorch Ulysses runs).
+// Runnable alone: `deno run -A bench/peers.ts [--quick] [--no-profile] [--rounds N] [--workload a|b|both]`;
+// FLEXSP_PEERS_PYTHON picks the Python (DeepSpeed must import in it for the DeepSpeed row; else the plain-PyTorch
+// Ulysses runs). `--workload b` (bench/peers_long.ts): a long-tailed corpus on 2 shaped test hosts; default both.
 
 import { launchRun } from "../orchestrator/run/launch_run.ts";
 import type { LedgerRecord } from "../orchestrator/ledger/ledger.ts";
@@ -62,11 +63,32 @@ function tokensPerS(s: Steps): number {
   return s.tokens.slice(WARMUP).reduce((a, b) => a + b, 0) / (ms / 1000);
 }
 
-async function run(cmd: string, args: string[], env: Record<string, string> = {}, cwd?: string): Promise<string> {
+export async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<string> {
   const out = await new Deno.Command(cmd, { args, env, cwd, stdout: "piped", stderr: "piped" }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   if (!out.success) throw new Error(`${cmd} ${args.slice(0, 3).join(" ")} ... failed:\n${text.slice(-3000)}`);
   return text;
+}
+
+/** `deno task profile --quick` of a config (with `--set`s) into `dir`/profile.json. */
+export async function profileQuick(config: string, sets: string[], dir: string): Promise<void> {
+  await run(Deno.execPath(), [
+    "run",
+    "-A",
+    `${ROOT}orchestrator/cli/profile.ts`,
+    config,
+    "--quick",
+    "--out",
+    `${dir}/profile.json`,
+    "--run-dir",
+    `${dir}/profile-run`,
+    ...sets.flatMap((s) => ["--set", s]),
+  ]);
 }
 
 /** The flexsp run of one strategy: its ledger records. */
@@ -101,36 +123,61 @@ export interface PeerJob {
   cpus: number[][] | null;
 }
 
-/** A torchrun peer (`peers_ddp.py`, `peers_ulysses.py`) of `RANKS` ranks on a job; its steps as rank 0 wrote them. */
+/** Where a multi-host peer runs: one torchrun agent per host, in the host's network namespace. */
+export interface PeerHosts {
+  hosts: { netns: string; ip: string }[];
+  perNode: number;
+}
+
+/**
+ * A torchrun peer (`peers_ddp.py`, `peers_ulysses.py`) on a job; its steps as rank 0 wrote them. Without `on`: `RANKS`
+ * ranks on this machine. With `on`: `perNode` ranks on each test host, one torchrun agent per host started with `ip
+ * netns exec` into its namespace (rendezvous on the first host's address, gloo over its eth0), so that the peer's
+ * traffic crosses the same shaped links as flexsp's.
+ */
 export async function peer(
   script: string,
   job: PeerJob,
   dir: string,
   extra: string[] = [],
+  on?: PeerHosts,
 ): Promise<Steps & { peer: string }> {
   const jobPath = `${dir}/${script.replace(/\.py$/, "")}-job.json`;
   await Deno.writeTextFile(jobPath, JSON.stringify(job));
   const out = `${dir}/${script.replace(/\.py$/, "")}.json`;
   const port = 29500 + (Deno.pid % 4000) + Math.floor(Math.random() * 1000);
-  await run(
-    PYTHON,
-    [
-      "-m",
-      "torch.distributed.run",
-      "--nproc-per-node",
-      String(RANKS),
-      "--master-addr",
-      "127.0.0.1",
-      "--master-port",
-      String(port),
-      `${ROOT}bench/${script}`,
-      jobPath,
-      out,
-      ...extra,
-    ],
-    { HF_HUB_OFFLINE: "1", OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1" },
-    `${ROOT}bench`,
-  );
+  const env = { HF_HUB_OFFLINE: "1", OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1" };
+  const torchrun = (nodes: number, rank: number, perNode: number, addr: string) => [
+    "-m",
+    "torch.distributed.run",
+    "--nnodes",
+    String(nodes),
+    "--node-rank",
+    String(rank),
+    "--nproc-per-node",
+    String(perNode),
+    "--master-addr",
+    addr,
+    "--master-port",
+    String(port),
+    `${ROOT}bench/${script}`,
+    jobPath,
+    out,
+    ...extra,
+  ];
+  if (!on) await run(PYTHON, torchrun(1, 0, RANKS, "127.0.0.1"), env, `${ROOT}bench`);
+  else {
+    const addr = on.hosts[0].ip;
+    const envArgs = Object.entries({ ...env, GLOO_SOCKET_IFNAME: "eth0" }).map(([k, v]) => `${k}=${v}`);
+    await Promise.all(on.hosts.map((h, i) =>
+      run(
+        "ip",
+        ["netns", "exec", h.netns, "env", ...envArgs, PYTHON, ...torchrun(on.hosts.length, i, on.perNode, addr)],
+        {},
+        `${ROOT}bench`,
+      )
+    ));
+  }
   const r = JSON.parse(await Deno.readTextFile(out)) as {
     peer: string;
     steps: { ms: number; tokens: number; loss: number }[];
@@ -143,6 +190,24 @@ export async function peer(
   };
 }
 
+/** The token sequences flexsp trained per step, read back from the dataset by its ledger. */
+export async function trainedTokens(
+  configPath: string,
+  sets: string[],
+  records: LedgerRecord[],
+): Promise<number[][][]> {
+  const config = await loadConfig(configPath, sets);
+  const data = await openTrainingData(config);
+  if (!data.dataset) throw new Error(`${configPath} has no dataset`);
+  const steps: number[][][] = [];
+  for (const r of records) {
+    const seqs: number[][] = [];
+    for (const q of r.sequences) seqs.push([...await readDocumentRange(data.dataset, q.doc!, q.offset, q.length)]);
+    steps.push(seqs);
+  }
+  return steps;
+}
+
 /** The peers' job: the sequences flexsp trained as tokens, its learning rates and optimizer settings, the cores. */
 async function peerJob(
   records: LedgerRecord[],
@@ -151,19 +216,10 @@ async function peerJob(
   cpus: number[],
   pinned: boolean,
 ): Promise<PeerJob> {
-  const config = await loadConfig(CONFIG, sets);
-  const data = await openTrainingData(config);
-  if (!data.dataset) throw new Error("configs/local.yaml has no dataset");
-  const steps: number[][][] = [];
-  for (const r of records) {
-    const seqs: number[][] = [];
-    for (const q of r.sequences) seqs.push([...await readDocumentRange(data.dataset, q.doc!, q.offset, q.length)]);
-    steps.push(seqs);
-  }
-  const t = config.training;
+  const t = (await loadConfig(CONFIG, sets)).training;
   return {
     model,
-    steps,
+    steps: await trainedTokens(CONFIG, sets, records),
     lrs: records.map((r) => r.lr),
     weight_decay: t.weightDecay,
     grad_clip: t.gradClip,
@@ -173,8 +229,22 @@ async function peerJob(
   };
 }
 
-/** The benchmark section. */
+/** Which workloads run: `--workload a|b|both` (default both). */
+const WORKLOAD = Deno.args.includes("--workload") ? Deno.args[Deno.args.indexOf("--workload") + 1] : "both";
+
+/** The benchmark section: workload (a), (b) or both (b's table after a's, each's JSON under its letter). */
 export async function bench(): Promise<BenchSection> {
+  if (!["a", "b", "both"].includes(WORKLOAD)) throw new Error(`--workload ${WORKLOAD}: expected a, b or both`);
+  const a = WORKLOAD === "b" ? undefined : await benchEmbedded();
+  if (WORKLOAD === "a") return a!;
+  const { benchLong } = await import("./peers_long.ts");
+  const b = await benchLong();
+  if (!a) return b;
+  return { ...a, extra: [{ title: b.title, rows: b.rows }], json: { a: a.json, b: b.json } };
+}
+
+/** Workload (a): the embedded corpus, every sequence fits on one device. */
+async function benchEmbedded(): Promise<BenchSection> {
   const dir = await Deno.makeTempDir({ prefix: "fxbench-peers-" });
   try {
     const model = `${dir}/model`;
@@ -201,18 +271,7 @@ export async function bench(): Promise<BenchSection> {
     ];
     if (PROFILE) {
       console.error("peers: profiling the 2 torch-cpu devices (deno task profile --quick) ...");
-      await run(Deno.execPath(), [
-        "run",
-        "-A",
-        `${ROOT}orchestrator/cli/profile.ts`,
-        CONFIG,
-        "--quick",
-        "--out",
-        `${dir}/profile.json`,
-        "--run-dir",
-        `${dir}/profile-run`,
-        ...sets.flatMap((s) => ["--set", s]),
-      ]);
+      await profileQuick(CONFIG, sets, dir);
     }
     // Each round runs every system once, back to back (in reverse order every other round, so that a trend in the
     // machine's load does not favour one side); ratios are taken inside a round, then the median over rounds.
@@ -305,6 +364,7 @@ export async function bench(): Promise<BenchSection> {
 }
 
 if (import.meta.main) {
+  // No top-level await: workload (b) imports this module back (bench/peers_long.ts), which must finish evaluating.
   const { printSection } = await import("./report.ts");
-  printSection(await bench());
+  bench().then(printSection);
 }

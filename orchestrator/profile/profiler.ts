@@ -258,6 +258,16 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
   const sizes = opts.grid.p2pSizes;
   for (const [i, j] of pairs) {
     const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
+    // The PyTorch executors (torch-cpu, cuda) run collectives only on their SP-group pool's aligned power-of-two
+    // blocks, and refuse any other pair: between nodes of several devices each, no aligned pair exists.
+    const torch = [a, b].some((r) => ["torch-cpu", "cuda"].includes(pool.places[r].kind));
+    if (torch && !(a % 2 === 0 && b === a + 1)) {
+      warnings.push(
+        `point-to-point between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name} not measured: ` +
+          `ranks ${a} and ${b} are no SP group of the PyTorch executors (the all-to-all rows above cover the link)`,
+      );
+      continue;
+    }
     const request = { id: `pp${i}-${j}`, groups: [[a, b]], sizes, warmup: 2, iters: opts.grid.p2pIters };
     const res = await onAll(pool, {
       cmd: { type: "profile_alltoall", request },

@@ -148,6 +148,19 @@ export async function validateDegrees(
         }),
       ],
     }));
+    // A last micro-batch of 2 tokens on every rank: the gradient all-reduce, which DDP runs inside the last micro-batch's
+    // backward, lands there rather than in a timed one (over a slow link between nodes it is most of the step's fixed
+    // cost), and the step overhead below counts it.
+    microBatches.push({
+      groups: Array.from({ length: topo.devices }, (_, r) => {
+        targets += 1;
+        return {
+          degree: 1,
+          ranks: [r],
+          sequences: [{ id: seqId(step, order.length * 1000 + r), offset: 0, length: 2 }],
+        };
+      }),
+    });
     const m = await runStep(
       pool,
       { step, microBatches, globalTokens: Math.max(1, targets), lr: 0 },
@@ -155,11 +168,15 @@ export async function validateDegrees(
       `validation at degree ${d}`,
     );
     step++;
-    // Outside the micro-batches: the gradient all-reduce and the optimizer. Each rank's own step less its own
-    // micro-batches also holds its wait at the all-reduce for slower groups; the rank that waited least (the last to
-    // arrive) shows the step's own cost, which a plan's step_ms adds to its slowest micro-batches.
+    // Outside the timed micro-batches: the gradient all-reduce (in the last, 2-token one) and the optimizer. Each
+    // rank's own step less its own timed micro-batches also holds its wait at the all-reduce for slower groups; the
+    // rank that waited least (the last to arrive) shows the step's own cost, which a plan's step_ms adds to its
+    // slowest micro-batches.
     stepOverheadMs.push(
-      Math.max(0, Math.min(...[...m.stepMs].map(([r, ms]) => ms - m.mb.get(r)!.reduce((a, b) => a + b, 0)))),
+      Math.max(
+        0,
+        Math.min(...[...m.stepMs].map(([r, ms]) => ms - m.mb.get(r)!.slice(0, -1).reduce((a, b) => a + b, 0))),
+      ),
     );
     for (const spans of [false, true]) {
       const mine = groups.filter((g) => spansNodes(topo, g[0], d) === spans);

@@ -10,13 +10,19 @@ import { runCli } from "../run/launch_harness.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
-/** A local cluster config (CPU executors) in `dir`; `extra` lines are appended at the top level. */
+/** A local cluster config (CPU executors unless `executor` says otherwise) in `dir`; `extra` lines are appended at the top level. */
 export async function writeLocalConfig(
   dir: string,
-  opts: { nodes?: number[]; name?: string; extra?: string; profilePath?: string } = {},
+  opts: { nodes?: number[]; name?: string; extra?: string; profilePath?: string; executor?: string } = {},
 ): Promise<string> {
   const nodes = (opts.nodes ?? [2]).map((d) =>
-    [`    - host: localhost`, `      transport: local`, `      devices: ${d}`, `      executor: cpu`].join("\n")
+    [
+      `    - host: localhost`,
+      `      transport: local`,
+      `      devices: ${d}`,
+      `      executor: ${opts.executor ?? "cpu"}`,
+    ]
+      .join("\n")
   );
   const text = [
     `name: ${opts.name ?? "ptest"}`,
