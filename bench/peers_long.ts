@@ -22,7 +22,7 @@ import { loadConfig } from "../orchestrator/config/load.ts";
 import { denoTypesText } from "../orchestrator/data/builtin_corpus.ts";
 import { prepareDataset } from "../orchestrator/data/prepare.ts";
 import { Rng } from "../orchestrator/data/rng.ts";
-import { readProfileConstants } from "../orchestrator/config/profile_file.ts";
+import { readProfile, storedToConstants } from "../orchestrator/config/profile_file.ts";
 import { buildCostModel } from "../orchestrator/planner/cost_model.ts";
 import { errorStats } from "../orchestrator/profile/ledger_check.ts";
 import { canCreateTestHosts, startTestHosts } from "../tests/hosts/test_hosts.ts";
@@ -154,7 +154,9 @@ export async function benchLong(): Promise<BenchSection> {
     }
     // The budget that holds CAPACITY tokens per device, by the profile's (or the config's) cost constants.
     const loaded = await loadConfig(config, sets);
-    const constants = PROFILE ? await readProfileConstants(`${dir}/profile.json`) : loaded.profile.constants!;
+    const constants = PROFILE
+      ? storedToConstants((await readProfile(`${dir}/profile.json`)).constants)
+      : loaded.profile.constants!;
     const cm = buildCostModel(constants, loaded.model, { memoryBudgetGb: 4, zeroStage: 0, devices: RANKS });
     const budgetGb = (cm.modelStateMb + CAPACITY * cm.actMbPerToken) / 1024;
     sets.push(`planner.memory_budget_gb=${budgetGb.toPrecision(6)}`);
