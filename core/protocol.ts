@@ -206,10 +206,19 @@ export type ExecutorEvent =
   | { type: "step_progress"; rank: number; step: number; microBatch: number; ms: number }
   /**
    * `sha256` and `bytes`: of the file `path` (TypeScript executors); torch executors add `files`, the files of the
-   * directory `path` this rank wrote, with `bytes` their sum and `sha256` that of the list.
+   * directory `path` this rank wrote, with `bytes` their sum and `sha256` that of the list, and `peakHostBytes`, how
+   * far the rank's resident host memory rose above its level before the save, at its highest (also in `loaded`).
    */
-  | { type: "saved"; rank: number; path: string; sha256: string; bytes: number; files?: CheckpointFile[] }
-  | { type: "loaded"; rank: number; path: string }
+  | {
+    type: "saved";
+    rank: number;
+    path: string;
+    sha256: string;
+    bytes: number;
+    files?: CheckpointFile[];
+    peakHostBytes?: number;
+  }
+  | { type: "loaded"; rank: number; path: string; peakHostBytes?: number }
   | { type: "error"; rank: number; message: string; fatal: boolean }
   | { type: "profile_compute_done"; rank: number; result: ProfileComputeResult }
   | { type: "profile_alltoall_done"; rank: number; result: ProfileAllToAllResult };
@@ -391,8 +400,15 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   connected: { rank: "number", pool: "array?" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
   step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
-  saved: { rank: "number", path: "string", sha256: "string", bytes: "number", files: "array?" },
-  loaded: { rank: "number", path: "string" },
+  saved: {
+    rank: "number",
+    path: "string",
+    sha256: "string",
+    bytes: "number",
+    files: "array?",
+    peakHostBytes: "number?",
+  },
+  loaded: { rank: "number", path: "string", peakHostBytes: "number?" },
   error: { message: "string" },
   profile_compute_done: { rank: "number", result: "object" },
   profile_alltoall_done: { rank: "number", result: "object" },

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 import warnings
 from typing import Any
 
@@ -46,6 +47,55 @@ OWNER_FILE = ".flexsp-owner"
 FORMAT = "flexsp-dcp"
 VERSION = 1
 _SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
+
+
+class PeakHostMemory:
+    """`with PeakHostMemory() as m:` ... `m.bytes`: how far this process's resident memory rose above where it was at
+    the start, at its highest (the kernel's high-water mark VmHWM, reset at the start through /proc/self/clear_refs;
+    where that is refused, the highest VmRSS seen by a thread sampling every millisecond). 0 where /proc is absent."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._base = 0
+        self._hwm = False
+        self._peak = 0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _status(key: str) -> int:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _sample(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(0.001):
+            self._peak = max(self._peak, self._status("VmRSS"))
+
+    def __enter__(self) -> "PeakHostMemory":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._hwm = True
+        except OSError:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self._base = self._peak = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self._thread is not None and self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        peak = self._status("VmHWM") if self._hwm else max(self._peak, self._status("VmRSS"))
+        self.bytes = max(0, peak - self._base)
 
 
 def file_sha256(path: str) -> str:
@@ -126,14 +176,41 @@ def _dcp(f: Any, state: dict[str, Any], **kw: Any) -> None:
         raise _unwrap(e, "save: writing" if f is dcp.save else "load: reading") from None
 
 
+def tied_names(inner: torch.nn.Module) -> dict[str, str]:
+    """Every parameter name that is another's tensor (a tied head: `lm_head.weight` -> the token embedding's name),
+    mapped to the first name of that tensor. The model's state dict lists both; the checkpoint holds it once
+    (AdamW's state is per tensor, so only under the first name already)."""
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for n, p in inner.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            out[n] = first[id(p)]
+        else:
+            first[id(p)] = n
+    return out
+
+
 def _state(inner: torch.nn.Module, optim: torch.optim.Optimizer, with_optim: bool) -> dict[str, Any]:
+    """The state dict DCP writes or reads: {"model"} (and {"optim"} when `with_optim`), tied duplicates left out."""
     if not with_optim:
-        return {"model": get_model_state_dict(inner)}
-    # Without AdamW state (a fresh or step-0 optimizer) get_state_dict creates it with one zero-gradient step at lr 0,
-    # which changes nothing, but only when no parameter has a gradient: drop them (the next step zeroes them anyway).
-    optim.zero_grad(set_to_none=True)
-    m, o = get_state_dict(inner, optim)
-    return {"model": m, "optim": o}
+        m = get_model_state_dict(inner)
+        o = None
+    else:
+        # Without AdamW state (a fresh or step-0 optimizer) get_state_dict creates it with one zero-gradient step at
+        # lr 0, which changes nothing, but only when no parameter has a gradient: drop them (the next step zeroes
+        # them anyway).
+        optim.zero_grad(set_to_none=True)
+        m, o = get_state_dict(inner, optim)
+    for dup in tied_names(inner):
+        m.pop(dup, None)
+    return {"model": m} if o is None else {"model": m, "optim": o}
+
+
+def _retie(inner: torch.nn.Module, model_state: dict[str, Any]) -> dict[str, Any]:
+    """A loaded model state with each tied duplicate named again (set_state_dict expects every name)."""
+    for dup, first in tied_names(inner).items():
+        model_state[dup] = model_state[first]
+    return model_state
 
 
 def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: int, shape: ModelShape,
@@ -219,15 +296,13 @@ def check(path: str, files: Any, shape: ModelShape, rank: int, world_size: int) 
 def load(path: str, info: dict[str, Any], inner: torch.nn.Module, optim: torch.optim.Optimizer) -> int:
     """Loads a checked checkpoint into the model and optimizer (collective); returns its step."""
     step = int(info["step"])
+    state = _state(inner, optim, step > 0)
+    _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
     if step == 0:
-        state = {"model": get_model_state_dict(inner)}
-        _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
-        set_model_state_dict(inner, state["model"])
+        set_model_state_dict(inner, _retie(inner, state["model"]))
         optim.state.clear()
         return 0
-    state = _state(inner, optim, True)
-    _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
-    set_state_dict(inner, optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(inner, optim, model_state_dict=_retie(inner, state["model"]), optim_state_dict=state["optim"])
     return step
 
 

@@ -541,23 +541,26 @@ class Executor:
         s, tr = self._trainer("save")
         if not isinstance(path, str) or not path:
             raise ValueError("save: path must be a directory path")
-        files = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
-            path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank))
+        with dcp_checkpoint.PeakHostMemory() as mem:
+            files = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
+                path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank))
         digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
         self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
-                   "bytes": sum(f["bytes"] for f in files)})
+                   "bytes": sum(f["bytes"] for f in files), "peakHostBytes": mem.bytes})
 
     def _load(self, path: Any, files: Any) -> None:
         """Loads the DCP checkpoint directory `path` whose files the manifest lists (checked first, see
         dcp_checkpoint.check); refused, with nothing loaded, if any is missing or altered."""
         s, tr = self._trainer("load")
-        info = self._checkpoint_io("load", str(path),
-                                   lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
-        step = self._checkpoint_io("load", str(path), lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        with dcp_checkpoint.PeakHostMemory() as mem:
+            info = self._checkpoint_io("load", str(path),
+                                       lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
+            step = self._checkpoint_io("load", str(path),
+                                       lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         s.step = step
-        self.emit({"type": "loaded", "rank": s.rank, "path": path})
+        self.emit({"type": "loaded", "rank": s.rank, "path": path, "peakHostBytes": mem.bytes})
 
     def _checkpoint_io(self, what: str, path: str, f: Callable[[], Any]) -> Any:
         """Runs a collective save or load: a file-system error (the same on every rank: DCP gathers them) is refused,
