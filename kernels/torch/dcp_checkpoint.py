@@ -9,6 +9,13 @@
 # rank returns the files it wrote with their size and sha256 (the orchestrator's manifest lists them). At step 0 only
 # the model is saved (AdamW has no state yet).
 #
+# `save(..., asynchronous=True)` (`training.checkpoint_async`): the same directory, written by DCP's async_save: the
+# state is staged (copied to host memory) before it returns, so training goes on while a thread writes it, over a
+# gloo group of its own (created at the first asynchronous save, collectively); the files are hashed and the
+# directory renamed only once every rank's files are written and synced, and only then does the returned AsyncSave
+# call back with the files. A process killed before leaves `dir.tmp/`, never `dir` (tested: FLEXSP_SAVE_FAULT=
+# "RANK:exit" SIGKILLs that rank once its files are written, before the rename).
+#
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
 # (file i on rank i mod world), and all ranks refuse together, naming the file, if any is missing, short or altered
 # (nothing is loaded then; rank 0 alone reports it: RefusedByAll). Then dcp.load reads what this rank holds, whatever
@@ -21,10 +28,11 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -38,6 +46,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from checkpoint import fsync_dir, write_atomic
+from fault_injection import injected_fault
 from model import ModelShape, ParamLayout
 
 FORMAT_FILE = "flexsp.json"
@@ -113,12 +122,12 @@ def _dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _gather(obj: Any) -> list[Any]:
-    """Every rank's `obj` (just ours without a process group)."""
+def _gather(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's `obj` over `group` (default: the world; just ours without a process group)."""
     if not _dist():
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
     return out
 
 
@@ -213,14 +222,75 @@ def _retie(inner: torch.nn.Module, model_state: dict[str, Any]) -> dict[str, Any
     return model_state
 
 
+Files = list[dict[str, Any]]
+
+
+class AsyncSave:
+    """A checkpoint being written in the background (`save(..., asynchronous=True)`): a thread waits for DCP's
+    future, finishes the directory (hashes, flexsp.json, rename) and calls `done` with this rank's files, or with the
+    exception (RefusedByAll for a file-system error every rank had)."""
+
+    def __init__(self, future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None],
+                 rank: int) -> None:
+        self._thread = threading.Thread(target=self._run, args=(future, finish, done, rank), daemon=True,
+                                        name="flexsp-async-save")
+        self._thread.start()
+
+    @staticmethod
+    def _run(future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None], rank: int) -> None:
+        try:
+            try:
+                future.result()
+            except CheckpointException as e:
+                raise _unwrap(e, "save: writing") from None
+            if injected_fault("FLEXSP_SAVE_FAULT", rank) == "exit":
+                os.kill(os.getpid(), signal.SIGKILL)
+            out: Files | Exception = finish()
+        except Exception as e:  # noqa: BLE001 - reported through `done`
+            out = e
+        done(out)
+
+    def wait(self) -> None:
+        """Returns once the save is durable (or failed) and `done` was called."""
+        self._thread.join()
+
+
+_async_group: Any = None
+
+
+def _save_group() -> Any:
+    """The gloo group of asynchronous saves (created by every rank at its first one); None without a process
+    group."""
+    global _async_group
+    if _dist() and _async_group is None:
+        _async_group = dist.new_group(backend="gloo")
+    return _async_group
+
+
 def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: int, shape: ModelShape,
-         names: dict[str, str], rank: int) -> list[dict[str, Any]]:
+         names: dict[str, str], rank: int,
+         done: Callable[[Files | Exception], None] | None = None) -> Files | AsyncSave:
     """Writes the checkpoint directory `path` (collective: every rank calls it); returns this rank's files as
-    {name, bytes, sha256}, names relative to `path`."""
+    {name, bytes, sha256}, names relative to `path`. With `done`, asynchronously: returns once the state is staged,
+    and `done` gets the files once the checkpoint is durable and renamed (see the file header)."""
     tmp = path + ".tmp"
     leader = _prepare(tmp, rank)
     state = _state(inner, optim, step > 0)
-    _dcp(dcp.save, state, storage_writer=dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True))
+    writer = dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True)
+    if done is None:
+        _dcp(dcp.save, state, storage_writer=writer)
+        return _finish(path, tmp, leader, rank, step, shape, names, None)
+    group = _save_group()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        future = dcp.async_save(state, storage_writer=writer, process_group=group, no_dist=not _dist())
+    return AsyncSave(future, lambda: _finish(path, tmp, leader, rank, step, shape, names, group), done, rank)
+
+
+def _finish(path: str, tmp: str, leader: bool, rank: int, step: int, shape: ModelShape, names: dict[str, str],
+            group: Any) -> Files:
+    """After DCP wrote every rank's files into `tmp`: this rank's files with their hashes, flexsp.json (rank 0),
+    then the rename to `path` (collective over `group`)."""
     mine = sorted(f for f in os.listdir(tmp) if f.startswith(f"__{rank}_"))
     if rank == 0:
         info = {"format": FORMAT, "version": VERSION, "step": step, "shape": shape.to_json(), "names": names}
@@ -228,7 +298,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
         mine += [METADATA_FILE, FORMAT_FILE]
     files = [{"name": f, "bytes": os.path.getsize(os.path.join(tmp, f)), "sha256": file_sha256(os.path.join(tmp, f))}
              for f in mine]
-    _gather(None)  # every rank's files are whole and synced
+    _gather(None, group)  # every rank's files are whole and synced
     if leader:
         if os.path.exists(os.path.join(tmp, OWNER_FILE)):
             os.unlink(os.path.join(tmp, OWNER_FILE))
@@ -236,7 +306,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
             shutil.rmtree(path)
         os.replace(tmp, path)
         fsync_dir(os.path.dirname(os.path.abspath(path)))
-    _gather(None)
+    _gather(None, group)
     return files
 
 
