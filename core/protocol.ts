@@ -74,6 +74,11 @@ export interface ExecutorInit {
   precision?: "bf16" | "fp32";
   /** training.allow_quadratic_attention: a sequence above 4K tokens may use an attention kernel with s² scores. */
   allowQuadraticAttention?: boolean;
+  /**
+   * training.checkpoint_async (torch executors): `save` returns once the state is staged in host memory; `saved`
+   * comes once the checkpoint is durable, while later commands (steps) run.
+   */
+  checkpointAsync?: boolean;
 }
 
 /** A data-plane endpoint of one rank. */

@@ -14,7 +14,8 @@
 # gloo group of its own (created at the first asynchronous save, collectively); the files are hashed and the
 # directory renamed only once every rank's files are written and synced, and only then does the returned AsyncSave
 # call back with the files. A process killed before leaves `dir.tmp/`, never `dir` (tested: FLEXSP_SAVE_FAULT=
-# "RANK:exit" SIGKILLs that rank once its files are written, before the rename).
+# "RANK:exit" SIGKILLs that rank once its files are written, before the rename; at the save of step
+# FLEXSP_SAVE_FAULT_STEP only, where that is set).
 #
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
 # (file i on rank i mod world), and all ranks refuse together, naming the file, if any is missing, short or altered
@@ -231,19 +232,21 @@ class AsyncSave:
     exception (RefusedByAll for a file-system error every rank had)."""
 
     def __init__(self, future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None],
-                 rank: int) -> None:
-        self._thread = threading.Thread(target=self._run, args=(future, finish, done, rank), daemon=True,
+                 rank: int, step: int) -> None:
+        self._thread = threading.Thread(target=self._run, args=(future, finish, done, rank, step), daemon=True,
                                         name="flexsp-async-save")
         self._thread.start()
 
     @staticmethod
-    def _run(future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None], rank: int) -> None:
+    def _run(future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None], rank: int,
+             step: int) -> None:
         try:
             try:
                 future.result()
             except CheckpointException as e:
                 raise _unwrap(e, "save: writing") from None
-            if injected_fault("FLEXSP_SAVE_FAULT", rank) == "exit":
+            at = os.environ.get("FLEXSP_SAVE_FAULT_STEP")
+            if injected_fault("FLEXSP_SAVE_FAULT", rank) == "exit" and (not at or at == str(step)):
                 os.kill(os.getpid(), signal.SIGKILL)
             out: Files | Exception = finish()
         except Exception as e:  # noqa: BLE001 - reported through `done`
@@ -284,7 +287,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
         future = dcp.async_save(state, storage_writer=writer, process_group=group, no_dist=not _dist())
-    return AsyncSave(future, lambda: _finish(path, tmp, leader, rank, step, shape, names, group), done, rank)
+    return AsyncSave(future, lambda: _finish(path, tmp, leader, rank, step, shape, names, group), done, rank, step)
 
 
 def _finish(path: str, tmp: str, leader: bool, rank: int, step: int, shape: ModelShape, names: dict[str, str],

@@ -407,6 +407,7 @@ function resolve(raw: Raw, source: string, locate: (p: Path) => string): Config 
       longSequences: t.long_sequences,
       checkpointDir: rel(t.checkpoint_dir),
       checkpointInterval: t.checkpoint_interval,
+      checkpointAsync: t.checkpoint_async,
       onFailure: t.on_failure,
       keepCheckpoints: t.keep_checkpoints,
       precision: t.precision,

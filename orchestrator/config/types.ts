@@ -115,6 +115,8 @@ export interface TrainingConfig {
   longSequences: "split" | "drop";
   checkpointDir?: string;
   checkpointInterval: number;
+  /** training.checkpoint_async: torch executors write checkpoints in the background while steps go on. */
+  checkpointAsync: boolean;
   onFailure: "stop" | "restart" | "elastic";
   /** Complete checkpoints kept. */
   keepCheckpoints: number;
