@@ -2,6 +2,7 @@
 // kernels/torch/dcp_checkpoint.py) against the full-copy format it wrote before (every tensor gathered whole and the
 // whole state written by every rank), in the same processes: save and load seconds, bytes written per rank and peak
 // host memory per rank (the rise of its resident memory during the save or load, against its shard bytes), for a GPT of about 25M parameters (2.5M with --quick) on 1, 2 and 4 torch-cpu ranks under ZeRO-0 and ZeRO-3.
+// The asynchronous save (training.checkpoint_async): seconds it blocks the caller (staging) and until durable.
 // Targets: the bytes of a checkpoint independent of the number of ranks (12 per parameter plus serialisation);
 // save time per rank falling as ranks grow (on a shared 2-core machine the 4-rank times mostly measure contention).
 // Runnable alone: `deno run -A bench/checkpoint.ts [--quick]`.
@@ -24,6 +25,8 @@ interface RankResult {
   dcpSavePeakHostBytes: number;
   dcpLoadPeakHostBytes: number;
   fullSavePeakHostBytes: number;
+  asyncBlockS: number;
+  asyncDurableS: number;
 }
 
 interface CaseResult {
@@ -83,6 +86,8 @@ export async function bench(): Promise<BenchSection> {
     "DCP peak / shard (max rank)": r2(
       max(c.ranks.map((r) => Math.max(r.dcpSavePeakHostBytes, r.dcpLoadPeakHostBytes) / r.dcpBytes)),
     ),
+    "async save: blocks s": r2(max(c.ranks.map((r) => r.asyncBlockS))),
+    "async save: durable s": r2(max(c.ranks.map((r) => r.asyncDurableS))),
     "full-copy save s": r2(max(c.ranks.map((r) => r.fullSaveS))),
     "full-copy save peak host MiB": r2(max(c.ranks.map((r) => r.fullSavePeakHostBytes)) / MiB),
     "full-copy MiB total": r2(sum(c.ranks.map((r) => r.fullBytes)) / MiB),

@@ -3,7 +3,9 @@
 # (1) the sharded DCP save of kernels/torch/dcp_checkpoint.py and the bytes it wrote, (2) loading it back, and (3) the
 # full-copy format the torch executor wrote before (every tensor gathered whole to every rank's host, the flat file
 # of checkpoint.py written by every rank). Prints one JSON object: per rank, seconds, bytes and peak host memory
-# (dcp_checkpoint.PeakHostMemory: the rise of resident memory above its level before) of each.
+# (dcp_checkpoint.PeakHostMemory: the rise of resident memory above its level before) of each; and (4) the
+# asynchronous save (training.checkpoint_async): how long it blocks the caller (the staging copy) and how long until
+# it is durable.
 # `python3 bench/checkpoint_bench.py --shape JSON --world N --stage Z --dir DIR`
 from __future__ import annotations
 
@@ -77,13 +79,26 @@ def worker(rank: int, a: argparse.Namespace, port: int) -> None:
         dcp_checkpoint.load(ck, info, tr.inner, tr.optim)
     load_s = time.perf_counter() - t0
     dist.barrier()
+    times: list[float] = []
+    for _ in range(2):  # the first creates the asynchronous saves' process group
+        got: list[object] = []
+        t0 = time.perf_counter()
+        pending = dcp_checkpoint.save(os.path.join(a.dir, "async"), tr.inner, tr.optim, 1, shape, names, rank,
+                                      got.append)
+        times = [time.perf_counter() - t0]
+        assert isinstance(pending, dcp_checkpoint.AsyncSave)
+        pending.wait()
+        times.append(time.perf_counter() - t0)
+        assert isinstance(got[0], list), got
+        dist.barrier()
     t0 = time.perf_counter()
     with dcp_checkpoint.PeakHostMemory() as full_mem:
         full_bytes = full_copy_save(tr, shape, os.path.join(a.dir, f"rank-{rank}.ckpt"))
     full_s = time.perf_counter() - t0
     res = {"rank": rank, "dcpSaveS": save_s, "dcpLoadS": load_s, "dcpBytes": sum(f["bytes"] for f in files),
            "fullSaveS": full_s, "fullBytes": full_bytes, "dcpSavePeakHostBytes": save_mem.bytes,
-           "dcpLoadPeakHostBytes": load_mem.bytes, "fullSavePeakHostBytes": full_mem.bytes}
+           "dcpLoadPeakHostBytes": load_mem.bytes, "fullSavePeakHostBytes": full_mem.bytes,
+           "asyncBlockS": times[0], "asyncDurableS": times[1]}
     every = _all(res)
     if rank == 0:
         print(json.dumps({"params": lay.total, "world": a.world, "stage": a.stage, "ranks": every}), flush=True)
