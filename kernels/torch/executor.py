@@ -566,7 +566,7 @@ class Executor:
         def saved(files: Any) -> None:
             if isinstance(files, dcp_checkpoint.RefusedByAll) and s.rank != 0:
                 self.log(f"refused with rank 0: {files}")
-            elif isinstance(files, Exception):  # the next command sees no fault: the orchestrator ends the run
+            elif isinstance(files, Exception):  # from the save's thread: the pending save request takes it
                 self.emit({"type": "error", "rank": s.rank, "message": str(files) or type(files).__name__,
                            "fatal": not isinstance(files, (ValueError, OSError))})
             else:
