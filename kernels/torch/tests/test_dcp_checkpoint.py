@@ -1,7 +1,7 @@
 # The sharded DCP checkpoint of one in-process torch-cpu rank (dcp_checkpoint.py): a tied head (GPT, llama with
 # tie_word_embeddings) is written once, with its AdamW state once (the bytes within 10% of 12 x the unique parameters),
 # loads back into both names, and a resume from it is bit-identical to the uninterrupted run. And real executor
-# processes (4 ranks, ZeRO-3, a 17M-parameter GPT): each rank's peak host memory while saving and loading, as its
+# processes (4 ranks, ZeRO-3, a 93M-parameter GPT): each rank's peak host memory while saving and loading, as its
 # `saved` and `loaded` events report it, stays within 2.5x of that rank's shard. With checkpointAsync, a step runs
 # while the checkpoint is written, `saved` comes once it is durable, its files are those of a synchronous save
 # (bit-identical), and a rank SIGKILLed while the write is in flight leaves no checkpoint directory behind.
@@ -126,7 +126,7 @@ class HostMemory(unittest.TestCase):
         self.assertLess(m.bytes, 80 << 20)
 
     def test_peak_host_memory_of_save_and_load_is_bounded_by_the_rank_shard(self) -> None:
-        shape = {"layers": 4, "hidden": 512, "heads": 8, "vocab": 8192, "maxSeq": 1024}
+        shape = {"layers": 6, "hidden": 1024, "heads": 16, "vocab": 16384, "maxSeq": 1024}  # 93M parameters
         root = tempfile.mkdtemp(prefix="flexsp-dcp-mem-")
         try:
             tokens = os.path.join(root, "tokens.bin")
