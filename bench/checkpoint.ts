@@ -1,7 +1,8 @@
 // `deno task bench --only checkpoint`: the torch executor's sharded checkpoints (torch.distributed.checkpoint,
 // kernels/torch/dcp_checkpoint.py) against the full-copy format it wrote before (every tensor gathered whole and the
-// whole state written by every rank), in the same processes: save and load seconds and bytes written per rank, for
-// a GPT of about 25M parameters (2.5M with --quick) on 1, 2 and 4 torch-cpu ranks under ZeRO-0 and ZeRO-3.
+// whole state written by every rank), in the same processes: save and load seconds, bytes written per rank and peak
+// host memory per rank (the rise of its resident memory during the save or load, against its shard bytes), for a GPT of about 25M parameters (2.5M with --quick) on 1, 2 and 4 torch-cpu ranks under ZeRO-0 and ZeRO-3.
+// The asynchronous save (training.checkpoint_async): seconds it blocks the caller (staging) and until durable.
 // Targets: the bytes of a checkpoint independent of the number of ranks (12 per parameter plus serialisation);
 // save time per rank falling as ranks grow (on a shared 2-core machine the 4-rank times mostly measure contention).
 // Runnable alone: `deno run -A bench/checkpoint.ts [--quick]`.
@@ -21,6 +22,11 @@ interface RankResult {
   dcpBytes: number;
   fullSaveS: number;
   fullBytes: number;
+  dcpSavePeakHostBytes: number;
+  dcpLoadPeakHostBytes: number;
+  fullSavePeakHostBytes: number;
+  asyncBlockS: number;
+  asyncDurableS: number;
 }
 
 interface CaseResult {
@@ -75,7 +81,15 @@ export async function bench(): Promise<BenchSection> {
     "DCP MiB/rank (max)": r2(max(c.ranks.map((r) => r.dcpBytes)) / MiB),
     "DCP MiB total": r2(sum(c.ranks.map((r) => r.dcpBytes)) / MiB),
     "bytes/param": r2(sum(c.ranks.map((r) => r.dcpBytes)) / c.params),
+    "DCP save peak host MiB (max rank)": r2(max(c.ranks.map((r) => r.dcpSavePeakHostBytes)) / MiB),
+    "DCP load peak host MiB (max rank)": r2(max(c.ranks.map((r) => r.dcpLoadPeakHostBytes)) / MiB),
+    "DCP peak / shard (max rank)": r2(
+      max(c.ranks.map((r) => Math.max(r.dcpSavePeakHostBytes, r.dcpLoadPeakHostBytes) / r.dcpBytes)),
+    ),
+    "async save: blocks s": r2(max(c.ranks.map((r) => r.asyncBlockS))),
+    "async save: durable s": r2(max(c.ranks.map((r) => r.asyncDurableS))),
     "full-copy save s": r2(max(c.ranks.map((r) => r.fullSaveS))),
+    "full-copy save peak host MiB": r2(max(c.ranks.map((r) => r.fullSavePeakHostBytes)) / MiB),
     "full-copy MiB total": r2(sum(c.ranks.map((r) => r.fullBytes)) / MiB),
   }));
   return {

@@ -2,7 +2,10 @@
 # 127.0.0.1, one thread each) hold a GPT of the given shape under ZeRO-STAGE with its AdamW state, and each rank times
 # (1) the sharded DCP save of kernels/torch/dcp_checkpoint.py and the bytes it wrote, (2) loading it back, and (3) the
 # full-copy format the torch executor wrote before (every tensor gathered whole to every rank's host, the flat file
-# of checkpoint.py written by every rank). Prints one JSON object: per rank, seconds and bytes of each.
+# of checkpoint.py written by every rank). Prints one JSON object: per rank, seconds, bytes and peak host memory
+# (dcp_checkpoint.PeakHostMemory: the rise of resident memory above its level before) of each; and (4) the
+# asynchronous save (training.checkpoint_async): how long it blocks the caller (the staging copy) and how long until
+# it is durable.
 # `python3 bench/checkpoint_bench.py --shape JSON --world N --stage Z --dir DIR`
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch.multiprocessing as mp  # noqa: E402
 import dcp_checkpoint  # noqa: E402
 from causal_lm import CausalLm, transformers_config  # noqa: E402
 from checkpoint import encode_state, write_atomic  # noqa: E402
-from model import ModelShape, init_params, param_layout  # noqa: E402
+from model import ModelShape, init_slice, param_layout  # noqa: E402
 from trainer import AdamWConfig, Trainer  # noqa: E402
 
 OPT = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)
@@ -51,30 +54,51 @@ def worker(rank: int, a: argparse.Namespace, port: int) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=a.world)
     shape = ModelShape.from_json(json.loads(a.shape))
     lay = param_layout(shape)
-    host = init_params(lay, 1)
-    by = lay.by_name
+    index = {s.name: i for i, s in enumerate(lay.slices)}
+
+    def start(name: str, _m: str, rows: tuple[int, int] | None) -> torch.Tensor:
+        t = init_slice(lay, index[name], 1, "fast").view(lay.slices[index[name]].shape)
+        return t if rows is None else t[rows[0] : rows[1]]
+
     with torch.device("meta"):
         model = CausalLm(shape, transformers_config(shape, None), "none")
-    tr = Trainer(model, lay, torch.device("cpu"), a.world, a.stage, "fp32", OPT,
-                 lambda n, _m: host[by[n].offset : by[n].offset + by[n].length])
+    tr = Trainer(model, lay, torch.device("cpu"), a.world, a.stage, "fp32", OPT, start)
     names = dcp_checkpoint.layout_names(tr.inner, lay)
     ck = os.path.join(a.dir, "dcp")
     dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)  # warm-up; creates the AdamW state
     dist.barrier()
     t0 = time.perf_counter()
-    files = dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)
+    with dcp_checkpoint.PeakHostMemory() as save_mem:
+        files = dcp_checkpoint.save(ck, tr.inner, tr.optim, 1, shape, names, rank)
     save_s = time.perf_counter() - t0
     dist.barrier()
     t0 = time.perf_counter()
-    info = dcp_checkpoint.check(ck, [f for per in _all(files) for f in per], shape, rank, a.world)
-    dcp_checkpoint.load(ck, info, tr.inner, tr.optim)
+    every_file = [f for per in _all(files) for f in per]
+    with dcp_checkpoint.PeakHostMemory() as load_mem:
+        info = dcp_checkpoint.check(ck, every_file, shape, rank, a.world)
+        dcp_checkpoint.load(ck, info, tr.inner, tr.optim)
     load_s = time.perf_counter() - t0
     dist.barrier()
+    times: list[float] = []
+    for _ in range(2):  # the first creates the asynchronous saves' process group
+        got: list[object] = []
+        t0 = time.perf_counter()
+        pending = dcp_checkpoint.save(os.path.join(a.dir, "async"), tr.inner, tr.optim, 1, shape, names, rank,
+                                      got.append)
+        times = [time.perf_counter() - t0]
+        assert isinstance(pending, dcp_checkpoint.AsyncSave)
+        pending.wait()
+        times.append(time.perf_counter() - t0)
+        assert isinstance(got[0], list), got
+        dist.barrier()
     t0 = time.perf_counter()
-    full_bytes = full_copy_save(tr, shape, os.path.join(a.dir, f"rank-{rank}.ckpt"))
+    with dcp_checkpoint.PeakHostMemory() as full_mem:
+        full_bytes = full_copy_save(tr, shape, os.path.join(a.dir, f"rank-{rank}.ckpt"))
     full_s = time.perf_counter() - t0
     res = {"rank": rank, "dcpSaveS": save_s, "dcpLoadS": load_s, "dcpBytes": sum(f["bytes"] for f in files),
-           "fullSaveS": full_s, "fullBytes": full_bytes}
+           "fullSaveS": full_s, "fullBytes": full_bytes, "dcpSavePeakHostBytes": save_mem.bytes,
+           "dcpLoadPeakHostBytes": load_mem.bytes, "fullSavePeakHostBytes": full_mem.bytes,
+           "asyncBlockS": times[0], "asyncDurableS": times[1]}
     every = _all(res)
     if rank == 0:
         print(json.dumps({"params": lay.total, "world": a.world, "stage": a.stage, "ranks": every}), flush=True)

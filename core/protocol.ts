@@ -74,6 +74,11 @@ export interface ExecutorInit {
   precision?: "bf16" | "fp32";
   /** training.allow_quadratic_attention: a sequence above 4K tokens may use an attention kernel with s² scores. */
   allowQuadraticAttention?: boolean;
+  /**
+   * training.checkpoint_async (torch executors): `save` returns once the state is staged in host memory; `saved`
+   * comes once the checkpoint is durable, while later commands (steps) run.
+   */
+  checkpointAsync?: boolean;
 }
 
 /** A data-plane endpoint of one rank. */
@@ -206,10 +211,19 @@ export type ExecutorEvent =
   | { type: "step_progress"; rank: number; step: number; microBatch: number; ms: number }
   /**
    * `sha256` and `bytes`: of the file `path` (TypeScript executors); torch executors add `files`, the files of the
-   * directory `path` this rank wrote, with `bytes` their sum and `sha256` that of the list.
+   * directory `path` this rank wrote, with `bytes` their sum and `sha256` that of the list, and `peakHostBytes`, how
+   * far the rank's resident host memory rose above its level before the save, at its highest (also in `loaded`).
    */
-  | { type: "saved"; rank: number; path: string; sha256: string; bytes: number; files?: CheckpointFile[] }
-  | { type: "loaded"; rank: number; path: string }
+  | {
+    type: "saved";
+    rank: number;
+    path: string;
+    sha256: string;
+    bytes: number;
+    files?: CheckpointFile[];
+    peakHostBytes?: number;
+  }
+  | { type: "loaded"; rank: number; path: string; peakHostBytes?: number }
   /**
    * A failed command. `fatal`: the executor is unusable and exits (false: a refusal, the executor stays usable).
    * `echo`: the error only repeats another rank's failure, noticed over the data plane (a peer disconnected, a
@@ -422,8 +436,15 @@ const EXECUTOR_EVENTS: Rows<ExecutorEvent> = {
   connected: { rank: "number", pool: "array?" },
   step_done: { rank: "number", step: "number", microBatches: "array", ms: "number" },
   step_progress: { rank: "number", step: "number", microBatch: "number", ms: "number" },
-  saved: { rank: "number", path: "string", sha256: "string", bytes: "number", files: "array?" },
-  loaded: { rank: "number", path: "string" },
+  saved: {
+    rank: "number",
+    path: "string",
+    sha256: "string",
+    bytes: "number",
+    files: "array?",
+    peakHostBytes: "number?",
+  },
+  loaded: { rank: "number", path: "string", peakHostBytes: "number?" },
   error: { message: "string", echo: "boolean?", waitingFor: "number?" },
   profile_compute_done: { rank: "number", result: "object" },
   profile_alltoall_done: { rank: "number", result: "object" },

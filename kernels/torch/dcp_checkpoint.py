@@ -9,6 +9,14 @@
 # rank returns the files it wrote with their size and sha256 (the orchestrator's manifest lists them). At step 0 only
 # the model is saved (AdamW has no state yet).
 #
+# `save(..., asynchronous=True)` (`training.checkpoint_async`): the same directory, written by DCP's async_save: the
+# state is staged (copied to host memory) before it returns, so training goes on while a thread writes it, over a
+# gloo group of its own (created at the first asynchronous save, collectively); the files are hashed and the
+# directory renamed only once every rank's files are written and synced, and only then does the returned AsyncSave
+# call back with the files. A process killed before leaves `dir.tmp/`, never `dir` (tested: FLEXSP_SAVE_FAULT=
+# "RANK:exit" SIGKILLs that rank once its files are written, before the rename; at the save of step
+# FLEXSP_SAVE_FAULT_STEP only, where that is set).
+#
 # `load(dir, files)`: every rank checks that every listed file is there with its size, hashes its share of them
 # (file i on rank i mod world), and all ranks refuse together, naming the file, if any is missing, short or altered
 # (nothing is loaded then; rank 0 alone reports it: RefusedByAll). Then dcp.load reads what this rank holds, whatever
@@ -21,9 +29,11 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
+import threading
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -37,6 +47,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from checkpoint import fsync_dir, write_atomic
+from fault_injection import injected_fault
 from model import ModelShape, ParamLayout
 
 FORMAT_FILE = "flexsp.json"
@@ -46,6 +57,55 @@ OWNER_FILE = ".flexsp-owner"
 FORMAT = "flexsp-dcp"
 VERSION = 1
 _SHAPE_KEYS = ("layers", "hidden", "heads", "vocab", "maxSeq")
+
+
+class PeakHostMemory:
+    """`with PeakHostMemory() as m:` ... `m.bytes`: how far this process's resident memory rose above where it was at
+    the start, at its highest (the kernel's high-water mark VmHWM, reset at the start through /proc/self/clear_refs;
+    where that is refused, the highest VmRSS seen by a thread sampling every millisecond). 0 where /proc is absent."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._base = 0
+        self._hwm = False
+        self._peak = 0
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _status(key: str) -> int:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _sample(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(0.001):
+            self._peak = max(self._peak, self._status("VmRSS"))
+
+    def __enter__(self) -> "PeakHostMemory":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._hwm = True
+        except OSError:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        self._base = self._peak = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self._thread is not None and self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        peak = self._status("VmHWM") if self._hwm else max(self._peak, self._status("VmRSS"))
+        self.bytes = max(0, peak - self._base)
 
 
 def file_sha256(path: str) -> str:
@@ -63,12 +123,12 @@ def _dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _gather(obj: Any) -> list[Any]:
-    """Every rank's `obj` (just ours without a process group)."""
+def _gather(obj: Any, group: Any = None) -> list[Any]:
+    """Every rank's `obj` over `group` (default: the world; just ours without a process group)."""
     if not _dist():
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    out: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
     return out
 
 
@@ -126,24 +186,114 @@ def _dcp(f: Any, state: dict[str, Any], **kw: Any) -> None:
         raise _unwrap(e, "save: writing" if f is dcp.save else "load: reading") from None
 
 
+def tied_names(inner: torch.nn.Module) -> dict[str, str]:
+    """Every parameter name that is another's tensor (a tied head: `lm_head.weight` -> the token embedding's name),
+    mapped to the first name of that tensor. The model's state dict lists both; the checkpoint holds it once
+    (AdamW's state is per tensor, so only under the first name already)."""
+    first: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for n, p in inner.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            out[n] = first[id(p)]
+        else:
+            first[id(p)] = n
+    return out
+
+
 def _state(inner: torch.nn.Module, optim: torch.optim.Optimizer, with_optim: bool) -> dict[str, Any]:
+    """The state dict DCP writes or reads: {"model"} (and {"optim"} when `with_optim`), tied duplicates left out."""
     if not with_optim:
-        return {"model": get_model_state_dict(inner)}
-    # Without AdamW state (a fresh or step-0 optimizer) get_state_dict creates it with one zero-gradient step at lr 0,
-    # which changes nothing, but only when no parameter has a gradient: drop them (the next step zeroes them anyway).
-    optim.zero_grad(set_to_none=True)
-    m, o = get_state_dict(inner, optim)
-    return {"model": m, "optim": o}
+        m = get_model_state_dict(inner)
+        o = None
+    else:
+        # Without AdamW state (a fresh or step-0 optimizer) get_state_dict creates it with one zero-gradient step at
+        # lr 0, which changes nothing, but only when no parameter has a gradient: drop them (the next step zeroes
+        # them anyway).
+        optim.zero_grad(set_to_none=True)
+        m, o = get_state_dict(inner, optim)
+    for dup in tied_names(inner):
+        m.pop(dup, None)
+    return {"model": m} if o is None else {"model": m, "optim": o}
+
+
+def _retie(inner: torch.nn.Module, model_state: dict[str, Any]) -> dict[str, Any]:
+    """A loaded model state with each tied duplicate named again (set_state_dict expects every name)."""
+    for dup, first in tied_names(inner).items():
+        model_state[dup] = model_state[first]
+    return model_state
+
+
+Files = list[dict[str, Any]]
+
+
+class AsyncSave:
+    """A checkpoint being written in the background (`save(..., asynchronous=True)`): a thread waits for DCP's
+    future, finishes the directory (hashes, flexsp.json, rename) and calls `done` with this rank's files, or with the
+    exception (RefusedByAll for a file-system error every rank had)."""
+
+    def __init__(self, future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None],
+                 rank: int, step: int) -> None:
+        self._thread = threading.Thread(target=self._run, args=(future, finish, done, rank, step), daemon=True,
+                                        name="flexsp-async-save")
+        self._thread.start()
+
+    @staticmethod
+    def _run(future: Any, finish: Callable[[], Files], done: Callable[[Files | Exception], None], rank: int,
+             step: int) -> None:
+        try:
+            try:
+                future.result()
+            except CheckpointException as e:
+                raise _unwrap(e, "save: writing") from None
+            at = os.environ.get("FLEXSP_SAVE_FAULT_STEP")
+            if injected_fault("FLEXSP_SAVE_FAULT", rank) == "exit" and (not at or at == str(step)):
+                os.kill(os.getpid(), signal.SIGKILL)
+            out: Files | Exception = finish()
+        except Exception as e:  # noqa: BLE001 - reported through `done`
+            out = e
+        done(out)
+
+    def wait(self) -> None:
+        """Returns once the save is durable (or failed) and `done` was called."""
+        self._thread.join()
+
+
+_async_group: Any = None
+
+
+def _save_group() -> Any:
+    """The gloo group of asynchronous saves (created by every rank at its first one); None without a process
+    group."""
+    global _async_group
+    if _dist() and _async_group is None:
+        _async_group = dist.new_group(backend="gloo")
+    return _async_group
 
 
 def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: int, shape: ModelShape,
-         names: dict[str, str], rank: int) -> list[dict[str, Any]]:
+         names: dict[str, str], rank: int,
+         done: Callable[[Files | Exception], None] | None = None) -> Files | AsyncSave:
     """Writes the checkpoint directory `path` (collective: every rank calls it); returns this rank's files as
-    {name, bytes, sha256}, names relative to `path`."""
+    {name, bytes, sha256}, names relative to `path`. With `done`, asynchronously: returns once the state is staged,
+    and `done` gets the files once the checkpoint is durable and renamed (see the file header)."""
     tmp = path + ".tmp"
     leader = _prepare(tmp, rank)
     state = _state(inner, optim, step > 0)
-    _dcp(dcp.save, state, storage_writer=dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True))
+    writer = dcp.FileSystemWriter(tmp, single_file_per_rank=True, sync_files=True)
+    if done is None:
+        _dcp(dcp.save, state, storage_writer=writer)
+        return _finish(path, tmp, leader, rank, step, shape, names, None)
+    group = _save_group()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        future = dcp.async_save(state, storage_writer=writer, process_group=group, no_dist=not _dist())
+    return AsyncSave(future, lambda: _finish(path, tmp, leader, rank, step, shape, names, group), done, rank, step)
+
+
+def _finish(path: str, tmp: str, leader: bool, rank: int, step: int, shape: ModelShape, names: dict[str, str],
+            group: Any) -> Files:
+    """After DCP wrote every rank's files into `tmp`: this rank's files with their hashes, flexsp.json (rank 0),
+    then the rename to `path` (collective over `group`)."""
     mine = sorted(f for f in os.listdir(tmp) if f.startswith(f"__{rank}_"))
     if rank == 0:
         info = {"format": FORMAT, "version": VERSION, "step": step, "shape": shape.to_json(), "names": names}
@@ -151,7 +301,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
         mine += [METADATA_FILE, FORMAT_FILE]
     files = [{"name": f, "bytes": os.path.getsize(os.path.join(tmp, f)), "sha256": file_sha256(os.path.join(tmp, f))}
              for f in mine]
-    _gather(None)  # every rank's files are whole and synced
+    _gather(None, group)  # every rank's files are whole and synced
     if leader:
         if os.path.exists(os.path.join(tmp, OWNER_FILE)):
             os.unlink(os.path.join(tmp, OWNER_FILE))
@@ -159,7 +309,7 @@ def save(path: str, inner: torch.nn.Module, optim: torch.optim.Optimizer, step: 
             shutil.rmtree(path)
         os.replace(tmp, path)
         fsync_dir(os.path.dirname(os.path.abspath(path)))
-    _gather(None)
+    _gather(None, group)
     return files
 
 
@@ -219,15 +369,13 @@ def check(path: str, files: Any, shape: ModelShape, rank: int, world_size: int) 
 def load(path: str, info: dict[str, Any], inner: torch.nn.Module, optim: torch.optim.Optimizer) -> int:
     """Loads a checked checkpoint into the model and optimizer (collective); returns its step."""
     step = int(info["step"])
+    state = _state(inner, optim, step > 0)
+    _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
     if step == 0:
-        state = {"model": get_model_state_dict(inner)}
-        _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
-        set_model_state_dict(inner, state["model"])
+        set_model_state_dict(inner, _retie(inner, state["model"]))
         optim.state.clear()
         return 0
-    state = _state(inner, optim, True)
-    _dcp(dcp.load, state, storage_reader=dcp.FileSystemReader(path))
-    set_state_dict(inner, optim, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(inner, optim, model_state_dict=_retie(inner, state["model"]), optim_state_dict=state["optim"])
     return step
 
 

@@ -14,6 +14,10 @@
 # validation the ranks of a group depend on each other mid-collective, so any failure is fatal and the process
 # exits, aborting its communicators (its sockets close, so its peers' collectives fail fast instead of waiting
 # for their timeouts).
+#
+# Checkpoints with `checkpointAsync` in init (`training.checkpoint_async`): `save` returns once the state is staged;
+# steps go on while a thread writes it, and `saved` comes only once the checkpoint is durable and renamed. A second
+# save, a load and a shutdown first wait for the one in flight.
 from __future__ import annotations
 
 import json
@@ -21,6 +25,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -119,6 +124,10 @@ class _State:
     dp: DataPlane | None = None
     trainer: Trainer | None = None
     step: int = 0
+    #: `checkpointAsync` of init: saves are written in the background (dcp_checkpoint.AsyncSave).
+    checkpoint_async: bool = False
+    #: The asynchronous save in flight, if any.
+    saving: dcp_checkpoint.AsyncSave | None = None
 
 
 class Executor:
@@ -127,7 +136,13 @@ class Executor:
     def __init__(self, kind: str, device_index: int, emit: Emit, log: Callable[[str], None]) -> None:
         self.kind = kind
         self.device_index = device_index
-        self.emit = emit
+        lock = threading.Lock()
+
+        def locked(ev: dict[str, Any]) -> None:  # an asynchronous save reports from its own thread
+            with lock:
+                emit(ev)
+
+        self.emit = locked
         self.log = log
         self.s: _State | None = None
         self.device = torch.device("cpu")
@@ -283,6 +298,10 @@ class Executor:
                 listener = StoreListener(bind_host, ws, self.connect_timeout_s)
         self.s = _State(init, rank, ws, shape, layout, opt, source, listener, bind_host, kernel, model, start,
                         start_close, zero_stage, precision)
+        checkpoint_async = init.get("checkpointAsync", False)
+        if not isinstance(checkpoint_async, bool):
+            raise ValueError(f"init: checkpointAsync must be true or false, got {checkpoint_async!r}")
+        self.s.checkpoint_async = checkpoint_async
         if ws == 1:
             self._materialise(self.s)
         self.log(f"{layout.count} parameters {how}; precision {precision}; attention {kernel.describe()}; "
@@ -541,23 +560,50 @@ class Executor:
         s, tr = self._trainer("save")
         if not isinstance(path, str) or not path:
             raise ValueError("save: path must be a directory path")
-        files = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
-            path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank))
-        digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
-        self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
-                   "bytes": sum(f["bytes"] for f in files)})
+        self._wait_saving(s)
+        mem = dcp_checkpoint.PeakHostMemory()
+
+        def saved(files: Any) -> None:
+            if isinstance(files, dcp_checkpoint.RefusedByAll) and s.rank != 0:
+                self.log(f"refused with rank 0: {files}")
+            elif isinstance(files, Exception):  # from the save's thread: the pending save request takes it
+                self.emit({"type": "error", "rank": s.rank, "message": str(files) or type(files).__name__,
+                           "fatal": not isinstance(files, (ValueError, OSError))})
+            else:
+                digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
+                self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
+                           "bytes": sum(f["bytes"] for f in files), "peakHostBytes": mem.bytes})
+
+        with mem:  # with checkpointAsync: up to the staged copy
+            out = self._checkpoint_io("save", path, lambda: dcp_checkpoint.save(
+                path, tr.inner, tr.optim, s.step, s.shape, dcp_checkpoint.layout_names(tr.inner, s.layout), s.rank,
+                saved if s.checkpoint_async else None))
+        if isinstance(out, dcp_checkpoint.AsyncSave):
+            s.saving = out
+        else:
+            saved(out)
+
+    @staticmethod
+    def _wait_saving(s: _State) -> None:
+        """Waits for the asynchronous save in flight (it has reported `saved` or its error when this returns)."""
+        if s.saving is not None:
+            s.saving.wait()
+            s.saving = None
 
     def _load(self, path: Any, files: Any) -> None:
         """Loads the DCP checkpoint directory `path` whose files the manifest lists (checked first, see
         dcp_checkpoint.check); refused, with nothing loaded, if any is missing or altered."""
         s, tr = self._trainer("load")
-        info = self._checkpoint_io("load", str(path),
-                                   lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
-        step = self._checkpoint_io("load", str(path), lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._wait_saving(s)
+        with dcp_checkpoint.PeakHostMemory() as mem:
+            info = self._checkpoint_io("load", str(path),
+                                       lambda: dcp_checkpoint.check(str(path), files, s.shape, s.rank, s.world_size))
+            step = self._checkpoint_io("load", str(path),
+                                       lambda: dcp_checkpoint.load(str(path), info, tr.inner, tr.optim))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         s.step = step
-        self.emit({"type": "loaded", "rank": s.rank, "path": path})
+        self.emit({"type": "loaded", "rank": s.rank, "path": path, "peakHostBytes": mem.bytes})
 
     def _checkpoint_io(self, what: str, path: str, f: Callable[[], Any]) -> Any:
         """Runs a collective save or load: a file-system error (the same on every rank: DCP gathers them) is refused,
@@ -580,6 +626,8 @@ class Executor:
         if s is None:
             return
         self.s = None
+        if not abort:  # a shutdown lets the checkpoint in flight become durable (and report `saved`) first
+            self._wait_saving(s)
         if s.dp is not None:
             s.dp.close(abort)
         if s.listener is not None:

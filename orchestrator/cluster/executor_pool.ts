@@ -75,6 +75,7 @@ export function executorInit(o: ExecutorInitOptions): ExecutorInit {
     zeroStage: o.config.planner.zeroStage,
     ...(t.precision !== "auto" ? { precision: t.precision } : {}),
     ...(t.allowQuadraticAttention ? { allowQuadraticAttention: true } : {}),
+    ...(t.checkpointAsync ? { checkpointAsync: true } : {}),
     seed: t.seed,
     optimizer: { lr: t.lr, weightDecay: t.weightDecay, gradClip: t.gradClip, ...ADAMW_DEFAULTS },
     secret: o.secret,

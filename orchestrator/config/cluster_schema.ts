@@ -163,6 +163,11 @@ export const clusterConfigSpec: Spec = {
         long_sequences: f({ kind: "enum", values: LONG_SEQUENCE_POLICIES }, { default: "split" }),
         checkpoint_dir: f(str),
         checkpoint_interval: f(nonNegInt, { default: 10 }),
+        /**
+         * Torch executors: write checkpoints in the background (DCP async_save); steps go on while a checkpoint is
+         * written, and it counts (manifest, log) only once durable. Costs a host copy of each rank's shard.
+         */
+        checkpoint_async: f({ kind: "bool" }, { default: false }),
         on_failure: f({ kind: "enum", values: FAILURE_POLICIES }, { default: "stop" }),
         /** Complete checkpoints kept in the run directory (older ones are deleted). */
         keep_checkpoints: f(posInt, { default: 3 }),

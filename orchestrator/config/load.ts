@@ -456,6 +456,7 @@ function resolveTraining(t: Raw, { rel }: ResolveContext): Config["training"] {
     longSequences: t.long_sequences,
     checkpointDir: rel(t.checkpoint_dir),
     checkpointInterval: t.checkpoint_interval,
+    checkpointAsync: t.checkpoint_async,
     onFailure: t.on_failure,
     keepCheckpoints: t.keep_checkpoints,
     precision: t.precision,

@@ -131,6 +131,8 @@ export interface TrainingConfig {
   longSequences: typeof LONG_SEQUENCE_POLICIES[number];
   checkpointDir?: string;
   checkpointInterval: number;
+  /** training.checkpoint_async: torch executors write checkpoints in the background while steps go on. */
+  checkpointAsync: boolean;
   onFailure: typeof FAILURE_POLICIES[number];
   /** Complete checkpoints kept. */
   keepCheckpoints: number;

@@ -26,6 +26,7 @@ const OPERATIONAL: Record<string, string[]> = {
   training: [
     "checkpoint_interval",
     "checkpoint_dir",
+    "checkpoint_async",
     "keep_checkpoints",
     "on_failure",
     "max_restarts",

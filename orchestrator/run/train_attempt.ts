@@ -218,6 +218,8 @@ class Attempt {
   replays = new Map<number, LedgerRecord>();
   startStep: number;
   pending: Pending | undefined;
+  /** training.checkpoint_async: the checkpoint being written while steps go on (settled before the next one). */
+  saving: Promise<true | { report: string; fault: Fault } | { thrown: unknown }> | undefined;
 
   constructor(readonly ctx: AttemptContext) {
     this.t = ctx.config.training;
@@ -438,14 +440,30 @@ class Attempt {
       ctx.progress.step(rec);
       const interval = t.checkpointInterval;
       if ((interval > 0 && step % interval === 0) || step === t.steps || ctx.interrupt.requested) {
-        const ok = await checkpoint(ctx, pool, ledger, { step, sampler: cur.samplerAfter });
-        if (ok !== true) throw this.fail(ok.report, ok.fault);
+        await this.saved();
+        let sent!: () => void;
+        const isSent = new Promise<void>((resolve) => sent = resolve);
+        // With checkpoint_async the next steps run while the executors write it; it counts once `saved` came. The
+        // next step is sent after the save command, so the executors save this step's state.
+        this.saving = checkpoint(ctx, pool, ledger, { step, sampler: cur.samplerAfter }, sent)
+          .catch((thrown) => ({ thrown }));
+        if (!t.checkpointAsync || step === t.steps || ctx.interrupt.requested) await this.saved();
+        else await Promise.race([isSent, this.saving]);
       }
       if (ctx.interrupt.requested && step < t.steps) {
         return { kind: "interrupted", lastStep: this.lastStep, records: this.records };
       }
     }
     return { kind: "done", lastStep: this.lastStep, records: this.records, launchMs };
+  }
+
+  /** Waits for the checkpoint in flight, if any: its manifest is written, or the run fails as it would have. */
+  async saved(): Promise<void> {
+    const ok = await this.saving;
+    this.saving = undefined;
+    if (ok === undefined || ok === true) return;
+    if ("thrown" in ok) throw ok.thrown;
+    throw this.fail(ok.report, ok.fault);
   }
 
   /** Stops everything this attempt started. */
@@ -475,12 +493,13 @@ export async function runAttempt(ctx: AttemptContext): Promise<AttemptResult> {
   }
 }
 
-/** Saves a checkpoint of step `step`; true, or the failure. */
+/** Saves a checkpoint of step `step`; true, or the failure. `sent`: called once every rank has the save command. */
 async function checkpoint(
   ctx: AttemptContext,
   pool: ExecutorPool,
   ledger: Ledger,
   at: { step: number; sampler: SamplerState },
+  sent?: () => void,
 ): Promise<true | { report: string; fault: Fault }> {
   const { step, sampler } = at;
   const t0 = performance.now();
@@ -495,15 +514,20 @@ async function checkpoint(
       : `${p.node.runDir}/checkpoints/${name}/rank-${p.rank}.ckpt`;
   let parts: { rank: number; path: string; sha256: string; bytes: number }[];
   try {
-    if (format === "flat") parts = await pool.save(pathOf);
-    else {
+    if (format === "flat") {
+      const saving = pool.save(pathOf);
+      sent?.();
+      parts = await saving;
+    } else {
       // Every rank writes its files into the sharded checkpoint directory; each file is one part of the manifest.
-      const saved = await pool.request(
+      const saving = pool.request(
         (r) => ({ type: "save", path: pathOf(pool.places[r]) }),
         "saved",
         300_000,
         "save",
       );
+      sent?.();
+      const saved = await saving;
       parts = [...saved.values()].flatMap((x) =>
         (x.files ?? []).map((f) => ({ rank: x.rank, path: `${x.path}/${f.name}`, sha256: f.sha256, bytes: f.bytes }))
       );

@@ -116,6 +116,38 @@ Deno.test({
 });
 
 Deno.test({
+  name: "launch torch-cpu, training.checkpoint_async: bit-identical to synchronous checkpoints; a rank SIGKILLed " +
+    "while step 4's is written leaves none, and --resume uses step 2's",
+  ignore: !torch.ok,
+  sanitizeResources: false,
+  fn: async () => {
+    const ref = await torchReference();
+    const ASYNC = [...TORCH, "--set", "training.checkpoint_async=true"];
+    const dir = `${tmp}/async`;
+    const r = await launchCli([CONFIG, ...ASYNC, "--run-dir", dir]);
+    assertEquals(r.code, 0, r.out + r.err);
+    assertEquals((await ledger(dir)).map((x) => x.loss), ref.losses, "bit-identical losses");
+    for (const step of [2, 4]) {
+      assertEquals(await shards(dir, step), await shards(`${tmp}/torch-ref`, step), `step ${step}: the same state`);
+    }
+    assertEquals(await shards(dir, 6), ref.params, "identical parameters");
+    // Rank 1 dies once its files of step 4 are written, before the directory is renamed: step 4 never counts.
+    const killed = `${tmp}/async-killed`;
+    const k = await launchCli([CONFIG, ...ASYNC, "--run-dir", killed], {
+      FLEXSP_SAVE_FAULT: "1:exit",
+      FLEXSP_SAVE_FAULT_STEP: "4",
+    });
+    assert(k.code !== 0, `the run fails: ${k.err}`);
+    assertIncludes(k.err, "killed by signal KILL");
+    const rk = await launchCli([CONFIG, ...ASYNC, "--resume", killed]);
+    assertEquals(rk.code, 0, rk.out + rk.err);
+    assertIncludes(rk.err, "checkpoint step-00000004: no manifest", "resumed from checkpoint step-00000002");
+    assertEquals((await ledger(killed)).map((x) => x.loss), ref.losses, "bit-identical losses");
+    assertEquals(await shards(killed, 6), ref.params, "identical parameters");
+  },
+});
+
+Deno.test({
   name: "launch torch-cpu --resume: a truncated or altered shard, a missing manifest: named, the previous one used",
   ignore: !torch.ok,
   sanitizeResources: false,
