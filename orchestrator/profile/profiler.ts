@@ -6,7 +6,7 @@
 
 import { coreSharingWarnings } from "./core_sharing.ts";
 import type { LedgerRecord } from "../ledger/ledger.ts";
-import type { ProfileAllToAllResult } from "../../core/protocol.ts";
+import { isTorchKind, type ProfileAllToAllResult } from "../../core/protocol.ts";
 import type { Config } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import { degreeProblem } from "../../core/model_shape.ts";
@@ -260,7 +260,7 @@ async function measurePairs(ctx: RunContext): Promise<P2PSection | undefined> {
     const a = firstRank[i], b = i === j ? firstRank[i] + 1 : firstRank[j];
     // The PyTorch executors (torch-cpu, cuda) run collectives only on their SP-group pool's aligned power-of-two
     // blocks, and refuse any other pair: between nodes of several devices each, no aligned pair exists.
-    const torch = [a, b].some((r) => ["torch-cpu", "cuda"].includes(pool.places[r].kind));
+    const torch = [a, b].some((r) => isTorchKind(pool.places[r].kind));
     if (torch && !(a % 2 === 0 && b === a + 1)) {
       warnings.push(
         `point-to-point between ${ctx.cluster.nodes[i].name} and ${ctx.cluster.nodes[j].name} not measured: ` +
