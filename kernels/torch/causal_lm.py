@@ -19,10 +19,10 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-import attention
-from attention import UlyssesContext
-from loss import chunked_cross_entropy
-from model import CHECKPOINTING, ModelShape, ParamLayout
+from . import attention
+from .attention import UlyssesContext
+from .loss import chunked_cross_entropy
+from .model import CHECKPOINTING, ModelShape, ParamLayout
 
 #: layout name of the TypeScript GPT -> GPT2LMHeadModel parameter name (per-layer keys after "h{i}.").
 _GPT_LAYER = {
@@ -58,7 +58,7 @@ def transformers_config(shape: ModelShape, config_json: dict[str, Any] | None = 
             eos_token_id=0,
         )
     else:
-        import hf
+        from . import hf
 
         full = {**shape.to_json(), "kvHeads": shape.kv_heads, "headDim": shape.head_dim, "intermediate":
                 shape.intermediate, "ropeTheta": shape.rope_theta, "normEps": shape.norm_eps, "tieEmbeddings":

@@ -36,8 +36,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from checkpoint import fsync_dir, write_atomic
-from model import ModelShape, ParamLayout
+from .checkpoint import fsync_dir, write_atomic
+from .errors import Refusal
+from .model import ModelShape, ParamLayout
 
 FORMAT_FILE = "flexsp.json"
 METADATA_FILE = ".metadata"
@@ -99,7 +100,7 @@ def _prepare(tmp: str, rank: int) -> bool:
     return leader
 
 
-class RefusedByAll(ValueError):
+class RefusedByAll(Refusal):
     """A refusal every rank raises identically after a collective (a bad checkpoint, a file-system error DCP gathered):
     the executor lets rank 0 alone report it."""
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from model import Prng
+from .model import Prng
 
 
 @dataclass

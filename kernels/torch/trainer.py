@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from causal_lm import CausalLm, Source, fill
-from model import ParamLayout
+from .causal_lm import CausalLm, Source, fill
+from .model import ParamLayout
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -102,7 +102,7 @@ class Trainer:
         resumed run reduces exactly as an uninterrupted one (bit-identical resume), every DDP here takes that first
         backward at start: one token without a target (zero loss, zero gradients), then the gradients are dropped.
         """
-        from attention import AttentionKernel, Segments, UlyssesContext
+        from .attention import AttentionKernel, Segments, UlyssesContext
 
         sh = self.inner.shape
         if kernel is None:

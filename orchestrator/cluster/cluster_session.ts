@@ -4,6 +4,7 @@
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import type { AgentCommand, ExecutorKindName, Inventory } from "../../core/protocol.ts";
+import { TORCH_PACKAGE_PATH } from "../../core/torch_package.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import {
@@ -25,7 +26,7 @@ import { sshTargetFor } from "./ssh_route.ts";
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
 
 /** The PyTorch executor package of this checkout (used in place by local nodes, uploaded to SSH nodes). */
-export const TORCH_PACKAGE = `${REPO_ROOT}/kernels/torch`;
+export const TORCH_PACKAGE = `${REPO_ROOT}/${TORCH_PACKAGE_PATH}`;
 
 /** Phases a node goes through while launching. */
 export type LaunchPhase =
@@ -215,7 +216,7 @@ export class ClusterSession {
       bundles = Promise.all([
         bundle("agent", `${REPO_ROOT}/agents/agent.ts`),
         ...(executorSource ? [bundle("executor", executorSource)] : []),
-        ...(torchPackage ? [dirBundle("torch", torchPackage)] : []),
+        ...(torchPackage ? [dirBundle("torch", REPO_ROOT, TORCH_PACKAGE_PATH)] : []),
       ]);
       bundles.catch(() => {});
     }
@@ -294,7 +295,7 @@ export class ClusterSession {
           await startSession(node, channel, runDir, {
             executorEntry: node.boot.paths.executor,
             executorDenoFlags: ["--no-config"],
-            torchPackage: node.boot.paths.torch,
+            torchPackage: node.boot.paths.torch && `${node.boot.paths.torch}/${TORCH_PACKAGE_PATH}`,
           });
         }
         node.timings.totalMs = performance.now() - tNode;

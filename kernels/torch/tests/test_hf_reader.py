@@ -14,9 +14,9 @@ import unittest
 
 import torch
 
-import hf
-from model import ModelShape, param_layout
-from tests.llama_fixtures import save_tiny
+from .. import hf
+from ..model import ModelShape, param_layout
+from .llama_fixtures import save_tiny
 
 torch.set_num_threads(1)
 

@@ -17,12 +17,12 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
-import hf
-from dcp_checkpoint import read_flat
-from model import ModelShape, param_layout
-from tests.harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
+from .. import hf
+from ..dcp_checkpoint import read_flat
+from ..model import ModelShape, param_layout
+from .harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
                            stop_all)
-from tests.llama_fixtures import hf_mean_loss, save_tiny
+from .llama_fixtures import hf_mean_loss, save_tiny
 
 torch.set_num_threads(1)
 
