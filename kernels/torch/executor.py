@@ -498,7 +498,8 @@ class Executor:
         hooks = [m.register_forward_pre_hook(record) for m in model.modules()] if tr.sharded else []
 
         def forward(tok: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor, cu: list[int]) -> torch.Tensor:
-            return model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
+            loss: torch.Tensor = model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
+            return loss
 
         def run() -> None:
             res.update(profile_compute(

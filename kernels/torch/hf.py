@@ -122,7 +122,7 @@ def _check_entry(path: str, name: str, h: Any, data_bytes: int, base: int) -> No
     """One header entry: a known dtype, a shape, and data_offsets inside the file sized to the shape (else HfError)."""
     if not isinstance(h, dict):
         raise HfError(f"{path}: tensor {name} has no valid header entry: re-download it")
-    dt = _DTYPES.get(h.get("dtype"))
+    dt = _DTYPES.get(str(h.get("dtype")))
     if dt is None:
         raise HfError(f"{path}: tensor {name} has dtype {h.get('dtype')} (supported: {', '.join(_DTYPES)})")
     shape, offs = h.get("shape"), h.get("data_offsets")

@@ -44,7 +44,8 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 def _sum_hook(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP communication hook: the SUM of the bucket over ranks (DDP's default averages)."""
     fut = dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
-    return fut.then(lambda f: f.value()[0])
+    summed: torch.futures.Future[torch.Tensor] = fut.then(lambda f: f.value()[0])
+    return summed
 
 
 class Trainer:

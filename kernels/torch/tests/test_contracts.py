@@ -21,15 +21,15 @@ from .harness import package_env
 from .single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
-LLAMA = {"family": "llama", "layers": 2, "hidden": 64, "heads": 4, "kvHeads": 2, "intermediate": 128, "vocab": 512,
-         "maxSeq": 16384, "ropeTheta": 10000.0, "normEps": 1e-5}
+LLAMA: dict[str, Any] = {"family": "llama", "layers": 2, "hidden": 64, "heads": 4, "kvHeads": 2, "intermediate": 128,
+                         "vocab": 512, "maxSeq": 16384, "ropeTheta": 10000.0, "normEps": 1e-5}
 
 
 class _LargestFloat32(TorchDispatchMode):
     """Records the largest float32 tensor any op produces."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         self.largest = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # noqa: ANN401

@@ -11,6 +11,7 @@ import shutil
 import struct
 import tempfile
 import unittest
+from typing import Any, Callable
 
 import torch
 
@@ -36,7 +37,7 @@ def last_tensor(path: str) -> tuple[str, int, int]:
     return name, base + h["data_offsets"][0], base + h["data_offsets"][1]
 
 
-def rewrite_header(path: str, edit) -> None:
+def rewrite_header(path: str, edit: Callable[[dict[str, Any]], None]) -> None:
     """Rewrites the header of `path` with `edit(header)` applied, keeping the data bytes."""
     base, head = header_of(path)
     with open(path, "rb") as f:

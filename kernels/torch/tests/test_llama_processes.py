@@ -30,6 +30,7 @@ torch.set_num_threads(1)
 class LlamaFourRanks(unittest.TestCase):
     procs: list[Proc]
     dir: str
+    ref: Any
     tokens: list[int]
 
     @classmethod
@@ -52,7 +53,9 @@ class LlamaFourRanks(unittest.TestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def group_losses(self, step: int, groups: list[list[int]], lengths: list[list[int]]) -> None:
-        refs, gs, off = [], [], 0
+        refs: list[list[list[int]]] = []
+        gs: list[dict[str, Any]] = []
+        off = 0
         for ranks, ls in zip(groups, lengths):
             s = seqs(ls, first_id=len(refs) * 10, offset=off)
             off += sum(ls)

@@ -171,8 +171,8 @@ class FourRanks(unittest.TestCase):
         self.assertRegex(self.procs[0].of("error")["message"],
                          rf"{victim['name']} has {victim['bytes'] - 10} bytes, the manifest")
         flat = os.path.join(self.dir, "flat.ckpt")
-        with open(flat, "wb") as f:
-            f.write(b"FLEXSPCK")
+        with open(flat, "wb") as out:
+            out.write(b"FLEXSPCK")
         for p in self.procs:
             p.send({"type": "load", "path": flat, "files": []})
         self.assertIn("flat checkpoint of the TypeScript executors", self.procs[0].of("error")["message"])
