@@ -20,7 +20,9 @@ import torch.multiprocessing as mp
 from kernels.torch import dcp_checkpoint
 from kernels.torch.causal_lm import CausalLm, transformers_config
 from kernels.torch.checkpoint import encode_state, write_atomic
-from kernels.torch.model import ModelShape, init_params, param_layout
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_params
+from kernels.torch.param_layout import param_layout
 from kernels.torch.trainer import AdamWConfig, Trainer
 
 OPT = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)

@@ -22,7 +22,8 @@ from torch.utils.checkpoint import checkpoint
 from . import attention
 from .attention import UlyssesContext
 from .loss import chunked_cross_entropy
-from .model import CHECKPOINTING, ModelShape, ParamLayout
+from .model_shape import CHECKPOINTING, ModelShape
+from .param_layout import ParamLayout
 
 #: layout name of the TypeScript GPT -> GPT2LMHeadModel parameter name (per-layer keys after "h{i}.").
 _GPT_LAYER = {

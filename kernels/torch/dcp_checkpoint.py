@@ -38,7 +38,8 @@ from torch.distributed.checkpoint.state_dict import (
 
 from .checkpoint import fsync_dir, write_atomic
 from .errors import Refusal
-from .model import ModelShape, ParamLayout
+from .model_shape import ModelShape
+from .param_layout import ParamLayout
 
 FORMAT_FILE = "flexsp.json"
 METADATA_FILE = ".metadata"

@@ -37,7 +37,9 @@ from .comm import DataPlane, StoreListener, interface_of
 from .errors import FatalError, Refusal, error_event, peer_failure
 from .fault_injection import injected_fault
 from .hf import TensorReader, read_config, shape_json
-from .model import ModelShape, ParamLayout, init_mode, init_slice, param_layout
+from .model_shape import ModelShape
+from .param_init import init_mode, init_slice
+from .param_layout import ParamLayout, param_layout
 from .packing import FileSource, SyntheticSource, TokenSource, pack_slice
 from .profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
 from .step_plan import MyGroup, check_plan

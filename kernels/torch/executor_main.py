@@ -7,7 +7,7 @@
 #
 # Environment: FLEXSP_DP_CONNECT_TIMEOUT_MS (default 60000) bounds the rendezvous, FLEXSP_DP_OP_TIMEOUT_MS
 # (default 600000) every collective; FLEXSP_THREADS sets the intra-op threads (default: the node's cores divided
-# by the executors on it, at least 1); FLEXSP_TORCH_INIT=exact|fast chooses the initialisation (model.py; default
+# by the executors on it, at least 1); FLEXSP_TORCH_INIT=exact|fast chooses the initialisation (param_init.py; default
 # exact, bit-identical to the TypeScript executors, up to 16M parameters).
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .model import ParamLayout
+from .param_layout import ParamLayout
 
 #: Hugging Face model_type values the llama family covers.
 SUPPORTED_TYPES = ("llama", "mistral", "qwen2")

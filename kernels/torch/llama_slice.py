@@ -26,7 +26,9 @@ import torch
 
 from .attention import AttentionKernel, Segments, UlyssesContext
 from .causal_lm import CausalLm, transformers_config
-from .model import ModelShape, init_params, param_layout
+from .model_shape import ModelShape
+from .param_init import init_params
+from .param_layout import param_layout
 from .packing import pack_group
 from .trainer import PRECISIONS, AdamWConfig, Trainer
 

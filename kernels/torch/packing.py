@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .model import Prng
+from .prng import Prng
 
 
 @dataclass

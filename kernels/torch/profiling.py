@@ -23,7 +23,7 @@ from .comm import DataPlane
 from .errors import Refusal
 from .fault_injection import injected_fault
 from .loss import chunk_tokens
-from .model import ModelShape
+from .model_shape import ModelShape
 from .packing import TokenSource, pack_group
 
 

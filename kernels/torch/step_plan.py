@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeGuard
 
 from .errors import Refusal
-from .model import ModelShape
+from .model_shape import ModelShape
 
 
 @dataclass

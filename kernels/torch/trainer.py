@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from .causal_lm import CausalLm, Source, fill
-from .model import ParamLayout
+from .param_layout import ParamLayout
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

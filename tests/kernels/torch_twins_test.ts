@@ -68,7 +68,7 @@ const PACKS: [number[][], number, number, number][] = [
 
 const PY = `
 import json, sys
-from kernels.torch.model import ModelShape
+from kernels.torch.model_shape import ModelShape
 from kernels.torch.packing import pack_group
 from kernels.torch.step_plan import check_plan
 cases = json.load(sys.stdin)

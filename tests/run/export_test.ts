@@ -20,7 +20,8 @@ import json, sys, os, torch
 from kernels.torch import hf
 from kernels.torch.checkpoint import encode_state, decode_state, write_atomic
 from kernels.torch.attention import Segments, UlyssesContext
-from kernels.torch.model import ModelShape, param_layout
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_layout import param_layout
 from kernels.torch.packing import pack_group
 from kernels.torch.tests.llama_fixtures import save_tiny
 from kernels.torch.tests.single_rank import single_rank

@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoint import write_atomic
 from ..hf import _NAMES, hf_config
-from ..model import ParamLayout
+from ..param_layout import ParamLayout
 
 
 def _encode(tensors: list[tuple[str, torch.Tensor]], dtype: torch.dtype) -> bytes:

@@ -6,7 +6,8 @@ import torch
 
 from ..attention import AttentionKernel, Segments, UlyssesContext
 from ..causal_lm import CausalLm, transformers_config
-from ..model import ModelShape, ParamLayout, param_layout
+from ..model_shape import ModelShape
+from ..param_layout import ParamLayout, param_layout
 from ..packing import pack_group
 from ..trainer import PRECISIONS, AdamWConfig, Trainer
 

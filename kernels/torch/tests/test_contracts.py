@@ -16,7 +16,11 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..model import ModelShape, init_params, param_layout
+from ..model_shape import ModelShape
+
+from ..param_init import init_params
+
+from ..param_layout import param_layout
 from .harness import package_env
 from .single_rank import loss_and_grads, single_rank
 
@@ -70,7 +74,9 @@ class ChunkedLoss(unittest.TestCase):
 WORKER = r'''
 import json, os, sys, torch, torch.distributed as dist
 from kernels.torch.attention import Segments, UlyssesContext
-from kernels.torch.model import ModelShape, init_params, param_layout
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_params
+from kernels.torch.param_layout import param_layout
 from kernels.torch.tests.single_rank import single_rank
 rank, policy, store = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 torch.set_num_threads(1)
@@ -117,7 +123,9 @@ class Exchanges(unittest.TestCase):
 
 MEMORY = r'''
 import json, resource, sys, torch
-from kernels.torch.model import ModelShape, init_params, param_layout
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_params
+from kernels.torch.param_layout import param_layout
 from kernels.torch.tests.single_rank import loss_and_grads, single_rank
 torch.set_num_threads(1)
 shape = ModelShape.from_json(json.loads(sys.argv[1]))

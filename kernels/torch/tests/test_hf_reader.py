@@ -16,7 +16,8 @@ from typing import Any, Callable
 import torch
 
 from .. import hf
-from ..model import ModelShape, param_layout
+from ..model_shape import ModelShape
+from ..param_layout import param_layout
 from .llama_fixtures import save_tiny
 
 torch.set_num_threads(1)

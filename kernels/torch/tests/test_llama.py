@@ -18,7 +18,9 @@ import torch
 
 from .. import hf
 from ..attention import AttentionKernel, Segments, UlyssesContext, kv_per_rank
-from ..model import ModelShape, ParamLayout, init_params, param_layout
+from ..model_shape import ModelShape
+from ..param_init import init_params
+from ..param_layout import ParamLayout, param_layout
 from ..packing import pack_group
 from ..step_plan import check_plan
 from ..trainer import Trainer

@@ -19,7 +19,8 @@ import torch.distributed.checkpoint as dcp
 
 from .. import hf
 from ..dcp_checkpoint import read_flat
-from ..model import ModelShape, param_layout
+from ..model_shape import ModelShape
+from ..param_layout import param_layout
 from .harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
                            stop_all)
 from .llama_fixtures import hf_mean_loss, save_tiny

@@ -16,7 +16,10 @@ import torch.distributed.checkpoint as dcp
 
 from ..attention import Segments, UlyssesContext
 from ..dcp_checkpoint import read_flat
-from ..model import ModelShape, Prng, init_params, param_layout
+from ..model_shape import ModelShape
+from ..param_init import init_params
+from ..param_layout import param_layout
+from ..prng import Prng
 from ..packing import FileSource, pack_group
 from .harness import (TINY, Proc, data_files, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
                       stop_all)
