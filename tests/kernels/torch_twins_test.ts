@@ -1,7 +1,8 @@
 // The TypeScript/Python twins of the executors, compared on shared cases: kernels/step_plan.ts checkPlan against
 // kernels/torch/step_plan.py check_plan (the same plans accepted with the same SP ranks, or refused with the same
-// message), and kernels/packing.ts packGroup against kernels/torch/packing.py pack_group (the same packed stream, or
-// the same error). Python-only checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
+// message), kernels/packing.ts packGroup against kernels/torch/packing.py pack_group (the same packed stream, or
+// the same error), and core/hf_config.ts hfConfigOf against kernels/torch/hf.py hf_config (the same config.json of a
+// llama-family shape). Python-only checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
 
 import { assertEquals } from "../assert.ts";
 import { checkPlan } from "../../kernels/step_plan.ts";
@@ -9,6 +10,8 @@ import { packGroup } from "../../kernels/packing.ts";
 import type { ModelShape } from "../../kernels/model.ts";
 import type { ExecutorStepPlan } from "../../core/protocol.ts";
 import { torchModuleCommand } from "../../core/torch_package.ts";
+import { hfConfigOf } from "../../core/hf_config.ts";
+import type { ModelShape as CoreShape } from "../../core/model_shape.ts";
 import { pythonImportFailure } from "../python_probe.ts";
 
 const missing = await pythonImportFailure("torch");
@@ -66,11 +69,45 @@ const PACKS: [number[][], number, number, number][] = [
   [[[1]], 0, 8, 16],
 ];
 
+const LLAMA = {
+  family: "llama",
+  layers: 2,
+  hidden: 64,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 16,
+  intermediate: 96,
+  vocab: 128,
+  maxSeq: 256,
+  ropeTheta: 500000,
+  normEps: 1e-5,
+};
+/** [shape, dtype]: each model type, RoPE scalings, a sliding window, biases, tied embeddings. */
+const CONFIGS: [Record<string, unknown>, "float32" | "bfloat16"][] = [
+  [{
+    ...LLAMA,
+    modelType: "llama",
+    ropeScaling: {
+      type: "llama3",
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 128,
+    },
+  }, "bfloat16"],
+  [{ ...LLAMA, modelType: "llama", qkvBias: true, tieEmbeddings: true }, "float32"],
+  [{ ...LLAMA, modelType: "mistral", slidingWindow: 64, ropeScaling: { type: "linear", factor: 2 } }, "float32"],
+  [{ ...LLAMA, modelType: "qwen2", qkvBias: true, slidingWindow: 32 }, "bfloat16"],
+  [{ ...LLAMA, modelType: "qwen2" }, "float32"],
+];
+
 const PY = `
 import json, sys
 from kernels.torch.model_shape import ModelShape
 from kernels.torch.packing import pack_group
 from kernels.torch.step_plan import check_plan
+from kernels.torch.hf import hf_config
+import torch
 cases = json.load(sys.stdin)
 shape = ModelShape.from_json(cases["shape"])
 plans, packs = [], []
@@ -87,7 +124,8 @@ for seqs, degree, max_seq, vocab in cases["packs"]:
                       "targetCount": g.target_count})
     except ValueError as e:
         packs.append({"error": str(e)})
-print(json.dumps({"plans": plans, "packs": packs}))
+configs = [hf_config(s, getattr(torch, dtype)) for s, dtype in cases["configs"]]
+print(json.dumps({"plans": plans, "packs": packs, "configs": configs}))
 `;
 
 function typescriptSide() {
@@ -114,11 +152,13 @@ function typescriptSide() {
       return { error: (e as Error).message };
     }
   });
-  return { plans, packs };
+  const configs = CONFIGS.map(([shape, dtype]) => hfConfigOf(shape as unknown as CoreShape, dtype));
+  return { plans, packs, configs };
 }
 
 Deno.test({
-  name: "twins: step-plan checks and packing give the same results in TypeScript and in the torch executor",
+  name:
+    "twins: step-plan checks, packing and a shape's config.json are the same in TypeScript and in the torch executor",
   ignore: missing !== undefined,
   fn: async () => {
     // The package's root on PYTHONPATH, as for its entry points (the script itself runs with -c).
@@ -131,7 +171,9 @@ Deno.test({
       stderr: "piped",
     }).spawn();
     const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify({ shape: SHAPE, plans: PLANS, packs: PACKS })));
+    await w.write(
+      new TextEncoder().encode(JSON.stringify({ shape: SHAPE, plans: PLANS, packs: PACKS, configs: CONFIGS })),
+    );
     await w.close();
     const out = await child.output();
     assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
@@ -140,5 +182,6 @@ Deno.test({
     assertEquals(ts.plans.filter((p) => "error" in p).length, PLANS.length - 3, "the cases reach every refusal");
     for (let i = 0; i < PLANS.length; i++) assertEquals(py.plans[i], ts.plans[i], `plan case ${i}`);
     for (let i = 0; i < PACKS.length; i++) assertEquals(py.packs[i], ts.packs[i], `packing case ${i}`);
+    for (let i = 0; i < CONFIGS.length; i++) assertEquals(py.configs[i], ts.configs[i], `config.json case ${i}`);
   },
 });
