@@ -1,8 +1,8 @@
 # Hugging Face model directories for the llama family: config.json -> the protocol's model shape (the same mapping
 # as core/hf_config.ts, so planner and executor agree; the executor checks that they do), weights from
-# model.safetensors or a sharded index (model.safetensors.index.json), read one tensor at a time into this rank's
-# flat parameter buffer, and the transformers config of a shape (hf_config, for the executor's model; the export to a
-# Hugging Face directory is the orchestrator's, orchestrator/run/hf_export.ts, and the tests').
+# model.safetensors or a sharded index (model.safetensors.index.json), read one tensor at a time (TensorReader), and
+# the transformers config of a shape (hf_config, for the executor's model; the export to a Hugging Face directory
+# is the orchestrator's, orchestrator/run/hf_export.ts, and the tests').
 #
 # safetensors is read here directly (8-byte little-endian header length, JSON header with dtype, shape
 # and data_offsets per tensor, raw little-endian data), with the stdlib and torch only: nothing to install on a
@@ -277,37 +277,6 @@ class TensorReader:
         for f in self.files.values():
             f.close()
         self.files = {}
-
-
-def load_weights(model_dir: str, layout: ParamLayout, flat: torch.Tensor) -> int:
-    """
-    Copies every tensor of the layout from `model_dir`'s safetensors into `flat` (float32), one tensor at a time
-    (shard by shard: at most one tensor beyond `flat` is in host memory). Returns the number of tensors read.
-    """
-    where = weight_files(model_dir)
-    need = [s for s in layout.slices]
-    missing = [s.name for s in need if s.name not in where]
-    if missing:
-        raise HfError(f"{model_dir}: the weights lack {len(missing)} tensor(s) the config implies, e.g. "
-                      f"{', '.join(missing[:3])}")
-    by_file: dict[str, list[Any]] = {}
-    for s in need:
-        by_file.setdefault(where[s.name], []).append(s)
-    n = 0
-    with torch.no_grad():
-        for path, slices in sorted(by_file.items()):
-            sf = SafetensorsFile(path)
-            try:
-                for s in slices:
-                    t = sf.get(s.name)
-                    if tuple(t.shape) != s.shape:
-                        raise HfError(f"{path}: tensor {s.name} has shape {list(t.shape)}, config.json implies "
-                                      f"{list(s.shape)}")
-                    flat[s.offset : s.offset + s.length].copy_(t.reshape(-1).to(torch.float32))
-                    n += 1
-            finally:
-                sf.close()
-    return n
 
 
 def hf_config(shape: dict[str, Any], dtype: torch.dtype = torch.float32) -> dict[str, Any]:

@@ -1,11 +1,9 @@
 # The flat float32 parameter layout of the TypeScript executors (kernels/model.ts), ported exactly: named slices at
-# 64-element aligned offsets, for the GPT and (Hugging Face names) the llama family; views of a flat buffer per slice.
+# 64-element aligned offsets, for the GPT and (Hugging Face names) the llama family.
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import torch
 
 from .model_shape import ModelShape
 
@@ -82,25 +80,9 @@ class LayoutBuilder:
         return ParamLayout(self.shape, self.offset, self.count, self.slices, {s.name: s for s in self.slices})
 
 
-def bind_params(
-    layout: ParamLayout, flat: torch.Tensor, grads: torch.Tensor
-) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Views of the flat parameter and gradient buffers, one per slice (leaf tensors with `.grad` set), in layout
-    order and by name."""
-    params: list[torch.Tensor] = []
-    by_name: dict[str, torch.Tensor] = {}
-    for sl in layout.slices:
-        t = flat[sl.offset : sl.offset + sl.length].view(sl.shape)
-        t.requires_grad_(True)
-        t.grad = grads[sl.offset : sl.offset + sl.length].view(sl.shape)
-        params.append(t)
-        by_name[sl.name] = t
-    return params, by_name
-
-
 def param_layout(shape: ModelShape) -> ParamLayout:
     """Builds the flat parameter layout (order: wte, wpe, blocks 0..L-1, lnf), as kernels/model.ts does; the llama
-    family's layout is `llama.llama_layout` (Hugging Face tensor names)."""
+    family's layout is `llama_layout` (Hugging Face tensor names)."""
     if shape.family == "llama":
         return llama_layout(shape)
     H, V = shape.hidden, shape.vocab

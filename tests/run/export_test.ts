@@ -23,6 +23,7 @@ from kernels.torch.attention import Segments, UlyssesContext
 from kernels.torch.model_shape import ModelShape
 from kernels.torch.param_layout import param_layout
 from kernels.torch.packing import pack_group
+from kernels.torch.tests.hf_export import load_weights
 from kernels.torch.tests.llama_fixtures import save_tiny
 from kernels.torch.tests.single_rank import single_rank
 mode, kind, src, ckpt = sys.argv[1:5]
@@ -32,7 +33,7 @@ if mode == "make":
     shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
     lay = param_layout(shape)
     flat = torch.zeros(lay.total)
-    hf.load_weights(src, lay, flat)
+    load_weights(src, lay, flat)
     flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(2)) * 0.01)
     write_atomic(ckpt, encode_state(shape, 3, flat, torch.full_like(flat, 0.5), torch.zeros_like(flat)))
     if len(sys.argv) > 6:  # the same parameters as a sharded (DCP) checkpoint directory, as the torch executors save

@@ -1,6 +1,7 @@
 # Test-only: a flat parameter buffer written as a Hugging Face directory (config.json + safetensors shards) that
-# transformers loads, so tests can build checkpoints the executor reads back (the real export is
-# orchestrator/run/hf_export.ts).
+# transformers loads, and read back whole from one (load_weights, with the reader's checks), so tests can build
+# checkpoints the executor reads (the real export is orchestrator/run/hf_export.ts; the executor reads one tensor
+# at a time through hf.py's TensorReader).
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import write_atomic
-from ..hf import _NAMES, hf_config
+from ..hf import _NAMES, HfError, SafetensorsFile, hf_config, weight_files
 from ..param_layout import ParamLayout
 
 
@@ -68,3 +69,34 @@ def export_hf(out_dir: str, shape: dict[str, Any], layout: ParamLayout, flat: to
     write_atomic(p, json.dumps(hf_config(shape, dtype), indent=2).encode())
     written.append(p)
     return written
+
+
+def load_weights(model_dir: str, layout: ParamLayout, flat: torch.Tensor) -> int:
+    """
+    Copies every tensor of the layout from `model_dir`'s safetensors into `flat` (float32), one tensor at a time
+    (shard by shard: at most one tensor beyond `flat` is in host memory). Returns the number of tensors read.
+    """
+    where = weight_files(model_dir)
+    need = [s for s in layout.slices]
+    missing = [s.name for s in need if s.name not in where]
+    if missing:
+        raise HfError(f"{model_dir}: the weights lack {len(missing)} tensor(s) the config implies, e.g. "
+                      f"{', '.join(missing[:3])}")
+    by_file: dict[str, list[Any]] = {}
+    for s in need:
+        by_file.setdefault(where[s.name], []).append(s)
+    n = 0
+    with torch.no_grad():
+        for path, slices in sorted(by_file.items()):
+            sf = SafetensorsFile(path)
+            try:
+                for s in slices:
+                    t = sf.get(s.name)
+                    if tuple(t.shape) != s.shape:
+                        raise HfError(f"{path}: tensor {s.name} has shape {list(t.shape)}, config.json implies "
+                                      f"{list(s.shape)}")
+                    flat[s.offset : s.offset + s.length].copy_(t.reshape(-1).to(torch.float32))
+                    n += 1
+            finally:
+                sf.close()
+    return n

@@ -18,6 +18,7 @@ import torch
 from .. import hf
 from ..model_shape import ModelShape
 from ..param_layout import param_layout
+from .hf_export import load_weights
 from .llama_fixtures import save_tiny
 
 torch.set_num_threads(1)
@@ -63,7 +64,7 @@ class Reader(unittest.TestCase):
 
     def load(self) -> torch.Tensor:
         flat = torch.full((self.lay.total,), float("nan"))
-        hf.load_weights(self.dir, self.lay, flat)
+        load_weights(self.dir, self.lay, flat)
         return flat
 
     def test_whole_file_loads(self) -> None:

@@ -24,7 +24,7 @@ from ..param_layout import ParamLayout, param_layout
 from ..packing import pack_group
 from ..step_plan import check_plan
 from ..trainer import Trainer
-from .hf_export import export_hf
+from .hf_export import export_hf, load_weights
 from .llama_fixtures import hf_mean_loss, save_tiny
 from .single_rank import loss_and_grads, single_rank
 
@@ -44,7 +44,7 @@ def load(d: str, checkpointing: str = "none") -> tuple[Trainer, AttentionKernel,
     shape = ModelShape.from_json(hf.shape_json(cfg, d))
     lay = param_layout(shape)
     flat = torch.zeros(lay.total)
-    hf.load_weights(d, lay, flat)
+    load_weights(d, lay, flat)
     tr, kernel = single_rank(shape, flat, checkpointing=checkpointing, config_json=cfg)
     return tr, kernel, lay, flat
 
@@ -208,7 +208,7 @@ class Errors(unittest.TestCase):
         shard = os.path.basename(files[1])
         os.unlink(files[1])
         with self.assertRaisesRegex(hf.HfError, f"names shard {shard}, which is missing"):
-            hf.load_weights(self.dir, lay, torch.zeros(lay.total))
+            load_weights(self.dir, lay, torch.zeros(lay.total))
 
     def test_no_weights(self) -> None:
         with self.assertRaisesRegex(hf.HfError, "no model.safetensors or model.safetensors.index.json"):
