@@ -32,7 +32,7 @@ EVENTS: dict[str, dict[str, str]] = {
     "step_progress": {"rank": "number", "step": "number", "microBatch": "number", "ms": "number"},
     "saved": {"rank": "number", "path": "string", "sha256": "string", "bytes": "number", "files": "array?"},
     "loaded": {"rank": "number", "path": "string"},
-    "error": {"rank": "number", "message": "string", "fatal": "boolean", "echo": "boolean"},
+    "error": {"rank": "number", "message": "string", "fatal": "boolean", "echo": "boolean", "waitingFor": "number?"},
     "profile_compute_done": {"rank": "number", "result": "object"},
     "profile_alltoall_done": {"rank": "number", "result": "object"},
 }

@@ -4,7 +4,6 @@
 import type { Config, NodeConfig } from "../config/types.ts";
 import { UserError } from "../errors.ts";
 import type { AgentCommand, ExecutorKindName, Inventory } from "../../core/protocol.ts";
-import { TORCH_PACKAGE_PATH } from "../../core/torch_package.ts";
 import { AgentSession, type LostInfo } from "./agent_session.ts";
 import type { ChannelExit } from "./agent_channel.ts";
 import {
@@ -17,6 +16,7 @@ import {
   REPO_ROOT,
 } from "./bootstrap.ts";
 import { torchProblem } from "./torch_requirement.ts";
+import { TORCH_PACKAGE_PATH } from "../../core/torch_package.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
 import { spawnSrunAgent } from "./slurm_transport.ts";
 import { SshConnection } from "./ssh_transport.ts";
