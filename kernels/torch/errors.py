@@ -4,6 +4,8 @@
 # disconnected or aborted its communicators mid-collective), so the orchestrator looks for the root cause elsewhere.
 from __future__ import annotations
 
+import re
+
 
 class Refusal(ValueError):
     """A command refused before it changed anything (a bad plan, request or checkpoint): `error` with fatal false."""
@@ -24,12 +26,14 @@ _PEER_WORDS = ("connection", "closed", "reset", "peer", "broken pipe", "timed ou
 
 
 def peer_failure(e: BaseException) -> tuple[str, bool]:
-    """The last line of a collective's error, and whether it says that a peer disconnected or aborted (an echo)."""
-    msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:400]
-    low = msg.lower()
-    if any(w in low for w in _PEER_WORDS):
-        return f"a peer rank disconnected or aborted ({msg})", True
-    return msg, False
+    """A collective's error in one line, and whether it says that a peer disconnected or aborted (an echo): the first
+    line that says so (an error raised through a DDP hook's future ends in traceback frames, skipped), else its last
+    line."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()] or [type(e).__name__]
+    for ln in lines:
+        if not re.search(r"\.py[(\":]", ln) and any(w in ln.lower() for w in _PEER_WORDS):
+            return f"a peer rank disconnected or aborted ({ln[:400]})", True
+    return lines[-1][:400], False
 
 
 def error_event(rank: int, e: BaseException) -> dict[str, object]:
