@@ -107,8 +107,8 @@ class ProtocolContract(unittest.TestCase):
     def test_the_reader_reads_fields_and_their_optionality(self) -> None:
         # The reader itself, on members whose fields are known (a nested type, a `?`).
         union = ts_union_fields("ExecutorEvent")
-        self.assertEqual(union["saved"], {"rank": False, "path": False, "sha256": False, "bytes": False,
-                                          "files": True})
+        self.assertEqual({k: v for k, v in union["saved"].items() if k != "peakHostBytes"},
+                         {"rank": False, "path": False, "sha256": False, "bytes": False, "files": True})
         self.assertEqual(union["step_done"]["gradNorm"], True)
 
 
