@@ -16,6 +16,7 @@ import {
 import { killTree, TreeTracker } from "./process_tree.ts";
 import { SimExecutor, simOptionsFromEnv } from "../kernels/sim_executor.ts";
 import { autoCpuSets, formatCpuList, parseCpuList } from "../core/cpu_list.ts";
+import { torchModuleCommand } from "../core/torch_package.ts";
 
 /** How executors are started on this node. */
 export interface SupervisorContext {
@@ -201,7 +202,12 @@ export class ExecutorSupervisor {
       if (!this.ctx.torchPackage) {
         return `no PyTorch executor on this node (the orchestrator sent no torchPackage in hello) for kind ${kind}`;
       }
-      return [this.ctx.python ?? "python3", `${this.ctx.torchPackage}/executor_main.py`, ...tail];
+      try {
+        const { args } = torchModuleCommand(this.ctx.torchPackage, "executor_main");
+        return [this.ctx.python ?? "python3", ...args, ...tail];
+      } catch (e) {
+        return (e as Error).message;
+      }
     }
     if (!this.ctx.executorEntry) {
       return "no executor entry on this node (the orchestrator sent none in hello) and no command in spawn";
@@ -300,6 +306,10 @@ export class ExecutorSupervisor {
       ...(kind === "cuda" ? { CUDA_VISIBLE_DEVICES: String(spec.device) } : {}),
       // The protocol lines must not wait in a buffer; no __pycache__ beside a package used in place.
       ...(isTorchKind(kind) ? { PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" } : {}),
+      // The default command runs the package as `kernels.torch`: its root goes on PYTHONPATH.
+      ...(isTorchKind(kind) && !spec.command && this.ctx.torchPackage
+        ? torchModuleCommand(this.ctx.torchPackage, "executor_main", Deno.env.get("PYTHONPATH")).env
+        : {}),
       ...(kind === "torch-cpu" ? { FLEXSP_THREADS: String(threads), OMP_NUM_THREADS: String(threads) } : {}),
       ...spec.env,
     };

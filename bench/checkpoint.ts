@@ -51,7 +51,7 @@ async function measure(world: number, stage: number): Promise<CaseResult> {
         "--dir",
         dir,
       ],
-      env: { OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1" },
+      env: { OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1", PYTHONPATH: new URL("..", import.meta.url).pathname },
       stdout: "piped",
       stderr: "piped",
     }).output();

@@ -6,27 +6,27 @@
 # (dcp_checkpoint.PeakHostMemory: the rise of resident memory above its level before) of each; and (4) the
 # asynchronous save (training.checkpoint_async): how long it blocks the caller (the staging copy) and how long until
 # it is durable.
-# `python3 bench/checkpoint_bench.py --shape JSON --world N --stage Z --dir DIR`
+# `PYTHONPATH=. python3 bench/checkpoint_bench.py --shape JSON --world N --stage Z --dir DIR` (the repository's root on
+# PYTHONPATH: the executor package imports as kernels.torch)
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import socket
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels", "torch"))
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-
-import dcp_checkpoint  # noqa: E402
-from causal_lm import CausalLm, transformers_config  # noqa: E402
-from checkpoint import encode_state, write_atomic  # noqa: E402
-from model import ModelShape, init_slice, param_layout  # noqa: E402
-from trainer import AdamWConfig, Trainer  # noqa: E402
+from kernels.torch import dcp_checkpoint
+from kernels.torch.causal_lm import CausalLm, transformers_config
+from kernels.torch.checkpoint import encode_state, write_atomic
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_slice
+from kernels.torch.param_layout import param_layout
+from kernels.torch.trainer import AdamWConfig, Trainer
 
 OPT = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)
 

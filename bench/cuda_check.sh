@@ -145,7 +145,7 @@ if [ "$DRY" = 1 ]; then
   cat "$CFG"
   $DENO orchestrator/cli/plan.ts "$CFG" --steps 1 || { echo "error: the generated config does not plan" >&2; exit 1; }
   echo "dry run: would run launch ($STEPS steps, killed after step $KILL_AT, then --resume), profile --quick and the llama slice at $LENGTHS; results to $RES"
-  echo "dry run: the llama slice: $PYTHON kernels/torch/llama_slice.py --shape '$LLAMA_SHAPE' --tokens $LENGTHS --policy selective --device $LLAMA_DEVICE${REQUIRE:+ --require-kernel '$REQUIRE'} --torch-profile"
+  echo "dry run: the llama slice: $PYTHON -m kernels.torch.llama_slice --shape '$LLAMA_SHAPE' --tokens $LENGTHS --policy selective --device $LLAMA_DEVICE${REQUIRE:+ --require-kernel '$REQUIRE'} --torch-profile"
   echo "dry run: then at $MID tokens under full checkpointing, and as $BATCH sequences of $(( MID / BATCH )) tokens"
   exit 0
 fi
@@ -195,7 +195,7 @@ slice() { # NAME TIMEOUT ARGS...: one llama_slice.py run -> $RES/NAME.json
   shift 2
   local t0
   t0=$(date +%s)
-  (cd kernels/torch && timeout "$limit" "$PYTHON" llama_slice.py --shape "$LLAMA_SHAPE" --device "$LLAMA_DEVICE" \
+  (PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" timeout "$limit" "$PYTHON" -m kernels.torch.llama_slice --shape "$LLAMA_SHAPE" --device "$LLAMA_DEVICE" \
     --repeats 2 --peak-tflops "$PEAK" ${REQUIRE:+--require-kernel "$REQUIRE"} "$@") > "$RES/$name.json" 2> "$RES/$name.err"
   local rc=$?
   PHASES+=("$(status "$name" $rc $(( $(date +%s) - t0 )))")

@@ -10,6 +10,7 @@
 // Runnable alone: `deno run -A bench/llama.ts [--quick]`.
 
 import type { BenchSection } from "./report.ts";
+import { torchModuleCommand } from "../core/torch_package.ts";
 
 const QUICK = Deno.args.includes("--quick");
 const SHAPE = {
@@ -24,7 +25,11 @@ const SHAPE = {
   ropeTheta: 10000,
   normEps: 1e-5,
 };
-const SCRIPT = new URL("../kernels/torch/llama_slice.py", import.meta.url).pathname;
+const SLICE = torchModuleCommand(
+  new URL("../kernels/torch", import.meta.url).pathname,
+  "llama_slice",
+  Deno.env.get("PYTHONPATH"),
+);
 
 interface SliceResult {
   policy: string;
@@ -39,7 +44,7 @@ interface SliceResult {
 
 async function slice(policy: string, zero3: boolean, tokens: number, extra: string[] = []): Promise<SliceResult> {
   const args = [
-    SCRIPT,
+    ...SLICE.args,
     "--shape",
     JSON.stringify(SHAPE),
     "--tokens",
@@ -53,7 +58,7 @@ async function slice(policy: string, zero3: boolean, tokens: number, extra: stri
   args.push(...extra);
   const out = await new Deno.Command("python3", {
     args,
-    env: { OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1" },
+    env: { OMP_NUM_THREADS: "1", PYTHONDONTWRITEBYTECODE: "1", ...SLICE.env },
     stdout: "piped",
     stderr: "piped",
   }).output();

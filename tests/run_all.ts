@@ -52,7 +52,7 @@ async function main(): Promise<number> {
       "-s",
       "kernels/torch/tests",
       "-t",
-      "kernels/torch",
+      ".",
       "-v",
     ], true);
     const c = unittestCounts(py.text);

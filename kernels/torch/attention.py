@@ -57,7 +57,8 @@ class _AllToAll(torch.autograd.Function):
 
 def all_to_all(x: torch.Tensor, group: Any) -> torch.Tensor:
     """Differentiable all-to-all: chunk j of dim 0 goes to SP rank j; chunk i of the result came from SP rank i."""
-    return _AllToAll.apply(x, group)
+    out: torch.Tensor = _AllToAll.apply(x, group)  # type: ignore[no-untyped-call]  # torch leaves apply untyped
+    return out
 
 
 def kv_per_rank(heads: int, kv_heads: int, degree: int) -> int:
@@ -206,8 +207,8 @@ class AttentionKernel:
         # varlen takes token-major [S, heads, D].
         qt, kt, vt = (x[0].transpose(0, 1).contiguous() for x in (q, k, v))
         out = self.varlen(qt, kt, vt, cu, cu, seg.max_len, seg.max_len, **kw)
-        out = out[0] if isinstance(out, tuple) else out
-        return out.transpose(0, 1).unsqueeze(0)
+        res: torch.Tensor = out[0] if isinstance(out, tuple) else out
+        return res.transpose(0, 1).unsqueeze(0)
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Segments, scale: float,
               window: int | None) -> torch.Tensor:
@@ -251,11 +252,11 @@ class AttentionKernel:
             scale = d ** -0.5
             ref_in = [t.clone().requires_grad_(True) for t in x32]
             with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
-                ref = self._sdpa(*ref_in, seg, scale, None)
+                ref = self._sdpa(ref_in[0], ref_in[1], ref_in[2], seg, scale, None)
             up = torch.randn(ref.shape, generator=g, device=self.device)
             ref_g = torch.autograd.grad((ref * up).sum(), ref_in)
             got_in = [t.to(self.dtype).requires_grad_(True) for t in x32]
-            got = self._varlen(*got_in, seg, scale, None)
+            got = self._varlen(got_in[0], got_in[1], got_in[2], seg, scale, None)
             got_g = torch.autograd.grad((got.float() * up).sum(), got_in)
             tol = 2e-2 if self.dtype != torch.float32 else 1e-4
             for name, a, b in zip(("output", "dq", "dk", "dv"), (got, *got_g), (ref, *ref_g)):
@@ -278,7 +279,7 @@ def _exchange_and_attend(ctx: UlyssesContext, q: torch.Tensor, k: torch.Tensor, 
         ctx.trace.append((q.dtype, q.dim()))
     if d == 1:
         if ctx.checkpoint_kernel:
-            o = checkpoint(attend, q, k, v, ctx.segments, scale, window, use_reentrant=False)
+            o: torch.Tensor = checkpoint(attend, q, k, v, ctx.segments, scale, window, use_reentrant=False)
         else:
             o = attend(q, k, v, ctx.segments, scale, window)
         return o[0].transpose(0, 1).unsqueeze(0)

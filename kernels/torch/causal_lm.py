@@ -19,10 +19,11 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-import attention
-from attention import UlyssesContext
-from loss import chunked_cross_entropy
-from model import CHECKPOINTING, ModelShape, ParamLayout
+from . import attention
+from .attention import UlyssesContext
+from .loss import chunked_cross_entropy
+from .model_shape import CHECKPOINTING, ModelShape
+from .param_layout import ParamLayout
 
 #: layout name of the TypeScript GPT -> GPT2LMHeadModel parameter name (per-layer keys after "h{i}.").
 _GPT_LAYER = {
@@ -50,6 +51,7 @@ def transformers_config(shape: ModelShape, config_json: dict[str, Any] | None = 
     shape (hf.hf_config for the llama family, GPT2Config for gpt); dropout off, our attention function."""
     import transformers
 
+    cfg: transformers.PreTrainedConfig
     if shape.family == "gpt":
         cfg = transformers.GPT2Config(
             vocab_size=shape.vocab, n_positions=shape.max_seq, n_embd=shape.hidden, n_layer=shape.layers,
@@ -58,7 +60,7 @@ def transformers_config(shape: ModelShape, config_json: dict[str, Any] | None = 
             eos_token_id=0,
         )
     else:
-        import hf
+        from . import hf
 
         full = {**shape.to_json(), "kvHeads": shape.kv_heads, "headDim": shape.head_dim, "intermediate":
                 shape.intermediate, "ropeTheta": shape.rope_theta, "normEps": shape.norm_eps, "tieEmbeddings":
@@ -102,7 +104,8 @@ class CausalLm(nn.Module):
 
     def embeddings(self) -> nn.Embedding:
         """The token embedding module."""
-        return self.transformer.wte if self.gpt else self.model.embed_tokens
+        emb: nn.Embedding = self.transformer.wte if self.gpt else self.model.embed_tokens
+        return emb
 
     def blocks(self) -> list[nn.Module]:
         """The decoder layers, in order (FSDP units)."""
@@ -132,9 +135,9 @@ class CausalLm(nn.Module):
 
     def _layer(self, block: nn.Module, x: torch.Tensor, rope: Any, ctx: UlyssesContext,
                positions: torch.Tensor) -> torch.Tensor:
-        if self.gpt:
-            return block(x, flexsp=ctx)
-        return block(x, position_embeddings=rope, position_ids=positions, flexsp=ctx)
+        out: torch.Tensor = (block(x, flexsp=ctx) if self.gpt
+                             else block(x, position_embeddings=rope, position_ids=positions, flexsp=ctx))
+        return out
 
     @staticmethod
     def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +167,8 @@ class CausalLm(nn.Module):
                 x = checkpoint(self._layer, block, x, rope, ctx, pos, use_reentrant=False)
             else:
                 x = self._layer(block, x, rope, ctx, pos)
-        return (self.transformer.ln_f if self.gpt else self.model.norm)(x)[0]
+        out: torch.Tensor = (self.transformer.ln_f if self.gpt else self.model.norm)(x)[0]
+        return out
 
 
 #: A source of starting tensors: (layout name, module name, rows) -> rows [a, b) of dim 0 (all rows when None).

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from model import ModelShape
+from .model_shape import ModelShape
 
 MAGIC = b"FLEXSPCK"
 VERSION = 1

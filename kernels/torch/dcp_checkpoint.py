@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
@@ -46,9 +47,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from checkpoint import fsync_dir, write_atomic
-from fault_injection import injected_fault
-from model import ModelShape, ParamLayout
+from .checkpoint import fsync_dir, write_atomic
+from .errors import Refusal
+from .fault_injection import injected_fault
+from .model_shape import ModelShape
+from .param_layout import ParamLayout
 
 FORMAT_FILE = "flexsp.json"
 METADATA_FILE = ".metadata"
@@ -159,7 +162,7 @@ def _prepare(tmp: str, rank: int) -> bool:
     return leader
 
 
-class RefusedByAll(ValueError):
+class RefusedByAll(Refusal):
     """A refusal every rank raises identically after a collective (a bad checkpoint, a file-system error DCP gathered):
     the executor lets rank 0 alone report it."""
 
@@ -387,7 +390,8 @@ def layout_names(inner: Any, layout: ParamLayout) -> dict[str, str]:
 def read_info(path: str) -> dict[str, Any]:
     """A checkpoint directory's flexsp.json."""
     with open(os.path.join(path, FORMAT_FILE)) as f:
-        return json.load(f)
+        info: dict[str, Any] = json.load(f)
+    return info
 
 
 def read_tensors(path: str, keys: list[str]) -> dict[str, torch.Tensor]:
@@ -397,7 +401,7 @@ def read_tensors(path: str, keys: list[str]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for k in keys:
         m = md.get(k)
-        if m is None or not hasattr(m, "size"):
+        if not isinstance(m, TensorStorageMetadata):
             raise ValueError(f"{path}: the checkpoint has no tensor {k}")
         out[k] = torch.empty(tuple(m.size), dtype=m.properties.dtype)
     _dcp(dcp.load, out, storage_reader=dcp.FileSystemReader(path))

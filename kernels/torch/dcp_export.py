@@ -1,22 +1,21 @@
-# `python3 dcp_export.py DCP_DIR OUT`: the parameters of a sharded (DCP) checkpoint directory as raw float32
-# little-endian values in the flat layout's order (model.py param_layout), read and written one tensor at a time, so
-# memory holds one tensor, not the model. Prints {"shape", "step", "total"} as JSON. `deno task export` reads OUT
-# slice by slice into Hugging Face safetensors (orchestrator/run/hf_export.ts).
-# `python3 dcp_export.py DCP_DIR OUT --flat`: the whole state (parameters, AdamW moments, step) converted to the
-# TypeScript executors' flat format (checkpoint.py), held in memory: for tests and small models.
+# `python3 -m kernels.torch.dcp_export DCP_DIR OUT`: the parameters of a sharded (DCP) checkpoint directory as raw
+# float32 little-endian values in the flat layout's order (param_layout.py), read and written one tensor at a
+# time, so memory holds one tensor, not the model. Prints {"shape", "step", "total"} as JSON. `deno task export`
+# reads OUT slice by slice into Hugging Face safetensors (orchestrator/run/hf_export.ts).
+# `python3 -m kernels.torch.dcp_export DCP_DIR OUT --flat`: the whole state (parameters, AdamW moments, step)
+# converted to the TypeScript executors' flat format (checkpoint.py), held in memory: for tests and small models.
 from __future__ import annotations
 
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import torch  # noqa: E402
-
-from checkpoint import encode_state, write_atomic  # noqa: E402
-from dcp_checkpoint import read_flat, read_info, read_tensors  # noqa: E402
-from model import ModelShape, param_layout  # noqa: E402
+from .checkpoint import encode_state, write_atomic
+from .dcp_checkpoint import read_flat, read_info, read_tensors
+from .model_shape import ModelShape
+from .param_layout import param_layout
 
 
 def main(path: str, out: str, flat: bool) -> None:

@@ -34,24 +34,23 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from attention import AttentionKernel, Segments, UlyssesContext
-from causal_lm import CausalLm, Source, transformers_config
-import dcp_checkpoint
-from checkpoint import sha256_hex
-from comm import DataPlane, StoreListener, interface_of
-from fault_injection import injected_fault
-from hf import TensorReader, read_config, shape_json
-from model import ModelShape, ParamLayout, init_mode, init_slice, param_layout
-from packing import FileSource, SyntheticSource, TokenSource, pack_slice
-from profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
-from step_plan import MyGroup, check_plan
-from trainer import PRECISIONS, AdamWConfig, Trainer
+from .attention import AttentionKernel, Segments, UlyssesContext
+from .causal_lm import CausalLm, Source, transformers_config
+from . import dcp_checkpoint
+from .checkpoint import sha256_hex
+from .comm import DataPlane, StoreListener, interface_of
+from .errors import FatalError, Refusal, error_event, peer_failure
+from .fault_injection import injected_fault
+from .hf import TensorReader, read_config, shape_json
+from .model_shape import ModelShape
+from .param_init import init_mode, init_slice
+from .param_layout import ParamLayout, param_layout
+from .packing import FileSource, SyntheticSource, TokenSource, pack_slice
+from .profiling import check_alltoall_request, check_compute_request, profile_alltoall, profile_compute
+from .step_plan import MyGroup, check_plan
+from .trainer import PRECISIONS, AdamWConfig, Trainer
 
 Emit = Callable[[dict[str, Any]], None]
-
-
-class FatalError(Exception):
-    """An error that makes the executor unusable (init, rendezvous or mid-step failures)."""
 
 
 def cpu_model() -> str:
@@ -178,34 +177,36 @@ class Executor:
                 self.close()
                 return "exit"
             else:
-                raise ValueError(f"unknown command {t}")
-        except Exception as e:  # noqa: BLE001 - every failure becomes an error event
+                raise Refusal(f"unknown command {t}")
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error event (errors.py)
             fatal = isinstance(e, FatalError)
-            message = str(e) or type(e).__name__
             if isinstance(e, dcp_checkpoint.RefusedByAll) and self.rank != 0:
                 # Every rank refused the same checkpoint together: rank 0 reports it, so that no late refusal of
                 # another rank is taken for one of the orchestrator's next request.
-                self.log(f"refused with rank 0: {message}")
+                self.log(f"refused with rank 0: {e}")
                 return "continue"
             if fatal and e.__cause__ is not None and not isinstance(e.__cause__, (ValueError, RuntimeError)):
                 self.log("".join(traceback.format_exception(e.__cause__)))
-            self.emit({"type": "error", "rank": self.rank, "message": message, "fatal": fatal})
+            self.emit(error_event(self.rank, e))
             if fatal:
                 self.close(abort=True)
                 return "exit"
         return "continue"
 
-    def _fatal_on_error(self, f: Callable[[], None]) -> None:
+    def _fatal_on_error(self, f: Callable[[], None], collective: bool = False) -> None:
+        """Runs `f`; any failure is fatal. `collective`: `f` runs collectives of the data plane, so a failure that
+        says a peer went away is an echo of that peer's."""
         try:
             f()
         except FatalError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise FatalError(str(e) or type(e).__name__) from e
+            echo = collective and peer_failure(e)[1]
+            raise FatalError(str(e) or type(e).__name__, echo=echo) from e
 
     def _ready(self, what: str) -> _State:
         if self.s is None:
-            raise ValueError(f"{what}: executor is not initialised (send init first)")
+            raise Refusal(f"{what}: executor is not initialised (send init first)")
         return self.s
 
     # ---------- init and rendezvous ----------
@@ -375,7 +376,7 @@ class Executor:
     def _run_step(self, plan: Any) -> None:
         s = self._ready("step")
         if s.world_size > 1 and s.dp is None:
-            raise ValueError("step: data plane not connected (send peers first)")
+            raise Refusal("step: data plane not connected (send peers first)")
         mine = check_plan(plan, s.rank, s.world_size, s.shape, self._in_pool(s))
         self._fatal_on_error(lambda: self._execute(s, plan, mine))
 
@@ -413,7 +414,8 @@ class Executor:
                 losses.append(loss.detach().double())
             except Exception as e:  # noqa: BLE001
                 per_device = packed.seq_len // mg.degree if packed is not None else 0
-                raise FatalError(self._describe(e, plan["step"], i, mg, per_device)) from e
+                raise FatalError(self._describe(e, plan["step"], i, mg, per_device),
+                                 echo=peer_failure(e)[1] and not self._out_of_memory(e)) from e
             if cuda:
                 ev[1].record()
                 spans.append(ev)
@@ -426,7 +428,8 @@ class Executor:
             sums = self._loss_sums(s, torch.stack(losses))
             norm = float(tr.clip())
         except Exception as e:  # noqa: BLE001
-            raise FatalError(f"step {plan['step']}: gradient reduction failed: {self._peer_hint(e)}") from e
+            msg, echo = peer_failure(e)
+            raise FatalError(f"step {plan['step']}: gradient reduction failed: {msg}", echo=echo) from e
         if norm != norm or norm == float("inf"):
             what = "NaN" if norm != norm else "Infinity"
             raise FatalError(f"step {plan['step']}: gradient norm is {what}; update skipped")
@@ -471,29 +474,24 @@ class Executor:
             raise RuntimeError(f"injected fault (FLEXSP_STEP_FAULT) in step {step}")
 
     @staticmethod
-    def _peer_hint(e: BaseException) -> str:
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:400]
-        low = msg.lower()
-        if any(w in low for w in ("connection", "closed", "reset", "peer", "broken pipe", "timed out", "timeout",
-                                  "abort", "ncclremoteerror", "socket")):
-            return f"a peer rank disconnected or aborted ({msg})"
-        return msg
+    def _out_of_memory(e: BaseException) -> bool:
+        oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                      getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+        text = str(e)
+        return isinstance(e, oom_types) or "out of memory" in text.lower() or "can't allocate memory" in text
 
     def _describe(self, e: BaseException, step: int, i: int, mg: MyGroup, per_device: int) -> str:
         ids = [q.get("id") for q in mg.group["sequences"]][:12]
         where = (f"step {step}, micro-batch {i}, SP group of degree {mg.degree} ranks {mg.ranks} "
                  f"({per_device} tokens per device, sequences {ids})")
-        oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                      getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
-        text = str(e)
-        if isinstance(e, oom_types) or "out of memory" in text.lower() or "can't allocate memory" in text:
+        if self._out_of_memory(e):
             if self.device.type == "cuda":
                 total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
                 return (f"CUDA out of memory on cuda:{self.device_index} ({self.device_name}, {total:.1f} GiB) at "
                         f"{where}; the plan assumed this fits: lower planner.memory_budget_gb or "
                         "cluster.nodes[].device_memory_gb, or use activation checkpointing")
             return f"out of host memory at {where}; lower planner.memory_budget_gb"
-        return f"{where}: {self._peer_hint(e)}"
+        return f"{where}: {peer_failure(e)[0]}"
 
     # ---------- profiling ----------
 
@@ -501,7 +499,7 @@ class Executor:
         s = self._ready("profile_compute")
         tr = s.trainer
         if tr is None:
-            raise ValueError("profile_compute: the model is created at peers (send peers first)")
+            raise Refusal("profile_compute: the model is created at peers (send peers first)")
         check_compute_request(req, s.shape)
         res: dict[str, Any] = {}
         model, kernel = tr.inner, s.kernel
@@ -521,7 +519,8 @@ class Executor:
         hooks = [m.register_forward_pre_hook(record) for m in model.modules()] if tr.sharded else []
 
         def forward(tok: torch.Tensor, pos: torch.Tensor, tgt: torch.Tensor, cu: list[int]) -> torch.Tensor:
-            return model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
+            loss: torch.Tensor = model(tok, pos, tgt, UlyssesContext(None, 1, Segments(cu), kernel))
+            return loss
 
         def run() -> None:
             res.update(profile_compute(
@@ -531,7 +530,7 @@ class Executor:
             ))
 
         try:
-            self._fatal_on_error(run)
+            self._fatal_on_error(run, collective=True)
         finally:
             for h in hooks:
                 h.remove()
@@ -540,11 +539,11 @@ class Executor:
     def _profile_alltoall(self, req: Any) -> None:
         s = self._ready("profile_alltoall")
         if s.world_size > 1 and s.dp is None:
-            raise ValueError("profile_alltoall: data plane not connected")
+            raise Refusal("profile_alltoall: data plane not connected")
         check_alltoall_request(req, s.world_size, self._in_pool(s))
         res: dict[str, Any] = {}
         self._fatal_on_error(lambda: res.update(
-            profile_alltoall(req, rank=s.rank, world_size=s.world_size, dp=s.dp, device=self.device)))
+            profile_alltoall(req, rank=s.rank, world_size=s.world_size, dp=s.dp, device=self.device)), collective=True)
         self.emit({"type": "profile_alltoall_done", "rank": s.rank, "result": res})
 
     # ---------- checkpoints ----------
@@ -552,14 +551,14 @@ class Executor:
     def _trainer(self, what: str) -> tuple[_State, Trainer]:
         s = self._ready(what)
         if s.trainer is None:
-            raise ValueError(f"{what}: the model is created at peers (send peers first)")
+            raise Refusal(f"{what}: the model is created at peers (send peers first)")
         return s, s.trainer
 
     def _save(self, path: Any) -> None:
         """A sharded DCP checkpoint in the directory `path` (dcp_checkpoint.py): this rank's files in `saved`."""
         s, tr = self._trainer("save")
         if not isinstance(path, str) or not path:
-            raise ValueError("save: path must be a directory path")
+            raise Refusal("save: path must be a directory path")
         self._wait_saving(s)
         mem = dcp_checkpoint.PeakHostMemory()
 
@@ -567,8 +566,7 @@ class Executor:
             if isinstance(files, dcp_checkpoint.RefusedByAll) and s.rank != 0:
                 self.log(f"refused with rank 0: {files}")
             elif isinstance(files, Exception):  # from the save's thread: the pending save request takes it
-                self.emit({"type": "error", "rank": s.rank, "message": str(files) or type(files).__name__,
-                           "fatal": not isinstance(files, (ValueError, OSError))})
+                self.emit(error_event(s.rank, self._checkpoint_error("save", path, files)))
             else:
                 digest = sha256_hex(json.dumps(files, sort_keys=True).encode())
                 self.emit({"type": "saved", "rank": s.rank, "path": path, "files": files, "sha256": digest,
@@ -610,15 +608,21 @@ class Executor:
         anything else (a peer gone mid-collective) is fatal."""
         try:
             return f()
-        except dcp_checkpoint.RefusedByAll:
-            raise
-        except OSError as e:
-            verb = "writing" if what == "save" else "reading"
-            raise ValueError(f"{what}: {verb} {e.filename or path} failed: {e.strerror or e}") from None
-        except ValueError:
-            raise
         except Exception as e:  # noqa: BLE001
-            raise FatalError(f"{what} {path}: {self._peer_hint(e)}") from e
+            raise self._checkpoint_error(what, path, e) from (None if isinstance(e, OSError) else e)
+
+    @staticmethod
+    def _checkpoint_error(what: str, path: str, e: Exception) -> Exception:
+        """What a failed save or load raises (or, from an asynchronous save's thread, reports): a refusal as it is,
+        a file-system error (the same on every rank: DCP gathers them) as a refusal, anything else (a peer gone
+        mid-collective) as fatal, an echo when it only repeats a peer's failure."""
+        if isinstance(e, (Refusal, FatalError)):
+            return e
+        if isinstance(e, OSError):
+            verb = "writing" if what == "save" else "reading"
+            return Refusal(f"{what}: {verb} {e.filename or path} failed: {e.strerror or e}")
+        msg, echo = peer_failure(e)
+        return FatalError(f"{what} {path}: {msg}", echo=echo)
 
     def close(self, abort: bool = False) -> None:
         """Closes the process groups (aborts them after a fatal error), the store and the token source. Idempotent."""

@@ -1,4 +1,4 @@
-# The torch executor process: `python3 kernels/torch/executor_main.py --kind cuda|torch-cpu --device N`. Reads
+# The torch executor process: `python3 -m kernels.torch.executor_main --kind cuda|torch-cpu --device N`. Reads
 # executor command lines on stdin, writes event lines on stdout (core/protocol.ts), logs to stderr. Exits 0
 # after `shutdown` or when stdin closes (the agent went away), 1 after a fatal error, 2 on bad arguments.
 #
@@ -7,16 +7,13 @@
 #
 # Environment: FLEXSP_DP_CONNECT_TIMEOUT_MS (default 60000) bounds the rendezvous, FLEXSP_DP_OP_TIMEOUT_MS
 # (default 600000) every collective; FLEXSP_THREADS sets the intra-op threads (default: the node's cores divided
-# by the executors on it, at least 1); FLEXSP_TORCH_INIT=exact|fast chooses the initialisation (model.py; default
+# by the executors on it, at least 1); FLEXSP_TORCH_INIT=exact|fast chooses the initialisation (param_init.py; default
 # exact, bit-identical to the TypeScript executors, up to 16M parameters).
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-
-# The package runs from an uploaded copy of kernels/torch/ alone: its own directory is the import root.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main() -> int:
@@ -25,7 +22,7 @@ def main() -> int:
     os.dup2(2, 1)
     proto = os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
     sys.stdout = sys.stderr
-    p = argparse.ArgumentParser(prog="executor_main.py", add_help=True)
+    p = argparse.ArgumentParser(prog="python3 -m kernels.torch.executor_main", add_help=True)
     p.add_argument("--kind", default="torch-cpu")
     p.add_argument("--device", default="0")
     args = p.parse_args()
@@ -48,9 +45,9 @@ def main() -> int:
         msg = (f"{kind} executor: {sys.executable} cannot import torch ({e}); install it with "
                "`pip install torch` (a CPU wheel or a CUDA build, see https://pytorch.org/get-started/locally/)")
         log(msg)
-        proto.write('{"v":1,"type":"error","rank":-1,"message":%s,"fatal":true}\n' % _json_str(msg))
+        proto.write('{"v":1,"type":"error","rank":-1,"message":%s,"fatal":true,"echo":false}\n' % _json_str(msg))
         return 1
-    from protocol import encode_event, parse_command
+    from .protocol import encode_event, parse_command
 
     threads = os.environ.get("FLEXSP_THREADS")
     if threads is not None:
@@ -67,7 +64,7 @@ def main() -> int:
         proto.write(encode_event(ev))
         proto.flush()
 
-    from executor import Executor
+    from .executor import Executor
 
     try:
         exe = Executor(kind, device, emit, log)
@@ -81,7 +78,7 @@ def main() -> int:
         cmd, err = parse_command(line, "executor stdin")
         if cmd is None:
             log(str(err))
-            emit({"type": "error", "rank": exe.rank, "message": err, "fatal": False})
+            emit({"type": "error", "rank": exe.rank, "message": err, "fatal": False, "echo": False})
             continue
         if exe.handle(cmd) == "exit":
             return 0 if cmd["type"] == "shutdown" else 1

@@ -7,9 +7,9 @@
 # time. `--require-kernel NAME` exits 3 (after printing its rows) when the kernel in use is not NAME or its inputs are
 # not 4-D in the run's dtype: the first GPU run must prove FlashAttention in bf16, not find out later.
 #
-# usage: python3 llama_slice.py --shape JSON --tokens N[,N...] [--sequences K] [--policy none|selective|full]
-#        [--zero3] [--device cpu|cuda] [--precision bf16|fp32] [--repeats R] [--peak-tflops T]
-#        [--require-kernel NAME] [--torch-profile]           -> one JSON line per token count on stdout
+# usage: python3 -m kernels.torch.llama_slice --shape JSON --tokens N[,N...] [--sequences K]
+#        [--policy none|selective|full] [--zero3] [--device cpu|cuda] [--precision bf16|fp32] [--repeats R]
+#        [--peak-tflops T] [--require-kernel NAME] [--torch-profile]   -> one JSON line per token count on stdout
 from __future__ import annotations
 
 import argparse
@@ -24,11 +24,13 @@ from typing import Any
 
 import torch
 
-from attention import AttentionKernel, Segments, UlyssesContext
-from causal_lm import CausalLm, transformers_config
-from model import ModelShape, init_params, param_layout
-from packing import pack_group
-from trainer import PRECISIONS, AdamWConfig, Trainer
+from .attention import AttentionKernel, Segments, UlyssesContext
+from .causal_lm import CausalLm, transformers_config
+from .model_shape import ModelShape
+from .param_init import init_params
+from .param_layout import param_layout
+from .packing import pack_group
+from .trainer import PRECISIONS, AdamWConfig, Trainer
 
 
 def flops_per_token(shape: ModelShape, seq_len: int) -> float:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import torch
 
-from model import Prng
+from .prng import Prng
 
 
 @dataclass
@@ -63,7 +63,10 @@ def pack_group(sequences: list[list[int]], degree: int, max_seq: int, vocab: int
         positions[o:seq_len] = [(i - o) % max_seq for i in range(o, seq_len)]
         cu.append(seq_len)
     bounds = [r * seq_len // degree for r in range(degree + 1)]
-    as_t = lambda xs: torch.tensor(xs, dtype=torch.int64)  # noqa: E731
+
+    def as_t(xs: list[int]) -> torch.Tensor:
+        return torch.tensor(xs, dtype=torch.int64)
+
     return PackedGroup(seq_len, degree, as_t(tokens), as_t(positions), as_t(targets), cu, bounds, target_count)
 
 
@@ -126,7 +129,10 @@ def pack_slice(seqs: list[dict[str, Any]], source: "TokenSource", degree: int, s
         toks.append(torch.zeros(hi - a, dtype=torch.int64))
         poss.append(torch.arange(a - real, hi - real, dtype=torch.int64) % max_seq)
         tgts.append(torch.full((hi - a,), -1, dtype=torch.int64))
-    cat = lambda xs: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.int64)  # noqa: E731
+
+    def cat(xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs) if xs else torch.zeros(0, dtype=torch.int64)
+
     return PackedSlice(cat(toks), cat(poss), cat(tgts), cu, seq_len, sum(n - 1 for n in lengths))
 
 

@@ -19,58 +19,59 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from comm import DataPlane
-from fault_injection import injected_fault
-from loss import chunk_tokens
-from model import ModelShape
-from packing import TokenSource, pack_group
+from .comm import DataPlane
+from .errors import Refusal
+from .fault_injection import injected_fault
+from .loss import chunk_tokens
+from .model_shape import ModelShape
+from .packing import TokenSource, pack_group
 
 
 def check_compute_request(req: Any, shape: ModelShape) -> None:
     """Refuses a bad compute request before any collective starts (the messages of kernels/profiling.ts)."""
     if not isinstance(req, dict) or not isinstance(req.get("id"), str) or not isinstance(req.get("points"), list) \
             or not req["points"]:
-        raise ValueError("profile_compute: needs an id and at least one point")
+        raise Refusal("profile_compute: needs an id and at least one point")
     for i, p in enumerate(req["points"]):
         c, ln = (p.get("count"), p.get("length")) if isinstance(p, dict) else (None, None)
         if not isinstance(c, int) or c < 1 or not isinstance(ln, int) or ln < 2:
-            raise ValueError(f"profile_compute: point {i} needs count >= 1 and length >= 2, got {p}")
+            raise Refusal(f"profile_compute: point {i} needs count >= 1 and length >= 2, got {p}")
         if ln > shape.max_seq:
-            raise ValueError(f"profile_compute: point {i} has length {ln}, more than the model's {shape.max_seq}")
+            raise Refusal(f"profile_compute: point {i} has length {ln}, more than the model's {shape.max_seq}")
     order = req.get("order")
     if not isinstance(order, list) or not order:
-        raise ValueError("profile_compute: empty order")
+        raise Refusal("profile_compute: empty order")
     for i in order:
         if not isinstance(i, int) or i < 0 or i >= len(req["points"]):
-            raise ValueError(f"profile_compute: order refers to point {i}, which does not exist")
+            raise Refusal(f"profile_compute: order refers to point {i}, which does not exist")
     w = req.get("warmup")
     if not isinstance(w, int) or w < 0:
-        raise ValueError("profile_compute: bad warmup")
+        raise Refusal("profile_compute: bad warmup")
 
 
 def check_alltoall_request(req: Any, world_size: int, in_pool: Callable[[list[int]], bool]) -> None:
     """Refuses a bad all-to-all request; every group must be a block of the SP-group pool."""
     if not isinstance(req, dict) or not isinstance(req.get("id"), str) or not isinstance(req.get("groups"), list) \
             or not isinstance(req.get("sizes"), list):
-        raise ValueError("profile_alltoall: needs id, groups and sizes")
+        raise Refusal("profile_alltoall: needs id, groups and sizes")
     seen: set[int] = set()
     for g in req["groups"]:
         if not isinstance(g, list) or len(g) < 2:
-            raise ValueError("profile_alltoall: every group needs at least 2 ranks")
+            raise Refusal("profile_alltoall: every group needs at least 2 ranks")
         for r in g:
             if not isinstance(r, int) or r < 0 or r >= world_size:
-                raise ValueError(f"profile_alltoall: bad rank {r}")
+                raise Refusal(f"profile_alltoall: bad rank {r}")
             if r in seen:
-                raise ValueError(f"profile_alltoall: rank {r} is in two groups")
+                raise Refusal(f"profile_alltoall: rank {r} is in two groups")
             seen.add(r)
         if not in_pool(g):
-            raise ValueError(f"profile_alltoall: group {g} is not an aligned power-of-two block of the SP-group pool")
+            raise Refusal(f"profile_alltoall: group {g} is not an aligned power-of-two block of the SP-group pool")
     for s in req["sizes"]:
         if not isinstance(s, int) or s < 0:
-            raise ValueError(f"profile_alltoall: bad size {s}")
+            raise Refusal(f"profile_alltoall: bad size {s}")
     it, w = req.get("iters"), req.get("warmup")
     if not isinstance(it, int) or it < 1 or not isinstance(w, int) or w < 0:
-        raise ValueError("profile_alltoall: bad iters or warmup")
+        raise Refusal("profile_alltoall: bad iters or warmup")
 
 
 class _Timer:

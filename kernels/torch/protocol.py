@@ -9,19 +9,33 @@ from typing import Any
 #: Bumped on any incompatible change (core/protocol.ts PROTOCOL_VERSION).
 PROTOCOL_VERSION = 1
 
-_COMMANDS: dict[str, dict[str, str]] = {
+#: The executor commands and the JSON type of each field (a trailing "?": the field may be absent), validated on
+#: receipt: the rows of core/protocol.ts EXECUTOR_COMMANDS (tests/test_protocol_contract.py compares them).
+COMMANDS: dict[str, dict[str, str]] = {
     "init": {"init": "object"},
     "peers": {"endpoints": "array"},
     "step": {"plan": "object"},
     "save": {"path": "string"},
-    "load": {"path": "string"},
+    "load": {"path": "string", "sha256": "string?", "files": "array?"},
     "shutdown": {},
     "profile_compute": {"request": "object"},
     "profile_alltoall": {"request": "object"},
 }
-_EVENTS = {
-    "ready", "connected", "step_progress", "step_done", "saved", "loaded", "error", "profile_compute_done",
-    "profile_alltoall_done",
+#: The executor events, every field of each and its JSON type ("?": optional in core/protocol.ts ExecutorEvent,
+#: which the contract test compares field by field; the harness checks every event the executor sends against it).
+EVENTS: dict[str, dict[str, str]] = {
+    "ready": {"rank": "number", "kind": "string", "device": "string", "endpoint": "object", "attention": "string?",
+              "precision": "string?"},
+    "connected": {"rank": "number", "pool": "array?"},
+    "step_done": {"rank": "number", "step": "number", "microBatches": "array", "ms": "number",
+                  "gradNorm": "number?"},
+    "step_progress": {"rank": "number", "step": "number", "microBatch": "number", "ms": "number"},
+    "saved": {"rank": "number", "path": "string", "sha256": "string", "bytes": "number", "files": "array?",
+              "peakHostBytes": "number?"},
+    "loaded": {"rank": "number", "path": "string", "peakHostBytes": "number?"},
+    "error": {"rank": "number", "message": "string", "fatal": "boolean", "echo": "boolean", "waitingFor": "number?"},
+    "profile_compute_done": {"rank": "number", "result": "object"},
+    "profile_alltoall_done": {"rank": "number", "result": "object"},
 }
 
 
@@ -61,15 +75,35 @@ def _check(m: Any) -> str | None:
     t = m.get("type")
     if not isinstance(t, str):
         return 'missing "type"'
-    schema = _COMMANDS.get(t)
+    schema = COMMANDS.get(t)
     if schema is None:
-        if t in _EVENTS:
+        if t in EVENTS:
             return f'message "{t}" does not belong on the executor command channel'
         return f'unknown message type "{t}"'
+    return _check_fields(t, m, schema)
+
+
+def _check_fields(t: str, m: dict[str, Any], schema: dict[str, str]) -> str | None:
     for k, want in schema.items():
-        if _type_of(m.get(k)) != want:
-            return f'"{t}" needs {k}: {want}'
+        optional = want.endswith("?")
+        base = want.rstrip("?")
+        if optional and k not in m:
+            continue
+        if _type_of(m.get(k)) != base:
+            return f'"{t}" needs {k}: {base}'
     return None
+
+
+def check_event(m: Any) -> str | None:
+    """Why `m` is not an executor event this package may send (unknown type, a field missing, of the wrong type or
+    not in EVENTS), or None."""
+    if not isinstance(m, dict) or not isinstance(m.get("type"), str) or m["type"] not in EVENTS:
+        return f"not an executor event: {str(m)[:120]}"
+    schema = EVENTS[m["type"]]
+    extra = sorted(set(m) - set(schema) - {"type", "v"})
+    if extra:
+        return f'"{m["type"]}" has fields {", ".join(extra)} that core/protocol.ts does not list'
+    return _check_fields(m["type"], m, schema)
 
 
 def _js(v: Any) -> Any:

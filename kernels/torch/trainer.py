@@ -1,8 +1,6 @@
 # How the executor trains its model, with PyTorch's own stack as torchtitan uses it:
-#   - data parallelism over ALL ranks of the run, whatever the step's SP groups (regrouping moves no parameters):
-#     ZeRO-0 is DistributedDataParallel (bucketed all-reduce overlapped with the last micro-batch's backward),
-#     ZeRO-1/2 and ZeRO-3 are FSDP2 `fully_shard` per decoder layer plus the root (ZeRO-1/2 keep the parameters
-#     unsharded between forward and backward: reshard_after_forward=False);
+#   - data parallelism over ALL ranks of the run, whatever the step's SP groups: one of the two ZeRO strategies of
+#     zero.py (ZeRO-0 replicas under DistributedDataParallel, ZeRO-1/2/3 FSDP2 shards);
 #   - precision: "bf16" computes in bfloat16 with float32 master weights and float32 gradient reduction (FSDP2's
 #     MixedPrecisionPolicy under ZeRO; autocast under DDP and on one rank), "fp32" everywhere in float32;
 #   - gradients are SUMMED over ranks (each rank's loss is already scaled by 1/globalTokens), clipped by the global
@@ -20,8 +18,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from causal_lm import CausalLm, Source, fill
-from model import ParamLayout
+from .causal_lm import CausalLm, Source, fill
+from .param_layout import ParamLayout
+from .zero import Fsdp2Shards, Replicas
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -35,16 +34,6 @@ class AdamWConfig:
     beta1: float
     beta2: float
     eps: float
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
-def _sum_hook(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """DDP communication hook: the SUM of the bucket over ranks (DDP's default averages)."""
-    fut = dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
-    return fut.then(lambda f: f.value()[0])
 
 
 class Trainer:
@@ -63,28 +52,14 @@ class Trainer:
         self.dtype = PRECISIONS[precision]
         self.opt_cfg = opt
         # ZeRO shards over the process group (one rank too, when one exists: benchmarks of the FSDP2 path).
-        self.sharded = zero_stage > 0 and (world_size > 1 or dist.is_initialized())
-        self.ddp: nn.parallel.DistributedDataParallel | None = None
-        if self.sharded:
-            from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-            self.mesh = init_device_mesh(device.type, (world_size,))
-            mp = MixedPrecisionPolicy(param_dtype=self.dtype, reduce_dtype=torch.float32)
-            units = [*model.blocks(), model]
-            for u in units:
-                fully_shard(u, mesh=self.mesh, mp_policy=mp, reshard_after_forward=zero_stage == 3)
-            for u in units:
-                u.set_gradient_divide_factor(1.0)  # type: ignore[operator]
-                u.set_force_sum_reduction_for_comms(True)  # type: ignore[operator]  # gloo has no PREMUL_SUM
+        self.zero: Replicas | Fsdp2Shards = (
+            Fsdp2Shards(world_size, device, self.dtype, zero_stage)
+            if zero_stage > 0 and (world_size > 1 or dist.is_initialized()) else Replicas(world_size, device))
+        self.zero.prepare(model)
         model.to_empty(device=device)
         model.after_to_empty(device)
-        fill(model, layout, get, self._rows, self._place)
-        self.module: nn.Module = model
-        if world_size > 1 and not self.sharded:
-            self.ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, init_sync=False)
-            self.ddp.register_comm_hook(None, lambda state, bucket: _sum_hook(state, bucket))
-            self.module = self.ddp
+        fill(model, layout, get, self.zero.rows, self.zero.place)
+        self.module: nn.Module = self.zero.wrap(model)
         self.params = [p for _, _, p in model.named_layout_params(layout)]
         decay = [p for s, p in zip(layout.slices, self.params) if s.decay]
         no_decay = [p for s, p in zip(layout.slices, self.params) if not s.decay]
@@ -92,8 +67,13 @@ class Trainer:
         self.optim = torch.optim.AdamW(
             [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=0.0, betas=(opt.beta1, opt.beta2), eps=opt.eps, **kw)
-        if self.ddp is not None:
+        if self.zero.settles:
             self._settle_ddp_buckets(kernel)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this rank holds shards (ZeRO >= 1) rather than a replica."""
+        return self.zero.sharded
 
     def _settle_ddp_buckets(self, kernel: Any = None) -> None:
         """
@@ -102,7 +82,7 @@ class Trainer:
         resumed run reduces exactly as an uninterrupted one (bit-identical resume), every DDP here takes that first
         backward at start: one token without a target (zero loss, zero gradients), then the gradients are dropped.
         """
-        from attention import AttentionKernel, Segments, UlyssesContext
+        from .attention import AttentionKernel, Segments, UlyssesContext
 
         sh = self.inner.shape
         if kernel is None:
@@ -114,27 +94,6 @@ class Trainer:
         loss.backward()
         self.zero_grad()
 
-    # ---------- sharding ----------
-
-    def _rows(self, p: nn.Parameter) -> tuple[int, int] | None:
-        """The rows of dim 0 this rank holds: all (None) for a replica, its FSDP2 shard under ZeRO (torch.chunk
-        over the ranks: chunks of ceil(rows / ranks), the last ranks' possibly short or empty)."""
-        if not self.sharded or p.dim() == 0:
-            return None
-        n, r = self.mesh.size(), self.mesh.get_local_rank()
-        size = -(-p.shape[0] // n)
-        a = min(p.shape[0], r * size)
-        return a, min(p.shape[0], a + size)
-
-    def _place(self, part: torch.Tensor, p: nn.Parameter) -> torch.Tensor:
-        """A rank's part (host) on the device, zero-padded to the local shard's shape where FSDP2 pads it."""
-        local = _local(p)
-        if part.shape != local.shape:
-            padded = torch.zeros(local.shape, dtype=part.dtype)
-            padded[: part.shape[0]] = part
-            part = padded
-        return part.to(self.device)
-
     # ---------- a step ----------
 
     def zero_grad(self) -> None:
@@ -142,15 +101,13 @@ class Trainer:
 
     def autocast(self) -> Any:
         """Autocast to the compute dtype where FSDP2's policy does not cast (DDP, one rank)."""
-        if self.dtype == torch.float32 or self.sharded:
+        if self.dtype == torch.float32 or not self.zero.autocasts:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     def sync(self, last: bool) -> Any:
         """Gradient synchronisation only in the step's last backward (DDP's no_sync before)."""
-        if self.ddp is not None and not last:
-            return self.ddp.no_sync()
-        return contextlib.nullcontext()
+        return self.zero.sync(last)
 
     def clip(self) -> torch.Tensor:
         """Clips by the global gradient norm; returns the norm before clipping (a 0-d float32 tensor)."""
@@ -171,4 +128,4 @@ class Trainer:
 
     def model_state_bytes(self) -> int:
         """This rank's parameters, gradients and both AdamW moments, in float32 (its shards under ZeRO)."""
-        return 16 * sum(_local(p).numel() for p in self.params)
+        return 16 * sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in self.params)

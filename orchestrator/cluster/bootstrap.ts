@@ -28,10 +28,18 @@ export interface Bundle {
 
 /**
  * A directory (the `kernels/torch` Python package) as one bundle named by the hash of its files' paths and contents;
- * `__pycache__`, `tests` and compiled files stay behind.
+ * `__pycache__`, `tests` and compiled files stay behind. With `within` (`kernels/torch`), only that folder of `dir`
+ * and the `__init__.py` of each folder above it are bundled, at the same relative paths (so the package imports as
+ * `kernels.torch` from the bundle's root).
  */
-export async function dirBundle(name: string, dir: string): Promise<Bundle> {
+export async function dirBundle(name: string, dir: string, within = ""): Promise<Bundle> {
   const files: { rel: string; path: string }[] = [];
+  const parts = within ? within.split("/") : [];
+  for (let i = 1; i < parts.length; i++) {
+    const rel = `${parts.slice(0, i).join("/")}/__init__.py`;
+    const isFile = await Deno.stat(`${dir}/${rel}`).then((s) => s.isFile, () => false);
+    if (isFile) files.push({ rel, path: `${dir}/${rel}` });
+  }
   const walk = async (sub: string) => {
     const entries: Deno.DirEntry[] = [];
     for await (const e of Deno.readDir(sub ? `${dir}/${sub}` : dir)) entries.push(e);
@@ -42,7 +50,7 @@ export async function dirBundle(name: string, dir: string): Promise<Bundle> {
       else if (e.isFile && !/\.py[co]$/.test(e.name)) files.push({ rel, path: `${dir}/${rel}` });
     }
   };
-  await walk("");
+  await walk(within);
   const h = sha256Hasher();
   let bytes = 0;
   for (const f of files) {

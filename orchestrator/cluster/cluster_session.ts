@@ -22,6 +22,7 @@ import {
   REPO_ROOT,
 } from "./bootstrap.ts";
 import { torchProblem } from "./torch_requirement.ts";
+import { TORCH_PACKAGE_PATH } from "../../core/torch_package.ts";
 import { spawnLocalAgent } from "./local_transport.ts";
 import { spawnSrunAgent } from "./slurm_transport.ts";
 import { SshConnection } from "./ssh_transport.ts";
@@ -31,7 +32,7 @@ import { sshTargetFor } from "./ssh_route.ts";
 export const EXECUTOR_SOURCE = `${REPO_ROOT}/kernels/executor_main.ts`;
 
 /** The PyTorch executor package of this checkout (used in place by local nodes, uploaded to SSH nodes). */
-export const TORCH_PACKAGE = `${REPO_ROOT}/kernels/torch`;
+export const TORCH_PACKAGE = `${REPO_ROOT}/${TORCH_PACKAGE_PATH}`;
 
 /** Phases a node goes through while launching. */
 export type LaunchPhase =
@@ -227,7 +228,7 @@ export class ClusterSession {
       bundles = Promise.all([
         bundle("agent", `${REPO_ROOT}/agents/agent.ts`),
         ...(executorSource ? [bundle("executor", executorSource)] : []),
-        ...(torchPackage ? [dirBundle("torch", torchPackage)] : []),
+        ...(torchPackage ? [dirBundle("torch", REPO_ROOT, TORCH_PACKAGE_PATH)] : []),
       ]);
       bundles.catch(() => {});
     }
@@ -306,7 +307,7 @@ export class ClusterSession {
           await startSession(node, channel, runDir, {
             executorEntry: node.boot.paths.executor,
             executorDenoFlags: ["--no-config"],
-            torchPackage: node.boot.paths.torch,
+            torchPackage: node.boot.paths.torch && `${node.boot.paths.torch}/${TORCH_PACKAGE_PATH}`,
           });
         }
         node.timings.totalMs = performance.now() - tNode;

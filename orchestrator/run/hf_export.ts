@@ -17,6 +17,7 @@ import { writeAtomic } from "../../core/atomic_write.ts";
 import { readAt } from "../../core/read_at.ts";
 import { hfConfigOf, readHfShape } from "../../core/hf_config.ts";
 import { llamaLayout, type LlamaSlice } from "../../core/llama_layout.ts";
+import { torchModuleCommand } from "../../core/torch_package.ts";
 import type { ModelShape } from "../../core/model_shape.ts";
 import { checkpointName, CheckpointStore, DCP_DIR, type VerifiedCheckpoint } from "./checkpoint_store.ts";
 import { readRunInfo, type RunInfo } from "./run_dir.ts";
@@ -128,12 +129,14 @@ export function encodeSafetensors(part: { slice: LlamaSlice; data: Uint8Array }[
 
 /** The parameters of a sharded checkpoint as a flat float32 file `out` (dcp_export.py); its shape and size. */
 async function flattenSharded(ck: VerifiedCheckpoint, out: string): Promise<{ shape: ModelShape; total: number }> {
-  const script = new URL("../../kernels/torch/dcp_export.py", import.meta.url).pathname;
+  const pkg = new URL("../../kernels/torch", import.meta.url).pathname;
+  const { args, env } = torchModuleCommand(pkg, "dcp_export", Deno.env.get("PYTHONPATH"));
   const python = Deno.env.get("FLEXSP_PYTHON") ?? "python3";
   let res: Deno.CommandOutput;
   try {
     res = await new Deno.Command(python, {
-      args: [script, `${ck.dir}/${DCP_DIR}`, out],
+      args: [...args, `${ck.dir}/${DCP_DIR}`, out],
+      env,
       stdout: "piped",
       stderr: "piped",
     })

@@ -10,6 +10,7 @@ import { spawnLocalAgent } from "../../orchestrator/cluster/local_transport.ts";
 import { dirBundle, REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 import { resolveExecutorKind, TORCH_PACKAGE } from "../../orchestrator/cluster/cluster_session.ts";
 import { torchProblem } from "../../orchestrator/cluster/torch_requirement.ts";
+import { torchModuleCommand } from "../../core/torch_package.ts";
 import { loadConfig } from "../../orchestrator/config/load.ts";
 import { assert, assertEquals, assertIncludes } from "../assert.ts";
 import { pythonWithoutTorch, torchPython } from "./torch_fixtures.ts";
@@ -122,6 +123,33 @@ Deno.test("torch package bundle: named by its files' content; caches and tests s
   assertEquals((await dirBundle("torch", dir)).fileName, b1.fileName, "tests do not change the name");
   await Deno.writeTextFile(`${dir}/sub/b.py`, "B = 3\n");
   assert((await dirBundle("torch", dir)).fileName !== b1.fileName, "a changed file changes the name");
+});
+
+Deno.test("torch package bundle within a root: the package folder and the __init__.py above it, at their paths", async () => {
+  const root = `${tmp}/root`;
+  await Deno.mkdir(`${root}/kernels/torch/tests`, { recursive: true });
+  await Deno.writeTextFile(`${root}/kernels/__init__.py`, "");
+  await Deno.writeTextFile(`${root}/kernels/other.ts`, "export {};\n");
+  await Deno.writeTextFile(`${root}/kernels/torch/__init__.py`, "");
+  await Deno.writeTextFile(`${root}/kernels/torch/a.py`, "from .b import B\nprint(B)\n");
+  await Deno.writeTextFile(`${root}/kernels/torch/b.py`, "B = 2\n");
+  await Deno.writeTextFile(`${root}/kernels/torch/tests/test_a.py`, "pass\n");
+  const b = await dirBundle("torch", root, "kernels/torch");
+  assertEquals(b.files!.map((f) => f.rel), [
+    "kernels/__init__.py",
+    "kernels/torch/__init__.py",
+    "kernels/torch/a.py",
+    "kernels/torch/b.py",
+  ]);
+  // Copied as the upload lays it out, the package runs as kernels.torch from the copy's root.
+  const copy = `${tmp}/copy`;
+  for (const f of b.files!) {
+    await Deno.mkdir(`${copy}/${f.rel}`.replace(/\/[^/]*$/, ""), { recursive: true });
+    await Deno.copyFile(f.path, `${copy}/${f.rel}`);
+  }
+  const { args, env } = torchModuleCommand(`${copy}/kernels/torch`, "a");
+  const out = await new Deno.Command("python3", { args, env, cwd: tmp }).output();
+  assertEquals(new TextDecoder().decode(out.stdout).trim(), "2", new TextDecoder().decode(out.stderr));
 });
 
 Deno.test("torch-cpu threads: executors on a node share its cores, at least one thread each", () => {

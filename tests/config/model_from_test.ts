@@ -16,8 +16,7 @@ cls = {"llama": "LlamaConfig", "mistral": "MistralConfig", "qwen2": "Qwen2Config
 cfg = getattr(transformers, cls)(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **over)
 cfg.save_pretrained(d)
-sys.path.insert(0, "kernels/torch")
-import hf
+from kernels.torch import hf
 print(json.dumps(hf.shape_json(hf.read_config(d), d)))
 `;
 

@@ -14,6 +14,7 @@ import { fileSource } from "../../kernels/token_source.ts";
 import { UlyssesGpt } from "../../kernels/ulysses_model.ts";
 import { MODEL_PRESETS } from "../../core/model_shape.ts";
 import { torchPython } from "../agents/torch_fixtures.ts";
+import { torchModuleCommand } from "../../core/torch_package.ts";
 import { assert, assertArrayClose, assertBitEqual, assertEquals } from "../assert.ts";
 import {
   errorsOf,
@@ -29,14 +30,15 @@ import {
 } from "./executor_harness.ts";
 
 const TINY = MODEL_PRESETS["gpt-tiny"];
-const MAIN = new URL("../../kernels/torch/executor_main.py", import.meta.url).pathname;
+const PACKAGE = new URL("../../kernels/torch", import.meta.url).pathname;
+const MAIN = torchModuleCommand(PACKAGE, "executor_main", Deno.env.get("PYTHONPATH"));
 const torch = await torchPython();
 const ignore = !torch.ok;
 if (!torch.ok) console.warn(`skipping the torch executor tests: ${torch.reason}`);
 const command = (
   rank: number,
-) => [torch.ok ? torch.python : "python3", MAIN, "--kind", "torch-cpu", "--device", `${rank}`];
-const ENV = { FLEXSP_THREADS: "1" };
+) => [torch.ok ? torch.python : "python3", ...MAIN.args, "--kind", "torch-cpu", "--device", `${rank}`];
+const ENV = { FLEXSP_THREADS: "1", ...MAIN.env };
 // Starting torch takes seconds per process, much longer on a busy machine.
 const START_MS = 180_000;
 
@@ -63,12 +65,13 @@ async function loadAll(procs: ExecutorProc[], saved: Saved[]): Promise<void> {
 const dataFiles = (saved: Saved[]) =>
   Object.fromEntries(filesOf(saved).filter((f) => f.name.endsWith(".distcp")).map((f) => [f.name, f.sha256]));
 
-/** The whole state of a sharded checkpoint, converted to the flat format by kernels/torch/dcp_export.py --flat. */
+/** The whole state of a sharded checkpoint, converted to the flat format by `python3 -m kernels.torch.dcp_export --flat`. */
 async function stateOf(saved: Saved[]) {
   const out = `${saved[0].path}.flat`;
-  const script = new URL("../../kernels/torch/dcp_export.py", import.meta.url).pathname;
+  const exporter = torchModuleCommand(PACKAGE, "dcp_export", Deno.env.get("PYTHONPATH"));
   const r = await new Deno.Command(torch.ok ? torch.python : "python3", {
-    args: [script, saved[0].path, out, "--flat"],
+    args: [...exporter.args, saved[0].path, out, "--flat"],
+    env: exporter.env,
   })
     .output();
   assert(r.success, new TextDecoder().decode(r.stderr));

@@ -94,7 +94,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "llama_slice.py --require-kernel: rows printed, exit 3 when the kernel or its inputs are not as required",
+  name:
+    "kernels.torch.llama_slice --require-kernel: rows printed, exit 3 when the kernel or its inputs are not as required",
   ignore: !torch.ok,
   sanitizeResources: false,
   fn: async () => {
@@ -110,7 +111,7 @@ Deno.test({
       ropeTheta: 10000,
       normEps: 1e-5,
     });
-    const args = ["kernels/torch/llama_slice.py", "--shape", shape, "--tokens", "128,256", "--sequences", "4"];
+    const args = ["-m", "kernels.torch.llama_slice", "--shape", shape, "--tokens", "128,256", "--sequences", "4"];
     const ok = await run(torch.ok ? torch.python : "python3", [...args, "--require-kernel", "sdpa"]);
     assertEquals(ok.code, 0, ok.err);
     const rows = ok.out.trim().split("\n").map((l) => JSON.parse(l));

@@ -10,20 +10,22 @@ import { fileSha256 } from "../../core/hash.ts";
 import { float32ToBfloat16 } from "../../orchestrator/run/hf_export.ts";
 import { exportCli } from "./launch_harness.ts";
 import { pythonImportFailure } from "../python_probe.ts";
+import { REPO_ROOT } from "../../orchestrator/cluster/bootstrap.ts";
 
 // Makes a tiny transformers model, trains nothing but perturbs its weights (as training would), writes an executor
 // checkpoint of it; or (mode "check") loads the export with transformers and prints the largest logit difference
 // from the flexsp model on the checkpoint's parameters.
 const PY = `
 import json, sys, os, torch
-sys.path.insert(0, "kernels/torch")
-import hf
-from checkpoint import encode_state, decode_state, write_atomic
-from attention import Segments, UlyssesContext
-from model import ModelShape, param_layout
-from packing import pack_group
-from tests.llama_fixtures import save_tiny
-from tests.single_rank import single_rank
+from kernels.torch import hf
+from kernels.torch.checkpoint import encode_state, decode_state, write_atomic
+from kernels.torch.attention import Segments, UlyssesContext
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_layout import param_layout
+from kernels.torch.packing import pack_group
+from kernels.torch.tests.hf_export import load_weights
+from kernels.torch.tests.llama_fixtures import save_tiny
+from kernels.torch.tests.single_rank import single_rank
 mode, kind, src, ckpt = sys.argv[1:5]
 if mode == "make":
     over = json.loads(sys.argv[5])
@@ -31,11 +33,11 @@ if mode == "make":
     shape = ModelShape.from_json(hf.shape_json(hf.read_config(src), src))
     lay = param_layout(shape)
     flat = torch.zeros(lay.total)
-    hf.load_weights(src, lay, flat)
+    load_weights(src, lay, flat)
     flat.add_(torch.randn(lay.total, generator=torch.Generator().manual_seed(2)) * 0.01)
     write_atomic(ckpt, encode_state(shape, 3, flat, torch.full_like(flat, 0.5), torch.zeros_like(flat)))
     if len(sys.argv) > 6:  # the same parameters as a sharded (DCP) checkpoint directory, as the torch executors save
-        import dcp_checkpoint
+        from kernels.torch import dcp_checkpoint
         tr, _ = single_rank(shape, flat, config_json=hf.read_config(src))
         files = dcp_checkpoint.save(sys.argv[6], tr.inner, tr.optim, 3, shape,
                                     dcp_checkpoint.layout_names(tr.inner, lay), 0)
@@ -70,7 +72,7 @@ else:
 async function py(args: string[]): Promise<string> {
   const out = await new Deno.Command("python3", {
     args: ["-c", PY, ...args],
-    env: { PYTHONPATH: "kernels/torch" },
+    env: { PYTHONPATH: REPO_ROOT },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -29,12 +29,12 @@ async function saveTinyLlama(dir: string, seed: number): Promise<void> {
   const saved = await new Deno.Command("python3", {
     args: [
       "-c",
-      "import sys; from tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
+      "import sys; from kernels.torch.tests.llama_fixtures import save_tiny; save_tiny('llama', sys.argv[1], " +
       "seed=int(sys.argv[2]), vocab_size=256, max_position_embeddings=512)",
       dir,
       String(seed),
     ],
-    cwd: `${REPO_ROOT}/kernels/torch`,
+    env: { PYTHONPATH: REPO_ROOT },
     stderr: "piped",
   }).output();
   assert(saved.success, new TextDecoder().decode(saved.stderr));

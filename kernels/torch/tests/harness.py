@@ -12,7 +12,26 @@ import threading
 import time
 from typing import Any, Callable
 
-MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "executor_main.py")
+from ..protocol import check_event
+
+#: The package under test (`kernels.torch`) and the directory that must be on PYTHONPATH to import it.
+PACKAGE = (__package__ or "kernels.torch.tests").rsplit(".", 1)[0]
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * (PACKAGE.count(".") + 2)))
+
+
+def package_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's) with the package's root first on PYTHONPATH, for `python3 -m` of its modules."""
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = os.pathsep.join([ROOT, *([e["PYTHONPATH"]] if e.get("PYTHONPATH") else [])])
+    return e
+
+
+def module_argv(module: str) -> list[str]:
+    """The command line that runs `module` of the package as a script (`python3 -m kernels.torch.<module>`)."""
+    return [sys.executable, "-m", f"{PACKAGE}.{module}"]
+
+
+MAIN = module_argv("executor_main")
 #: How long a start (torch import, initialisation, rendezvous) may take: seconds, but minutes on a busy machine.
 START_S = 180.0
 TINY: dict[str, int] = {"layers": 2, "hidden": 64, "heads": 4, "vocab": 256, "maxSeq": 1024}
@@ -37,9 +56,9 @@ class Proc:
 
     def __init__(self, rank: int, env: dict[str, str] | None = None) -> None:
         self.rank = rank
-        e = {**os.environ, "FLEXSP_THREADS": "1", "FLEXSP_DP_CONNECT_TIMEOUT_MS": "20000", **(env or {})}
+        e = package_env({**os.environ, "FLEXSP_THREADS": "1", "FLEXSP_DP_CONNECT_TIMEOUT_MS": "20000", **(env or {})})
         self.p = subprocess.Popen(
-            [sys.executable, MAIN, "--kind", "torch-cpu", "--device", str(rank)],
+            [*MAIN, "--kind", "torch-cpu", "--device", str(rank)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
         )
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -88,6 +107,9 @@ class Proc:
                 self.events.put(None)
                 raise AssertionError(f"rank {self.rank} exited waiting for {what}; {self.pending}; "
                                      f"stderr {''.join(self.stderr)[-2000:]}")
+            why = check_event(got)
+            if why is not None:  # every event the executor sends is one of protocol.py EVENTS, field for field
+                raise AssertionError(f"rank {self.rank}: {why}")
             if pred(got):
                 return got
             self.pending.append(got)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from attention import AttentionKernel, Segments, UlyssesContext
-from causal_lm import CausalLm, transformers_config
-from model import ModelShape, ParamLayout, param_layout
-from packing import pack_group
-from trainer import PRECISIONS, AdamWConfig, Trainer
+from ..attention import AttentionKernel, Segments, UlyssesContext
+from ..causal_lm import CausalLm, transformers_config
+from ..model_shape import ModelShape
+from ..param_layout import ParamLayout, param_layout
+from ..packing import pack_group
+from ..trainer import PRECISIONS, AdamWConfig, Trainer
 
 OPT = AdamWConfig(weight_decay=0.1, grad_clip=1.0, beta1=0.9, beta2=0.95, eps=1e-8)
 

@@ -16,20 +16,24 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from model import ModelShape, init_params, param_layout
-from tests.single_rank import loss_and_grads, single_rank
+from ..model_shape import ModelShape
+
+from ..param_init import init_params
+
+from ..param_layout import param_layout
+from .harness import package_env
+from .single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LLAMA = {"family": "llama", "layers": 2, "hidden": 64, "heads": 4, "kvHeads": 2, "intermediate": 128, "vocab": 512,
-         "maxSeq": 16384, "ropeTheta": 10000.0, "normEps": 1e-5}
+LLAMA: dict[str, Any] = {"family": "llama", "layers": 2, "hidden": 64, "heads": 4, "kvHeads": 2, "intermediate": 128,
+                         "vocab": 512, "maxSeq": 16384, "ropeTheta": 10000.0, "normEps": 1e-5}
 
 
 class _LargestFloat32(TorchDispatchMode):
     """Records the largest float32 tensor any op produces."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         self.largest = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # noqa: ANN401
@@ -69,14 +73,15 @@ class ChunkedLoss(unittest.TestCase):
 
 WORKER = r'''
 import json, os, sys, torch, torch.distributed as dist
-sys.path.insert(0, sys.argv[1])
-from attention import Segments, UlyssesContext
-from model import ModelShape, init_params, param_layout
-from tests.single_rank import single_rank
-rank, policy, store = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+from kernels.torch.attention import Segments, UlyssesContext
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_params
+from kernels.torch.param_layout import param_layout
+from kernels.torch.tests.single_rank import single_rank
+rank, policy, store = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 torch.set_num_threads(1)
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
-shape = ModelShape.from_json(json.loads(sys.argv[5]))
+shape = ModelShape.from_json(json.loads(sys.argv[4]))
 tr, kernel = single_rank(shape, init_params(param_layout(shape), 3, "fast"), checkpointing=policy)
 calls = {"n": 0}
 real = dist.all_to_all_single
@@ -100,9 +105,9 @@ dist.destroy_process_group()
 class Exchanges(unittest.TestCase):
     def counts(self, policy: str) -> list[dict[str, int]]:
         with tempfile.TemporaryDirectory(prefix="flexsp-a2a-") as d:
-            args = [HERE, policy, os.path.join(d, "store"), json.dumps(LLAMA)]
-            ps = [subprocess.Popen([sys.executable, "-c", WORKER, args[0], str(r), *args[1:]], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True) for r in range(2)]
+            args = [policy, os.path.join(d, "store"), json.dumps(LLAMA)]
+            ps = [subprocess.Popen([sys.executable, "-c", WORKER, str(r), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=package_env()) for r in range(2)]
             outs = [p.communicate(timeout=300) for p in ps]
         for p, (out, err) in zip(ps, outs):
             self.assertEqual(p.returncode, 0, err[-2000:])
@@ -118,11 +123,12 @@ class Exchanges(unittest.TestCase):
 
 MEMORY = r'''
 import json, resource, sys, torch
-sys.path.insert(0, sys.argv[1])
-from model import ModelShape, init_params, param_layout
-from tests.single_rank import loss_and_grads, single_rank
+from kernels.torch.model_shape import ModelShape
+from kernels.torch.param_init import init_params
+from kernels.torch.param_layout import param_layout
+from kernels.torch.tests.single_rank import loss_and_grads, single_rank
 torch.set_num_threads(1)
-shape = ModelShape.from_json(json.loads(sys.argv[2]))
+shape = ModelShape.from_json(json.loads(sys.argv[1]))
 tr, kernel = single_rank(shape, init_params(param_layout(shape), 3, "fast"), checkpointing="selective")
 seq = [int(x) for x in torch.randint(0, shape.vocab, (16384,), generator=torch.Generator().manual_seed(1))]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -134,8 +140,8 @@ print(json.dumps({"growth": after - before, "loss": float(loss), "kernel": kerne
 
 class LongSequence(unittest.TestCase):
     def test_16k_tokens_in_one_sequence_stay_far_below_the_s2_scores(self) -> None:
-        p = subprocess.run([sys.executable, "-c", MEMORY, HERE, json.dumps(LLAMA)], capture_output=True, text=True,
-                           timeout=600)
+        p = subprocess.run([sys.executable, "-c", MEMORY, json.dumps(LLAMA)], capture_output=True, text=True,
+                           timeout=600, env=package_env())
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
         r = json.loads(p.stdout.strip().splitlines()[-1])
         s2 = LLAMA["heads"] * 16384 ** 2 * 4  # one layer's float32 scores

@@ -16,11 +16,13 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
-import dcp_checkpoint
-from model import ModelShape, init_params, param_layout
-from tests.harness import (TINY, data_files, files_of, group, plan, save_all, seqs, start_run, step_all,
+from .. import dcp_checkpoint
+from ..model_shape import ModelShape
+from ..param_init import init_params
+from ..param_layout import param_layout
+from .harness import (TINY, data_files, files_of, group, plan, save_all, seqs, start_run, step_all,
                            stop_all)
-from tests.single_rank import loss_and_grads, single_rank
+from .single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
 #: A large vocabulary next to a small body: a head written twice would add ~20% (the test then fails).
@@ -64,6 +66,7 @@ class TiedWeights(unittest.TestCase):
         names = dcp_checkpoint.layout_names(tr.inner, lay)
         path = os.path.join(self.dir, js.get("family", "gpt"))
         files = dcp_checkpoint.save(path, tr.inner, tr.optim, 2, shape, names, 0)
+        assert isinstance(files, list), "a save without `done` is synchronous"
         md = dcp.FileSystemReader(path).read_metadata().state_dict_metadata
         self.assertIn(f"model.{embed}", md)
         self.assertNotIn(f"model.{head}", md, "the tied head is the embedding: written once")
@@ -73,7 +76,8 @@ class TiedWeights(unittest.TestCase):
         want = flat_state(tr)
         train(tr, kernel, 2)
         straight = flat_state(tr)
-        # A fresh rank (other starting values) loads it: the head is the loaded embedding, and it resumes bit-identically.
+        # A fresh rank (other starting values) loads it: the head is the loaded embedding, and it resumes
+        # bit-identically.
         back, kernel2 = single_rank(shape, init_params(lay, 9))
         info = dcp_checkpoint.check(path, files, shape, 0, 1)
         self.assertEqual(dcp_checkpoint.load(path, info, back.inner, back.optim), 2)

@@ -11,12 +11,15 @@ import shutil
 import struct
 import tempfile
 import unittest
+from typing import Any, Callable
 
 import torch
 
-import hf
-from model import ModelShape, param_layout
-from tests.llama_fixtures import save_tiny
+from .. import hf
+from ..model_shape import ModelShape
+from ..param_layout import param_layout
+from .hf_export import load_weights
+from .llama_fixtures import save_tiny
 
 torch.set_num_threads(1)
 
@@ -36,7 +39,7 @@ def last_tensor(path: str) -> tuple[str, int, int]:
     return name, base + h["data_offsets"][0], base + h["data_offsets"][1]
 
 
-def rewrite_header(path: str, edit) -> None:
+def rewrite_header(path: str, edit: Callable[[dict[str, Any]], None]) -> None:
     """Rewrites the header of `path` with `edit(header)` applied, keeping the data bytes."""
     base, head = header_of(path)
     with open(path, "rb") as f:
@@ -61,7 +64,7 @@ class Reader(unittest.TestCase):
 
     def load(self) -> torch.Tensor:
         flat = torch.full((self.lay.total,), float("nan"))
-        hf.load_weights(self.dir, self.lay, flat)
+        load_weights(self.dir, self.lay, flat)
         return flat
 
     def test_whole_file_loads(self) -> None:

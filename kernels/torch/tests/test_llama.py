@@ -16,14 +16,17 @@ from typing import Any
 
 import torch
 
-import hf
-from attention import AttentionKernel, Segments, UlyssesContext, kv_per_rank
-from model import ModelShape, ParamLayout, init_params, param_layout
-from packing import pack_group
-from step_plan import check_plan
-from tests.llama_fixtures import hf_mean_loss, save_tiny
-from tests.single_rank import loss_and_grads, single_rank
-from trainer import Trainer
+from .. import hf
+from ..attention import AttentionKernel, Segments, UlyssesContext, kv_per_rank
+from ..model_shape import ModelShape
+from ..param_init import init_params
+from ..param_layout import ParamLayout, param_layout
+from ..packing import pack_group
+from ..step_plan import check_plan
+from ..trainer import Trainer
+from .hf_export import export_hf, load_weights
+from .llama_fixtures import hf_mean_loss, save_tiny
+from .single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
 LLAMA3 = {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -41,7 +44,7 @@ def load(d: str, checkpointing: str = "none") -> tuple[Trainer, AttentionKernel,
     shape = ModelShape.from_json(hf.shape_json(cfg, d))
     lay = param_layout(shape)
     flat = torch.zeros(lay.total)
-    hf.load_weights(d, lay, flat)
+    load_weights(d, lay, flat)
     tr, kernel = single_rank(shape, flat, checkpointing=checkpointing, config_json=cfg)
     return tr, kernel, lay, flat
 
@@ -149,7 +152,7 @@ class Export(unittest.TestCase):
         tr, kernel = single_rank(ModelShape.from_json(hf.shape_json(cfg, src)), flat, config_json=cfg)
         out = os.path.join(self.dir, "out")
         shape = hf.shape_json(hf.read_config(src), src)
-        files = hf.export_hf(out, shape, lay, flat, shard_bytes=shard_bytes)
+        files = export_hf(out, shape, lay, flat, shard_bytes=shard_bytes)
         back = AutoModelForCausalLM.from_pretrained(out).float().eval()
         seq = batch(128, [40], seed=2)[0]
         pk = pack_group([seq], 1, 256, 128)
@@ -199,13 +202,13 @@ class Errors(unittest.TestCase):
         save_tiny("llama", self.dir)
         shape = ModelShape.from_json(hf.shape_json(hf.read_config(self.dir), self.dir))
         lay = param_layout(shape)
-        files = hf.export_hf(self.dir, hf.shape_json(hf.read_config(self.dir), self.dir), lay,
-                             torch.zeros(lay.total), shard_bytes=40_000)
+        files = export_hf(self.dir, hf.shape_json(hf.read_config(self.dir), self.dir), lay,
+                          torch.zeros(lay.total), shard_bytes=40_000)
         os.unlink(os.path.join(self.dir, "model.safetensors"))
         shard = os.path.basename(files[1])
         os.unlink(files[1])
         with self.assertRaisesRegex(hf.HfError, f"names shard {shard}, which is missing"):
-            hf.load_weights(self.dir, lay, torch.zeros(lay.total))
+            load_weights(self.dir, lay, torch.zeros(lay.total))
 
     def test_no_weights(self) -> None:
         with self.assertRaisesRegex(hf.HfError, "no model.safetensors or model.safetensors.index.json"):
@@ -214,7 +217,7 @@ class Errors(unittest.TestCase):
     def test_max_seq_may_only_cap_the_checkpoint_context(self) -> None:
         from dataclasses import replace
 
-        from executor import Executor
+        from ..executor import Executor
         save_tiny("llama", self.dir)
         shape = ModelShape.from_json(hf.shape_json(hf.read_config(self.dir), self.dir))
         Executor._check_hf_shape(self.dir, replace(shape, max_seq=shape.max_seq // 2))  # a cap is accepted

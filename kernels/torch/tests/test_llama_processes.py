@@ -17,12 +17,13 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
-import hf
-from dcp_checkpoint import read_flat
-from model import ModelShape, param_layout
-from tests.harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
+from .. import hf
+from ..dcp_checkpoint import read_flat
+from ..model_shape import ModelShape
+from ..param_layout import param_layout
+from .harness import (Proc, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
                            stop_all)
-from tests.llama_fixtures import hf_mean_loss, save_tiny
+from .llama_fixtures import hf_mean_loss, save_tiny
 
 torch.set_num_threads(1)
 
@@ -30,6 +31,7 @@ torch.set_num_threads(1)
 class LlamaFourRanks(unittest.TestCase):
     procs: list[Proc]
     dir: str
+    ref: Any
     tokens: list[int]
 
     @classmethod
@@ -52,7 +54,9 @@ class LlamaFourRanks(unittest.TestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def group_losses(self, step: int, groups: list[list[int]], lengths: list[list[int]]) -> None:
-        refs, gs, off = [], [], 0
+        refs: list[list[list[int]]] = []
+        gs: list[dict[str, Any]] = []
+        off = 0
         for ranks, ls in zip(groups, lengths):
             s = seqs(ls, first_id=len(refs) * 10, offset=off)
             off += sum(ls)

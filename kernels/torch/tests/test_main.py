@@ -1,6 +1,6 @@
-# The executor process's edges (executor_main.py): bad arguments, a Python without torch, malformed and
-# out-of-order commands answered with non-fatal errors, the exit statuses of shutdown and a closed stdin, and the
-# injected step faults (fault_injection.py).
+# The executor process's edges (`python3 -m kernels.torch.executor_main`): bad arguments, a Python without torch,
+# malformed and out-of-order commands answered with non-fatal errors, the exit statuses of shutdown and a closed
+# stdin, and the injected step faults (fault_injection.py).
 from __future__ import annotations
 
 import json
@@ -11,17 +11,21 @@ import unittest
 import unittest.mock
 from typing import Any
 
-from fault_injection import injected_fault
-from tests.harness import MAIN, TINY, group, plan, seqs, test_init
+from ..fault_injection import injected_fault
+from ..protocol import check_event
+from .harness import MAIN, TINY, group, package_env, plan, seqs, test_init
 
 
 def run(lines: list[str], args: list[str] | None = None, python: list[str] | None = None,
         env: dict[str, str] | None = None) -> tuple[int, list[Any], str]:
     """Runs one executor on `lines`; returns (exit status, events, stderr)."""
-    p = subprocess.run([*(python or [sys.executable]), MAIN, *(args or ["--kind", "torch-cpu", "--device", "0"])],
+    p = subprocess.run([*(python or [sys.executable]), *MAIN[1:], *(args or ["--kind", "torch-cpu", "--device", "0"])],
                        input="".join(x + "\n" for x in lines).encode(), capture_output=True, timeout=300,
-                       env={"FLEXSP_THREADS": "1", "PATH": "/usr/bin:/bin", **(env or {})})
+                       env=package_env({"FLEXSP_THREADS": "1", "PATH": "/usr/bin:/bin", **(env or {})}))
     events = [json.loads(x) for x in p.stdout.decode().splitlines() if x.strip()]
+    for e in events:
+        why = check_event(e)
+        assert why is None, why
     return p.returncode, events, p.stderr.decode()
 
 
@@ -83,6 +87,7 @@ class ExecutorMain(unittest.TestCase):
         code, events, _ = run([init, step], env={"FLEXSP_STEP_FAULT": "0:error"})
         self.assertEqual([e["type"] for e in events], ["ready", "error"])
         self.assertTrue(events[1]["fatal"])
+        self.assertFalse(events[1]["echo"], "this rank's own failure, not a peer's")
         self.assertRegex(events[1]["message"],
                          r"^step 0, micro-batch 0, SP group of degree 1 ranks \[0\] .*: injected fault "
                          r"\(FLEXSP_STEP_FAULT\) in step 0$")

@@ -11,12 +11,15 @@ import unittest
 
 import torch
 
-from executor import cuda_index
-from checkpoint import decode_state, encode_state, sha256_hex, write_atomic
-from model import ModelShape, Prng, init_mode, init_params, param_layout
-from packing import SyntheticSource, pack_group
-from step_plan import check_plan
-from tests.single_rank import loss_and_grads, single_rank
+from ..executor import cuda_index
+from ..checkpoint import decode_state, encode_state, sha256_hex, write_atomic
+from ..model_shape import ModelShape
+from ..param_init import init_mode, init_params
+from ..param_layout import param_layout
+from ..prng import Prng
+from ..packing import SyntheticSource, pack_group
+from ..step_plan import check_plan
+from .single_rank import loss_and_grads, single_rank
 
 torch.set_num_threads(1)
 SMALL = ModelShape.from_json({"layers": 2, "hidden": 32, "heads": 4, "vocab": 50, "maxSeq": 64})

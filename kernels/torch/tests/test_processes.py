@@ -14,13 +14,16 @@ from typing import Any
 import torch
 import torch.distributed.checkpoint as dcp
 
-from attention import Segments, UlyssesContext
-from dcp_checkpoint import read_flat
-from model import ModelShape, Prng, init_params, param_layout
-from packing import FileSource, pack_group
-from tests.harness import (TINY, Proc, data_files, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
-                           stop_all)
-from tests.single_rank import flat_grads, single_rank
+from ..attention import Segments, UlyssesContext
+from ..dcp_checkpoint import read_flat
+from ..model_shape import ModelShape
+from ..param_init import init_params
+from ..param_layout import param_layout
+from ..prng import Prng
+from ..packing import FileSource, pack_group
+from .harness import (TINY, Proc, data_files, files_of, group, load_all, plan, save_all, seqs, start_run, step_all,
+                      stop_all)
+from .single_rank import flat_grads, single_rank
 
 torch.set_num_threads(1)
 SHAPE = ModelShape.from_json(TINY)
@@ -173,8 +176,8 @@ class FourRanks(unittest.TestCase):
         self.assertRegex(self.procs[0].of("error")["message"],
                          rf"{victim['name']} has {victim['bytes'] - 10} bytes, the manifest")
         flat = os.path.join(self.dir, "flat.ckpt")
-        with open(flat, "wb") as f:
-            f.write(b"FLEXSPCK")
+        with open(flat, "wb") as out:
+            out.write(b"FLEXSPCK")
         for p in self.procs:
             p.send({"type": "load", "path": flat, "files": []})
         self.assertIn("flat checkpoint of the TypeScript executors", self.procs[0].of("error")["message"])
@@ -200,6 +203,7 @@ class FourRanks(unittest.TestCase):
             for e in errs:
                 self.assertRegex(e["message"], pattern)
                 self.assertFalse(e["fatal"], "a refused plan is not fatal")
+                self.assertFalse(e["echo"])
             self.assertEqual(len({e["message"] for e in errs}), 1, "every rank says the same")
         done = step_all(self.procs, plan(0, [[group([0], s[:1]), group([1], s[1:2]), group([2, 3], s[2:])]]))
         self.assertEqual(len(done), 4, "still usable")
@@ -237,6 +241,22 @@ class FourRanks(unittest.TestCase):
             self.assertFalse(e["fatal"])
         # The executors still train.
         step_all(self.procs, plan(0, [[group([0, 1, 2, 3], seqs([40], first_id=900))]]))
+
+
+class PeerLoss(unittest.TestCase):
+    def test_a_peer_killed_mid_step_makes_the_other_fail_with_a_fatal_echo(self) -> None:
+        # Rank 1 exits inside its first micro-batch while rank 0 waits for it in the group's first collective.
+        procs = start_run(2, env={"FLEXSP_DP_OP_TIMEOUT_MS": "30000", "FLEXSP_STEP_FAULT": "1:exit"})
+        try:
+            for p in procs:
+                p.send({"type": "step", "plan": plan(0, [[group([0, 1], seqs([256, 256]))]])})
+            self.assertEqual(procs[1].p.wait(60), 3)
+            e = procs[0].of("error", 60)
+            self.assertTrue(e["fatal"])
+            self.assertTrue(e["echo"], f"rank 0 only repeats rank 1's failure: {e['message']}")
+            self.assertIn("a peer rank disconnected or aborted", e["message"])
+        finally:
+            stop_all(procs)
 
 
 if __name__ == "__main__":
