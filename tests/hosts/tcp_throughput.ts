@@ -1,6 +1,7 @@
 // TCP throughput between two test hosts (or inside one), for checking shaped links: `measureTcpMbit` runs this file
 // as a receiver in one network namespace and a sender in another and returns the receiver's rate. As a script:
-// `serve HOST PORT` accepts one connection, reads it to the end and prints `{"bytes":N,"ms":T}` (first byte to last);
+// `serve HOST PORT` accepts one connection, reads it to the end and prints `{"bytes":N,"first":F,"ms":T}` (F: the first
+// read's bytes; T: from the first read to the last);
 // `send HOST PORT BYTES` writes that many bytes and closes.
 
 const SELF = new URL(import.meta.url).pathname;
@@ -12,7 +13,10 @@ export interface TcpPath {
   toIp: string;
 }
 
-/** Sends `bytes` over one TCP connection along `path`; the receiver's Mbit/s (10^6 bit/s), first byte to last. */
+/**
+ * Sends `bytes` over one TCP connection along `path`; the receiver's Mbit/s (10^6 bit/s): the bytes after its first
+ * read over the time from that read to the last (what arrives in the first read took no measured time).
+ */
 export async function measureTcpMbit(path: TcpPath, bytes: number): Promise<number> {
   const port = 20000 + (Deno.pid * 31 + Math.floor(performance.now())) % 20000;
   const server = new Deno.Command("ip", {
@@ -74,9 +78,9 @@ export async function measureTcpMbit(path: TcpPath, bytes: number): Promise<numb
     await server.status;
     await server.stderr.cancel().catch(() => {});
   }
-  const r = JSON.parse(out.trim().split("\n").at(-1)!) as { bytes: number; ms: number };
+  const r = JSON.parse(out.trim().split("\n").at(-1)!) as { bytes: number; first: number; ms: number };
   if (r.bytes !== bytes) throw new Error(`receiver got ${r.bytes} of ${bytes} bytes`);
-  return (r.bytes * 8) / (r.ms * 1000);
+  return ((r.bytes - r.first) * 8) / (r.ms * 1000);
 }
 
 if (import.meta.main) {
@@ -87,14 +91,15 @@ if (import.meta.main) {
     const conn = await listener.accept();
     const buf = new Uint8Array(1 << 20);
     let bytes = 0;
+    let first = 0;
     let t0 = 0;
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
-      if (bytes === 0) t0 = performance.now();
+      if (bytes === 0) [t0, first] = [performance.now(), n];
       bytes += n;
     }
-    console.log(JSON.stringify({ bytes, ms: performance.now() - t0 }));
+    console.log(JSON.stringify({ bytes, first, ms: performance.now() - t0 }));
     conn.close();
     listener.close();
   } else if (mode === "send") {

@@ -326,11 +326,18 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
       await $`ip -n ${ns} link set lo up`.quiet();
       if (opts.shaping) {
         const { rateMbit, delayMs, intraRateMbit } = opts.shaping;
-        const tbf = (rate: number, burst: string) => `tbf rate ${rate}mbit burst ${burst} latency 50ms`;
+        // A token bucket whose burst is one millisecond of its rate (at least `packet` bytes, the largest packet it
+        // must pass whole): a link carries every message at its rate, as a cluster's link does. A larger burst lets
+        // whatever fits in it through at memory speed after each idle moment: with 256 KiB on the 200 Mbit/s link
+        // (10 ms of it) the all-to-alls of short sequences, a few hundred KiB per call with compute between calls,
+        // crossed the "slow" link almost free (issue 20).
+        const tbf = (rate: number, packet: number) =>
+          `tbf rate ${rate}mbit burst ${Math.max(packet, Math.round(rate * 125))} latency 50ms`;
         // Towards the host (the bridge's side of its veth): a token bucket. Leaving it (its eth0): the same, or netem
-        // with the latency and the rate, so that a packet between two hosts is delayed once.
-        await $`sh -c ${`tc qdisc add dev ${veth} root ${tbf(rateMbit, "256kb")}`}`.quiet();
-        const out = delayMs ? `netem delay ${delayMs}ms rate ${rateMbit}mbit limit 100000` : tbf(rateMbit, "256kb");
+        // with the latency and the rate, so that a packet between two hosts is delayed once. The veths' packets
+        // larger than the burst (GSO, up to 64 KiB) are split by tbf into MTU-sized ones.
+        await $`sh -c ${`tc qdisc add dev ${veth} root ${tbf(rateMbit, 16384)}`}`.quiet();
+        const out = delayMs ? `netem delay ${delayMs}ms rate ${rateMbit}mbit limit 100000` : tbf(rateMbit, 16384);
         const added = await $`ip netns exec ${ns} sh -c ${`tc qdisc add dev eth0 root ${out}`}`.noThrow().quiet();
         if (added.code !== 0) {
           const why = added.stderr.trim();
@@ -341,9 +348,9 @@ export async function startTestHosts(opts: TestHostOptions): Promise<TestHosts> 
               : `tc on ${name}'s eth0: ${why}`,
           );
         }
-        // The loopback's packets are up to 64 KiB: the bucket holds several.
+        // The loopback's packets are up to 64 KiB and not split: the bucket holds two.
         if (intraRateMbit) {
-          await $`ip netns exec ${ns} sh -c ${`tc qdisc add dev lo root ${tbf(intraRateMbit, "1mb")}`}`.quiet();
+          await $`ip netns exec ${ns} sh -c ${`tc qdisc add dev lo root ${tbf(intraRateMbit, 2 * 65536)}`}`.quiet();
         }
       }
       // Inside the namespace, /usr/local/bin (on root's PATH) is a directory of this host's own: with this

@@ -79,6 +79,34 @@ Deno.test({
 });
 
 Deno.test({
+  name: "test hosts: a short message after an idle link crosses at the set rate, not at memory speed (no large burst)",
+  ignore: !can.ok,
+  fn: async () => {
+    // An all-to-all of short sequences moves a few hundred KiB per call with compute between calls: each call finds
+    // the link idle. A token bucket with a large burst (256 KiB, 10 ms of 200 Mbit/s, before issue 20's fix) let
+    // such a message through at memory speed (measured: several Gbit/s).
+    const net = await twoTierNetwork();
+    const th = await startTestHosts({ count: 2, shaping: net.shaping });
+    try {
+      const [h1, h2] = th.hosts;
+      // Both directions: each host's egress and the bridge's side of its veth are shaped.
+      for (const [from, to] of [[h1, h2], [h2, h1]]) {
+        const rates: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          rates.push(await measureTcpMbit({ fromNetns: from.netns, toNetns: to.netns, toIp: to.ip }, 384 * 1024));
+        }
+        const best = Math.max(...rates);
+        const what = `384 KiB messages from ${from.name} to ${to.name}`;
+        console.log(`${what}: ${rates.map((r) => r.toFixed(0)).join(", ")} Mbit/s`);
+        assert(best <= 1.25 * INTER_NODE_MBIT, `${what} crossed at ${best.toFixed(0)} Mbit/s, set ${INTER_NODE_MBIT}`);
+      }
+    } finally {
+      await th.close();
+    }
+  },
+});
+
+Deno.test({
   name: "test hosts: leftovers of a run whose process is gone are removed",
   ignore: !can.ok,
   fn: async () => {
