@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
@@ -35,7 +36,8 @@ def check_compute_request(req: Any, shape: ModelShape) -> None:
     for i, p in enumerate(req["points"]):
         c, ln = (p.get("count"), p.get("length")) if isinstance(p, dict) else (None, None)
         if not isinstance(c, int) or c < 1 or not isinstance(ln, int) or ln < 2:
-            raise Refusal(f"profile_compute: point {i} needs count >= 1 and length >= 2, got {p}")
+            raise Refusal(f"profile_compute: point {i} needs count >= 1 and length >= 2, "
+                          f"got {json.dumps(p, separators=(',', ':'))}")
         if ln > shape.max_seq:
             raise Refusal(f"profile_compute: point {i} has length {ln}, more than the model's {shape.max_seq}")
     order = req.get("order")

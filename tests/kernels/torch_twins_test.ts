@@ -2,15 +2,18 @@
 // kernels/torch/step_plan.py check_plan (the same plans accepted with the same SP ranks, or refused with the same
 // message), kernels/packing.ts packGroup against kernels/torch/packing.py pack_group (the same packed stream, or
 // the same error), and core/hf_config.ts hfConfigOf against kernels/torch/hf.py hf_config (the same config.json of a
-// llama-family shape). Python-only checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
+// llama-family shape), and kernels/profiling.ts checkComputeRequest/checkAllToAllRequest against
+// kernels/torch/profiling.py check_compute_request/check_alltoall_request (the same requests refused, by the same
+// message). Python-only checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
 
 import { assertEquals } from "../assert.ts";
 import { checkPlan } from "../../kernels/step_plan.ts";
 import { packGroup } from "../../kernels/packing.ts";
 import type { ModelShape } from "../../kernels/model.ts";
-import type { ExecutorStepPlan } from "../../core/protocol.ts";
+import type { ExecutorStepPlan, ProfileAllToAllRequest, ProfileComputeRequest } from "../../core/protocol.ts";
 import { torchModuleCommand } from "../../core/torch_package.ts";
 import { hfConfigOf } from "../../core/hf_config.ts";
+import { checkAllToAllRequest, checkComputeRequest } from "../../kernels/profiling.ts";
 import type { ModelShape as CoreShape } from "../../core/model_shape.ts";
 import { pythonImportFailure } from "../python_probe.ts";
 
@@ -69,6 +72,42 @@ const PACKS: [number[][], number, number, number][] = [
   [[[1]], 0, 8, 16],
 ];
 
+const computeRequest = (over: Record<string, unknown> = {}) => ({
+  id: "c",
+  points: [{ count: 2, length: 8 }, { count: 1, length: 64 }],
+  order: [0, 1, 0],
+  warmup: 1,
+  ...over,
+});
+/** profile_compute requests for SHAPE: one accepted, then one of each refusal. */
+const COMPUTE_REQUESTS: unknown[] = [
+  computeRequest(),
+  computeRequest({ points: [] }),
+  computeRequest({ points: [{ count: 0, length: 8 }] }),
+  computeRequest({ points: [{ count: 1, length: 65 }] }),
+  computeRequest({ order: [] }),
+  computeRequest({ order: [0, 2] }),
+  computeRequest({ warmup: -1 }),
+];
+const allToAllRequest = (over: Record<string, unknown> = {}) => ({
+  id: "a",
+  groups: [[0, 1], [2, 3]],
+  sizes: [16, 1024],
+  iters: 2,
+  warmup: 1,
+  ...over,
+});
+/** profile_alltoall requests on 4 ranks: one accepted, then one of each refusal (the Python pool accepts any group). */
+const ALLTOALL_REQUESTS: unknown[] = [
+  allToAllRequest(),
+  allToAllRequest({ sizes: undefined }),
+  allToAllRequest({ groups: [[0]] }),
+  allToAllRequest({ groups: [[0, 5]] }),
+  allToAllRequest({ groups: [[0, 1], [1, 2]] }),
+  allToAllRequest({ sizes: [16, -1] }),
+  allToAllRequest({ iters: 0 }),
+];
+
 const LLAMA = {
   family: "llama",
   layers: 2,
@@ -107,6 +146,7 @@ from kernels.torch.model_shape import ModelShape
 from kernels.torch.packing import pack_group
 from kernels.torch.step_plan import check_plan
 from kernels.torch.hf import hf_config
+from kernels.torch.profiling import check_alltoall_request, check_compute_request
 import torch
 cases = json.load(sys.stdin)
 shape = ModelShape.from_json(cases["shape"])
@@ -125,7 +165,15 @@ for seqs, degree, max_seq, vocab in cases["packs"]:
     except ValueError as e:
         packs.append({"error": str(e)})
 configs = [hf_config(s, getattr(torch, dtype)) for s, dtype in cases["configs"]]
-print(json.dumps({"plans": plans, "packs": packs, "configs": configs}))
+def verdict(check):
+    try:
+        check()
+        return "ok"
+    except ValueError as e:
+        return str(e)
+compute = [verdict(lambda: check_compute_request(r, shape)) for r in cases["compute"]]
+alltoall = [verdict(lambda: check_alltoall_request(r, 4, lambda g: True)) for r in cases["alltoall"]]
+print(json.dumps({"plans": plans, "packs": packs, "configs": configs, "compute": compute, "alltoall": alltoall}))
 `;
 
 function typescriptSide() {
@@ -153,12 +201,24 @@ function typescriptSide() {
     }
   });
   const configs = CONFIGS.map(([shape, dtype]) => hfConfigOf(shape as unknown as CoreShape, dtype));
-  return { plans, packs, configs };
+  const verdict = (check: () => void) => {
+    try {
+      check();
+      return "ok";
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const compute = COMPUTE_REQUESTS.map((r) =>
+    verdict(() => checkComputeRequest(r as ProfileComputeRequest, SHAPE as ModelShape))
+  );
+  const alltoall = ALLTOALL_REQUESTS.map((r) => verdict(() => checkAllToAllRequest(r as ProfileAllToAllRequest, 4)));
+  return { plans, packs, configs, compute, alltoall };
 }
 
 Deno.test({
   name:
-    "twins: step-plan checks, packing and a shape's config.json are the same in TypeScript and in the torch executor",
+    "twins: step-plan checks, packing, a shape's config.json and profiling requests' checks are the same in TypeScript and in the torch executor",
   ignore: missing !== undefined,
   fn: async () => {
     // The package's root on PYTHONPATH, as for its entry points (the script itself runs with -c).
@@ -172,7 +232,14 @@ Deno.test({
     }).spawn();
     const w = child.stdin.getWriter();
     await w.write(
-      new TextEncoder().encode(JSON.stringify({ shape: SHAPE, plans: PLANS, packs: PACKS, configs: CONFIGS })),
+      new TextEncoder().encode(JSON.stringify({
+        shape: SHAPE,
+        plans: PLANS,
+        packs: PACKS,
+        configs: CONFIGS,
+        compute: COMPUTE_REQUESTS,
+        alltoall: ALLTOALL_REQUESTS,
+      })),
     );
     await w.close();
     const out = await child.output();
@@ -183,5 +250,13 @@ Deno.test({
     for (let i = 0; i < PLANS.length; i++) assertEquals(py.plans[i], ts.plans[i], `plan case ${i}`);
     for (let i = 0; i < PACKS.length; i++) assertEquals(py.packs[i], ts.packs[i], `packing case ${i}`);
     for (let i = 0; i < CONFIGS.length; i++) assertEquals(py.configs[i], ts.configs[i], `config.json case ${i}`);
+    assertEquals(new Set(ts.compute).size, COMPUTE_REQUESTS.length, "each compute request reaches another verdict");
+    assertEquals(
+      new Set(ts.alltoall).size,
+      ALLTOALL_REQUESTS.length,
+      "each all-to-all request reaches another verdict",
+    );
+    assertEquals(py.compute, ts.compute, "profile_compute requests");
+    assertEquals(py.alltoall, ts.alltoall, "profile_alltoall requests");
   },
 });
