@@ -13,7 +13,10 @@ export function injectedFault(
 ): "error" | "exit" | undefined {
   const spec = env(variable);
   if (!spec) return undefined;
-  const [r, mode] = spec.split(":");
-  if (Number(r) !== rank) return undefined;
+  // RANK is a whole number; MODE all after the first colon (as kernels/torch/fault_injection.py reads it).
+  const colon = spec.indexOf(":");
+  const r = (colon < 0 ? spec : spec.slice(0, colon)).trim();
+  const mode = colon < 0 ? "" : spec.slice(colon + 1);
+  if (!/^-?\d+$/.test(r) || Number(r) !== rank) return undefined;
   return mode === "exit" ? "exit" : "error";
 }

@@ -4,7 +4,9 @@
 // the same error), and core/hf_config.ts hfConfigOf against kernels/torch/hf.py hf_config (the same config.json of a
 // llama-family shape), and kernels/profiling.ts checkComputeRequest/checkAllToAllRequest against
 // kernels/torch/profiling.py check_compute_request/check_alltoall_request (the same requests refused, by the same
-// message). Python-only checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
+// message), and the test fault injection kernels/fault_injection.ts injectedFault against
+// kernels/torch/fault_injection.py injected_fault (the same spec asks the same rank for the same fault). Python-only
+// checks (the SP-group pool's alignment, K/V heads) are out of these cases' reach.
 
 import { assertEquals } from "../assert.ts";
 import { checkPlan } from "../../kernels/step_plan.ts";
@@ -14,6 +16,7 @@ import type { ExecutorStepPlan, ProfileAllToAllRequest, ProfileComputeRequest } 
 import { torchModuleCommand } from "../../core/torch_package.ts";
 import { hfConfigOf } from "../../core/hf_config.ts";
 import { checkAllToAllRequest, checkComputeRequest } from "../../kernels/profiling.ts";
+import { injectedFault } from "../../kernels/fault_injection.ts";
 import type { ModelShape as CoreShape } from "../../core/model_shape.ts";
 import { pythonImportFailure } from "../python_probe.ts";
 
@@ -108,6 +111,21 @@ const ALLTOALL_REQUESTS: unknown[] = [
   allToAllRequest({ iters: 0 }),
 ];
 
+/** FLEXSP_*_FAULT values, each asked of ranks 0-2: unset, each mode, a mode spelt otherwise, junk. */
+const FAULT_SPECS = [
+  "",
+  "1",
+  "1:exit",
+  "1:error",
+  "2:exit:now",
+  "1:EXIT",
+  " 1:exit",
+  "x:exit",
+  "-1:exit",
+  "1.0:exit",
+  ":exit",
+];
+
 const LLAMA = {
   family: "llama",
   layers: 2,
@@ -147,6 +165,8 @@ from kernels.torch.packing import pack_group
 from kernels.torch.step_plan import check_plan
 from kernels.torch.hf import hf_config
 from kernels.torch.profiling import check_alltoall_request, check_compute_request
+from kernels.torch.fault_injection import injected_fault
+import os
 import torch
 cases = json.load(sys.stdin)
 shape = ModelShape.from_json(cases["shape"])
@@ -173,7 +193,12 @@ def verdict(check):
         return str(e)
 compute = [verdict(lambda: check_compute_request(r, shape)) for r in cases["compute"]]
 alltoall = [verdict(lambda: check_alltoall_request(r, 4, lambda g: True)) for r in cases["alltoall"]]
-print(json.dumps({"plans": plans, "packs": packs, "configs": configs, "compute": compute, "alltoall": alltoall}))
+faults = []
+for spec in cases["faults"]:
+    os.environ["FLEXSP_TWIN_FAULT"] = spec
+    faults.append([injected_fault("FLEXSP_TWIN_FAULT", r) for r in range(3)])
+print(json.dumps({"plans": plans, "packs": packs, "configs": configs, "compute": compute, "alltoall": alltoall,
+                  "faults": faults}))
 `;
 
 function typescriptSide() {
@@ -213,12 +238,13 @@ function typescriptSide() {
     verdict(() => checkComputeRequest(r as ProfileComputeRequest, SHAPE as ModelShape))
   );
   const alltoall = ALLTOALL_REQUESTS.map((r) => verdict(() => checkAllToAllRequest(r as ProfileAllToAllRequest, 4)));
-  return { plans, packs, configs, compute, alltoall };
+  const faults = FAULT_SPECS.map((spec) => [0, 1, 2].map((r) => injectedFault("F", r, () => spec) ?? null));
+  return { plans, packs, configs, compute, alltoall, faults };
 }
 
 Deno.test({
   name:
-    "twins: step-plan checks, packing, a shape's config.json and profiling requests' checks are the same in TypeScript and in the torch executor",
+    "twins: step-plan checks, packing, a shape's config.json, profiling requests' checks and fault injection are the same in TypeScript and in the torch executor",
   ignore: missing !== undefined,
   fn: async () => {
     // The package's root on PYTHONPATH, as for its entry points (the script itself runs with -c).
@@ -239,6 +265,7 @@ Deno.test({
         configs: CONFIGS,
         compute: COMPUTE_REQUESTS,
         alltoall: ALLTOALL_REQUESTS,
+        faults: FAULT_SPECS,
       })),
     );
     await w.close();
@@ -258,5 +285,8 @@ Deno.test({
     );
     assertEquals(py.compute, ts.compute, "profile_compute requests");
     assertEquals(py.alltoall, ts.alltoall, "profile_alltoall requests");
+    for (let i = 0; i < FAULT_SPECS.length; i++) {
+      assertEquals(py.faults[i], ts.faults[i], `fault injection ${JSON.stringify(FAULT_SPECS[i])}`);
+    }
   },
 });
