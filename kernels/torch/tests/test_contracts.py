@@ -97,8 +97,12 @@ ctx = UlyssesContext(dist.group.WORLD, 2, Segments([0, 128]), kernel)
 loss = tr.module(tok, pos, tgt, ctx)
 forward = calls["n"]
 loss.backward()
-print(json.dumps({"forward": forward, "backward": calls["n"] - forward}))
+print(json.dumps({"forward": forward, "backward": calls["n"] - forward}), flush=True)
+# Both ranks are done with the group before either tears it down, and the process then exits without running C++
+# static destructors: a rank exiting while its peer's gloo thread still reads the pair once ended in std::terminate.
+dist.barrier()
 dist.destroy_process_group()
+os._exit(0)
 '''
 
 
