@@ -1,8 +1,10 @@
 // The repository's TypeScript sources, for tests that read the code itself (tier rules, function lengths, repeated
 // literals): a walk that skips dependencies, run outputs and hidden folders.
 
+import { REPO_ROOT } from "../orchestrator/cluster/bootstrap.ts";
+
 /** The repository root (no trailing slash). */
-export const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+export const ROOT = REPO_ROOT;
 
 /** Every `.ts` file under `dir` (relative to the root; "" for all), as root-relative paths. */
 export async function* tsFiles(dir: string): AsyncGenerator<string> {
